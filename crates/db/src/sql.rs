@@ -1,0 +1,329 @@
+//! A small builder for dynamic SQL (filters, data scope, keyset pagination) with bound
+//! parameters, on top of diesel's boxed `sql_query`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use crm_domain::access::ScopeFilter;
+use crm_domain::listing::{self, Cursor, ListError, SortKey};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{self, HasSqlType};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::QueryResult;
+
+/// SQL text plus its bound parameters; `bind` writes the `$n` placeholder itself.
+pub struct Sql<'a> {
+    query: Option<BoxedSqlQuery<'a, Pg, SqlQuery>>,
+    n: usize,
+}
+
+impl<'a> Sql<'a> {
+    pub fn new(sql: &str) -> Self {
+        Sql {
+            query: Some(diesel::sql_query(sql).into_boxed()),
+            n: 0,
+        }
+    }
+
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.query = self.query.take().map(|q| q.sql(sql));
+        self
+    }
+
+    /// Appends a `$n` placeholder bound to `value`.
+    pub fn bind<ST, V>(&mut self, value: V) -> &mut Self
+    where
+        Pg: HasSqlType<ST>,
+        V: ToSql<ST, Pg> + Send + 'a,
+        ST: Send + 'a,
+    {
+        self.n += 1;
+        let placeholder = format!("${}", self.n);
+        self.query = self.query.take().map(|q| q.sql(placeholder).bind::<ST, V>(value));
+        self
+    }
+
+    pub fn into_query(self) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+        self.query.unwrap_or_else(|| diesel::sql_query("").into_boxed())
+    }
+
+    /// Restricts `alias` (a table with `owner_id` and `team_id`) to the caller's scope.
+    pub fn scope(&mut self, alias: &str, filter: &ScopeFilter) -> &mut Self {
+        match filter {
+            ScopeFilter::All => self,
+            ScopeFilter::Owner(user) => {
+                self.push(&format!(" AND {alias}.owner_id = "));
+                self.bind::<sql_types::Uuid, _>(*user)
+            }
+            ScopeFilter::OwnerOrTeams(user, teams) => {
+                self.push(&format!(" AND ({alias}.owner_id = "));
+                self.bind::<sql_types::Uuid, _>(*user);
+                self.push(&format!(" OR {alias}.team_id = ANY("));
+                self.bind::<sql_types::Array<sql_types::Uuid>, _>(teams.clone());
+                self.push("))")
+            }
+        }
+    }
+
+    /// `AND <expr> = $n` when a value is given.
+    pub fn eq_opt<ST, V>(&mut self, expr: &str, value: Option<V>) -> &mut Self
+    where
+        Pg: HasSqlType<ST>,
+        V: ToSql<ST, Pg> + Send + 'a,
+        ST: Send + 'a,
+    {
+        if let Some(v) = value {
+            self.push(&format!(" AND {expr} = "));
+            self.bind::<ST, V>(v);
+        }
+        self
+    }
+
+    /// `AND <expr> <op> $n` for a timestamp bound.
+    pub fn cmp_ts(&mut self, expr: &str, op: &str, value: Option<DateTime<Utc>>) -> &mut Self {
+        if let Some(v) = value {
+            self.push(&format!(" AND {expr} {op} "));
+            self.bind::<sql_types::Timestamptz, _>(v);
+        }
+        self
+    }
+
+    /// `AND <expr> ILIKE '%q%'` with LIKE metacharacters escaped.
+    pub fn contains(&mut self, expr: &str, q: Option<&str>) -> &mut Self {
+        if let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) {
+            self.push(&format!(" AND {expr} ILIKE "));
+            self.bind::<sql_types::Text, _>(format!("%{}%", escape_like(q)));
+        }
+        self
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+pub fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The SQL type of a sortable column, used to bind cursor values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortType {
+    Text,
+    Timestamp,
+    Date,
+    Int,
+}
+
+/// A column a list may be sorted on: its API name and its SQL expression.
+#[derive(Debug, Clone, Copy)]
+pub struct SortColumn {
+    pub field: &'static str,
+    pub expr: &'static str,
+    pub ty: SortType,
+}
+
+#[derive(Debug, Clone)]
+enum Bound {
+    Text(String),
+    Timestamp(DateTime<Utc>),
+    Date(NaiveDate),
+    Int(i64),
+}
+
+impl Bound {
+    fn parse(ty: SortType, v: &Value) -> Option<Bound> {
+        Some(match ty {
+            SortType::Text => Bound::Text(v.as_str()?.to_owned()),
+            SortType::Timestamp => {
+                Bound::Timestamp(DateTime::parse_from_rfc3339(v.as_str()?).ok()?.with_timezone(&Utc))
+            }
+            SortType::Date => Bound::Date(v.as_str()?.parse().ok()?),
+            SortType::Int => Bound::Int(v.as_i64()?),
+        })
+    }
+
+    fn bind(&self, sql: &mut Sql<'_>) {
+        match self {
+            Bound::Text(s) => sql.bind::<sql_types::Text, _>(s.clone()),
+            Bound::Timestamp(t) => sql.bind::<sql_types::Timestamptz, _>(*t),
+            Bound::Date(d) => sql.bind::<sql_types::Date, _>(*d),
+            Bound::Int(i) => sql.bind::<sql_types::Int8, _>(*i),
+        };
+    }
+}
+
+/// A validated list request: sort keys, page size and the position to continue from.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    keys: Vec<(SortColumn, bool)>,
+    after: Option<(Vec<Bound>, Uuid)>,
+    pub limit: i64,
+    signature: String,
+}
+
+impl ListSpec {
+    /// Validates `sort`, `cursor` and `limit` against the columns a resource allows.
+    /// `mode` is folded into the cursor signature so a cursor from one filter mode
+    /// (e.g. delta sync) cannot be replayed in another.
+    pub fn new(
+        columns: &[SortColumn],
+        default_sort: &str,
+        sort: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+        mode: &str,
+    ) -> Result<ListSpec, ListError> {
+        let names: Vec<&'static str> = columns.iter().map(|c| c.field).collect();
+        let keys: Vec<SortKey> = listing::parse_sort(sort, &names, default_sort)?;
+        let limit = listing::limit(limit)?;
+        let signature = format!("{mode}|{}", listing::sort_signature(&keys));
+        let keys: Vec<(SortColumn, bool)> = keys
+            .iter()
+            .filter_map(|k| columns.iter().find(|c| c.field == k.field).map(|c| (*c, k.desc)))
+            .collect();
+        let after = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let cur = Cursor::decode(raw, &signature, keys.len())?;
+                let bounds = keys
+                    .iter()
+                    .zip(&cur.values)
+                    .map(|((col, _), v)| Bound::parse(col.ty, v))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(ListError::InvalidCursor)?;
+                Some((bounds, cur.id))
+            }
+        };
+        Ok(ListSpec {
+            keys,
+            after,
+            limit,
+            signature,
+        })
+    }
+
+    /// Appends the keyset condition (rows strictly after the cursor).
+    pub fn push_after(&self, sql: &mut Sql<'_>, id_expr: &str) {
+        let Some((bounds, id)) = &self.after else { return };
+        let all_same = self.keys.iter().all(|(_, d)| *d == self.keys[0].1);
+        if all_same {
+            // Row-value comparison lets Postgres walk a composite index.
+            let op = if self.keys[0].1 { "<" } else { ">" };
+            let cols: Vec<&str> = self.keys.iter().map(|(c, _)| c.expr).collect();
+            sql.push(&format!(" AND ({}, {id_expr}) {op} (", cols.join(", ")));
+            for b in bounds {
+                b.bind(sql);
+                sql.push(", ");
+            }
+            sql.bind::<sql_types::Uuid, _>(*id);
+            sql.push(")");
+            return;
+        }
+        // Mixed directions: (k1 op v1) OR (k1 = v1 AND k2 op v2) OR ... OR (all = AND id op).
+        let last_desc = self.keys.last().map(|(_, d)| *d).unwrap_or(false);
+        sql.push(" AND (");
+        for i in 0..=self.keys.len() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(TRUE");
+            for ((col, _), bound) in self.keys.iter().zip(bounds).take(i) {
+                sql.push(&format!(" AND {} = ", col.expr));
+                bound.bind(sql);
+            }
+            if i < self.keys.len() {
+                let (col, desc) = self.keys[i];
+                sql.push(&format!(" AND {} {} ", col.expr, if desc { "<" } else { ">" }));
+                bounds[i].bind(sql);
+            } else {
+                sql.push(&format!(" AND {id_expr} {} ", if last_desc { "<" } else { ">" }));
+                sql.bind::<sql_types::Uuid, _>(*id);
+            }
+            sql.push(")");
+        }
+        sql.push(")");
+    }
+
+    /// Appends ORDER BY (id last as tie-breaker) and LIMIT (one extra row to detect more).
+    pub fn push_order_limit(&self, sql: &mut Sql<'_>, id_expr: &str) {
+        let last_desc = self.keys.last().map(|(_, d)| *d).unwrap_or(false);
+        let mut parts: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(c, d)| format!("{} {}", c.expr, if *d { "DESC" } else { "ASC" }))
+            .collect();
+        parts.push(format!("{id_expr} {}", if last_desc { "DESC" } else { "ASC" }));
+        sql.push(&format!(" ORDER BY {} LIMIT ", parts.join(", ")));
+        sql.bind::<sql_types::Int8, _>(self.limit + 1);
+    }
+
+    /// Cuts the extra row and builds the cursor from the last row kept.
+    pub fn finish<T: Serialize>(&self, mut rows: Vec<T>, id_of: impl Fn(&T) -> Uuid) -> Page<T> {
+        let more = rows.len() as i64 > self.limit;
+        rows.truncate(self.limit as usize);
+        let next_cursor = if more {
+            rows.last().map(|last| {
+                let value = serde_json::to_value(last).unwrap_or(Value::Null);
+                Cursor {
+                    signature: self.signature.clone(),
+                    values: self
+                        .keys
+                        .iter()
+                        .map(|(c, _)| value.get(c.field).cloned().unwrap_or(Value::Null))
+                        .collect(),
+                    id: id_of(last),
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Page {
+            items: rows,
+            next_cursor,
+        }
+    }
+
+    /// Runs a prepared list query: keyset condition, order, limit, cursor.
+    pub fn load<T>(
+        &self,
+        conn: &mut PgConnection,
+        mut sql: Sql<'_>,
+        id_expr: &str,
+        id_of: impl Fn(&T) -> Uuid,
+    ) -> QueryResult<Page<T>>
+    where
+        T: QueryableByName<Pg> + Serialize + 'static,
+    {
+        self.push_after(&mut sql, id_expr);
+        self.push_order_limit(&mut sql, id_expr);
+        let rows: Vec<T> = sql.into_query().load(conn)?;
+        Ok(self.finish(rows, id_of))
+    }
+}
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(escape_like(r"50%_a\b"), r"50\%\_a\\b");
+    }
+}

@@ -1,0 +1,349 @@
+//! Permissions (`resource:action`) with a data scope, and the authenticated principal.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a permission allows on a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Read,
+    Create,
+    Update,
+    Delete,
+    Export,
+    /// Reassigning a record's owner.
+    Assign,
+    Admin,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Read,
+        Action::Create,
+        Action::Update,
+        Action::Delete,
+        Action::Export,
+        Action::Assign,
+        Action::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Export => "export",
+            Action::Assign => "assign",
+            Action::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownValue(s.to_owned()))
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which records a permission reaches. Ordered from narrowest to widest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Records the caller owns.
+    Own,
+    /// Records of the caller's team (and the caller's own).
+    Team,
+    /// Records of the caller's team and every team below it.
+    TeamAndBelow,
+    /// Every record.
+    All,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Own, Scope::Team, Scope::TeamAndBelow, Scope::All];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Own => "own",
+            Scope::Team => "team",
+            Scope::TeamAndBelow => "team_and_below",
+            Scope::All => "all",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownValue(s.to_owned()))
+    }
+}
+
+/// A string that is not one of the allowed values.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value `{0}`")]
+pub struct UnknownValue(pub String);
+
+/// A resource that permissions can be granted on, with the actions that make sense for it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ResourceDef {
+    pub name: &'static str,
+    pub actions: &'static [Action],
+}
+
+const RECORD_ACTIONS: &[Action] = &[
+    Action::Read,
+    Action::Create,
+    Action::Update,
+    Action::Delete,
+    Action::Export,
+    Action::Assign,
+];
+
+/// Every resource known to the permission model. Later capabilities add theirs here.
+pub const RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        name: "accounts",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "contacts",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "users",
+        actions: &[Action::Read, Action::Admin],
+    },
+    ResourceDef {
+        name: "teams",
+        actions: &[Action::Read, Action::Admin],
+    },
+    ResourceDef {
+        name: "roles",
+        actions: &[Action::Read, Action::Admin],
+    },
+    ResourceDef {
+        name: "api_keys",
+        actions: &[Action::Admin],
+    },
+    ResourceDef {
+        name: "audit",
+        actions: &[Action::Read],
+    },
+];
+
+/// Looks up a resource definition by name.
+pub fn resource(name: &str) -> Option<&'static ResourceDef> {
+    RESOURCES.iter().find(|r| r.name == name)
+}
+
+/// One granted permission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub resource: String,
+    pub action: Action,
+    pub scope: Scope,
+}
+
+impl Grant {
+    /// Checks the grant against the resource catalogue.
+    pub fn validate(&self) -> Result<(), String> {
+        let def = resource(&self.resource).ok_or_else(|| format!("unknown resource `{}`", self.resource))?;
+        if !def.actions.contains(&self.action) {
+            return Err(format!(
+                "action `{}` does not apply to `{}`",
+                self.action, self.resource
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The union of several roles' grants: the widest scope wins per `resource:action`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PermissionSet(BTreeMap<(String, Action), Scope>);
+
+impl PermissionSet {
+    pub fn from_grants<I: IntoIterator<Item = Grant>>(grants: I) -> Self {
+        let mut set = PermissionSet::default();
+        for g in grants {
+            set.add(g);
+        }
+        set
+    }
+
+    pub fn add(&mut self, g: Grant) {
+        let entry = self.0.entry((g.resource, g.action)).or_insert(g.scope);
+        if g.scope > *entry {
+            *entry = g.scope;
+        }
+    }
+
+    pub fn scope(&self, resource: &str, action: Action) -> Option<Scope> {
+        // Avoids allocating a key on the hot path: the map is small.
+        self.0
+            .iter()
+            .find(|((r, a), _)| r == resource && *a == action)
+            .map(|(_, s)| *s)
+    }
+
+    pub fn grants(&self) -> impl Iterator<Item = Grant> + '_ {
+        self.0.iter().map(|((r, a), s)| Grant {
+            resource: r.clone(),
+            action: *a,
+            scope: *s,
+        })
+    }
+}
+
+/// The authenticated caller, resolved from a token or API key plus cached org data.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub team_id: Option<Uuid>,
+    /// The caller's team and every team below it (empty when the caller has no team).
+    pub team_subtree: Vec<Uuid>,
+    pub role_keys: Vec<String>,
+    pub permissions: PermissionSet,
+    /// Set when the caller authenticated with an API key.
+    pub api_key_id: Option<Uuid>,
+}
+
+impl Principal {
+    /// The data scope the caller has for `resource:action`, or `None` when not allowed.
+    pub fn scope(&self, resource: &str, action: Action) -> Option<Scope> {
+        self.permissions.scope(resource, action)
+    }
+
+    /// Whether a record with this owner and team falls inside `scope` for the caller.
+    /// Mirrors [`ScopeFilter`] so rules checked in Rust and SQL agree.
+    pub fn reaches(&self, scope: Scope, owner_id: Uuid, team_id: Option<Uuid>) -> bool {
+        match scope {
+            Scope::All => true,
+            Scope::Own => owner_id == self.user_id,
+            Scope::Team => owner_id == self.user_id || (team_id.is_some() && team_id == self.team_id),
+            Scope::TeamAndBelow => owner_id == self.user_id || team_id.is_some_and(|t| self.team_subtree.contains(&t)),
+        }
+    }
+
+    /// The filter a query must apply for `scope`.
+    pub fn filter(&self, scope: Scope) -> ScopeFilter {
+        match scope {
+            Scope::All => ScopeFilter::All,
+            Scope::Own => ScopeFilter::Owner(self.user_id),
+            Scope::Team => ScopeFilter::OwnerOrTeams(self.user_id, self.team_id.into_iter().collect()),
+            Scope::TeamAndBelow => ScopeFilter::OwnerOrTeams(self.user_id, self.team_subtree.clone()),
+        }
+    }
+
+    /// A stable key identifying the caller, e.g. for idempotency records.
+    pub fn caller_key(&self) -> String {
+        match self.api_key_id {
+            Some(k) => format!("key:{k}"),
+            None => format!("user:{}", self.user_id),
+        }
+    }
+}
+
+/// A data-scope restriction in a form the persistence layer turns into SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeFilter {
+    All,
+    Owner(Uuid),
+    OwnerOrTeams(Uuid, Vec<Uuid>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(r: &str, a: Action, s: Scope) -> Grant {
+        Grant {
+            resource: r.into(),
+            action: a,
+            scope: s,
+        }
+    }
+
+    fn principal(perms: PermissionSet) -> Principal {
+        Principal {
+            user_id: Uuid::from_u128(1),
+            email: "a@b.c".into(),
+            name: "A".into(),
+            team_id: Some(Uuid::from_u128(10)),
+            team_subtree: vec![Uuid::from_u128(10), Uuid::from_u128(11)],
+            role_keys: vec![],
+            permissions: perms,
+            api_key_id: None,
+        }
+    }
+
+    #[test]
+    fn widest_scope_wins_across_roles() {
+        let set = PermissionSet::from_grants([
+            grant("accounts", Action::Read, Scope::Own),
+            grant("accounts", Action::Read, Scope::TeamAndBelow),
+            grant("accounts", Action::Read, Scope::Team),
+        ]);
+        assert_eq!(set.scope("accounts", Action::Read), Some(Scope::TeamAndBelow));
+        assert_eq!(set.scope("accounts", Action::Update), None);
+        assert_eq!(set.scope("contacts", Action::Read), None);
+    }
+
+    #[test]
+    fn reaches_matches_each_scope() {
+        let p = principal(PermissionSet::default());
+        let me = p.user_id;
+        let other = Uuid::from_u128(2);
+        let my_team = Some(Uuid::from_u128(10));
+        let sub_team = Some(Uuid::from_u128(11));
+        let far_team = Some(Uuid::from_u128(99));
+        assert!(p.reaches(Scope::Own, me, far_team));
+        assert!(!p.reaches(Scope::Own, other, my_team));
+        assert!(p.reaches(Scope::Team, other, my_team));
+        assert!(!p.reaches(Scope::Team, other, sub_team));
+        assert!(p.reaches(Scope::TeamAndBelow, other, sub_team));
+        assert!(!p.reaches(Scope::TeamAndBelow, other, far_team));
+        assert!(!p.reaches(Scope::TeamAndBelow, other, None));
+        assert!(p.reaches(Scope::All, other, None));
+    }
+
+    #[test]
+    fn grants_are_checked_against_the_catalogue() {
+        assert!(grant("accounts", Action::Assign, Scope::All).validate().is_ok());
+        assert!(grant("api_keys", Action::Read, Scope::All).validate().is_err());
+        assert!(grant("nope", Action::Read, Scope::All).validate().is_err());
+    }
+
+    #[test]
+    fn action_and_scope_round_trip_through_strings() {
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>().ok(), Some(a));
+        }
+        for s in Scope::ALL {
+            assert_eq!(s.as_str().parse::<Scope>().ok(), Some(s));
+        }
+        assert!("everything".parse::<Scope>().is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Domain layer of the CRM: types, rules and pure functions. No IO, no framework types.
+
+pub mod access;
+pub mod diff;
+pub mod listing;
+pub mod normalize;
+pub mod secrets;
+pub mod validation;
+
+pub use access::{Action, Grant, PermissionSet, Principal, Scope};
+pub use validation::FieldError;

@@ -1,0 +1,64 @@
+//! Settings of the HTTP layer (the server binary fills them from env and flags).
+
+use std::time::Duration;
+
+use crm_db::repo::auth::ThrottleRule;
+
+/// HTTP-layer settings.
+#[derive(Clone)]
+pub struct HttpConfig {
+    pub jwt_secret: Vec<u8>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Use `X-Forwarded-For` / `Forwarded` for the client address (behind a proxy).
+    pub trust_proxy: bool,
+    pub email_throttle: ThrottleRule,
+    pub ip_throttle: ThrottleRule,
+    /// Largest accepted request body.
+    pub body_limit: usize,
+    /// How long cached principals live without an invalidation.
+    pub auth_cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("HttpConfig")
+            .field("jwt_secret", &"<redacted>")
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("trust_proxy", &self.trust_proxy)
+            .field("body_limit", &self.body_limit)
+            .finish()
+    }
+}
+
+impl HttpConfig {
+    /// Defaults around a given secret.
+    pub fn with_secret(secret: impl Into<Vec<u8>>) -> Self {
+        HttpConfig {
+            jwt_secret: secret.into(),
+            jwt_issuer: "crm".into(),
+            jwt_audience: "crm-api".into(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            trust_proxy: false,
+            email_throttle: ThrottleRule {
+                max_failures: 5,
+                window: chrono::Duration::minutes(15),
+                lockout: chrono::Duration::minutes(15),
+            },
+            ip_throttle: ThrottleRule {
+                max_failures: 50,
+                window: chrono::Duration::minutes(15),
+                lockout: chrono::Duration::minutes(15),
+            },
+            body_limit: 1024 * 1024,
+            auth_cache_ttl: Duration::from_secs(60),
+        }
+    }
+}

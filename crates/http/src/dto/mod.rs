@@ -1,0 +1,148 @@
+//! Request and response bodies. Field docs become OpenAPI descriptions.
+
+pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod contacts;
+pub mod me;
+
+use crm_domain::normalize;
+use crm_domain::FieldError;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Declares a string enum with serde, OpenAPI schema and `as_str`.
+macro_rules! str_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+pub(crate) use str_enum;
+
+/// Deserialises a present field (even `null`) as `Some(..)`, so PATCH can tell
+/// "absent" (leave alone) from `null` (clear).
+pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a list that supports delta sync (`updated_since`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncPage<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    /// With `updated_since`: ids deleted since then (first page only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_ids: Option<Vec<Uuid>>,
+}
+
+/// Collects field errors while a request is normalised.
+#[derive(Default)]
+pub struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    pub fn add(&mut self, field: &str, code: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, code, message));
+    }
+
+    pub fn into_result(self) -> Result<(), crate::error::ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            let mut errs = self.0;
+            errs.sort_by(|a, b| a.field.cmp(&b.field));
+            Err(crate::error::ApiError::validation(errs))
+        }
+    }
+
+    /// Cleans a required text: trimmed, width-folded, whitespace collapsed, non-empty.
+    pub fn required_text(&mut self, field: &str, v: &str) -> String {
+        let s = normalize::clean_text(v);
+        if s.is_empty() {
+            self.add(field, "required", "must not be blank");
+        }
+        s
+    }
+
+    /// Cleans optional free text; blank becomes absent.
+    pub fn text(&mut self, v: Option<String>) -> Option<String> {
+        v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    }
+
+    /// Cleans an optional single-line text (collapses whitespace); blank becomes absent.
+    pub fn line(&mut self, v: Option<String>) -> Option<String> {
+        v.map(|s| normalize::clean_text(&s)).filter(|s| !s.is_empty())
+    }
+
+    pub fn phone(&mut self, field: &str, v: Option<String>) -> Option<String> {
+        let v = v.filter(|s| !s.trim().is_empty())?;
+        match normalize::normalize_phone(&v) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.add(field, "invalid_format", e.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn email(&mut self, field: &str, v: Option<String>) -> Option<String> {
+        let v = v.filter(|s| !s.trim().is_empty())?;
+        match normalize::normalize_email(&v) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.add(field, "invalid_format", e.to_string());
+                None
+            }
+        }
+    }
+
+    /// A web address; `https://` is assumed when no scheme is given.
+    pub fn website(&mut self, field: &str, v: Option<String>) -> Option<String> {
+        let v = v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())?;
+        let url = if v.contains("://") { v } else { format!("https://{v}") };
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split(['/', '?', '#']).next())
+                .is_some_and(|host| host.contains('.') && !host.starts_with('.'))
+            && !url.chars().any(char::is_whitespace);
+        if !ok {
+            self.add(field, "invalid_format", "not a valid web address");
+            return None;
+        }
+        Some(url)
+    }
+}
+
+/// Applies a cleaning function to a PATCH field, keeping absent/null/value apart.
+pub fn patch<T, U>(v: Option<Option<T>>, f: impl FnOnce(Option<T>) -> Option<U>) -> Option<Option<U>> {
+    v.map(f)
+}

@@ -1,0 +1,329 @@
+//! Extractors that answer in problem+json: validated JSON bodies, `If-Match`,
+//! `Idempotency-Key`, and the error handlers for actix's query and path extractors.
+
+use std::borrow::Cow;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use crm_domain::FieldError;
+use futures_util::future::{ready, LocalBoxFuture, Ready};
+use serde::de::DeserializeOwned;
+use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body that parsed (unknown fields rejected) and passed `validator` rules.
+/// Keeps the raw bytes for the idempotency fingerprint.
+pub struct ValidJson<T> {
+    pub value: T,
+    pub raw: web::Bytes,
+}
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.body_limit)
+            .unwrap_or(1024 * 1024);
+        let content_type_ok = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        let declared_too_big = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > limit);
+        let payload = web::Payload::from_request(req, payload);
+        Box::pin(async move {
+            if declared_too_big {
+                return Err(too_large(limit));
+            }
+            if !content_type_ok {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "the body must be JSON (Content-Type: application/json)",
+                ));
+            }
+            let payload = payload
+                .await
+                .map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+            let raw: web::Bytes = match payload.to_bytes_limited(limit).await {
+                Err(_) => return Err(too_large(limit)),
+                Ok(Err(e)) => return Err(ApiError::bad_request("unreadable_body", e.to_string())),
+                Ok(Ok(b)) => b,
+            };
+            let value = parse_json::<T>(&raw)?;
+            value.validate().map_err(|e| ApiError::validation(field_errors(&e)))?;
+            Ok(ValidJson { value, raw })
+        })
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body exceeds {limit} bytes"),
+    )
+}
+
+/// Parses JSON: syntax errors are 400, shape errors (unknown field, wrong type, missing
+/// field) are 422 naming the field path.
+pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                let named = |name: &str| {
+                    if path == "." {
+                        name.to_owned()
+                    } else if path == name || path.ends_with(&format!(".{name}")) {
+                        path.clone()
+                    } else {
+                        format!("{path}.{name}")
+                    }
+                };
+                let (field, code) = if message.starts_with("unknown field") {
+                    (named(message.split('`').nth(1).unwrap_or("")), "unknown_field")
+                } else if message.starts_with("missing field") {
+                    (named(message.split('`').nth(1).unwrap_or("")), "required")
+                } else {
+                    (if path == "." { String::new() } else { path }, "invalid_type")
+                };
+                ApiError::validation(vec![FieldError::new(field, code, message)])
+            }
+            _ => ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Flattens `validator` errors into field errors with dotted paths, sorted by field.
+pub fn field_errors(errors: &ValidationErrors) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    collect(errors, "", &mut out);
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+fn collect(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                for e in list {
+                    let message = e
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| Cow::Owned(default_message(&e.code, &e.params)));
+                    out.push(FieldError::new(path.clone(), e.code.to_string(), message));
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => collect(inner, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (i, inner) in items {
+                    collect(inner, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+    }
+}
+
+fn default_message(code: &str, params: &std::collections::HashMap<Cow<'static, str>, serde_json::Value>) -> String {
+    match code {
+        "length" => match (params.get("min"), params.get("max")) {
+            (Some(min), Some(max)) => format!("length must be between {min} and {max}"),
+            (Some(min), None) => format!("length must be at least {min}"),
+            (None, Some(max)) => format!("length must be at most {max}"),
+            _ => "invalid length".into(),
+        },
+        "range" => match (params.get("min"), params.get("max")) {
+            (Some(min), Some(max)) => format!("must be between {min} and {max}"),
+            _ => "out of range".into(),
+        },
+        "email" => "not a valid e-mail address".into(),
+        "url" => "not a valid URL".into(),
+        other => format!("invalid ({other})"),
+    }
+}
+
+/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`); `*` matches any version.
+#[derive(Debug, Clone, Copy)]
+pub enum IfMatch {
+    Any,
+    Version(i32),
+}
+
+impl IfMatch {
+    pub fn check(self, current: i32) -> Result<(), ApiError> {
+        match self {
+            IfMatch::Any => Ok(()),
+            IfMatch::Version(v) if v == current => Ok(()),
+            IfMatch::Version(_) => Err(ApiError::stale(current)),
+        }
+    }
+
+    fn parse(raw: &str) -> Option<IfMatch> {
+        let raw = raw.trim();
+        if raw == "*" {
+            return Some(IfMatch::Any);
+        }
+        let raw = raw.strip_prefix("W/").unwrap_or(raw);
+        raw.trim_matches('"').parse().ok().map(IfMatch::Version)
+    }
+}
+
+/// Required `If-Match`: 428 when missing, 400 when unreadable.
+pub struct RequiredIfMatch(pub IfMatch);
+
+impl FromRequest for RequiredIfMatch {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match OptionalIfMatch::read(req) {
+            Ok(Some(m)) => Ok(RequiredIfMatch(m)),
+            Ok(None) => Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition_required",
+                "send If-Match with the ETag of the version you are changing",
+            )),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+/// Optional `If-Match` (e.g. on DELETE).
+pub struct OptionalIfMatch(pub Option<IfMatch>);
+
+impl OptionalIfMatch {
+    fn read(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
+        match req.headers().get("if-match") {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(IfMatch::parse)
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_request("invalid_if_match", "If-Match must be an ETag such as \"3\"")),
+        }
+    }
+}
+
+impl FromRequest for OptionalIfMatch {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::read(req).map(OptionalIfMatch))
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.headers().get("idempotency-key") {
+            None => Ok(IdempotencyKey(None)),
+            Some(v) => match v.to_str() {
+                Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
+                    Ok(IdempotencyKey(Some(s.to_owned())))
+                }
+                _ => Err(ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                )),
+            },
+        })
+    }
+}
+
+/// Client address for throttling: the peer, or the forwarded client behind a proxy.
+pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> String {
+    let info = req.connection_info();
+    let addr = if trust_proxy {
+        info.realip_remote_addr()
+    } else {
+        info.peer_addr()
+    };
+    addr.map(|a| {
+        // Strip a port, keeping IPv6 addresses intact.
+        match a.parse::<std::net::SocketAddr>() {
+            Ok(sa) => sa.ip().to_string(),
+            Err(_) => a.to_owned(),
+        }
+    })
+    .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Error handler for `web::Query`: 400 naming what was wrong (including allowed fields).
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let msg = match &err {
+        actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::bad_request("invalid_query", format!("invalid query string: {msg}")).into()
+}
+
+/// Error handler for `web::Path`: 400 for a malformed id or segment.
+pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    let msg = match &err {
+        actix_web::error::PathError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::bad_request("invalid_path", format!("invalid path parameter: {msg}")).into()
+}
+
+/// Error handler for `web::Json` (used by a few simple bodies).
+pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => too_large(limit).into(),
+        E::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        )
+        .into(),
+        E::Deserialize(e) if e.is_data() => ApiError::validation(vec![FieldError::new(
+            "",
+            "invalid_type",
+            strip_position(&e.to_string()),
+        )])
+        .into(),
+        other => ApiError::bad_request("malformed_json", other.to_string()).into(),
+    }
+}

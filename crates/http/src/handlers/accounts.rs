@@ -1,0 +1,473 @@
+//! `/api/v1/accounts`: customers.
+
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_db::repo::accounts::{self, AccountChanges, AccountFilter, Liveness, NewAccount};
+use crm_db::repo::audit;
+use crm_db::sql::ListSpec;
+use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::{diff, normalize};
+use diesel::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    decode_id_cursor, encode_id_cursor, prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden,
+    NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
+};
+use crate::auth::Auth;
+use crate::dto::accounts::{
+    Account, AccountListQuery, AccountType, AuditEntry, CreateAccount, CreateQuery, HistoryQuery, UpdateAccount,
+};
+use crate::dto::{patch, Errors, Page, SyncPage};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::idempotency::{self, Outcome};
+use crate::state::AppState;
+
+const RES: &str = "accounts";
+
+fn to_json(a: &Account) -> serde_json::Value {
+    serde_json::to_value(a).unwrap_or_default()
+}
+
+/// The caller's read scope (used for references and duplicate checks); own when none.
+fn read_scope(auth: &Auth) -> ScopeFilter {
+    auth.principal
+        .filter(auth.scope(RES, Action::Read).unwrap_or(Scope::Own))
+}
+
+/// List accounts in the caller's data scope.
+///
+/// Keyset-paginated; filters combine with AND. With `updated_since` the list is a
+/// delta for mobile sync: changed records in `updated_at` order and `deleted_ids`.
+#[utoipa::path(
+    tag = "accounts",
+    params(AccountListQuery),
+    responses(
+        (status = 200, description = "A page of accounts", body = SyncPage<Account>),
+        BadRequest, Unauthorized, Forbidden
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/accounts")]
+pub async fn list_accounts(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<AccountListQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let q = q.into_inner();
+    let since = q.updated_since;
+    if since.is_some() && q.sort.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_sort",
+            "updated_since lists are in updated_at order; omit sort",
+        ));
+    }
+    let spec = match since {
+        Some(_) => ListSpec::new(
+            accounts::SORT_COLUMNS,
+            "updated_at",
+            None,
+            q.cursor.as_deref(),
+            q.limit,
+            "sync",
+        )?,
+        None => ListSpec::new(
+            accounts::SORT_COLUMNS,
+            accounts::DEFAULT_SORT,
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+            "list",
+        )?,
+    };
+    let first_page = q.cursor.is_none();
+    let filter = AccountFilter {
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        account_type: q.account_type.map(|t| t.as_str().to_owned()),
+        industry: q.industry,
+        region: q.region,
+        tier: q.tier.map(|t| t.as_str().to_owned()),
+        source: q.source.map(|s| s.as_str().to_owned()),
+        parent_id: q.parent_id,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        updated_after: q.updated_after,
+        updated_before: q.updated_before,
+        q: q.q,
+    };
+    let (page, deleted) = state
+        .db
+        .run(move |c| {
+            match since {
+                Some(s) => accounts::list_changed(c, &scope, &filter, s, &spec, first_page),
+                None => accounts::list(c, &scope, &filter, &spec).map(|p| (p, Vec::new())),
+            }
+            .map_err(ApiError::from)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(SyncPage {
+        items: page.items.into_iter().map(Account::from).collect(),
+        next_cursor: page.next_cursor,
+        deleted_ids: since.map(|_| deleted),
+    }))
+}
+
+/// Create an account.
+///
+/// Refused with 409 `duplicate` when an account the caller can see has the same
+/// normalised name, phone or e-mail, unless `allow_duplicate=true`.
+#[utoipa::path(
+    tag = "accounts",
+    params(CreateQuery, ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key: a repeat within 24 h returns the first response")),
+    request_body = CreateAccount,
+    responses(
+        (status = 201, description = "Created", body = Account,
+            headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/accounts")]
+pub async fn create_account(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    q: web::Query<CreateQuery>,
+    key: IdempotencyKey,
+    body: ValidJson<CreateAccount>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Create)?;
+    let read = read_scope(&auth);
+    let allow_duplicate = q.allow_duplicate;
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &dto.name);
+    let mut new = NewAccount {
+        id: Uuid::now_v7(),
+        name_norm: normalize::name_key(&name),
+        name,
+        account_type: dto.account_type.unwrap_or(AccountType::Prospect).as_str().to_owned(),
+        industry: errs.line(dto.industry),
+        region: errs.line(dto.region),
+        address: errs.line(dto.address),
+        phone: errs.phone("phone", dto.phone),
+        email: errs.email("email", dto.email),
+        website: errs.website("website", dto.website),
+        tier: dto.tier.map(|t| t.as_str().to_owned()),
+        source: dto.source.map(|s| s.as_str().to_owned()),
+        parent_id: dto.parent_id,
+        owner_id: dto.owner_id.unwrap_or(auth.user_id),
+        team_id: None,
+        notes: errs.text(dto.notes),
+        custom: json!({}),
+        created_by: Some(auth.user_id),
+    };
+    errs.into_result()?;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        new.team_id = resolve_owner(c, &writer, RES, new.owner_id)?;
+        if let Some(p) = new.parent_id {
+            if accounts::find(c, &read, p, Liveness::Live, false)?.is_none() {
+                return Err(ApiError::field("parent_id", "not_found", "no such account"));
+            }
+        }
+        if !allow_duplicate {
+            if let Some((row, on)) =
+                accounts::find_duplicate(c, &read, &new.name_norm, new.phone.as_deref(), new.email.as_deref())?
+            {
+                return Err(ApiError::conflict(
+                    "duplicate",
+                    format!("an account with the same {on} already exists; pass allow_duplicate=true to create anyway"),
+                )
+                .with_extra("existing", json!({"id": row.id, "name": row.name, "matched_on": on})));
+            }
+        }
+        let row = accounts::insert(c, &new)?;
+        let dto = Account::from(row);
+        let data = to_json(&dto);
+        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
+        Outcome::created(&dto, format!("/api/v1/accounts/{}", dto.id))
+    })
+    .await
+}
+
+/// Get one account.
+#[utoipa::path(
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "Account id")),
+    responses(
+        (status = 200, description = "The account", body = Account, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/accounts/{id}")]
+pub async fn get_account(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let row = state
+        .db
+        .run(move |c| accounts::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    let version = row.version;
+    Ok(with_etag(&Account::from(row), version))
+}
+
+/// Update an account (partial). Requires `If-Match` with the current version.
+///
+/// Changing `owner_id` needs `accounts:assign`; the team follows the new owner.
+#[utoipa::path(
+    tag = "accounts",
+    params(
+        ("id" = Uuid, Path, description = "Account id"),
+        ("If-Match" = String, Header, description = "ETag of the version being changed, e.g. \"3\"")
+    ),
+    request_body = UpdateAccount,
+    responses(
+        (status = 200, description = "Updated", body = Account, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, PreconditionRequired
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[patch("/accounts/{id}")]
+pub async fn update_account(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateAccount>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let read = read_scope(&auth);
+    let id = id.into_inner();
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
+    let mut ch = AccountChanges {
+        name_norm: name.as_deref().map(normalize::name_key),
+        name,
+        account_type: dto.account_type.map(|t| t.as_str().to_owned()),
+        industry: patch(dto.industry, |v| errs.line(v)),
+        region: patch(dto.region, |v| errs.line(v)),
+        address: patch(dto.address, |v| errs.line(v)),
+        phone: patch(dto.phone, |v| errs.phone("phone", v)),
+        email: patch(dto.email, |v| errs.email("email", v)),
+        website: patch(dto.website, |v| errs.website("website", v)),
+        tier: dto.tier.map(|t| t.map(|t| t.as_str().to_owned())),
+        source: dto.source.map(|s| s.map(|s| s.as_str().to_owned())),
+        parent_id: dto.parent_id,
+        owner_id: dto.owner_id,
+        team_id: None,
+        notes: patch(dto.notes, |v| errs.text(v)),
+        custom: None,
+    };
+    errs.into_result()?;
+    let writer = auth.clone();
+    let row = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = accounts::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("account"))?;
+                if_match.0.check(before.version)?;
+                if let Some(owner) = ch.owner_id.filter(|o| *o != before.owner_id) {
+                    writer.require(RES, Action::Assign)?;
+                    ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
+                }
+                if let Some(Some(parent)) = ch.parent_id.filter(|p| *p != before.parent_id) {
+                    if accounts::find(c, &read, parent, Liveness::Live, false)?.is_none() {
+                        return Err(ApiError::field("parent_id", "not_found", "no such account"));
+                    }
+                    if accounts::in_parent_chain(c, parent, id)? {
+                        return Err(ApiError::field(
+                            "parent_id",
+                            "cycle",
+                            "an account cannot be its own ancestor",
+                        ));
+                    }
+                }
+                let unchanged = prune_changes!(ch, before;
+                    name, name_norm, account_type, industry, region, address, phone, email,
+                    website, tier, source, parent_id, owner_id, team_id, notes, custom);
+                if unchanged {
+                    return Ok(before);
+                }
+                let after = accounts::update(c, id, &ch)?;
+                let (b, a) = (to_json(&Account::from(before)), to_json(&Account::from(after.clone())));
+                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
+                Ok(after)
+            })
+        })
+        .await?;
+    let version = row.version;
+    Ok(with_etag(&Account::from(row), version))
+}
+
+/// Delete an account (soft); its contacts are deleted with it and come back on restore.
+/// `If-Match` is honoured when sent.
+#[utoipa::path(
+    tag = "accounts",
+    params(
+        ("id" = Uuid, Path, description = "Account id"),
+        ("If-Match" = Option<String>, Header, description = "Optional ETag guard")
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[delete("/accounts/{id}")]
+pub async fn delete_account(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: OptionalIfMatch,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = accounts::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("account"))?;
+                if let Some(m) = if_match.0 {
+                    m.check(before.version)?;
+                }
+                let (row, contact_ids) = accounts::soft_delete(c, id)?;
+                let actor = writer.actor();
+                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
+                let changes = change.as_object().cloned().unwrap_or_default();
+                audit::record(c, &actor, RES, id, "deleted", changes.clone(), json!({"id": id}))?;
+                for cid in contact_ids {
+                    let mut ch = changes.clone();
+                    ch.insert("cascade_from_account".into(), json!(id));
+                    audit::record(
+                        c,
+                        &actor,
+                        "contacts",
+                        cid,
+                        "deleted",
+                        ch,
+                        json!({"id": cid, "account_id": id}),
+                    )?;
+                }
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a deleted account, with the contacts deleted together with it.
+#[utoipa::path(
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "Account id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    responses(
+        (status = 200, description = "Restored", body = Account, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/accounts/{id}/restore")]
+pub async fn restore_account(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
+        let before = accounts::find(c, &scope, id, Liveness::Deleted, true)?
+            .ok_or_else(|| ApiError::not_found("deleted account"))?;
+        let (row, contact_ids) = accounts::restore(c, &before)?;
+        let actor = writer.actor();
+        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
+        let changes = change.as_object().cloned().unwrap_or_default();
+        let dto = Account::from(row);
+        audit::record(c, &actor, RES, id, "restored", changes.clone(), to_json(&dto))?;
+        for cid in contact_ids {
+            audit::record(
+                c,
+                &actor,
+                "contacts",
+                cid,
+                "restored",
+                changes.clone(),
+                json!({"id": cid, "account_id": id}),
+            )?;
+        }
+        Outcome::ok(&dto)
+    })
+    .await
+}
+
+/// Audit history of an account, newest first: who changed which field, from what to what.
+#[utoipa::path(
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "Account id"), HistoryQuery),
+    responses(
+        (status = 200, description = "History entries", body = Page<AuditEntry>),
+        BadRequest, Unauthorized, Forbidden, NotFound
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/accounts/{id}/history")]
+pub async fn account_history(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    history(&state, scope, RES, id.into_inner(), q.into_inner()).await
+}
+
+/// Shared by account and contact history.
+pub async fn history(
+    state: &AppState,
+    scope: ScopeFilter,
+    resource: &'static str,
+    id: Uuid,
+    q: HistoryQuery,
+) -> ApiResult<HttpResponse> {
+    let limit = crm_domain::listing::limit(q.limit)?;
+    let before = q.cursor.as_deref().map(decode_id_cursor).transpose()?;
+    let rows = state
+        .db
+        .run(move |c| {
+            let visible = match resource {
+                "contacts" => crm_db::repo::contacts::find(c, &scope, id, Liveness::Live, false)?.is_some(),
+                _ => accounts::find(c, &scope, id, Liveness::Live, false)?.is_some(),
+            };
+            if !visible {
+                return Err(ApiError::not_found(resource.trim_end_matches('s')));
+            }
+            Ok(audit::history(c, resource, id, before, limit + 1)?)
+        })
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let mut rows = rows;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| encode_id_cursor(r.id))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(AuditEntry::from).collect(),
+        next_cursor,
+    }))
+}

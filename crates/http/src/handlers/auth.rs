@@ -1,0 +1,229 @@
+//! `/api/v1/auth`: login, token refresh, logout.
+
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use crm_db::repo::{auth as auth_repo, users};
+use crm_domain::{normalize, secrets};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::{BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType};
+use crate::auth::{notify_auth_changed, Auth};
+use crate::dto::auth::{LoginRequest, RefreshRequest, TokenResponse};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{client_ip, ValidJson};
+use crate::state::AppState;
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthorized("invalid_credentials", "e-mail or password is incorrect")
+}
+
+fn new_refresh_token() -> (String, Vec<u8>) {
+    let token = secrets::random_secret(32);
+    let hash = secrets::sha256(token.as_bytes());
+    (token, hash)
+}
+
+fn refresh_ttl(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.config.refresh_ttl).unwrap_or(chrono::Duration::days(30))
+}
+
+/// Log in with e-mail and password.
+///
+/// Repeated failures for one e-mail or one client address are throttled (429 with
+/// `Retry-After`). The answer never tells whether the e-mail exists.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Tokens issued", body = TokenResponse),
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests
+    )
+)]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: ValidJson<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    let LoginRequest { email, password } = body.value;
+    let email = normalize::fold_width(email.trim()).to_lowercase();
+    let ip = client_ip(&req, state.config.trust_proxy);
+    let email_key = format!("email:{email}");
+    let ip_key = format!("ip:{ip}");
+
+    let keys = vec![email_key.clone(), ip_key.clone()];
+    let lookup = email.clone();
+    let (locked, user) = state
+        .db
+        .run(move |c| {
+            let locked = auth_repo::locked_until(c, &keys)?;
+            let user = match locked {
+                Some(_) => None,
+                None => users::find_by_email(c, &lookup)?,
+            };
+            Ok::<_, ApiError>((locked, user))
+        })
+        .await?;
+    if let Some(until) = locked {
+        let secs = (until - Utc::now()).num_seconds().max(1);
+        return Err(ApiError::too_many_requests(u64::try_from(secs).unwrap_or(1)));
+    }
+
+    // Hashing is CPU-bound: keep it off the async workers and off a pooled connection.
+    let hash = user
+        .as_ref()
+        .filter(|u| u.is_active && !u.is_service)
+        .and_then(|u| u.password_hash.clone());
+    let verified = web::block(move || match hash {
+        Some(h) => secrets::verify_password(&password, &h),
+        None => {
+            secrets::burn_password_check(&password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("password check: {e}")))?;
+
+    let user = match (verified, user) {
+        (true, Some(u)) => u,
+        _ => {
+            let rules = (state.config.email_throttle, state.config.ip_throttle);
+            state
+                .db
+                .run(move |c| {
+                    c.transaction(|c| {
+                        auth_repo::record_failure(c, &email_key, rules.0)?;
+                        auth_repo::record_failure(c, &ip_key, rules.1)
+                    })
+                    .map_err(ApiError::from)
+                })
+                .await?;
+            return Err(invalid_credentials());
+        }
+    };
+
+    let (refresh_token, refresh_hash) = new_refresh_token();
+    let family = Uuid::now_v7();
+    let ttl = refresh_ttl(&state);
+    let user_id = user.id;
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                auth_repo::clear_failures(c, &email_key)?;
+                auth_repo::insert_refresh_token(c, user_id, family, &refresh_hash, ttl)?;
+                users::touch_login(c, user_id)
+            })
+            .map_err(ApiError::from)
+        })
+        .await?;
+    let (access, expires_in) = state.jwt.issue(user_id, family)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(TokenResponse {
+            access_token: access,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in,
+        }))
+}
+
+enum RefreshOutcome {
+    Issued { user_id: Uuid, family: Uuid, token: String },
+    Reused,
+}
+
+/// Exchange a refresh token for new tokens. The refresh token rotates: each one works
+/// once, and presenting a used one again revokes the whole session.
+#[utoipa::path(
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "Tokens issued", body = TokenResponse),
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    )
+)]
+#[post("/auth/refresh")]
+pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>) -> ApiResult<HttpResponse> {
+    let hash = secrets::sha256(body.value.refresh_token.as_bytes());
+    let ttl = refresh_ttl(&state);
+    let outcome = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let row = auth_repo::find_refresh_token(c, &hash)?
+                    .ok_or_else(|| ApiError::unauthorized("invalid_refresh_token", "the refresh token is not valid"))?;
+                if row.used_at.is_some() || row.revoked_at.is_some() {
+                    // Re-use of a rotated token: someone else may hold it. End the session.
+                    auth_repo::revoke_family(c, row.family_id)?;
+                    notify_auth_changed(c)?;
+                    return Ok(RefreshOutcome::Reused);
+                }
+                if row.expires_at <= Utc::now() {
+                    return Err(ApiError::unauthorized(
+                        "refresh_token_expired",
+                        "the refresh token has expired",
+                    ));
+                }
+                let user = users::find(c, row.user_id)?
+                    .filter(|u| u.is_active)
+                    .ok_or_else(|| ApiError::unauthorized("account_disabled", "the account is disabled"))?;
+                auth_repo::mark_used(c, row.id)?;
+                let (token, new_hash) = new_refresh_token();
+                auth_repo::insert_refresh_token(c, user.id, row.family_id, &new_hash, ttl)?;
+                Ok(RefreshOutcome::Issued {
+                    user_id: user.id,
+                    family: row.family_id,
+                    token,
+                })
+            })
+        })
+        .await?;
+    match outcome {
+        RefreshOutcome::Reused => {
+            state.auth_cache.invalidate_all();
+            Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been revoked",
+            ))
+        }
+        RefreshOutcome::Issued { user_id, family, token } => {
+            let (access, expires_in) = state.jwt.issue(user_id, family)?;
+            Ok(HttpResponse::Ok()
+                .insert_header(("Cache-Control", "no-store"))
+                .json(TokenResponse {
+                    access_token: access,
+                    refresh_token: token,
+                    token_type: "Bearer".into(),
+                    expires_in,
+                }))
+        }
+    }
+}
+
+/// Log out: revokes the session of the access token (its refresh tokens stop working
+/// and so does the access token).
+#[utoipa::path(
+    tag = "auth",
+    responses((status = 204, description = "Logged out"), BadRequest, Unauthorized),
+    security(("bearer_auth" = []))
+)]
+#[post("/auth/logout")]
+pub async fn logout(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let family = auth
+        .session_id
+        .ok_or_else(|| ApiError::bad_request("not_a_session", "API keys have no session to log out of"))?;
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                auth_repo::revoke_family(c, family)?;
+                notify_auth_changed(c)
+            })
+            .map_err(ApiError::from)
+        })
+        .await?;
+    state.auth_cache.invalidate_all();
+    Ok(HttpResponse::NoContent().finish())
+}

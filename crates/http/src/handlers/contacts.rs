@@ -1,0 +1,429 @@
+//! `/api/v1/contacts`: people at accounts.
+
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use crm_db::repo::accounts::{self, Liveness};
+use crm_db::repo::audit;
+use crm_db::repo::contacts::{self, ContactChanges, ContactFilter, NewContact};
+use crm_db::sql::ListSpec;
+use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::{diff, normalize};
+use diesel::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
+use crate::auth::Auth;
+use crate::dto::accounts::{AuditEntry, CreateQuery, HistoryQuery};
+use crate::dto::contacts::{Contact, ContactListQuery, CreateContact, UpdateContact};
+use crate::dto::{patch, Errors, Page, SyncPage};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::idempotency::{self, Outcome};
+use crate::state::AppState;
+
+const RES: &str = "contacts";
+
+fn to_json(c: &Contact) -> serde_json::Value {
+    serde_json::to_value(c).unwrap_or_default()
+}
+
+fn scope_or_own(auth: &Auth, resource: &str) -> ScopeFilter {
+    auth.principal
+        .filter(auth.scope(resource, Action::Read).unwrap_or(Scope::Own))
+}
+
+/// The account must exist and be visible to the caller.
+fn visible_account(c: &mut PgConnection, auth: &Auth, id: Uuid) -> ApiResult<()> {
+    let scope = scope_or_own(auth, "accounts");
+    match accounts::find(c, &scope, id, Liveness::Live, false)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::field("account_id", "not_found", "no such account")),
+    }
+}
+
+/// List contacts in the caller's data scope (keyset-paginated; `updated_since` for sync).
+#[utoipa::path(
+    tag = "contacts",
+    params(ContactListQuery),
+    responses(
+        (status = 200, description = "A page of contacts", body = SyncPage<Contact>),
+        BadRequest, Unauthorized, Forbidden
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/contacts")]
+pub async fn list_contacts(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<ContactListQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let q = q.into_inner();
+    let since = q.updated_since;
+    if since.is_some() && q.sort.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_sort",
+            "updated_since lists are in updated_at order; omit sort",
+        ));
+    }
+    let spec = match since {
+        Some(_) => ListSpec::new(
+            contacts::SORT_COLUMNS,
+            "updated_at",
+            None,
+            q.cursor.as_deref(),
+            q.limit,
+            "sync",
+        )?,
+        None => ListSpec::new(
+            contacts::SORT_COLUMNS,
+            contacts::DEFAULT_SORT,
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+            "list",
+        )?,
+    };
+    let first_page = q.cursor.is_none();
+    let filter = ContactFilter {
+        account_id: q.account_id,
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        decision_role: q.decision_role.map(|d| d.as_str().to_owned()),
+        created_after: q.created_after,
+        created_before: q.created_before,
+        updated_after: q.updated_after,
+        updated_before: q.updated_before,
+        q: q.q,
+    };
+    let (page, deleted) = state
+        .db
+        .run(move |c| {
+            match since {
+                Some(s) => contacts::list_changed(c, &scope, &filter, s, &spec, first_page),
+                None => contacts::list(c, &scope, &filter, &spec).map(|p| (p, Vec::new())),
+            }
+            .map_err(ApiError::from)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(SyncPage {
+        items: page.items.into_iter().map(Contact::from).collect(),
+        next_cursor: page.next_cursor,
+        deleted_ids: since.map(|_| deleted),
+    }))
+}
+
+/// Create a contact at a visible account.
+///
+/// Refused with 409 `duplicate` when a visible contact has the same mobile, phone or
+/// e-mail, or the same name at the same account, unless `allow_duplicate=true`.
+#[utoipa::path(
+    tag = "contacts",
+    params(CreateQuery, ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key: a repeat within 24 h returns the first response")),
+    request_body = CreateContact,
+    responses(
+        (status = 201, description = "Created", body = Contact,
+            headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/contacts")]
+pub async fn create_contact(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    q: web::Query<CreateQuery>,
+    key: IdempotencyKey,
+    body: ValidJson<CreateContact>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Create)?;
+    let read = scope_or_own(&auth, RES);
+    let allow_duplicate = q.allow_duplicate;
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &dto.name);
+    let mut new = NewContact {
+        id: Uuid::now_v7(),
+        account_id: dto.account_id,
+        name_norm: normalize::name_key(&name),
+        name,
+        title: errs.line(dto.title),
+        department: errs.line(dto.department),
+        mobile: errs.phone("mobile", dto.mobile),
+        phone: errs.phone("phone", dto.phone),
+        email: errs.email("email", dto.email),
+        wechat: errs.line(dto.wechat),
+        birthday: dto.birthday,
+        decision_role: dto.decision_role.map(|d| d.as_str().to_owned()),
+        preferences: errs.text(dto.preferences),
+        pain_points: errs.text(dto.pain_points),
+        notes: errs.text(dto.notes),
+        owner_id: dto.owner_id.unwrap_or(auth.user_id),
+        team_id: None,
+        custom: json!({}),
+        created_by: Some(auth.user_id),
+    };
+    if let Some(b) = new.birthday {
+        if b > chrono::Utc::now().date_naive() {
+            errs.add("birthday", "out_of_range", "must not be in the future");
+        }
+    }
+    errs.into_result()?;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        visible_account(c, &writer, new.account_id)?;
+        new.team_id = resolve_owner(c, &writer, RES, new.owner_id)?;
+        if !allow_duplicate {
+            let phones: Vec<&str> = new.mobile.iter().chain(new.phone.iter()).map(String::as_str).collect();
+            if let Some((row, on)) =
+                contacts::find_duplicate(c, &read, new.account_id, &new.name_norm, &phones, new.email.as_deref())?
+            {
+                return Err(ApiError::conflict(
+                    "duplicate",
+                    format!("a contact with the same {on} already exists; pass allow_duplicate=true to create anyway"),
+                )
+                .with_extra(
+                    "existing",
+                    json!({"id": row.id, "name": row.name, "account_id": row.account_id, "matched_on": on}),
+                ));
+            }
+        }
+        let row = contacts::insert(c, &new)?;
+        let dto = Contact::from(row);
+        let data = to_json(&dto);
+        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
+        Outcome::created(&dto, format!("/api/v1/contacts/{}", dto.id))
+    })
+    .await
+}
+
+/// Get one contact.
+#[utoipa::path(
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "Contact id")),
+    responses(
+        (status = 200, description = "The contact", body = Contact, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/contacts/{id}")]
+pub async fn get_contact(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let row = state
+        .db
+        .run(move |c| contacts::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
+        .await?
+        .ok_or_else(|| ApiError::not_found("contact"))?;
+    let version = row.version;
+    Ok(with_etag(&Contact::from(row), version))
+}
+
+/// Update a contact (partial). Requires `If-Match` with the current version.
+#[utoipa::path(
+    tag = "contacts",
+    params(
+        ("id" = Uuid, Path, description = "Contact id"),
+        ("If-Match" = String, Header, description = "ETag of the version being changed, e.g. \"3\"")
+    ),
+    request_body = UpdateContact,
+    responses(
+        (status = 200, description = "Updated", body = Contact, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, PreconditionRequired
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[patch("/contacts/{id}")]
+pub async fn update_contact(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateContact>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
+    if let Some(Some(b)) = dto.birthday {
+        if b > chrono::Utc::now().date_naive() {
+            errs.add("birthday", "out_of_range", "must not be in the future");
+        }
+    }
+    let mut ch = ContactChanges {
+        account_id: dto.account_id,
+        name_norm: name.as_deref().map(normalize::name_key),
+        name,
+        title: patch(dto.title, |v| errs.line(v)),
+        department: patch(dto.department, |v| errs.line(v)),
+        mobile: patch(dto.mobile, |v| errs.phone("mobile", v)),
+        phone: patch(dto.phone, |v| errs.phone("phone", v)),
+        email: patch(dto.email, |v| errs.email("email", v)),
+        wechat: patch(dto.wechat, |v| errs.line(v)),
+        birthday: dto.birthday,
+        decision_role: dto.decision_role.map(|d| d.map(|d| d.as_str().to_owned())),
+        preferences: patch(dto.preferences, |v| errs.text(v)),
+        pain_points: patch(dto.pain_points, |v| errs.text(v)),
+        notes: patch(dto.notes, |v| errs.text(v)),
+        owner_id: dto.owner_id,
+        team_id: None,
+        custom: None,
+    };
+    errs.into_result()?;
+    let writer = auth.clone();
+    let row = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = contacts::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("contact"))?;
+                if_match.0.check(before.version)?;
+                if let Some(account) = ch.account_id.filter(|a| *a != before.account_id) {
+                    visible_account(c, &writer, account)?;
+                }
+                if let Some(owner) = ch.owner_id.filter(|o| *o != before.owner_id) {
+                    writer.require(RES, Action::Assign)?;
+                    ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
+                }
+                let unchanged = prune_changes!(ch, before;
+                    account_id, name, name_norm, title, department, mobile, phone, email, wechat,
+                    birthday, decision_role, preferences, pain_points, notes, owner_id, team_id, custom);
+                if unchanged {
+                    return Ok(before);
+                }
+                let after = contacts::update(c, id, &ch)?;
+                let (b, a) = (to_json(&Contact::from(before)), to_json(&Contact::from(after.clone())));
+                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
+                Ok::<_, ApiError>(after)
+            })
+        })
+        .await?;
+    let version = row.version;
+    Ok(with_etag(&Contact::from(row), version))
+}
+
+/// Delete a contact (soft). `If-Match` is honoured when sent.
+#[utoipa::path(
+    tag = "contacts",
+    params(
+        ("id" = Uuid, Path, description = "Contact id"),
+        ("If-Match" = Option<String>, Header, description = "Optional ETag guard")
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[delete("/contacts/{id}")]
+pub async fn delete_contact(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: OptionalIfMatch,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = contacts::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("contact"))?;
+                if let Some(m) = if_match.0 {
+                    m.check(before.version)?;
+                }
+                let row = contacts::set_deleted(c, id, true)?;
+                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    RES,
+                    id,
+                    "deleted",
+                    change.as_object().cloned().unwrap_or_default(),
+                    json!({"id": id, "account_id": row.account_id}),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a deleted contact (its account must be live).
+#[utoipa::path(
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "Contact id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    responses(
+        (status = 200, description = "Restored", body = Contact, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/contacts/{id}/restore")]
+pub async fn restore_contact(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
+        let before = contacts::find(c, &scope, id, Liveness::Deleted, true)?
+            .ok_or_else(|| ApiError::not_found("deleted contact"))?;
+        if !accounts::exists_live(c, before.account_id)? {
+            return Err(ApiError::unprocessable(
+                "account_deleted",
+                "the contact's account is deleted; restore the account first",
+            ));
+        }
+        let row = contacts::set_deleted(c, id, false)?;
+        let dto = Contact::from(row);
+        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
+        audit::record(
+            c,
+            &writer.actor(),
+            RES,
+            id,
+            "restored",
+            change.as_object().cloned().unwrap_or_default(),
+            to_json(&dto),
+        )?;
+        Outcome::ok(&dto)
+    })
+    .await
+}
+
+/// Audit history of a contact, newest first.
+#[utoipa::path(
+    tag = "contacts",
+    params(("id" = Uuid, Path, description = "Contact id"), HistoryQuery),
+    responses(
+        (status = 200, description = "History entries", body = Page<AuditEntry>),
+        BadRequest, Unauthorized, Forbidden, NotFound
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/contacts/{id}/history")]
+pub async fn contact_history(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    super::accounts::history(&state, scope, RES, id.into_inner(), q.into_inner()).await
+}

@@ -1,0 +1,107 @@
+//! Request handlers, one module per resource, plus helpers they share.
+
+pub mod accounts;
+pub mod admin_api_keys;
+pub mod admin_roles;
+pub mod admin_teams;
+pub mod admin_users;
+pub mod auth;
+pub mod contacts;
+pub mod directory;
+pub mod health;
+pub mod me;
+
+use std::collections::BTreeMap;
+
+use actix_web::HttpResponse;
+use base64::Engine as _;
+use crm_db::repo::users;
+use crm_domain::access::Action;
+use diesel::PgConnection;
+use serde::Serialize;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+
+macro_rules! problem_response {
+    ($($name:ident => $status:literal, $desc:literal;)+) => {$(
+        #[doc = $desc]
+        pub struct $name;
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                let resp = ResponseBuilder::new()
+                    .description($desc)
+                    .content("application/problem+json", content)
+                    .build();
+                BTreeMap::from([($status.to_string(), RefOr::T(resp))])
+            }
+        }
+    )+};
+}
+
+problem_response! {
+    BadRequest => "400", "Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which).";
+    Unauthorized => "401", "Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`).";
+    Forbidden => "403", "The caller lacks the permission for this action (`forbidden`).";
+    NotFound => "404", "No such record, or it is outside the caller's data scope (`not_found`).";
+    Conflict => "409", "Conflict with existing data: `duplicate` (with `existing`), `conflict`, `in_use`, `builtin_role`.";
+    PreconditionFailed => "412", "`If-Match` names an older version (`stale_version`); reload and retry.";
+    PayloadTooLarge => "413", "The body is larger than the configured limit (`payload_too_large`).";
+    UnsupportedMediaType => "415", "The body is not JSON (`unsupported_media_type`).";
+    Unprocessable => "422", "Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`).";
+    PreconditionRequired => "428", "`If-Match` is required for this change (`precondition_required`).";
+    TooManyRequests => "429", "Too many failed attempts (`too_many_attempts`); see `Retry-After`.";
+    ServiceUnavailable => "503", "Not ready (database unreachable or migrations pending).";
+}
+
+/// JSON response with an `ETag` from the record's version.
+pub fn with_etag<T: Serialize>(body: &T, version: i32) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("ETag", format!("\"{version}\"")))
+        .json(body)
+}
+
+/// Checks who may own a record the caller creates or reassigns, and returns the owner's
+/// team (which the record takes). Another owner than the caller needs `<resource>:assign`
+/// reaching that owner.
+pub fn resolve_owner(c: &mut PgConnection, auth: &Auth, resource: &str, owner_id: Uuid) -> ApiResult<Option<Uuid>> {
+    let owner = users::find(c, owner_id)?
+        .filter(|u| u.is_active)
+        .ok_or_else(|| ApiError::field("owner_id", "not_found", "no active user with this id"))?;
+    if owner_id != auth.user_id {
+        let scope = auth.require(resource, Action::Assign)?;
+        if !auth.reaches(scope, owner_id, owner.team_id) {
+            return Err(ApiError::forbidden(format!(
+                "{resource}:assign does not reach this owner's team"
+            )));
+        }
+    }
+    Ok(owner.team_id)
+}
+
+/// Opaque cursor for id-ordered lists (audit history).
+pub fn encode_id_cursor(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("h:{id}"))
+}
+
+pub fn decode_id_cursor(raw: &str) -> ApiResult<i64> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("h:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is malformed"))
+}
+
+/// Drops requested changes equal to the current values; evaluates to `true` when
+/// nothing is left to change.
+macro_rules! prune_changes {
+    ($ch:expr, $before:expr; $($f:ident),+ $(,)?) => {{
+        $( if $ch.$f.as_ref() == Some(&$before.$f) { $ch.$f = None; } )+
+        true $( && $ch.$f.is_none() )+
+    }};
+}
+pub(crate) use prune_changes;

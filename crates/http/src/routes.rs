@@ -1,0 +1,127 @@
+//! The route table and the actix `App` shared by the server and the tests.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse};
+use utoipa::OpenApi;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{scope, AppExt};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::extract::{json_error, path_error, query_error};
+use crate::handlers::{
+    accounts, admin_api_keys, admin_roles, admin_teams, admin_users, auth, contacts, directory, health, me,
+};
+use crate::middleware::observe;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+fn ops(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics);
+}
+
+fn api_v1(cfg: &mut ServiceConfig<'_>) {
+    cfg.service(auth::login)
+        .service(auth::refresh)
+        .service(auth::logout)
+        .service(me::me)
+        .service(accounts::list_accounts)
+        .service(accounts::create_account)
+        .service(accounts::get_account)
+        .service(accounts::update_account)
+        .service(accounts::delete_account)
+        .service(accounts::restore_account)
+        .service(accounts::account_history)
+        .service(contacts::list_contacts)
+        .service(contacts::create_contact)
+        .service(contacts::get_contact)
+        .service(contacts::update_contact)
+        .service(contacts::delete_contact)
+        .service(contacts::restore_contact)
+        .service(contacts::contact_history)
+        .service(directory::list_users)
+        .service(directory::list_teams)
+        .service(admin_users::list_users)
+        .service(admin_users::create_user)
+        .service(admin_users::get_user)
+        .service(admin_users::update_user)
+        .service(admin_teams::create_team)
+        .service(admin_teams::update_team)
+        .service(admin_teams::delete_team)
+        .service(admin_roles::list_roles)
+        .service(admin_roles::permission_catalog)
+        .service(admin_roles::create_role)
+        .service(admin_roles::get_role)
+        .service(admin_roles::update_role)
+        .service(admin_roles::delete_role)
+        .service(admin_api_keys::list_api_keys)
+        .service(admin_api_keys::create_api_key)
+        .service(admin_api_keys::revoke_api_key);
+}
+
+/// The OpenAPI document collected from the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(ops)
+        .service(scope::scope("/api/v1").configure(api_v1))
+        .split_for_parts()
+        .1
+}
+
+/// Serves the OpenAPI document (built once).
+async fn openapi_json() -> HttpResponse {
+    static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = SPEC.get_or_init(|| openapi().to_json().unwrap_or_default());
+    HttpResponse::Ok().content_type("application/json").body(body.as_str())
+}
+
+async fn no_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("route"))
+}
+
+/// The application: middleware, extractor error handlers, routes, docs.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let body_limit = state.config.body_limit;
+    let (app, _) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .app_data(web::Data::new(state))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::JsonConfig::default().limit(body_limit).error_handler(json_error))
+        .configure(ops)
+        .service(
+            scope::scope("/api/v1")
+                .configure(api_v1)
+                .map(|s| s.route("/openapi.json", web::get().to(openapi_json))),
+        )
+        .split_for_parts();
+    let docs = SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::new(["/api/v1/openapi.json"]));
+    app.service(docs)
+        .route(
+            "/docs",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header(("Location", "/docs/"))
+                    .finish()
+            }),
+        )
+        .default_service(web::to(no_route))
+        .wrap(from_fn(observe))
+}

@@ -1,0 +1,33 @@
+//! Shared application state.
+
+use std::sync::Arc;
+
+use crm_db::Db;
+
+use crate::auth::{AuthCache, JwtKeys};
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+
+/// State shared by every worker; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<HttpConfig>,
+    pub jwt: Arc<JwtKeys>,
+    pub auth_cache: Arc<AuthCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(db: Db, config: HttpConfig) -> Self {
+        let jwt = Arc::new(JwtKeys::new(&config));
+        let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
+        AppState {
+            db,
+            config: Arc::new(config),
+            jwt,
+            auth_cache,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! `crm`: the CRM API server.
+//!
+//! `crm serve` creates the database when missing, applies migrations and serves;
+//! `crm demo` (= `serve --demo`) also seeds demo data. `crm migrate`, `crm seed-demo`
+//! and `crm openapi` do one thing each.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use crm_db::pool::{build_pool, PoolConfig};
+use crm_db::{demo, migrations, Db};
+use crm_http::{AppState, HttpConfig};
+use diesel::prelude::*;
+
+#[derive(Parser)]
+#[command(name = "crm", version, about = "Opportunity management (商机管理) API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if needed, migrate, and serve the API.
+    Serve(ServeArgs),
+    /// Same as `serve --demo`: seed demo data (if empty) and serve.
+    Demo(ServeArgs),
+    /// Create the database if needed and apply pending migrations.
+    Migrate(DbArgs),
+    /// Create, migrate and seed the demo organisation (idempotent).
+    SeedDemo(DbArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Args, Clone)]
+struct DbArgs {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/crm")]
+    database_url: String,
+    /// Log format.
+    #[arg(long, env = "CRM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "CRM_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Secret for signing access tokens (at least 32 bytes). Required unless --demo.
+    #[arg(long, env = "CRM_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Seed demo data when the database is empty; allows a random JWT secret.
+    #[arg(long)]
+    demo: bool,
+    /// Worker threads (default: number of cores).
+    #[arg(long, env = "CRM_WORKERS")]
+    workers: Option<usize>,
+    /// Database pool size.
+    #[arg(long, env = "CRM_POOL_SIZE", default_value_t = 10)]
+    pool_size: u32,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "CRM_ACCESS_TTL_SECS", default_value_t = 900)]
+    access_ttl_secs: u64,
+    /// Trust X-Forwarded-For / Forwarded for the client address (behind a reverse proxy).
+    #[arg(long, env = "CRM_TRUST_PROXY", default_value_t = false)]
+    trust_proxy: bool,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+/// Hides the password of a database URL for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn prepare_database(url: &str) -> Result<()> {
+    if migrations::create_database_if_missing(url).map_err(|e| anyhow::anyhow!("{e}"))? {
+        tracing::info!(database = %redact_url(url), "created database");
+    }
+    let mut conn = PgConnection::establish(url).with_context(|| format!("connecting to {}", redact_url(url)))?;
+    let applied = migrations::run_pending(&mut conn).map_err(|e| anyhow::anyhow!("migrations: {e}"))?;
+    for v in &applied {
+        tracing::info!(version = %v, "applied migration");
+    }
+    Ok(())
+}
+
+fn seed_demo(url: &str) -> Result<()> {
+    let mut conn = PgConnection::establish(url).with_context(|| format!("connecting to {}", redact_url(url)))?;
+    let report = demo::seed(&mut conn, &|p| {
+        crm_domain::secrets::hash_password(p).unwrap_or_default()
+    })
+    .context("seeding demo data")?;
+    if report.seeded {
+        tracing::info!(
+            accounts = report.accounts,
+            contacts = report.contacts,
+            "seeded demo organisation"
+        );
+    } else {
+        tracing::info!("demo organisation already present");
+    }
+    println!("Demo logins (password for all: {}):", demo::DEMO_PASSWORD);
+    for l in &report.logins {
+        println!("  {:<26} {:<15} {}", l.email, l.role, l.team);
+    }
+    Ok(())
+}
+
+/// Clears the auth cache whenever another instance announces an org change.
+fn spawn_auth_listener(url: String, state: AppState) {
+    std::thread::Builder::new()
+        .name("auth-listener".into())
+        .spawn(move || loop {
+            match PgConnection::establish(&url) {
+                Ok(mut conn) => {
+                    if diesel::sql_query("LISTEN crm_auth").execute(&mut conn).is_err() {
+                        std::thread::sleep(Duration::from_secs(5));
+                        continue;
+                    }
+                    loop {
+                        // A cheap round trip lets libpq read pending notifications.
+                        if diesel::sql_query("SELECT 1").execute(&mut conn).is_err() {
+                            break;
+                        }
+                        let mut changed = false;
+                        for n in conn.notifications_iter() {
+                            changed |= n.is_ok();
+                        }
+                        if changed {
+                            state.auth_cache.invalidate_all();
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "auth listener cannot connect; retrying"),
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        })
+        .ok();
+}
+
+/// Hourly housekeeping: expired idempotency keys and stale throttle rows.
+fn spawn_housekeeping(db: Db) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let r = db
+                .run(|c| {
+                    let keys = crm_db::repo::idempotency::purge_expired(c)?;
+                    let throttle = crm_db::repo::auth::purge_throttle(c, chrono::Duration::days(1))?;
+                    Ok::<_, crm_http::ApiError>((keys, throttle))
+                })
+                .await;
+            match r {
+                Ok((keys, throttle)) => tracing::info!(keys, throttle, "housekeeping done"),
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+            }
+        }
+    });
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let url = args.db.database_url.clone();
+    let secret = match (&args.jwt_secret, args.demo) {
+        (Some(s), _) if s.len() >= 32 => s.clone().into_bytes(),
+        (Some(_), _) => bail!("CRM_JWT_SECRET must be at least 32 bytes"),
+        (None, true) => {
+            tracing::warn!("no CRM_JWT_SECRET: using a random one (tokens end when the server restarts)");
+            crm_domain::secrets::random_secret(48).into_bytes()
+        }
+        (None, false) => bail!("CRM_JWT_SECRET is required (or run with --demo)"),
+    };
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || prepare_database(&u)).await??;
+    if args.demo {
+        let u = url.clone();
+        tokio::task::spawn_blocking(move || seed_demo(&u)).await??;
+    }
+    let pool = build_pool(
+        &url,
+        &PoolConfig {
+            max_size: args.pool_size,
+            ..PoolConfig::default()
+        },
+    )
+    .with_context(|| format!("connecting to {}", redact_url(&url)))?;
+    let mut cfg = HttpConfig::with_secret(secret);
+    cfg.access_ttl = Duration::from_secs(args.access_ttl_secs);
+    cfg.trust_proxy = args.trust_proxy;
+    let state = AppState::new(Db::new(pool), cfg);
+    spawn_auth_listener(url, state.clone());
+    spawn_housekeeping(state.db.clone());
+
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    tracing::info!(bind = %args.bind, workers, "listening; API docs at /docs");
+    let app_state = state.clone();
+    actix_web::HttpServer::new(move || crm_http::routes::app(app_state.clone()))
+        .workers(workers)
+        .shutdown_timeout(30)
+        .bind(&args.bind)
+        .with_context(|| format!("binding {}", args.bind))?
+        .run()
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Openapi => {
+            use std::io::Write;
+            // A closed pipe (e.g. `| head`) is not an error worth a panic.
+            let _ = std::io::stdout().write_all(crm_http::openapi::spec_json().as_bytes());
+            Ok(())
+        }
+        Command::Migrate(db) => {
+            init_tracing(db.log_format);
+            prepare_database(&db.database_url)
+        }
+        Command::SeedDemo(db) => {
+            init_tracing(db.log_format);
+            prepare_database(&db.database_url)?;
+            seed_demo(&db.database_url)
+        }
+        Command::Serve(args) => {
+            init_tracing(args.db.log_format);
+            actix_web::rt::System::new().block_on(serve(args))
+        }
+        Command::Demo(mut args) => {
+            args.demo = true;
+            init_tracing(args.db.log_format);
+            actix_web::rt::System::new().block_on(serve(args))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/crm"),
+            "postgres://u:***@h:5432/crm"
+        );
+        assert_eq!(redact_url("postgres://postgres@h/crm"), "postgres://postgres@h/crm");
+    }
+}

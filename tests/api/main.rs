@@ -1,0 +1,14 @@
+//! Black-box tests of the HTTP API against the real Postgres: each test has its own
+//! database cloned from a migrated template, so they run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod admin;
+mod auth;
+mod contacts;
+mod errors;
+mod ops;
+mod paging;
+mod scope;
+
+pub use crm_test_support::app::start;

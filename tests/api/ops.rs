@@ -1,0 +1,136 @@
+//! Health, readiness, metrics, request ids, docs and the OpenAPI document.
+
+use actix_web::http::Method;
+use crm_test_support::app::request;
+use crm_test_support::app::start;
+
+#[actix_web::test]
+async fn health_ready_and_metrics() {
+    let app = start().await;
+    let r = app.send(request(Method::GET, "/healthz", None)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ok");
+    let r = app.send(request(Method::GET, "/readyz", None)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "ready");
+
+    let token = app.token(app.org.admin);
+    assert_eq!(app.get("/api/v1/accounts", &token).await.status, 200);
+    let r = app.send(request(Method::GET, "/metrics", None)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text
+            .contains(r#"http_requests_total{method="GET",route="/api/v1/accounts",status="200"} 1"#),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("http_request_duration_seconds_bucket"));
+    assert!(r.text.contains("db_pool_connections{state=\"idle\"}"));
+}
+
+#[actix_web::test]
+async fn readiness_fails_when_migrations_are_pending() {
+    let app = start().await;
+    // Pretend the last migration has not run.
+    use diesel::RunQueryDsl;
+    diesel::sql_query(
+        "DELETE FROM __diesel_schema_migrations WHERE version = (SELECT max(version) FROM __diesel_schema_migrations)",
+    )
+    .execute(&mut app.db.conn())
+    .unwrap();
+    let r = app.send(request(Method::GET, "/readyz", None)).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.code(), "not_ready");
+    assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+}
+
+#[actix_web::test]
+async fn request_id_is_echoed_or_generated() {
+    let app = start().await;
+    let r = app
+        .send(request(Method::GET, "/healthz", None).insert_header(("X-Request-Id", "abc-123")))
+        .await;
+    assert_eq!(r.header("x-request-id").as_deref(), Some("abc-123"));
+    let r = app
+        .send(request(Method::GET, "/healthz", None).insert_header(("X-Request-Id", "bad id with spaces")))
+        .await;
+    let generated = r.header("x-request-id").unwrap();
+    assert_ne!(generated, "bad id with spaces");
+    assert!(uuid::Uuid::parse_str(&generated).is_ok());
+}
+
+#[actix_web::test]
+async fn unknown_routes_are_problem_json() {
+    let app = start().await;
+    let r = app.send(request(Method::GET, "/api/v1/nope", None)).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.code(), "not_found");
+    assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+}
+
+#[actix_web::test]
+async fn docs_and_spec_are_served() {
+    let app = start().await;
+    let r = app.send(request(Method::GET, "/api/v1/openapi.json", None)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, serde_json::to_value(crm_http::openapi::spec()).unwrap());
+    assert_eq!(r.body["openapi"], "3.1.0");
+    let r = app.send(request(Method::GET, "/docs/", None)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.to_lowercase().contains("swagger"),
+        "{}",
+        &r.text[..r.text.len().min(200)]
+    );
+    let r = app.send(request(Method::GET, "/docs", None)).await;
+    assert_eq!(r.status, 308);
+}
+
+/// The committed spec must equal what the code produces. Regenerate with
+/// `UPDATE_OPENAPI=1 cargo test -p crm-api-tests committed_openapi` (or `crm openapi`).
+#[test]
+fn committed_openapi_matches_the_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi.json");
+    let generated = crm_http::openapi::spec_json();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date; run `UPDATE_OPENAPI=1 cargo test -p crm-api-tests committed_openapi`"
+    );
+}
+
+/// Every operation documents its error responses and every protected one its security.
+#[test]
+fn every_operation_documents_errors_and_security() {
+    let spec = serde_json::to_value(crm_http::openapi::spec()).unwrap();
+    let public = [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+    ];
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|k| k.starts_with('2')),
+                "{method} {path} has no success response"
+            );
+            if public.contains(&path.as_str()) {
+                continue;
+            }
+            assert!(responses.contains_key("401"), "{method} {path} does not document 401");
+            assert!(
+                op["security"].as_array().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no security"
+            );
+            if path.contains("{id}") {
+                assert!(responses.contains_key("404"), "{method} {path} does not document 404");
+            }
+        }
+    }
+}
