@@ -134,3 +134,51 @@ fn every_operation_documents_errors_and_security() {
         }
     }
 }
+
+/// Walks the spec: every protected operation refuses a caller without credentials
+/// (401) and every admin operation refuses a sales rep (403), with problem+json.
+#[actix_web::test]
+async fn every_protected_operation_needs_credentials_and_admin_needs_admin() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let spec = serde_json::to_value(crm_http::openapi::spec()).unwrap();
+    let public = [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+    ];
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if public.contains(&path.as_str()) {
+            continue;
+        }
+        let concrete = path.replace("{id}", &uuid::Uuid::now_v7().to_string());
+        for method in item.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut req = request(m.clone(), &concrete, None);
+            if matches!(method.as_str(), "post" | "patch") {
+                req = req.set_json(serde_json::json!({}));
+            }
+            let r = app.send(req).await;
+            assert_eq!(r.status, 401, "{method} {path} without credentials: {}", r.text);
+            assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+            if path.starts_with("/api/v1/admin/") {
+                let mut req = request(m, &concrete, Some(&rep)).insert_header(("If-Match", "\"1\""));
+                if matches!(method.as_str(), "post" | "patch") {
+                    req = req.set_json(serde_json::json!({}));
+                }
+                let r = app.send(req).await;
+                assert!(
+                    r.status == 403 || (r.status == 422 && method != "get" && method != "delete"),
+                    "{method} {path} as a rep: {} {}",
+                    r.status,
+                    r.text
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} operations checked");
+}

@@ -74,6 +74,7 @@ async fn hash(password: Option<String>) -> ApiResult<Option<String>> {
 /// List users (admin view).
 #[utoipa::path(
     tag = "admin",
+    operation_id = "admin_list_users",
     params(UserListQuery),
     responses((status = 200, description = "A page of users", body = Page<User>), BadRequest, Unauthorized, Forbidden),
     security(("bearer_auth" = []), ("api_key" = []))
