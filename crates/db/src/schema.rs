@@ -161,6 +161,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         version -> Int4,
+        last_activity_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -189,6 +190,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         version -> Int4,
+        last_activity_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -198,6 +200,211 @@ diesel::joinable!(user_roles -> roles (role_id));
 diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(api_keys -> roles (role_id));
 diesel::joinable!(contacts -> accounts (account_id));
+
+diesel::table! {
+    leads (id) {
+        id -> Uuid,
+        person_name -> Text,
+        company -> Nullable<Text>,
+        title -> Nullable<Text>,
+        mobile -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        email -> Nullable<Text>,
+        source -> Text,
+        campaign -> Nullable<Text>,
+        region -> Nullable<Text>,
+        industry -> Nullable<Text>,
+        tags -> Array<Text>,
+        estimated_budget -> Nullable<Numeric>,
+        notes -> Nullable<Text>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        status -> Text,
+        disqualify_reason -> Nullable<Text>,
+        assigned_at -> Nullable<Timestamptz>,
+        first_response_at -> Nullable<Timestamptz>,
+        last_activity_at -> Nullable<Timestamptz>,
+        converted_at -> Nullable<Timestamptz>,
+        converted_account_id -> Nullable<Uuid>,
+        converted_contact_id -> Nullable<Uuid>,
+        converted_opportunity_id -> Nullable<Uuid>,
+        custom -> Jsonb,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    pipelines (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        is_default -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    stages (id) {
+        id -> Uuid,
+        pipeline_id -> Uuid,
+        code -> Text,
+        name -> Text,
+        kind -> Text,
+        position -> Int4,
+        probability -> Int4,
+        key_tasks -> Jsonb,
+        required_outputs -> Jsonb,
+        entry_criteria -> Jsonb,
+        stalled_after_days -> Nullable<Int4>,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    opportunities (id) {
+        id -> Uuid,
+        name -> Text,
+        account_id -> Uuid,
+        primary_contact_id -> Nullable<Uuid>,
+        pipeline_id -> Uuid,
+        stage_id -> Uuid,
+        amount -> Nullable<Numeric>,
+        currency -> Text,
+        expected_close_date -> Nullable<Date>,
+        probability -> Int4,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        source_lead_id -> Nullable<Uuid>,
+        competitors -> Array<Text>,
+        next_step -> Nullable<Text>,
+        status -> Text,
+        lost_reason -> Nullable<Text>,
+        closed_at -> Nullable<Timestamptz>,
+        stage_entered_at -> Timestamptz,
+        last_activity_at -> Nullable<Timestamptz>,
+        custom -> Jsonb,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    opportunity_contacts (opportunity_id, contact_id) {
+        opportunity_id -> Uuid,
+        contact_id -> Uuid,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    stage_history (id) {
+        id -> Int8,
+        opportunity_id -> Uuid,
+        from_stage_id -> Nullable<Uuid>,
+        to_stage_id -> Uuid,
+        entered_at -> Timestamptz,
+        left_at -> Nullable<Timestamptz>,
+        changed_by -> Nullable<Uuid>,
+        amount -> Nullable<Numeric>,
+        probability -> Nullable<Int4>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    opportunity_checklist (opportunity_id, stage_id, task_code) {
+        opportunity_id -> Uuid,
+        stage_id -> Uuid,
+        task_code -> Text,
+        done -> Bool,
+        changed_by -> Nullable<Uuid>,
+        changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    opportunity_outputs (id) {
+        id -> Uuid,
+        opportunity_id -> Uuid,
+        stage_id -> Uuid,
+        output_code -> Nullable<Text>,
+        title -> Text,
+        notes -> Nullable<Text>,
+        url -> Nullable<Text>,
+        file_ref -> Nullable<Text>,
+        author_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    activities (id) {
+        id -> Uuid,
+        activity_type -> Text,
+        subject -> Text,
+        content -> Nullable<Text>,
+        occurred_at -> Timestamptz,
+        duration_minutes -> Nullable<Int4>,
+        outcome -> Nullable<Text>,
+        next_step -> Nullable<Text>,
+        lead_id -> Nullable<Uuid>,
+        account_id -> Nullable<Uuid>,
+        contact_id -> Nullable<Uuid>,
+        opportunity_id -> Nullable<Uuid>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Uuid,
+        title -> Text,
+        description -> Nullable<Text>,
+        due_at -> Nullable<Timestamptz>,
+        reminder_at -> Nullable<Timestamptz>,
+        priority -> Text,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        status -> Text,
+        completed_at -> Nullable<Timestamptz>,
+        related_type -> Nullable<Text>,
+        related_id -> Nullable<Uuid>,
+        origin -> Text,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::joinable!(stages -> pipelines (pipeline_id));
+diesel::joinable!(opportunities -> accounts (account_id));
+diesel::joinable!(opportunities -> stages (stage_id));
+diesel::joinable!(opportunity_contacts -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_contacts -> contacts (contact_id));
+diesel::joinable!(stage_history -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_outputs -> opportunities (opportunity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     teams,
@@ -213,4 +420,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     accounts,
     contacts,
+    leads,
+    pipelines,
+    stages,
+    opportunities,
+    opportunity_contacts,
+    stage_history,
+    opportunity_checklist,
+    opportunity_outputs,
+    activities,
+    tasks,
 );

@@ -121,6 +121,7 @@ pub enum SortType {
     Timestamp,
     Date,
     Int,
+    Decimal,
 }
 
 /// A column a list may be sorted on: its API name and its SQL expression.
@@ -129,6 +130,29 @@ pub struct SortColumn {
     pub field: &'static str,
     pub expr: &'static str,
     pub ty: SortType,
+    /// For nullable columns: the value `expr` coalesces NULL to (as JSON text), so a
+    /// cursor taken on a row with NULL still points at the right place.
+    pub null_as: Option<&'static str>,
+}
+
+impl SortColumn {
+    pub const fn new(field: &'static str, expr: &'static str, ty: SortType) -> Self {
+        SortColumn {
+            field,
+            expr,
+            ty,
+            null_as: None,
+        }
+    }
+
+    pub const fn nullable(field: &'static str, expr: &'static str, ty: SortType, null_as: &'static str) -> Self {
+        SortColumn {
+            field,
+            expr,
+            ty,
+            null_as: Some(null_as),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +161,7 @@ enum Bound {
     Timestamp(DateTime<Utc>),
     Date(NaiveDate),
     Int(i64),
+    Decimal(rust_decimal::Decimal),
 }
 
 impl Bound {
@@ -148,6 +173,11 @@ impl Bound {
             }
             SortType::Date => Bound::Date(v.as_str()?.parse().ok()?),
             SortType::Int => Bound::Int(v.as_i64()?),
+            SortType::Decimal => Bound::Decimal(match v {
+                Value::String(s) => s.parse().ok()?,
+                Value::Number(n) => n.to_string().parse().ok()?,
+                _ => return None,
+            }),
         })
     }
 
@@ -157,6 +187,7 @@ impl Bound {
             Bound::Timestamp(t) => sql.bind::<sql_types::Timestamptz, _>(*t),
             Bound::Date(d) => sql.bind::<sql_types::Date, _>(*d),
             Bound::Int(i) => sql.bind::<sql_types::Int8, _>(*i),
+            Bound::Decimal(d) => sql.bind::<sql_types::Numeric, _>(*d),
         };
     }
 }
@@ -278,7 +309,11 @@ impl ListSpec {
                     values: self
                         .keys
                         .iter()
-                        .map(|(c, _)| value.get(c.field).cloned().unwrap_or(Value::Null))
+                        .map(|(c, _)| match (value.get(c.field), c.null_as) {
+                            (Some(v), _) if !v.is_null() => v.clone(),
+                            (_, Some(default)) => Value::String(default.to_owned()),
+                            _ => Value::Null,
+                        })
                         .collect(),
                     id: id_of(last),
                 }

@@ -122,6 +122,26 @@ const RECORD_ACTIONS: &[Action] = &[
 /// Every resource known to the permission model. Later capabilities add theirs here.
 pub const RESOURCES: &[ResourceDef] = &[
     ResourceDef {
+        name: "leads",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "opportunities",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "activities",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "tasks",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "pipelines",
+        actions: &[Action::Read, Action::Admin],
+    },
+    ResourceDef {
         name: "accounts",
         actions: RECORD_ACTIONS,
     },

@@ -2,8 +2,10 @@
 
 pub mod access;
 pub mod diff;
+pub mod expr;
 pub mod listing;
 pub mod normalize;
+pub mod pipeline;
 pub mod secrets;
 pub mod validation;
 

@@ -23,6 +23,11 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "me", description = "The caller"),
         (name = "accounts", description = "Customers (accounts)"),
         (name = "contacts", description = "People at accounts"),
+        (name = "leads", description = "Leads: capture, assignment, response tracking, conversion"),
+        (name = "pipelines", description = "Pipelines, stages and the board"),
+        (name = "opportunities", description = "Deals: stage moves with entry criteria, checklist, outputs, history"),
+        (name = "activities", description = "Follow-up records"),
+        (name = "tasks", description = "To-dos"),
         (name = "organisation", description = "Directory of users and teams"),
         (name = "admin", description = "Users, teams, roles, permissions, API keys"),
         (name = "ops", description = "Health, readiness, metrics")

@@ -38,6 +38,7 @@ pub struct AccountRow {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub version: i32,
+    pub last_activity_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -104,21 +105,9 @@ pub struct AccountFilter {
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
-    SortColumn {
-        field: "name",
-        expr: "a.name",
-        ty: SortType::Text,
-    },
-    SortColumn {
-        field: "created_at",
-        expr: "a.created_at",
-        ty: SortType::Timestamp,
-    },
-    SortColumn {
-        field: "updated_at",
-        expr: "a.updated_at",
-        ty: SortType::Timestamp,
-    },
+    SortColumn::new("name", "a.name", SortType::Text),
+    SortColumn::new("created_at", "a.created_at", SortType::Timestamp),
+    SortColumn::new("updated_at", "a.updated_at", SortType::Timestamp),
 ];
 pub const DEFAULT_SORT: &str = "-created_at";
 

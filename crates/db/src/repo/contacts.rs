@@ -40,6 +40,7 @@ pub struct ContactRow {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub version: i32,
+    pub last_activity_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -103,21 +104,9 @@ pub struct ContactFilter {
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
-    SortColumn {
-        field: "name",
-        expr: "c.name",
-        ty: SortType::Text,
-    },
-    SortColumn {
-        field: "created_at",
-        expr: "c.created_at",
-        ty: SortType::Timestamp,
-    },
-    SortColumn {
-        field: "updated_at",
-        expr: "c.updated_at",
-        ty: SortType::Timestamp,
-    },
+    SortColumn::new("name", "c.name", SortType::Text),
+    SortColumn::new("created_at", "c.created_at", SortType::Timestamp),
+    SortColumn::new("updated_at", "c.updated_at", SortType::Timestamp),
 ];
 pub const DEFAULT_SORT: &str = "-created_at";
 

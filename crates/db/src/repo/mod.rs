@@ -1,12 +1,17 @@
 //! Repositories: free functions over `&mut PgConnection`, composable in a transaction.
 
 pub mod accounts;
+pub mod activities;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod contacts;
 pub mod idempotency;
+pub mod leads;
+pub mod opportunities;
+pub mod pipelines;
 pub mod roles;
+pub mod tasks;
 pub mod teams;
 pub mod users;
 

@@ -66,21 +66,9 @@ pub struct UserFilter {
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
-    SortColumn {
-        field: "name",
-        expr: "u.name",
-        ty: SortType::Text,
-    },
-    SortColumn {
-        field: "email",
-        expr: "u.email",
-        ty: SortType::Text,
-    },
-    SortColumn {
-        field: "created_at",
-        expr: "u.created_at",
-        ty: SortType::Timestamp,
-    },
+    SortColumn::new("name", "u.name", SortType::Text),
+    SortColumn::new("email", "u.email", SortType::Text),
+    SortColumn::new("created_at", "u.created_at", SortType::Timestamp),
 ];
 pub const DEFAULT_SORT: &str = "name";
 

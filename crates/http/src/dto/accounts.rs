@@ -49,6 +49,8 @@ pub struct Account {
     /// The owner's team when the owner was set.
     pub team_id: Option<Uuid>,
     pub notes: Option<String>,
+    /// Latest follow-up logged on the record.
+    pub last_activity_at: Option<DateTime<Utc>>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -74,6 +76,7 @@ impl From<AccountRow> for Account {
             owner_id: r.owner_id,
             team_id: r.team_id,
             notes: r.notes,
+            last_activity_at: r.last_activity_at,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,

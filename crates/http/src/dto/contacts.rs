@@ -36,6 +36,8 @@ pub struct Contact {
     pub notes: Option<String>,
     pub owner_id: Uuid,
     pub team_id: Option<Uuid>,
+    /// Latest follow-up logged on the record.
+    pub last_activity_at: Option<DateTime<Utc>>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -62,6 +64,7 @@ impl From<ContactRow> for Contact {
             notes: r.notes,
             owner_id: r.owner_id,
             team_id: r.team_id,
+            last_activity_at: r.last_activity_at,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,

@@ -1,10 +1,15 @@
 //! Request and response bodies. Field docs become OpenAPI descriptions.
 
 pub mod accounts;
+pub mod activities;
 pub mod admin;
 pub mod auth;
 pub mod contacts;
+pub mod leads;
 pub mod me;
+pub mod opportunities;
+pub mod overview;
+pub mod pipelines;
 
 use crm_domain::normalize;
 use crm_domain::FieldError;

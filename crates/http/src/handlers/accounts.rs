@@ -432,27 +432,30 @@ pub async fn account_history(
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    history(&state, scope, RES, id.into_inner(), q.into_inner()).await
+    history(&state, scope, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+        Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some())
+    })
+    .await
 }
 
-/// Shared by account and contact history.
+/// Whether a record is live and inside a scope.
+pub type Visible = fn(&mut PgConnection, &ScopeFilter, Uuid) -> crm_db::QueryResult<bool>;
+
+/// Audit history of any record, newest first (shared by every resource).
 pub async fn history(
     state: &AppState,
     scope: ScopeFilter,
     resource: &'static str,
     id: Uuid,
     q: HistoryQuery,
+    visible: Visible,
 ) -> ApiResult<HttpResponse> {
     let limit = crm_domain::listing::limit(q.limit)?;
     let before = q.cursor.as_deref().map(decode_id_cursor).transpose()?;
     let rows = state
         .db
         .run(move |c| {
-            let visible = match resource {
-                "contacts" => crm_db::repo::contacts::find(c, &scope, id, Liveness::Live, false)?.is_some(),
-                _ => accounts::find(c, &scope, id, Liveness::Live, false)?.is_some(),
-            };
-            if !visible {
+            if !visible(c, &scope, id)? {
                 return Err(ApiError::not_found(resource.trim_end_matches('s')));
             }
             Ok(audit::history(c, resource, id, before, limit + 1)?)
@@ -470,4 +473,151 @@ pub async fn history(
         items: rows.into_iter().map(AuditEntry::from).collect(),
         next_cursor,
     }))
+}
+
+/// Customer 360: the account, its contacts, open / won / lost deals with totals, recent
+/// activity across its contacts and deals, open tasks and upcoming birthdays. One
+/// request, every list bounded, each part filtered by the caller's scope for that
+/// kind of record (parts the caller may not read come back empty).
+#[utoipa::path(
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "Account id")),
+    responses((status = 200, description = "The 360 view", body = crate::dto::overview::AccountOverview), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/accounts/{id}/overview")]
+pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    use crate::dto::activities::{Activity, Task};
+    use crate::dto::contacts::Contact;
+    use crate::dto::overview::{AccountOverview, DealGroup, KeyDate};
+    use crm_db::repo::{activities, contacts, opportunities as opps, tasks};
+
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let part = |resource: &str| auth.scope(resource, Action::Read).map(|s| auth.principal.filter(s));
+    let (contact_scope, deal_scope, act_scope, task_scope) = (
+        part("contacts"),
+        part("opportunities"),
+        part("activities"),
+        part("tasks"),
+    );
+    let overview = state
+        .db
+        .run(move |c| {
+            let account =
+                accounts::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("account"))?;
+            let contacts: Vec<Contact> = match &contact_scope {
+                Some(s) => {
+                    let spec = ListSpec::new(contacts::SORT_COLUMNS, "name", None, None, Some(100), "overview")?;
+                    let filter = contacts::ContactFilter {
+                        account_id: Some(id),
+                        ..Default::default()
+                    };
+                    contacts::list(c, s, &filter, &spec)?
+                        .items
+                        .into_iter()
+                        .map(Contact::from)
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let mut groups = Vec::new();
+            for status in ["open", "won", "lost"] {
+                let group = match &deal_scope {
+                    Some(s) => {
+                        let totals = opps::account_totals(c, s, id)?;
+                        let t = totals.iter().find(|t| t.status == status);
+                        let spec = ListSpec::new(opps::SORT_COLUMNS, "-updated_at", None, None, Some(20), "overview")?;
+                        let filter = opps::OpportunityFilter {
+                            account_id: Some(id),
+                            status: Some(status.into()),
+                            ..Default::default()
+                        };
+                        let rows = opps::list(c, s, &filter, &spec)?.items;
+                        DealGroup {
+                            count: t.map_or(0, |t| t.count),
+                            amount: t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount),
+                            items: super::opportunities::with_contacts(c, rows)?,
+                        }
+                    }
+                    None => DealGroup {
+                        count: 0,
+                        amount: rust_decimal::Decimal::ZERO,
+                        items: Vec::new(),
+                    },
+                };
+                groups.push(group);
+            }
+            let recent_activities = match &act_scope {
+                Some(s) => activities::recent_for_account(c, s, id, 30)?
+                    .into_iter()
+                    .map(Activity::from)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let open_tasks = match &task_scope {
+                Some(s) => tasks::open_for_account(c, s, id, 30)?
+                    .into_iter()
+                    .map(Task::from)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let today = chrono::Utc::now().date_naive();
+            let mut key_dates: Vec<KeyDate> = contacts
+                .iter()
+                .filter_map(|ct| {
+                    let b = ct.birthday?;
+                    let next = next_anniversary(b, today)?;
+                    ((next - today).num_days() <= 30).then(|| KeyDate {
+                        date: next,
+                        kind: "birthday".into(),
+                        contact_id: ct.id,
+                        name: ct.name.clone(),
+                    })
+                })
+                .collect();
+            key_dates.sort_by_key(|k| k.date);
+            let mut groups = groups.into_iter();
+            let (open_deals, won_deals, lost_deals) = (
+                groups.next().unwrap_or_else(empty_group),
+                groups.next().unwrap_or_else(empty_group),
+                groups.next().unwrap_or_else(empty_group),
+            );
+            Ok::<_, ApiError>(AccountOverview {
+                account: Account::from(account),
+                contacts,
+                open_deals,
+                won_deals,
+                lost_deals,
+                recent_activities,
+                open_tasks,
+                key_dates,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(overview))
+}
+
+fn empty_group() -> crate::dto::overview::DealGroup {
+    crate::dto::overview::DealGroup {
+        count: 0,
+        amount: rust_decimal::Decimal::ZERO,
+        items: Vec::new(),
+    }
+}
+
+/// The next date (today or later) with the month and day of `date`; 29 February falls
+/// on 28 February in other years.
+pub fn next_anniversary(date: chrono::NaiveDate, today: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
+    use chrono::Datelike;
+    let on = |year: i32| {
+        chrono::NaiveDate::from_ymd_opt(year, date.month(), date.day())
+            .or_else(|| chrono::NaiveDate::from_ymd_opt(year, date.month(), date.day() - 1))
+    };
+    let this_year = on(today.year())?;
+    if this_year >= today {
+        Some(this_year)
+    } else {
+        on(today.year() + 1)
+    }
 }

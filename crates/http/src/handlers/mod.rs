@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource, plus helpers they share.
 
 pub mod accounts;
+pub mod activities;
 pub mod admin_api_keys;
 pub mod admin_roles;
 pub mod admin_teams;
@@ -9,7 +10,10 @@ pub mod auth;
 pub mod contacts;
 pub mod directory;
 pub mod health;
+pub mod leads;
 pub mod me;
+pub mod opportunities;
+pub mod pipelines;
 
 use std::collections::BTreeMap;
 

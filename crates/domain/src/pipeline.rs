@@ -1,0 +1,399 @@
+//! Sales process rules: stage entry criteria, stage moves, lead statuses.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::expr::{self, Expr};
+
+/// A machine-checkable condition for entering a stage. Unmet criteria are reported
+/// as these same objects, so a client can show exactly what is missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Criterion {
+    /// A field of the opportunity is filled in (e.g. `amount`, `primary_contact_id`).
+    FieldRequired { field: String },
+    /// A key task of a stage (by stage code) is checked off.
+    TaskDone { stage: String, task: String },
+    /// A required output (deliverable, by code) is attached.
+    OutputAttached { output: String },
+    /// A quote of the opportunity is in this status (e.g. `accepted`).
+    QuoteStatus { status: String },
+    /// The opportunity's probability is at least this.
+    MinProbability { value: i32 },
+    /// An activity of one of these types (any type when empty) was logged on the deal.
+    ActivityLogged {
+        #[serde(default)]
+        types: Vec<String>,
+    },
+    /// A general condition over the opportunity's fields.
+    Condition { expr: Expr },
+}
+
+/// What the criteria are checked against.
+#[derive(Debug, Default)]
+pub struct Evidence<'a> {
+    /// The opportunity as JSON (API field names; custom fields under `custom`).
+    pub record: Option<&'a Value>,
+    /// Key tasks done, as (stage code, task code).
+    pub tasks_done: &'a [(String, String)],
+    /// Codes of attached outputs.
+    pub outputs: &'a [String],
+    /// Types of activities logged on the opportunity.
+    pub activity_types: &'a [String],
+    /// Statuses of the opportunity's quotes.
+    pub quote_statuses: &'a [String],
+}
+
+impl Criterion {
+    /// Whether the evidence satisfies the criterion.
+    pub fn met(&self, ev: &Evidence<'_>) -> bool {
+        let null = Value::Null;
+        let record = ev.record.unwrap_or(&null);
+        match self {
+            Criterion::FieldRequired { field } => !expr::is_blank(expr::lookup(record, field)),
+            Criterion::TaskDone { stage, task } => ev.tasks_done.iter().any(|(s, t)| s == stage && t == task),
+            Criterion::OutputAttached { output } => ev.outputs.iter().any(|o| o == output),
+            Criterion::QuoteStatus { status } => ev.quote_statuses.iter().any(|s| s == status),
+            Criterion::MinProbability { value } => expr::lookup(record, "probability")
+                .as_i64()
+                .is_some_and(|p| p >= i64::from(*value)),
+            Criterion::ActivityLogged { types } => {
+                if types.is_empty() {
+                    !ev.activity_types.is_empty()
+                } else {
+                    ev.activity_types.iter().any(|t| types.contains(t))
+                }
+            }
+            Criterion::Condition { expr } => expr.eval(record),
+        }
+    }
+}
+
+/// The criteria not met, in definition order.
+pub fn unmet(criteria: &[Criterion], ev: &Evidence<'_>) -> Vec<Criterion> {
+    criteria.iter().filter(|c| !c.met(ev)).cloned().collect()
+}
+
+/// A named item of a stage checklist or output list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Stable code, snake_case.
+    pub code: String,
+    pub title: String,
+}
+
+/// Validates a stage's criteria against the pipeline: fields that exist, stages, tasks
+/// and outputs that are defined. Returns (index, message) per problem.
+pub fn check_criteria(
+    criteria: &[Criterion],
+    fields: &[&str],
+    stages: &[(String, Vec<Item>, Vec<Item>)],
+) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, c) in criteria.iter().enumerate() {
+        let problem = match c {
+            Criterion::FieldRequired { field } => {
+                let root = field.split('.').next().unwrap_or("");
+                (!(fields.contains(&field.as_str()) || (root == "custom" && field.len() > 7)))
+                    .then(|| format!("unknown field `{field}`"))
+            }
+            Criterion::TaskDone { stage, task } => match stages.iter().find(|(code, _, _)| code == stage) {
+                None => Some(format!("unknown stage `{stage}`")),
+                Some((_, tasks, _)) => (!tasks.iter().any(|t| &t.code == task))
+                    .then(|| format!("stage `{stage}` has no key task `{task}`")),
+            },
+            Criterion::OutputAttached { output } => {
+                (!stages.iter().any(|(_, _, outs)| outs.iter().any(|o| &o.code == output)))
+                    .then(|| format!("no stage defines the output `{output}`"))
+            }
+            Criterion::QuoteStatus { status } => (![
+                "draft",
+                "pending_approval",
+                "approved",
+                "rejected",
+                "sent",
+                "accepted",
+                "declined",
+                "expired",
+            ]
+            .contains(&status.as_str()))
+            .then(|| format!("unknown quote status `{status}`")),
+            Criterion::MinProbability { value } => {
+                (!(0..=100).contains(value)).then(|| "probability must be 0..=100".to_owned())
+            }
+            Criterion::ActivityLogged { types } => types
+                .iter()
+                .find(|t| !["call", "visit", "meeting", "email", "message", "note"].contains(&t.as_str()))
+                .map(|t| format!("unknown activity type `{t}`")),
+            Criterion::Condition { expr } => expr.validate().err().map(|e| e.to_string()),
+        };
+        if let Some(p) = problem {
+            out.push((i, p));
+        }
+    }
+    out
+}
+
+/// Kind of stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Open,
+    Won,
+    Lost,
+}
+
+impl StageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Open => "open",
+            StageKind::Won => "won",
+            StageKind::Lost => "lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(StageKind::Open),
+            "won" => Some(StageKind::Won),
+            "lost" => Some(StageKind::Lost),
+            _ => None,
+        }
+    }
+}
+
+/// Where a stage sits.
+#[derive(Debug, Clone, Copy)]
+pub struct StagePos {
+    pub position: i32,
+    pub kind: StageKind,
+}
+
+/// What kind of move a stage change is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Forward,
+    Backward,
+    Won,
+    Lost,
+    /// From won or lost back to an open stage.
+    Reopen,
+}
+
+/// Why a stage change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveError {
+    #[error("the opportunity is already in this stage")]
+    SameStage,
+    #[error("a reason is required for this move")]
+    ReasonRequired,
+}
+
+/// Classifies a move and checks the rules that do not need data: moving backwards,
+/// losing and reopening need a reason.
+pub fn classify_move(from: StagePos, to: StagePos, same: bool, reason: Option<&str>) -> Result<Move, MoveError> {
+    if same {
+        return Err(MoveError::SameStage);
+    }
+    let has_reason = reason.is_some_and(|r| !r.trim().is_empty());
+    let mv = match (from.kind, to.kind) {
+        (_, StageKind::Lost) => Move::Lost,
+        (StageKind::Won | StageKind::Lost, StageKind::Open) => Move::Reopen,
+        (StageKind::Lost, StageKind::Won) => Move::Reopen,
+        (_, StageKind::Won) => Move::Won,
+        (StageKind::Open, StageKind::Open) if to.position < from.position => Move::Backward,
+        _ => Move::Forward,
+    };
+    // Won -> won elsewhere, lost -> won, reopen, backward and lost need a reason.
+    let needs_reason = matches!(mv, Move::Backward | Move::Lost | Move::Reopen)
+        || (from.kind != StageKind::Open && to.kind != StageKind::Open);
+    if needs_reason && !has_reason {
+        return Err(MoveError::ReasonRequired);
+    }
+    Ok(mv)
+}
+
+impl Move {
+    /// Entry criteria apply when a deal advances (forward or to won), not when it
+    /// goes back, is lost, or is reopened.
+    pub fn checks_criteria(self) -> bool {
+        matches!(self, Move::Forward | Move::Won)
+    }
+}
+
+/// Lead statuses: new -> assigned -> contacted -> qualified | disqualified -> converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadStatus {
+    New,
+    Assigned,
+    Contacted,
+    Qualified,
+    Disqualified,
+    Converted,
+}
+
+impl LeadStatus {
+    pub const ALL: [LeadStatus; 6] = [
+        LeadStatus::New,
+        LeadStatus::Assigned,
+        LeadStatus::Contacted,
+        LeadStatus::Qualified,
+        LeadStatus::Disqualified,
+        LeadStatus::Converted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::New => "new",
+            LeadStatus::Assigned => "assigned",
+            LeadStatus::Contacted => "contacted",
+            LeadStatus::Qualified => "qualified",
+            LeadStatus::Disqualified => "disqualified",
+            LeadStatus::Converted => "converted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Status changes a user may make directly (assignment and conversion have their
+    /// own endpoints).
+    pub fn can_become(self, to: LeadStatus) -> bool {
+        use LeadStatus::*;
+        matches!(
+            (self, to),
+            (New | Assigned, Contacted)
+                | (Contacted, Qualified)
+                | (Qualified, Contacted)
+                | (New | Assigned | Contacted | Qualified, Disqualified)
+                | (Disqualified, Contacted)
+        )
+    }
+
+    /// Whether the lead can still be converted.
+    pub fn convertible(self) -> bool {
+        matches!(
+            self,
+            LeadStatus::New | LeadStatus::Assigned | LeadStatus::Contacted | LeadStatus::Qualified
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pos(position: i32, kind: StageKind) -> StagePos {
+        StagePos { position, kind }
+    }
+
+    #[test]
+    fn criteria_report_what_is_missing() {
+        let criteria: Vec<Criterion> = serde_json::from_value(json!([
+            {"kind": "field_required", "field": "amount"},
+            {"kind": "task_done", "stage": "qualification", "task": "confirm_need_budget"},
+            {"kind": "output_attached", "output": "first_call_notes"},
+            {"kind": "min_probability", "value": 30},
+            {"kind": "activity_logged", "types": ["call", "visit"]},
+            {"kind": "quote_status", "status": "accepted"},
+            {"kind": "condition", "expr": {"field": "amount", "op": "gte", "value": "1000"}}
+        ]))
+        .unwrap();
+        let rec = json!({"amount": null, "probability": 20});
+        let none = Evidence {
+            record: Some(&rec),
+            ..Evidence::default()
+        };
+        assert_eq!(unmet(&criteria, &none).len(), 7);
+        let rec = json!({"amount": "5000.00", "probability": 30});
+        let tasks = vec![("qualification".to_owned(), "confirm_need_budget".to_owned())];
+        let outputs = vec!["first_call_notes".to_owned()];
+        let acts = vec!["visit".to_owned()];
+        let quotes = vec!["accepted".to_owned()];
+        let all = Evidence {
+            record: Some(&rec),
+            tasks_done: &tasks,
+            outputs: &outputs,
+            activity_types: &acts,
+            quote_statuses: &quotes,
+        };
+        assert!(unmet(&criteria, &all).is_empty());
+        let emails = vec!["email".to_owned()];
+        let ev = Evidence {
+            activity_types: &emails,
+            ..all
+        };
+        assert_eq!(unmet(&criteria, &ev), vec![criteria[4].clone()]);
+    }
+
+    #[test]
+    fn criteria_definitions_are_checked_against_the_pipeline() {
+        let item = |c: &str| Item {
+            code: c.into(),
+            title: c.into(),
+        };
+        let stages = vec![("qualification".to_owned(), vec![item("call")], vec![item("notes")])];
+        let criteria: Vec<Criterion> = serde_json::from_value(json!([
+            {"kind": "field_required", "field": "amount"},
+            {"kind": "field_required", "field": "password"},
+            {"kind": "task_done", "stage": "qualification", "task": "call"},
+            {"kind": "task_done", "stage": "nope", "task": "call"},
+            {"kind": "output_attached", "output": "notes"},
+            {"kind": "output_attached", "output": "missing"},
+            {"kind": "min_probability", "value": 101},
+            {"kind": "field_required", "field": "custom.budget"}
+        ]))
+        .unwrap();
+        let problems: Vec<usize> = check_criteria(&criteria, &["amount"], &stages)
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(problems, vec![1, 3, 5, 6]);
+        assert!(serde_json::from_value::<Criterion>(json!({"kind": "telepathy"})).is_err());
+        assert!(
+            serde_json::from_value::<Criterion>(json!({"kind": "field_required", "field": "a", "extra": 1})).is_err()
+        );
+    }
+
+    #[test]
+    fn moves_need_reasons_where_it_matters() {
+        let (q, d, won, lost) = (
+            pos(1, StageKind::Open),
+            pos(2, StageKind::Open),
+            pos(6, StageKind::Won),
+            pos(7, StageKind::Lost),
+        );
+        assert_eq!(classify_move(q, d, false, None), Ok(Move::Forward));
+        assert_eq!(classify_move(d, q, false, None), Err(MoveError::ReasonRequired));
+        assert_eq!(classify_move(d, q, false, Some("  ")), Err(MoveError::ReasonRequired));
+        assert_eq!(classify_move(d, q, false, Some("budget cut")), Ok(Move::Backward));
+        assert_eq!(classify_move(d, won, false, None), Ok(Move::Won));
+        assert_eq!(classify_move(d, lost, false, None), Err(MoveError::ReasonRequired));
+        assert_eq!(classify_move(d, lost, false, Some("price")), Ok(Move::Lost));
+        assert_eq!(classify_move(won, d, false, None), Err(MoveError::ReasonRequired));
+        assert_eq!(classify_move(lost, d, false, Some("back")), Ok(Move::Reopen));
+        assert_eq!(classify_move(lost, won, false, None), Err(MoveError::ReasonRequired));
+        assert_eq!(classify_move(d, d, true, Some("x")), Err(MoveError::SameStage));
+        assert!(Move::Forward.checks_criteria() && Move::Won.checks_criteria());
+        assert!(!Move::Backward.checks_criteria() && !Move::Lost.checks_criteria() && !Move::Reopen.checks_criteria());
+    }
+
+    #[test]
+    fn lead_statuses_follow_the_funnel() {
+        use LeadStatus::*;
+        assert!(New.can_become(Contacted));
+        assert!(Contacted.can_become(Qualified));
+        assert!(!New.can_become(Qualified));
+        assert!(Qualified.can_become(Disqualified));
+        assert!(!Converted.can_become(Contacted));
+        assert!(!New.can_become(Converted));
+        assert!(!Disqualified.convertible() && !Converted.convertible() && Qualified.convertible());
+        for s in LeadStatus::ALL {
+            assert_eq!(LeadStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The customer 360 view.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::accounts::Account;
+use super::activities::{Activity, Task};
+use super::contacts::Contact;
+use super::opportunities::Opportunity;
+
+/// Deals of one status with totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DealGroup {
+    pub count: i64,
+    #[schema(value_type = String)]
+    pub amount: Decimal,
+    /// The most recent deals (at most 20).
+    pub items: Vec<Opportunity>,
+}
+
+/// A date worth acting on, e.g. a contact's birthday.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyDate {
+    pub date: NaiveDate,
+    /// `birthday`.
+    pub kind: String,
+    pub contact_id: Uuid,
+    pub name: String,
+}
+
+/// Everything about one customer in one request (each list bounded).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountOverview {
+    pub account: Account,
+    /// Up to 100 contacts.
+    pub contacts: Vec<Contact>,
+    pub open_deals: DealGroup,
+    pub won_deals: DealGroup,
+    pub lost_deals: DealGroup,
+    /// The 30 most recent activities across the account, its contacts and deals.
+    pub recent_activities: Vec<Activity>,
+    /// Up to 30 open tasks on the account, its contacts and deals.
+    pub open_tasks: Vec<Task>,
+    /// Contact birthdays in the next 30 days.
+    pub key_dates: Vec<KeyDate>,
+}

@@ -1,0 +1,768 @@
+//! `/api/v1/leads`: capture, assignment, response tracking, qualification, conversion.
+
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use crm_db::repo::accounts::{self, Liveness, NewAccount};
+use crm_db::repo::audit;
+use crm_db::repo::contacts::{self, NewContact};
+use crm_db::repo::leads::{self, LeadChanges, LeadFilter, LeadRow, NewLead};
+use crm_db::sql::ListSpec;
+use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::pipeline::LeadStatus;
+use crm_domain::{diff, normalize};
+use diesel::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::opportunities::{check_amount, create_in_tx, NewDeal};
+use super::{
+    prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
+use crate::auth::Auth;
+use crate::dto::accounts::{AccountType, AuditEntry, CreateQuery, HistoryQuery};
+use crate::dto::leads::{
+    AssignLeads, AssignResult, ConversionResult, ConvertLead, CreateLead, Lead, LeadListQuery, UpdateLead,
+};
+use crate::dto::{patch, Errors, Page, SyncPage};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::idempotency::{self, Outcome};
+use crate::state::AppState;
+
+const RES: &str = "leads";
+
+fn to_json(l: &Lead) -> serde_json::Value {
+    serde_json::to_value(l).unwrap_or_default()
+}
+
+fn scope_or_own(auth: &Auth, resource: &str, action: Action) -> ScopeFilter {
+    auth.principal
+        .filter(auth.scope(resource, action).unwrap_or(Scope::Own))
+}
+
+fn clean_tags(tags: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = tags
+        .into_iter()
+        .map(|t| normalize::clean_text(&t))
+        .filter(|t| !t.is_empty())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// List leads in the caller's scope; `unanswered=true` is the response-SLA queue.
+#[utoipa::path(
+    tag = "leads",
+    params(LeadListQuery),
+    responses((status = 200, description = "A page of leads", body = SyncPage<Lead>), BadRequest, Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/leads")]
+pub async fn list_leads(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<LeadListQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let q = q.into_inner();
+    let since = q.updated_since;
+    if since.is_some() && q.sort.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_sort",
+            "updated_since lists are in updated_at order; omit sort",
+        ));
+    }
+    let spec = match since {
+        Some(_) => ListSpec::new(
+            leads::SORT_COLUMNS,
+            "updated_at",
+            None,
+            q.cursor.as_deref(),
+            q.limit,
+            "sync",
+        )?,
+        None => ListSpec::new(
+            leads::SORT_COLUMNS,
+            leads::DEFAULT_SORT,
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+            "list",
+        )?,
+    };
+    let first_page = q.cursor.is_none();
+    let filter = LeadFilter {
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        status: q.status.map(|s| s.as_str().to_owned()),
+        source: q.source.map(|s| s.as_str().to_owned()),
+        campaign: q.campaign,
+        region: q.region,
+        industry: q.industry,
+        tag: q.tag,
+        unanswered: q.unanswered,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        updated_after: q.updated_after,
+        updated_before: q.updated_before,
+        q: q.q,
+    };
+    let (page, deleted) = state
+        .db
+        .run(move |c| {
+            match since {
+                Some(s) => leads::list_changed(c, &scope, &filter, s, &spec, first_page),
+                None => leads::list(c, &scope, &filter, &spec).map(|p| (p, Vec::new())),
+            }
+            .map_err(ApiError::from)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(SyncPage {
+        items: page.items.into_iter().map(Lead::from).collect(),
+        next_cursor: page.next_cursor,
+        deleted_ids: since.map(|_| deleted),
+    }))
+}
+
+/// Capture a lead. With `owner_id` it is assigned at once; otherwise it is new and
+/// owned by its creator until assigned. Duplicates (same phone, e-mail, or person at
+/// the same company among visible open leads) answer 409 unless `allow_duplicate=true`.
+#[utoipa::path(
+    tag = "leads",
+    params(CreateQuery, ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateLead,
+    responses(
+        (status = 201, description = "Created", body = Lead, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/leads")]
+pub async fn create_lead(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    q: web::Query<CreateQuery>,
+    key: IdempotencyKey,
+    body: ValidJson<CreateLead>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Create)?;
+    let read = scope_or_own(&auth, RES, Action::Read);
+    let allow_duplicate = q.allow_duplicate;
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let person_name = errs.required_text("person_name", &dto.person_name);
+    let assigned = dto.owner_id.is_some();
+    let mut new = NewLead {
+        id: Uuid::now_v7(),
+        person_name,
+        company: errs.line(dto.company),
+        title: errs.line(dto.title),
+        mobile: errs.phone("mobile", dto.mobile),
+        phone: errs.phone("phone", dto.phone),
+        email: errs.email("email", dto.email),
+        source: dto.source.as_str().to_owned(),
+        campaign: errs.line(dto.campaign),
+        region: errs.line(dto.region),
+        industry: errs.line(dto.industry),
+        tags: clean_tags(dto.tags),
+        estimated_budget: check_amount(&mut errs, "estimated_budget", dto.estimated_budget),
+        notes: errs.text(dto.notes),
+        owner_id: dto.owner_id.unwrap_or(auth.user_id),
+        team_id: None,
+        status: if assigned { "assigned" } else { "new" }.into(),
+        assigned_at: if assigned { Some(Utc::now()) } else { None },
+        custom: json!({}),
+        created_by: Some(auth.user_id),
+    };
+    errs.into_result()?;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        new.team_id = if assigned {
+            if new.owner_id != writer.user_id {
+                writer.require(RES, Action::Assign)?;
+            }
+            resolve_owner(c, &writer, RES, new.owner_id)?
+        } else {
+            resolve_owner(c, &writer, RES, new.owner_id)?
+        };
+        if !allow_duplicate {
+            let phones: Vec<&str> = new.mobile.iter().chain(new.phone.iter()).map(String::as_str).collect();
+            let company_key = new.company.as_deref().map(normalize::name_key).unwrap_or_default();
+            if let Some((row, on)) = leads::find_duplicate(
+                c,
+                &read,
+                &new.person_name.to_lowercase(),
+                &company_key,
+                &phones,
+                new.email.as_deref(),
+            )? {
+                return Err(ApiError::conflict(
+                    "duplicate",
+                    format!(
+                        "an open lead with the same {on} already exists; pass allow_duplicate=true to create anyway"
+                    ),
+                )
+                .with_extra(
+                    "existing",
+                    json!({"id": row.id, "person_name": row.person_name, "matched_on": on}),
+                ));
+            }
+        }
+        let row = leads::insert(c, &new)?;
+        let dto = Lead::from(row);
+        let data = to_json(&dto);
+        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
+        Outcome::created(&dto, format!("/api/v1/leads/{}", dto.id))
+    })
+    .await
+}
+
+/// Get one lead.
+#[utoipa::path(
+    tag = "leads",
+    params(("id" = Uuid, Path, description = "Lead id")),
+    responses((status = 200, description = "The lead", body = Lead, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/leads/{id}")]
+pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let row = state
+        .db
+        .run(move |c| leads::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
+        .await?
+        .ok_or_else(|| ApiError::not_found("lead"))?;
+    let v = row.version;
+    Ok(with_etag(&Lead::from(row), v))
+}
+
+/// Update a lead, including its status (contacted, qualified, disqualified with a reason).
+/// A converted lead is read-only (409).
+#[utoipa::path(
+    tag = "leads",
+    params(("id" = Uuid, Path, description = "Lead id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateLead,
+    responses(
+        (status = 200, description = "Updated", body = Lead, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, PreconditionRequired
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[patch("/leads/{id}")]
+pub async fn update_lead(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateLead>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let person_name = dto.person_name.as_deref().map(|n| errs.required_text("person_name", n));
+    let budget = dto
+        .estimated_budget
+        .map(|b| check_amount(&mut errs, "estimated_budget", b));
+    let reason = dto
+        .disqualify_reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    let mut ch = LeadChanges {
+        person_name,
+        company: patch(dto.company, |v| errs.line(v)),
+        title: patch(dto.title, |v| errs.line(v)),
+        mobile: patch(dto.mobile, |v| errs.phone("mobile", v)),
+        phone: patch(dto.phone, |v| errs.phone("phone", v)),
+        email: patch(dto.email, |v| errs.email("email", v)),
+        source: dto.source.map(|s| s.as_str().to_owned()),
+        campaign: patch(dto.campaign, |v| errs.line(v)),
+        region: patch(dto.region, |v| errs.line(v)),
+        industry: patch(dto.industry, |v| errs.line(v)),
+        tags: dto.tags.map(clean_tags),
+        estimated_budget: budget,
+        notes: patch(dto.notes, |v| errs.text(v)),
+        ..LeadChanges::default()
+    };
+    errs.into_result()?;
+    let to_status = dto.status;
+    let writer = auth.clone();
+    let row = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before =
+                    leads::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("lead"))?;
+                if_match.0.check(before.version)?;
+                if before.status == "converted" {
+                    return Err(ApiError::conflict("lead_converted", "a converted lead is read-only"));
+                }
+                let from = LeadStatus::parse(&before.status).unwrap_or(LeadStatus::New);
+                if let Some(to) = to_status.map(|s| LeadStatus::parse(s.as_str()).unwrap_or(LeadStatus::New)) {
+                    if to != from {
+                        if !from.can_become(to) {
+                            let hint = match to {
+                                LeadStatus::Assigned => "; use POST /leads/assign",
+                                LeadStatus::Converted => "; use POST /leads/{id}/convert",
+                                _ => "",
+                            };
+                            return Err(ApiError::field(
+                                "status",
+                                "invalid_transition",
+                                format!("a {} lead cannot become {}{hint}", from.as_str(), to.as_str()),
+                            ));
+                        }
+                        if to == LeadStatus::Disqualified && reason.is_none() {
+                            return Err(ApiError::field(
+                                "disqualify_reason",
+                                "required",
+                                "give a reason to disqualify",
+                            ));
+                        }
+                        ch.status = Some(to.as_str().into());
+                        ch.disqualify_reason = Some(if to == LeadStatus::Disqualified {
+                            reason.clone()
+                        } else {
+                            None
+                        });
+                    }
+                }
+                if reason.is_some() && ch.status.is_none() {
+                    if from == LeadStatus::Disqualified {
+                        ch.disqualify_reason = Some(reason.clone());
+                    } else {
+                        return Err(ApiError::field(
+                            "disqualify_reason",
+                            "not_allowed",
+                            "only with status disqualified",
+                        ));
+                    }
+                }
+                let cmp = before.clone();
+                let unchanged = prune_changes!(ch, cmp;
+                    person_name, company, title, mobile, phone, email, source, campaign, region, industry, tags,
+                    estimated_budget, notes, status, disqualify_reason);
+                if unchanged {
+                    return Ok(before);
+                }
+                let after = leads::update(c, id, &ch)?;
+                let (b, a) = (to_json(&Lead::from(before)), to_json(&Lead::from(after.clone())));
+                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
+                Ok(after)
+            })
+        })
+        .await?;
+    let v = row.version;
+    Ok(with_etag(&Lead::from(row), v))
+}
+
+/// Delete a lead (soft).
+#[utoipa::path(
+    tag = "leads",
+    params(("id" = Uuid, Path, description = "Lead id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[delete("/leads/{id}")]
+pub async fn delete_lead(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: OptionalIfMatch,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before =
+                    leads::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("lead"))?;
+                if let Some(m) = if_match.0 {
+                    m.check(before.version)?;
+                }
+                let row = leads::set_deleted(c, id, true)?;
+                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    RES,
+                    id,
+                    "deleted",
+                    change.as_object().cloned().unwrap_or_default(),
+                    json!({"id": id}),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a deleted lead.
+#[utoipa::path(
+    tag = "leads",
+    params(("id" = Uuid, Path, description = "Lead id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    responses((status = 200, description = "Restored", body = Lead), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/leads/{id}/restore")]
+pub async fn restore_lead(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
+        let before =
+            leads::find(c, &scope, id, Liveness::Deleted, true)?.ok_or_else(|| ApiError::not_found("deleted lead"))?;
+        let row = leads::set_deleted(c, id, false)?;
+        let dto = Lead::from(row);
+        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
+        audit::record(
+            c,
+            &writer.actor(),
+            RES,
+            id,
+            "restored",
+            change.as_object().cloned().unwrap_or_default(),
+            to_json(&dto),
+        )?;
+        Outcome::ok(&dto)
+    })
+    .await
+}
+
+/// Audit history of a lead, newest first.
+#[utoipa::path(
+    tag = "leads",
+    params(("id" = Uuid, Path, description = "Lead id"), HistoryQuery),
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/leads/{id}/history")]
+pub async fn lead_history(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    super::accounts::history(&state, scope, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+        Ok(leads::find(c, s, id, Liveness::Live, false)?.is_some())
+    })
+    .await
+}
+
+/// Assign leads to an owner (all or nothing). Needs `leads:assign` reaching every lead
+/// and the new owner. New and disqualified leads become assigned; `assigned_at` restarts.
+#[utoipa::path(
+    tag = "leads",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = AssignLeads,
+    responses((status = 200, description = "Assigned", body = AssignResult), BadRequest, Unauthorized, Forbidden,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/leads/assign")]
+pub async fn assign_leads(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<AssignLeads>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Assign)?;
+    let dto = body.value;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let rows = leads::find_many_for_update(c, &scope, &dto.lead_ids)?;
+        let mut errs = Errors::default();
+        for (i, id) in dto.lead_ids.iter().enumerate() {
+            match rows.iter().find(|r| r.id == *id) {
+                None => errs.add(&format!("lead_ids[{i}]"), "not_found", "no such lead"),
+                Some(r) if r.status == "converted" => errs.add(
+                    &format!("lead_ids[{i}]"),
+                    "lead_converted",
+                    "a converted lead cannot be reassigned",
+                ),
+                Some(_) => {}
+            }
+        }
+        errs.into_result()?;
+        let team = resolve_owner(c, &writer, RES, dto.owner_id)?;
+        if dto.owner_id == writer.user_id {
+            writer.require(RES, Action::Assign)?;
+        }
+        let now = Utc::now();
+        let mut out = Vec::with_capacity(rows.len());
+        for before in rows {
+            let reopen = matches!(before.status.as_str(), "new" | "disqualified");
+            let ch = LeadChanges {
+                owner_id: Some(dto.owner_id),
+                team_id: Some(team),
+                status: reopen.then(|| "assigned".to_owned()),
+                disqualify_reason: (before.status == "disqualified").then_some(None),
+                assigned_at: Some(Some(now)),
+                ..LeadChanges::default()
+            };
+            let after = leads::update(c, before.id, &ch)?;
+            let (b, a) = (to_json(&Lead::from(before)), to_json(&Lead::from(after.clone())));
+            audit::record(c, &writer.actor(), RES, after.id, "assigned", diff::changes(&b, &a), a)?;
+            out.push(Lead::from(after));
+        }
+        Outcome::ok(&AssignResult { items: out })
+    })
+    .await
+}
+
+/// Convert a lead into an account (new, or an existing one you choose), a contact and
+/// optionally an opportunity, in one transaction. The lead becomes converted and links to
+/// all three. Repeating the call returns the same result without creating anything.
+#[utoipa::path(
+    tag = "leads",
+    params(("id" = Uuid, Path, description = "Lead id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = ConvertLead,
+    responses((status = 200, description = "Converted (or already converted)", body = ConversionResult), BadRequest, Unauthorized,
+        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/leads/{id}/convert")]
+pub async fn convert_lead(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    body: ValidJson<ConvertLead>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let lead = leads::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("lead"))?;
+        if let (Some(account_id), Some(contact_id)) = (lead.converted_account_id, lead.converted_contact_id) {
+            let opportunity_id = lead.converted_opportunity_id;
+            return Outcome::ok(&ConversionResult {
+                lead: Lead::from(lead),
+                account_id,
+                contact_id,
+                opportunity_id,
+            });
+        }
+        let status = LeadStatus::parse(&lead.status).unwrap_or(LeadStatus::New);
+        if !status.convertible() {
+            return Err(ApiError::unprocessable(
+                "lead_not_convertible",
+                format!("a {} lead cannot be converted", status.as_str()),
+            ));
+        }
+        let account_id = convert_account(c, &writer, &lead, dto.account.as_ref())?;
+        let contact_id = convert_contact(c, &writer, &lead, account_id, dto.contact_id)?;
+        let opportunity_id = match &dto.opportunity {
+            None => None,
+            Some(o) => {
+                writer.require("opportunities", Action::Create)?;
+                let mut errs = Errors::default();
+                let amount = check_amount(&mut errs, "opportunity.amount", o.amount.or(lead.estimated_budget));
+                errs.into_result()?;
+                let default_name = format!(
+                    "{} - {}",
+                    lead.company.clone().unwrap_or_else(|| lead.person_name.clone()),
+                    lead.person_name
+                );
+                let name = o
+                    .name
+                    .as_deref()
+                    .map(normalize::clean_text)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(default_name);
+                let deal = create_in_tx(
+                    c,
+                    &writer,
+                    NewDeal {
+                        name,
+                        account_id,
+                        primary_contact_id: Some(contact_id),
+                        contacts: Vec::new(),
+                        pipeline_id: o.pipeline_id,
+                        stage_id: None,
+                        amount,
+                        currency: "CNY".into(),
+                        expected_close_date: o.expected_close_date,
+                        probability: None,
+                        owner_id: lead.owner_id,
+                        source_lead_id: Some(lead.id),
+                        competitors: Vec::new(),
+                        next_step: None,
+                    },
+                )
+                .map_err(|e| prefix_fields(e, "opportunity."))?;
+                Some(deal.id)
+            }
+        };
+        let ch = LeadChanges {
+            status: Some("converted".into()),
+            converted_at: Some(Some(Utc::now())),
+            converted_account_id: Some(Some(account_id)),
+            converted_contact_id: Some(Some(contact_id)),
+            converted_opportunity_id: Some(opportunity_id),
+            ..LeadChanges::default()
+        };
+        let after = leads::update(c, id, &ch)?;
+        let (b, a) = (to_json(&Lead::from(lead)), to_json(&Lead::from(after.clone())));
+        audit::record(c, &writer.actor(), RES, id, "converted", diff::changes(&b, &a), a)?;
+        Outcome::ok(&ConversionResult {
+            lead: Lead::from(after),
+            account_id,
+            contact_id,
+            opportunity_id,
+        })
+    })
+    .await
+}
+
+fn prefix_fields(mut e: ApiError, prefix: &str) -> ApiError {
+    for f in e.errors.iter_mut() {
+        f.field = format!("{prefix}{}", f.field);
+    }
+    e
+}
+
+fn convert_account(
+    c: &mut PgConnection,
+    auth: &Auth,
+    lead: &LeadRow,
+    spec: Option<&crate::dto::leads::ConvertAccount>,
+) -> ApiResult<Uuid> {
+    let read = scope_or_own(auth, "accounts", Action::Read);
+    if let Some(existing) = spec.and_then(|s| s.id) {
+        return match accounts::find(c, &read, existing, Liveness::Live, false)? {
+            Some(a) => Ok(a.id),
+            None => Err(ApiError::field("account.id", "not_found", "no such account")),
+        };
+    }
+    auth.require("accounts", Action::Create)?;
+    let name = spec
+        .and_then(|s| s.name.as_deref())
+        .map(normalize::clean_text)
+        .filter(|n| !n.is_empty())
+        .or_else(|| lead.company.clone())
+        .unwrap_or_else(|| lead.person_name.clone());
+    let name_norm = normalize::name_key(&name);
+    if !spec.is_some_and(|s| s.allow_duplicate) {
+        if let Some((row, on)) = accounts::find_duplicate(c, &read, &name_norm, lead.phone.as_deref(), None)? {
+            return Err(ApiError::conflict(
+                "duplicate",
+                format!("an account with the same {on} exists; convert into it with account.id, or set account.allow_duplicate"),
+            )
+            .with_extra("existing", json!({"id": row.id, "name": row.name, "matched_on": on})));
+        }
+    }
+    let row = accounts::insert(
+        c,
+        &NewAccount {
+            id: Uuid::now_v7(),
+            name,
+            name_norm,
+            account_type: spec
+                .and_then(|s| s.account_type)
+                .unwrap_or(AccountType::Prospect)
+                .as_str()
+                .into(),
+            industry: lead.industry.clone(),
+            region: lead.region.clone(),
+            address: None,
+            phone: lead.phone.clone(),
+            email: None,
+            website: None,
+            tier: None,
+            source: Some(lead.source.clone()),
+            parent_id: None,
+            owner_id: lead.owner_id,
+            team_id: lead.team_id,
+            notes: None,
+            custom: json!({}),
+            created_by: Some(auth.user_id),
+        },
+    )?;
+    let data = serde_json::to_value(crate::dto::accounts::Account::from(row.clone())).unwrap_or_default();
+    audit::record(
+        c,
+        &auth.actor(),
+        "accounts",
+        row.id,
+        "created",
+        diff::created(&data),
+        data,
+    )?;
+    Ok(row.id)
+}
+
+fn convert_contact(
+    c: &mut PgConnection,
+    auth: &Auth,
+    lead: &LeadRow,
+    account_id: Uuid,
+    existing: Option<Uuid>,
+) -> ApiResult<Uuid> {
+    if let Some(id) = existing {
+        let read = scope_or_own(auth, "contacts", Action::Read);
+        return match contacts::find(c, &read, id, Liveness::Live, false)? {
+            Some(ct) if ct.account_id == account_id => Ok(ct.id),
+            Some(_) => Err(ApiError::field(
+                "contact_id",
+                "wrong_account",
+                "the contact belongs to another account",
+            )),
+            None => Err(ApiError::field("contact_id", "not_found", "no such contact")),
+        };
+    }
+    auth.require("contacts", Action::Create)?;
+    let row = contacts::insert(
+        c,
+        &NewContact {
+            id: Uuid::now_v7(),
+            account_id,
+            name: lead.person_name.clone(),
+            name_norm: normalize::name_key(&lead.person_name),
+            title: lead.title.clone(),
+            department: None,
+            mobile: lead.mobile.clone(),
+            phone: lead.phone.clone(),
+            email: lead.email.clone(),
+            wechat: None,
+            birthday: None,
+            decision_role: None,
+            preferences: None,
+            pain_points: None,
+            notes: lead.notes.clone(),
+            owner_id: lead.owner_id,
+            team_id: lead.team_id,
+            custom: json!({}),
+            created_by: Some(auth.user_id),
+        },
+    )?;
+    let data = serde_json::to_value(crate::dto::contacts::Contact::from(row.clone())).unwrap_or_default();
+    audit::record(
+        c,
+        &auth.actor(),
+        "contacts",
+        row.id,
+        "created",
+        diff::created(&data),
+        data,
+    )?;
+    Ok(row.id)
+}

@@ -1,0 +1,1122 @@
+//! `/api/v1/opportunities`: deals, stage moves with entry criteria, checklist, outputs,
+//! stage history and timeline.
+
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use crm_db::repo::accounts::{self, Liveness};
+use crm_db::repo::opportunities::{
+    self as opps, NewOpportunity, OpportunityChanges, OpportunityFilter, OpportunityRow, StageMove,
+};
+use crm_db::repo::{audit, contacts, pipelines};
+use crm_db::sql::ListSpec;
+use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::pipeline::{classify_move, unmet, Evidence, Move, MoveError, StageKind, StagePos};
+use crm_domain::{diff, normalize};
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
+use crate::auth::Auth;
+use crate::dto::accounts::HistoryQuery;
+use crate::dto::accounts::{AuditEntry, CreateQuery};
+use crate::dto::opportunities::{
+    Checklist, ChecklistItem, ChecklistStage, CreateOpportunity, CreateOutput, DealContact, DealRole, MoveStage,
+    Opportunity, OpportunityListQuery, Output, OutputList, OutputStatus, SetTask, StageHistory, StageVisit,
+    TimelineEntry, UpdateOpportunity,
+};
+use crate::dto::pipelines::{Criterion, Stage, StageItem};
+use crate::dto::{patch, Errors, Page, SyncPage};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::idempotency::{self, Outcome};
+use crate::state::AppState;
+
+const RES: &str = "opportunities";
+
+/// Rows to DTOs with their other contacts (one query for the whole batch).
+pub fn with_contacts(c: &mut PgConnection, rows: Vec<OpportunityRow>) -> crm_db::QueryResult<Vec<Opportunity>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let links = if ids.is_empty() {
+        Vec::new()
+    } else {
+        opps::contacts_of(c, &ids)?
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mine = links
+                .iter()
+                .filter(|(o, _, _)| *o == r.id)
+                .map(|(_, contact, role)| DealContact {
+                    contact_id: *contact,
+                    role: DealRole::parse(role).unwrap_or(DealRole::Other),
+                })
+                .collect();
+            Opportunity::from_row(r, mine)
+        })
+        .collect())
+}
+
+fn one(c: &mut PgConnection, row: OpportunityRow) -> ApiResult<Opportunity> {
+    Ok(with_contacts(c, vec![row])?.remove(0))
+}
+
+fn to_json(o: &Opportunity) -> serde_json::Value {
+    serde_json::to_value(o).unwrap_or_default()
+}
+
+fn read_scope(auth: &Auth, resource: &str) -> ScopeFilter {
+    auth.principal
+        .filter(auth.scope(resource, Action::Read).unwrap_or(Scope::Own))
+}
+
+/// Checks an amount: not negative, at most two decimals (money is never rounded silently).
+pub fn check_amount(errs: &mut Errors, field: &str, v: Option<Decimal>) -> Option<Decimal> {
+    let v = v?;
+    if v.is_sign_negative() {
+        errs.add(field, "out_of_range", "must not be negative");
+    } else if v.normalize().scale() > 2 {
+        errs.add(field, "too_precise", "at most two decimal places");
+    } else if v >= Decimal::from(10_000_000_000_000_000i64) {
+        errs.add(field, "out_of_range", "too large");
+    }
+    Some(v.round_dp(2))
+}
+
+fn check_currency(errs: &mut Errors, v: &str) -> String {
+    let up = v.trim().to_ascii_uppercase();
+    if up.len() != 3 || !up.chars().all(|c| c.is_ascii_uppercase()) {
+        errs.add("currency", "invalid_format", "an ISO 4217 code such as CNY or USD");
+    }
+    up
+}
+
+fn clean_list(v: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .into_iter()
+        .map(|s| normalize::clean_text(&s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.dedup();
+    out
+}
+
+/// The deal's other contacts must be visible contacts.
+fn check_contacts(c: &mut PgConnection, auth: &Auth, list: &[DealContact]) -> ApiResult<Vec<(Uuid, String)>> {
+    let scope = read_scope(auth, "contacts");
+    let mut out = Vec::new();
+    for (i, dc) in list.iter().enumerate() {
+        if contacts::find(c, &scope, dc.contact_id, Liveness::Live, false)?.is_none() {
+            return Err(ApiError::field(
+                &format!("contacts[{i}].contact_id"),
+                "not_found",
+                "no such contact",
+            ));
+        }
+        if out.iter().any(|(id, _)| *id == dc.contact_id) {
+            return Err(ApiError::field(
+                &format!("contacts[{i}].contact_id"),
+                "duplicate",
+                "listed twice",
+            ));
+        }
+        out.push((dc.contact_id, dc.role.as_str().to_owned()));
+    }
+    Ok(out)
+}
+
+/// The primary contact must be a visible contact of the deal's account.
+fn check_primary(c: &mut PgConnection, auth: &Auth, contact: Uuid, account: Uuid) -> ApiResult<()> {
+    let scope = read_scope(auth, "contacts");
+    match contacts::find(c, &scope, contact, Liveness::Live, false)? {
+        Some(ct) if ct.account_id == account => Ok(()),
+        Some(_) => Err(ApiError::field(
+            "primary_contact_id",
+            "wrong_account",
+            "the contact belongs to another account",
+        )),
+        None => Err(ApiError::field("primary_contact_id", "not_found", "no such contact")),
+    }
+}
+
+fn visible_account(c: &mut PgConnection, auth: &Auth, id: Uuid) -> ApiResult<()> {
+    match accounts::find(c, &read_scope(auth, "accounts"), id, Liveness::Live, false)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::field("account_id", "not_found", "no such account")),
+    }
+}
+
+fn stage_pos(s: &pipelines::StageRow) -> StagePos {
+    StagePos {
+        position: s.position,
+        kind: StageKind::parse(&s.kind).unwrap_or(StageKind::Open),
+    }
+}
+
+/// Entry criteria of `stage` not met by the deal; `record` is the deal as JSON.
+fn unmet_criteria(
+    c: &mut PgConnection,
+    deal: Option<Uuid>,
+    stage: &pipelines::StageRow,
+    record: &serde_json::Value,
+) -> ApiResult<Vec<Criterion>> {
+    let criteria: Vec<crm_domain::pipeline::Criterion> = serde_json::from_value(stage.entry_criteria.clone())
+        .map_err(|e| ApiError::internal(format!("stage {} has unreadable criteria: {e}", stage.id)))?;
+    if criteria.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (tasks, outputs, activities) = match deal {
+        Some(id) => (
+            opps::tasks_done(c, id)?,
+            opps::output_codes(c, id)?,
+            opps::activity_types(c, id)?,
+        ),
+        None => (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let ev = Evidence {
+        record: Some(record),
+        tasks_done: &tasks,
+        outputs: &outputs,
+        activity_types: &activities,
+        quote_statuses: &[],
+    };
+    Ok(unmet(&criteria, &ev)
+        .iter()
+        .filter_map(Criterion::from_domain)
+        .collect())
+}
+
+fn criteria_error(stage: &pipelines::StageRow, unmet: Vec<Criterion>) -> ApiError {
+    ApiError::unprocessable(
+        "stage_criteria_unmet",
+        format!("{} entry criteria of stage `{}` are not met", unmet.len(), stage.code),
+    )
+    .with_extra("unmet", serde_json::to_value(unmet).unwrap_or_default())
+    .with_extra("stage_id", json!(stage.id))
+}
+
+/// List deals in the caller's scope (keyset; `updated_since` for sync).
+#[utoipa::path(
+    tag = "opportunities",
+    params(OpportunityListQuery),
+    responses((status = 200, description = "A page of deals", body = SyncPage<Opportunity>), BadRequest, Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities")]
+pub async fn list_opportunities(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<OpportunityListQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let q = q.into_inner();
+    let since = q.updated_since;
+    if since.is_some() && q.sort.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_sort",
+            "updated_since lists are in updated_at order; omit sort",
+        ));
+    }
+    let spec = match since {
+        Some(_) => ListSpec::new(
+            opps::SORT_COLUMNS,
+            "updated_at",
+            None,
+            q.cursor.as_deref(),
+            q.limit,
+            "sync",
+        )?,
+        None => ListSpec::new(
+            opps::SORT_COLUMNS,
+            opps::DEFAULT_SORT,
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+            "list",
+        )?,
+    };
+    let first_page = q.cursor.is_none();
+    let filter = OpportunityFilter {
+        pipeline_id: q.pipeline_id,
+        stage_id: q.stage_id,
+        status: q.status.map(|s| s.as_str().to_owned()),
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        account_id: q.account_id,
+        amount_gte: q.amount_gte,
+        amount_lte: q.amount_lte,
+        close_after: q.close_after,
+        close_before: q.close_before,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        updated_after: q.updated_after,
+        updated_before: q.updated_before,
+        stalled: q.stalled,
+        q: q.q,
+    };
+    let (items, next, deleted) = state
+        .db
+        .run(move |c| {
+            let (page, deleted) = match since {
+                Some(s) => opps::list_changed(c, &scope, &filter, s, &spec, first_page)?,
+                None => (opps::list(c, &scope, &filter, &spec)?, Vec::new()),
+            };
+            Ok::<_, ApiError>((with_contacts(c, page.items)?, page.next_cursor, deleted))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(SyncPage {
+        items,
+        next_cursor: next,
+        deleted_ids: since.map(|_| deleted),
+    }))
+}
+
+/// Create a deal in a pipeline (default pipeline, first stage unless given; a later
+/// stage must meet its entry criteria).
+#[utoipa::path(
+    tag = "opportunities",
+    params(CreateQuery, ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateOpportunity,
+    responses(
+        (status = 201, description = "Created", body = Opportunity, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/opportunities")]
+pub async fn create_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateOpportunity>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Create)?;
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &dto.name);
+    let amount = check_amount(&mut errs, "amount", dto.amount);
+    let currency = check_currency(&mut errs, dto.currency.as_deref().unwrap_or("CNY"));
+    let next_step = errs.text(dto.next_step);
+    let competitors = clean_list(dto.competitors);
+    errs.into_result()?;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        create_in_tx(
+            c,
+            &writer,
+            NewDeal {
+                name,
+                account_id: dto.account_id,
+                primary_contact_id: dto.primary_contact_id,
+                contacts: dto.contacts,
+                pipeline_id: dto.pipeline_id,
+                stage_id: dto.stage_id,
+                amount,
+                currency,
+                expected_close_date: dto.expected_close_date,
+                probability: dto.probability,
+                owner_id: dto.owner_id.unwrap_or(writer.user_id),
+                source_lead_id: None,
+                competitors,
+                next_step,
+            },
+        )
+        .and_then(|o| Outcome::created(&o, format!("/api/v1/opportunities/{}", o.id)))
+    })
+    .await
+}
+
+/// What a new deal needs (also used by lead conversion).
+pub struct NewDeal {
+    pub name: String,
+    pub account_id: Uuid,
+    pub primary_contact_id: Option<Uuid>,
+    pub contacts: Vec<DealContact>,
+    pub pipeline_id: Option<Uuid>,
+    pub stage_id: Option<Uuid>,
+    pub amount: Option<Decimal>,
+    pub currency: String,
+    pub expected_close_date: Option<chrono::NaiveDate>,
+    pub probability: Option<i32>,
+    pub owner_id: Uuid,
+    pub source_lead_id: Option<Uuid>,
+    pub competitors: Vec<String>,
+    pub next_step: Option<String>,
+}
+
+/// Creates a deal inside the caller's transaction, with audit and event.
+pub fn create_in_tx(c: &mut PgConnection, auth: &Auth, d: NewDeal) -> ApiResult<Opportunity> {
+    visible_account(c, auth, d.account_id)?;
+    if let Some(p) = d.primary_contact_id {
+        check_primary(c, auth, p, d.account_id)?;
+    }
+    let links = check_contacts(c, auth, &d.contacts)?;
+    let team_id = resolve_owner(c, auth, RES, d.owner_id)?;
+    let pipeline = match d.pipeline_id {
+        Some(id) => pipelines::find(c, id)?
+            .filter(|p| p.archived_at.is_none())
+            .ok_or_else(|| ApiError::field("pipeline_id", "not_found", "no such pipeline"))?,
+        None => pipelines::default_pipeline(c)?
+            .ok_or_else(|| ApiError::unprocessable("no_default_pipeline", "no default pipeline is configured"))?,
+    };
+    let stages = pipelines::stages_of(c, &[pipeline.id], false)?;
+    let first_open = stages
+        .iter()
+        .find(|s| s.kind == "open")
+        .ok_or_else(|| ApiError::unprocessable("no_open_stage", "the pipeline has no open stage"))?;
+    let stage = match d.stage_id {
+        Some(id) => stages
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| ApiError::field("stage_id", "not_found", "no such stage in the pipeline"))?,
+        None => first_open,
+    };
+    if stage.kind != "open" {
+        return Err(ApiError::field(
+            "stage_id",
+            "closed_stage",
+            "new deals start in an open stage",
+        ));
+    }
+    let new = NewOpportunity {
+        id: Uuid::now_v7(),
+        name: d.name,
+        account_id: d.account_id,
+        primary_contact_id: d.primary_contact_id,
+        pipeline_id: pipeline.id,
+        stage_id: stage.id,
+        amount: d.amount,
+        currency: d.currency,
+        expected_close_date: d.expected_close_date,
+        probability: d.probability.unwrap_or(stage.probability),
+        owner_id: d.owner_id,
+        team_id,
+        source_lead_id: d.source_lead_id,
+        competitors: d.competitors,
+        next_step: d.next_step,
+        status: "open".into(),
+        closed_at: None,
+        custom: json!({}),
+        created_by: Some(auth.user_id),
+    };
+    if stage.id != first_open.id {
+        let record = json!({
+            "name": new.name, "account_id": new.account_id, "primary_contact_id": new.primary_contact_id,
+            "contacts": d.contacts, "amount": new.amount, "currency": new.currency,
+            "expected_close_date": new.expected_close_date, "probability": new.probability,
+            "owner_id": new.owner_id, "competitors": new.competitors, "next_step": new.next_step,
+        });
+        let missing = unmet_criteria(c, None, stage, &record)?;
+        if !missing.is_empty() {
+            return Err(criteria_error(stage, missing));
+        }
+    }
+    let row = opps::insert(c, &new, auth.user_id)?;
+    opps::set_contacts(c, row.id, &links)?;
+    let dto = one(c, row)?;
+    let data = to_json(&dto);
+    audit::record(c, &auth.actor(), RES, dto.id, "created", diff::created(&data), data)?;
+    Ok(dto)
+}
+
+/// Get one deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id")),
+    responses((status = 200, description = "The deal", body = Opportunity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}")]
+pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let o = state
+        .db
+        .run(move |c| {
+            let row =
+                opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            one(c, row)
+        })
+        .await?;
+    let v = o.version;
+    Ok(with_etag(&o, v))
+}
+
+/// Update a deal (partial, `If-Match` required). Stage and status only change through
+/// `POST /opportunities/{id}/stage`.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateOpportunity,
+    responses(
+        (status = 200, description = "Updated", body = Opportunity, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, PreconditionRequired
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[patch("/opportunities/{id}")]
+pub async fn update_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateOpportunity>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
+    let amount = dto.amount.map(|a| check_amount(&mut errs, "amount", a));
+    let currency = dto.currency.as_deref().map(|c| check_currency(&mut errs, c));
+    let next_step = patch(dto.next_step, |v| errs.text(v));
+    errs.into_result()?;
+    let mut ch = OpportunityChanges {
+        name,
+        account_id: dto.account_id,
+        primary_contact_id: dto.primary_contact_id,
+        amount,
+        currency,
+        expected_close_date: dto.expected_close_date,
+        probability: dto.probability,
+        owner_id: dto.owner_id,
+        team_id: None,
+        competitors: dto.competitors.map(clean_list),
+        next_step,
+        custom: None,
+    };
+    let contacts_in = dto.contacts;
+    let writer = auth.clone();
+    let o = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before_row = opps::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
+                if_match.0.check(before_row.version)?;
+                let before = one(c, before_row.clone())?;
+                if let Some(a) = ch.account_id.filter(|a| *a != before_row.account_id) {
+                    visible_account(c, &writer, a)?;
+                }
+                let account = ch.account_id.unwrap_or(before_row.account_id);
+                let primary = ch.primary_contact_id.unwrap_or(before_row.primary_contact_id);
+                if let Some(p) = primary {
+                    if ch.primary_contact_id.is_some() || ch.account_id.is_some() {
+                        check_primary(c, &writer, p, account)?;
+                    }
+                }
+                if let Some(owner) = ch.owner_id.filter(|o| *o != before_row.owner_id) {
+                    writer.require(RES, Action::Assign)?;
+                    ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
+                }
+                let mut contacts_changed = false;
+                if let Some(list) = &contacts_in {
+                    let links = check_contacts(c, &writer, list)?;
+                    let current: Vec<(Uuid, String)> = before
+                        .contacts
+                        .iter()
+                        .map(|d| (d.contact_id, d.role.as_str().to_owned()))
+                        .collect();
+                    let mut a = links.clone();
+                    a.sort();
+                    let mut b = current;
+                    b.sort();
+                    if a != b {
+                        opps::set_contacts(c, id, &links)?;
+                        contacts_changed = true;
+                    }
+                }
+                let cmp = before_row.clone();
+                let unchanged = prune_changes!(ch, cmp;
+                    name, account_id, primary_contact_id, amount, currency, expected_close_date, probability,
+                    owner_id, team_id, competitors, next_step, custom);
+                if unchanged && !contacts_changed {
+                    return Ok(before);
+                }
+                let after_row = opps::update(c, id, &ch)?;
+                let after = one(c, after_row)?;
+                let (b, a) = (to_json(&before), to_json(&after));
+                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
+                Ok::<_, ApiError>(after)
+            })
+        })
+        .await?;
+    let v = o.version;
+    Ok(with_etag(&o, v))
+}
+
+/// Move a deal to another stage of its pipeline.
+///
+/// Advancing checks the target stage's entry criteria: when any is unmet the answer is
+/// 422 `stage_criteria_unmet` with `unmet` listing every missing field, task or output.
+/// Moving backwards, losing (the reason becomes the lost reason) and reopening a closed
+/// deal need a `reason`. Every move is recorded in the stage history.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"),
+        ("If-Match" = Option<String>, Header, description = "Optional ETag guard"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = MoveStage,
+    responses(
+        (status = 200, description = "Moved", body = Opportunity, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/opportunities/{id}/stage")]
+pub async fn move_stage(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    if_match: OptionalIfMatch,
+    body: ValidJson<MoveStage>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let reason = dto.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let before_row =
+            opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+        if let Some(m) = if_match.0 {
+            m.check(before_row.version)?;
+        }
+        let to = pipelines::find_stage(c, dto.stage_id)?
+            .filter(|s| s.pipeline_id == before_row.pipeline_id && s.archived_at.is_none())
+            .ok_or_else(|| ApiError::field("stage_id", "not_found", "no such stage in this deal's pipeline"))?;
+        let from = pipelines::find_stage(c, before_row.stage_id)?
+            .ok_or_else(|| ApiError::internal("deal in a missing stage"))?;
+        let mv =
+            classify_move(stage_pos(&from), stage_pos(&to), from.id == to.id, reason.as_deref()).map_err(
+                |e| match e {
+                    MoveError::SameStage => ApiError::conflict("same_stage", e.to_string()),
+                    MoveError::ReasonRequired => ApiError::field(
+                        "reason",
+                        "required",
+                        "a reason is required to move backwards, lose or reopen",
+                    ),
+                },
+            )?;
+        let before = one(c, before_row.clone())?;
+        if mv.checks_criteria() {
+            let missing = unmet_criteria(c, Some(id), &to, &to_json(&before))?;
+            if !missing.is_empty() {
+                return Err(criteria_error(&to, missing));
+            }
+        }
+        let now = Utc::now();
+        let kind = StageKind::parse(&to.kind).unwrap_or(StageKind::Open);
+        let (status, closed_at, lost_reason) = match kind {
+            StageKind::Won => ("won", Some(now), None),
+            StageKind::Lost => ("lost", Some(now), reason.clone()),
+            StageKind::Open => ("open", None, None),
+        };
+        let row = opps::move_stage(
+            c,
+            &before_row,
+            &StageMove {
+                to_stage: to.id,
+                status: status.into(),
+                probability: to.probability,
+                closed_at,
+                lost_reason,
+                reason: reason.clone(),
+                by: writer.user_id,
+            },
+        )?;
+        let after = one(c, row)?;
+        let (b, a) = (to_json(&before), to_json(&after));
+        let mut changes = diff::changes(&b, &a);
+        changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
+        let movement = match mv {
+            Move::Forward => "forward",
+            Move::Backward => "backward",
+            Move::Won => "won",
+            Move::Lost => "lost",
+            Move::Reopen => "reopen",
+        };
+        let payload = json!({
+            "opportunity": a, "move": movement, "reason": reason,
+            "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
+        });
+        audit::record(c, &writer.actor(), RES, id, "stage_changed", changes, payload)?;
+        Outcome::ok(&after)
+    })
+    .await
+}
+
+/// Delete a deal (soft). `If-Match` is honoured when sent.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[delete("/opportunities/{id}")]
+pub async fn delete_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: OptionalIfMatch,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = opps::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
+                if let Some(m) = if_match.0 {
+                    m.check(before.version)?;
+                }
+                let row = opps::set_deleted(c, id, true)?;
+                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    RES,
+                    id,
+                    "deleted",
+                    change.as_object().cloned().unwrap_or_default(),
+                    json!({"id": id}),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a deleted deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    responses((status = 200, description = "Restored", body = Opportunity), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/opportunities/{id}/restore")]
+pub async fn restore_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
+        let before = opps::find(c, &scope, id, Liveness::Deleted, true)?
+            .ok_or_else(|| ApiError::not_found("deleted opportunity"))?;
+        if !accounts::exists_live(c, before.account_id)? {
+            return Err(ApiError::unprocessable(
+                "account_deleted",
+                "the deal's account is deleted; restore the account first",
+            ));
+        }
+        let row = opps::set_deleted(c, id, false)?;
+        let dto = one(c, row)?;
+        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
+        audit::record(
+            c,
+            &writer.actor(),
+            RES,
+            id,
+            "restored",
+            change.as_object().cloned().unwrap_or_default(),
+            to_json(&dto),
+        )?;
+        Outcome::ok(&dto)
+    })
+    .await
+}
+
+/// Audit history of a deal (field-level changes), newest first.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), HistoryQuery),
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/history")]
+pub async fn opportunity_history(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    super::accounts::history(&state, scope, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+        Ok(opps::find(c, s, id, Liveness::Live, false)?.is_some())
+    })
+    .await
+}
+
+/// Stage history: one entry per stay in a stage, with dwell time.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id")),
+    responses((status = 200, description = "Stage visits, oldest first", body = StageHistory), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/stage-history")]
+pub async fn stage_history(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let rows = state
+        .db
+        .run(move |c| {
+            opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            Ok::<_, ApiError>(opps::stage_history(c, id)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(StageHistory {
+        items: rows.into_iter().map(StageVisit::from).collect(),
+    }))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TimelineCursor {
+    at: DateTime<Utc>,
+    id: String,
+}
+
+/// One merged timeline: stage changes, field changes, activities, tasks and outputs,
+/// newest first.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), HistoryQuery),
+    responses((status = 200, description = "Timeline entries", body = Page<TimelineEntry>), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/timeline")]
+pub async fn timeline(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let q = q.into_inner();
+    let limit = crm_domain::listing::limit(q.limit)?;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let c: TimelineCursor = engine
+                .decode(raw.trim())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is malformed"))?;
+            Some((c.at, c.id))
+        }
+    };
+    let rows = state
+        .db
+        .run(move |c| {
+            opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            Ok::<_, ApiError>(opps::timeline(c, id, before, limit + 1)?)
+        })
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let mut rows = rows;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = if more {
+        rows.last().map(|r| {
+            engine.encode(
+                serde_json::to_vec(&TimelineCursor {
+                    at: r.at,
+                    id: r.ref_id.clone(),
+                })
+                .unwrap_or_default(),
+            )
+        })
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(TimelineEntry::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn build_checklist(c: &mut PgConnection, row: &OpportunityRow) -> ApiResult<Checklist> {
+    let stages = pipelines::stages_of(c, &[row.pipeline_id], false)?;
+    let state = opps::checklist(c, row.id)?;
+    let attached = opps::output_codes(c, row.id)?;
+    let stages = stages
+        .into_iter()
+        .filter(|s| s.kind != "lost")
+        .map(|s| {
+            let st = Stage::from(s);
+            let tasks = st
+                .key_tasks
+                .iter()
+                .map(|t: &StageItem| {
+                    let entry = state.iter().find(|r| r.stage_id == st.id && r.task_code == t.code);
+                    ChecklistItem {
+                        code: t.code.clone(),
+                        title: t.title.clone(),
+                        done: entry.is_some_and(|e| e.done),
+                        changed_by: entry.and_then(|e| e.changed_by),
+                        changed_at: entry.map(|e| e.changed_at),
+                    }
+                })
+                .collect();
+            let outputs = st
+                .required_outputs
+                .iter()
+                .map(|o| OutputStatus {
+                    code: o.code.clone(),
+                    title: o.title.clone(),
+                    attached: attached.contains(&o.code),
+                })
+                .collect();
+            ChecklistStage {
+                stage_id: st.id,
+                stage_code: st.code,
+                stage_name: st.name,
+                tasks,
+                outputs,
+            }
+        })
+        .collect();
+    Ok(Checklist { stages })
+}
+
+/// The key-task checklist of every stage, with who did what when, and which required
+/// outputs are attached.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id")),
+    responses((status = 200, description = "Checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/checklist")]
+pub async fn get_checklist(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let list = state
+        .db
+        .run(move |c| {
+            let row =
+                opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            build_checklist(c, &row)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Mark a key task of a stage done or undone.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("stage_id" = Uuid, Path, description = "Stage id"),
+        ("task_code" = String, Path, description = "Key task code")),
+    request_body = SetTask,
+    responses((status = 200, description = "The updated checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[put("/opportunities/{id}/checklist/{stage_id}/{task_code}")]
+pub async fn set_checklist_task(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<(Uuid, Uuid, String)>,
+    body: ValidJson<SetTask>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let (id, stage_id, task) = path.into_inner();
+    let done = body.value.done;
+    let writer = auth.clone();
+    let list = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let row = opps::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
+                let stage = pipelines::find_stage(c, stage_id)?
+                    .filter(|s| s.pipeline_id == row.pipeline_id)
+                    .ok_or_else(|| ApiError::not_found("stage"))?;
+                let st = Stage::from(stage.clone());
+                if !st.key_tasks.iter().any(|t| t.code == task) {
+                    return Err(ApiError::not_found("key task"));
+                }
+                let (before, _) = opps::set_task_done(c, id, stage_id, &task, done, writer.user_id)?;
+                if before != Some(done) {
+                    let mut changes = serde_json::Map::new();
+                    changes.insert(
+                        format!("checklist.{}.{}", stage.code, task),
+                        json!({"before": before.unwrap_or(false), "after": done}),
+                    );
+                    audit::record(
+                        c,
+                        &writer.actor(),
+                        RES,
+                        id,
+                        "checklist_updated",
+                        changes,
+                        json!({"opportunity_id": id, "stage": stage.code, "task": task, "done": done}),
+                    )?;
+                }
+                build_checklist(c, &row)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Deliverables attached to a deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id")),
+    responses((status = 200, description = "Outputs", body = OutputList), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/outputs")]
+pub async fn list_outputs(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let rows = state
+        .db
+        .run(move |c| {
+            opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            Ok::<_, ApiError>(opps::outputs(c, id)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(OutputList {
+        items: rows.into_iter().map(Output::from).collect(),
+    }))
+}
+
+/// Attach a deliverable (e.g. 《首次沟通纪要》) to a deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateOutput,
+    responses((status = 201, description = "Attached", body = Output, headers(("Location" = String))), BadRequest, Unauthorized,
+        Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/opportunities/{id}/outputs")]
+pub async fn create_output(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    body: ValidJson<CreateOutput>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let mut errs = Errors::default();
+    let title = errs.required_text("title", &dto.title);
+    let url = errs.website("url", dto.url);
+    let notes = errs.text(dto.notes);
+    let file_ref = errs.line(dto.file_ref);
+    errs.into_result()?;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let row = opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+        let stages = pipelines::stages_of(c, &[row.pipeline_id], true)?;
+        let stage_id = dto.stage_id.unwrap_or(row.stage_id);
+        if !stages.iter().any(|s| s.id == stage_id) {
+            return Err(ApiError::field(
+                "stage_id",
+                "not_found",
+                "no such stage in this deal's pipeline",
+            ));
+        }
+        if let Some(code) = &dto.output_code {
+            let defined = stages
+                .into_iter()
+                .map(Stage::from)
+                .any(|s| s.required_outputs.iter().any(|o| &o.code == code));
+            if !defined {
+                return Err(ApiError::field(
+                    "output_code",
+                    "not_found",
+                    "no stage of this pipeline requires such an output",
+                ));
+            }
+        }
+        let out = opps::insert_output(
+            c,
+            &opps::NewOutput {
+                id: Uuid::now_v7(),
+                opportunity_id: id,
+                stage_id,
+                output_code: dto.output_code.clone(),
+                title,
+                notes,
+                url,
+                file_ref,
+                author_id: Some(writer.user_id),
+            },
+        )?;
+        let dto = Output::from(out);
+        let data = serde_json::to_value(&dto).unwrap_or_default();
+        let mut changes = serde_json::Map::new();
+        changes.insert("outputs".into(), json!({"before": null, "after": data}));
+        audit::record(c, &writer.actor(), RES, id, "output_attached", changes, data)?;
+        Outcome::created(&dto, format!("/api/v1/opportunities/{id}/outputs/{}", dto.id))
+    })
+    .await
+}
+
+/// Remove a deliverable from a deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("output_id" = Uuid, Path, description = "Output id")),
+    responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[delete("/opportunities/{id}/outputs/{output_id}")]
+pub async fn delete_output(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<(Uuid, Uuid)>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let (id, output_id) = path.into_inner();
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+                if !opps::delete_output(c, id, output_id)? {
+                    return Err(ApiError::not_found("output"));
+                }
+                let mut changes = serde_json::Map::new();
+                changes.insert("outputs".into(), json!({"before": {"id": output_id}, "after": null}));
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    RES,
+                    id,
+                    "output_removed",
+                    changes,
+                    json!({"opportunity_id": id, "output_id": output_id}),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
