@@ -3,12 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod activities;
 mod admin;
 mod auth;
 mod contacts;
 mod errors;
+mod leads;
 mod ops;
 mod paging;
+mod pipeline;
 mod scope;
 
 pub use crm_test_support::app::start;

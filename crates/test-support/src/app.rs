@@ -162,4 +162,87 @@ where
         assert_eq!(r.status, 201, "create account: {}", r.text);
         r.body
     }
+
+    /// Creates a contact at an account and returns its body.
+    pub async fn contact(&self, token: &str, account_id: &str, name: &str) -> Value {
+        let r = self
+            .post(
+                "/api/v1/contacts",
+                token,
+                serde_json::json!({"account_id": account_id, "name": name}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create contact: {}", r.text);
+        r.body
+    }
+
+    /// Creates a deal with the given body and returns its body.
+    pub async fn deal(&self, token: &str, body: Value) -> Value {
+        let r = self.post("/api/v1/opportunities", token, body).await;
+        assert_eq!(r.status, 201, "create opportunity: {}", r.text);
+        r.body
+    }
+
+    /// The default pipeline (with stages).
+    pub async fn default_pipeline(&self, token: &str) -> Value {
+        let r = self.get("/api/v1/pipelines", token).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["is_default"] == true)
+            .cloned()
+            .expect("a default pipeline")
+    }
+
+    /// Moves a deal; returns the response.
+    pub async fn move_stage(&self, token: &str, deal_id: &str, stage_id: &str, reason: Option<&str>) -> Resp {
+        let mut body = serde_json::json!({"stage_id": stage_id});
+        if let Some(r) = reason {
+            body["reason"] = serde_json::json!(r);
+        }
+        self.post(&format!("/api/v1/opportunities/{deal_id}/stage"), token, body)
+            .await
+    }
+
+    /// Marks a key task done.
+    pub async fn check_task(&self, token: &str, deal_id: &str, stage_id: &str, task: &str) {
+        let r = self
+            .send(
+                request(
+                    Method::PUT,
+                    &format!("/api/v1/opportunities/{deal_id}/checklist/{stage_id}/{task}"),
+                    Some(token),
+                )
+                .set_json(serde_json::json!({"done": true})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "check {task}: {}", r.text);
+    }
+
+    /// Attaches an output with a code.
+    pub async fn attach(&self, token: &str, deal_id: &str, code: &str) {
+        let r = self
+            .post(
+                &format!("/api/v1/opportunities/{deal_id}/outputs"),
+                token,
+                serde_json::json!({"output_code": code, "title": code}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "attach {code}: {}", r.text);
+    }
+}
+
+/// The id of the stage with `code` in a pipeline body.
+pub fn stage_id(pipeline: &Value, code: &str) -> String {
+    pipeline["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["code"] == code)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

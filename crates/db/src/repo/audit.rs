@@ -75,9 +75,28 @@ pub fn record(
     Ok(())
 }
 
-/// `accounts` -> `account`, for event names.
-fn singular(entity_type: &str) -> &str {
-    entity_type.strip_suffix('s').unwrap_or(entity_type)
+/// `accounts` -> `account`, `opportunities` -> `opportunity`, for event names.
+pub fn singular(entity_type: &str) -> String {
+    if let Some(stem) = entity_type.strip_suffix("ies") {
+        format!("{stem}y")
+    } else {
+        entity_type.strip_suffix('s').unwrap_or(entity_type).to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_names_use_the_singular() {
+        for (plural, one) in [
+            ("accounts", "account"),
+            ("opportunities", "opportunity"),
+            ("activities", "activity"),
+            ("api_keys", "api_key"),
+        ] {
+            assert_eq!(super::singular(plural), one);
+        }
+    }
 }
 
 /// One audit entry as read back.

@@ -70,9 +70,11 @@ pub struct Opportunity {
 
 impl Opportunity {
     pub fn from_row(r: OpportunityRow, contacts: Vec<DealContact>) -> Self {
-        let weighted = r
-            .amount
-            .map(|a| (a * Decimal::from(r.probability) / Decimal::from(100)).round_dp(2));
+        // Money rounds half-up (away from zero) to cents, as Postgres' round() does.
+        let weighted = r.amount.map(|a| {
+            (a * Decimal::from(r.probability) / Decimal::from(100))
+                .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+        });
         Opportunity {
             id: r.id,
             name: r.name,

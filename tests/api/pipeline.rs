@@ -1,0 +1,735 @@
+//! Pipelines, stage entry criteria, stage moves and history, board, timeline.
+
+use actix_web::http::Method;
+use crm_test_support::app::{request, stage_id, start};
+use serde_json::json;
+
+#[actix_web::test]
+async fn the_default_b2b_pipeline_is_seeded() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let codes: Vec<&str> = p["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "qualification",
+            "discovery",
+            "proposal",
+            "negotiation",
+            "closing",
+            "won",
+            "lost"
+        ]
+    );
+    let discovery = &p["stages"][1];
+    assert_eq!(discovery["name"], "需求确认 Discovery");
+    assert_eq!(discovery["stalled_after_days"], 15);
+    assert!(discovery["entry_criteria"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"kind": "output_attached", "output": "first_call_notes"})));
+    assert_eq!(
+        p["stages"][0]["required_outputs"][0]["title"],
+        "《首次沟通纪要》 First-call notes"
+    );
+    let r = app
+        .get(&format!("/api/v1/pipelines/{}", p["id"].as_str().unwrap()), &rep)
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("etag").is_some());
+}
+
+#[actix_web::test]
+async fn entering_a_stage_requires_its_criteria() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let acc = app.account(&rep, "Criteria Co").await;
+    let aid = acc["id"].as_str().unwrap();
+    let contact = app.contact(&rep, aid, "张经理").await;
+    let deal = app
+        .deal(
+            &rep,
+            json!({"name": "ERP rollout", "account_id": aid, "primary_contact_id": contact["id"]}),
+        )
+        .await;
+    let id = deal["id"].as_str().unwrap();
+    assert_eq!(deal["stage_id"].as_str().unwrap(), stage_id(&p, "qualification"));
+    assert_eq!(deal["probability"], 10);
+    assert_eq!(deal["status"], "open");
+
+    let discovery = stage_id(&p, "discovery");
+    let r = app.move_stage(&rep, id, &discovery, None).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.code(), "stage_criteria_unmet");
+    assert_eq!(
+        r.body["unmet"],
+        json!([
+            {"kind": "task_done", "stage": "qualification", "task": "confirm_need_budget"},
+            {"kind": "task_done", "stage": "qualification", "task": "workshop_agreed"},
+            {"kind": "output_attached", "output": "first_call_notes"}
+        ])
+    );
+    // Skipping ahead is checked against the later stage's own criteria.
+    let r = app.move_stage(&rep, id, &stage_id(&p, "proposal"), None).await;
+    assert_eq!(r.code(), "stage_criteria_unmet");
+    assert!(r.body["unmet"]
+        .as_array()
+        .unwrap()
+        .contains(&json!({"kind": "field_required", "field": "amount"})));
+
+    let qual = stage_id(&p, "qualification");
+    app.check_task(&rep, id, &qual, "confirm_need_budget").await;
+    let r = app.move_stage(&rep, id, &discovery, None).await;
+    assert_eq!(r.body["unmet"].as_array().unwrap().len(), 2, "{}", r.text);
+    app.check_task(&rep, id, &qual, "workshop_agreed").await;
+    app.attach(&rep, id, "first_call_notes").await;
+    let r = app.move_stage(&rep, id, &discovery, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["stage_id"].as_str().unwrap(), discovery);
+    assert_eq!(r.body["probability"], 20);
+    assert_eq!(r.body["version"], 2);
+
+    let checklist = app.get(&format!("/api/v1/opportunities/{id}/checklist"), &rep).await;
+    let q = &checklist.body["stages"][0];
+    assert_eq!(q["stage_code"], "qualification");
+    let done: Vec<bool> = q["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["done"].as_bool().unwrap())
+        .collect();
+    assert_eq!(done, [false, true, true]);
+    assert_eq!(
+        q["tasks"][1]["changed_by"].as_str().unwrap(),
+        app.org.rep_east1.to_string()
+    );
+    assert_eq!(q["outputs"][0]["attached"], true);
+
+    let hist = app
+        .get(&format!("/api/v1/opportunities/{id}/stage-history"), &rep)
+        .await;
+    let visits = hist.body["items"].as_array().unwrap();
+    assert_eq!(visits.len(), 2);
+    assert!(visits[0]["from_stage_id"].is_null());
+    assert_eq!(visits[0]["to_stage_id"].as_str().unwrap(), qual);
+    assert!(visits[0]["left_at"].is_string());
+    assert!(visits[0]["dwell_seconds"].as_i64().unwrap() >= 0);
+    assert_eq!(visits[1]["from_stage_id"].as_str().unwrap(), qual);
+    assert!(visits[1]["left_at"].is_null());
+    // An event for the rule engine, with the stage codes.
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) FROM outbox_events WHERE aggregate_id = '{id}' AND event_type = 'opportunity.stage_changed' \
+             AND payload->'data'->'to_stage'->>'code' = 'discovery' AND payload->'data'->>'move' = 'forward'"
+        )),
+        1
+    );
+    // Unknown task codes and foreign stages are refused.
+    let r = app
+        .send(
+            request(
+                Method::PUT,
+                &format!("/api/v1/opportunities/{id}/checklist/{qual}/no_such_task"),
+                Some(&rep),
+            )
+            .set_json(json!({"done": true})),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[actix_web::test]
+async fn moves_backwards_losing_and_reopening_need_a_reason() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let acc = app.account(&rep, "Moves Co").await;
+    let deal = app
+        .deal(
+            &rep,
+            json!({"name": "Deal", "account_id": acc["id"], "amount": "1000.00"}),
+        )
+        .await;
+    let id = deal["id"].as_str().unwrap();
+    let qual = stage_id(&p, "qualification");
+    app.check_task(&rep, id, &qual, "confirm_need_budget").await;
+    app.check_task(&rep, id, &qual, "workshop_agreed").await;
+    app.attach(&rep, id, "first_call_notes").await;
+    assert_eq!(
+        app.move_stage(&rep, id, &stage_id(&p, "discovery"), None).await.status,
+        200
+    );
+
+    let r = app.move_stage(&rep, id, &qual, None).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "reason");
+    let r = app.move_stage(&rep, id, &qual, Some("budget frozen")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.move_stage(&rep, id, &qual, Some("again")).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.code(), "same_stage");
+
+    let lost = stage_id(&p, "lost");
+    let r = app.move_stage(&rep, id, &lost, None).await;
+    assert_eq!(r.status, 422);
+    let r = app
+        .move_stage(&rep, id, &lost, Some("竞争对手价格更低 competitor cheaper"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "lost");
+    assert_eq!(r.body["lost_reason"], "竞争对手价格更低 competitor cheaper");
+    assert!(r.body["closed_at"].is_string());
+    assert_eq!(r.body["probability"], 0);
+
+    let disc = stage_id(&p, "discovery");
+    assert_eq!(app.move_stage(&rep, id, &disc, None).await.status, 422);
+    let r = app.move_stage(&rep, id, &disc, Some("customer came back")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "open");
+    assert!(r.body["closed_at"].is_null());
+    assert!(r.body["lost_reason"].is_null());
+
+    // Winning needs the contract: criteria of the won stage.
+    let won = stage_id(&p, "won");
+    let r = app.move_stage(&rep, id, &won, None).await;
+    assert_eq!(r.code(), "stage_criteria_unmet");
+    app.check_task(&rep, id, &stage_id(&p, "closing"), "contract_signed")
+        .await;
+    app.attach(&rep, id, "signed_contract").await;
+    let r = app.move_stage(&rep, id, &won, None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "won");
+    assert_eq!(r.body["probability"], 100);
+
+    let hist = app
+        .get(&format!("/api/v1/opportunities/{id}/stage-history"), &rep)
+        .await;
+    let reasons: Vec<Option<&str>> = hist.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            None,
+            None,
+            Some("budget frozen"),
+            Some("竞争对手价格更低 competitor cheaper"),
+            Some("customer came back"),
+            None
+        ]
+    );
+    // A stage of another pipeline, or a made-up one, is not a target.
+    let r = app
+        .move_stage(&rep, id, &uuid::Uuid::now_v7().to_string(), Some("x"))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "stage_id");
+}
+
+#[actix_web::test]
+async fn no_other_path_changes_the_stage() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let acc = app.account(&rep, "Path Co").await;
+    let deal = app.deal(&rep, json!({"name": "Deal", "account_id": acc["id"]})).await;
+    let id = deal["id"].as_str().unwrap();
+    for body in [
+        json!({"stage_id": stage_id(&p, "won")}),
+        json!({"status": "won"}),
+        json!({"closed_at": "2026-01-01T00:00:00Z"}),
+    ] {
+        let r = app.patch(&format!("/api/v1/opportunities/{id}"), &rep, 1, body).await;
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert_eq!(r.body["errors"][0]["code"], "unknown_field");
+    }
+    // Creating straight into a later stage is checked against that stage's criteria.
+    let r = app
+        .post(
+            "/api/v1/opportunities",
+            &rep,
+            json!({"name": "Late", "account_id": acc["id"], "stage_id": stage_id(&p, "proposal")}),
+        )
+        .await;
+    assert_eq!(r.code(), "stage_criteria_unmet");
+    let r = app
+        .post(
+            "/api/v1/opportunities",
+            &rep,
+            json!({"name": "Won", "account_id": acc["id"], "stage_id": stage_id(&p, "won")}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(app.db.count("SELECT count(*) FROM opportunities"), 1);
+}
+
+#[actix_web::test]
+async fn deals_validate_money_contacts_and_ownership() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "Money Co").await;
+    let other_acc = app.account(&rep, "Other Co").await;
+    let other_contact = app.contact(&rep, other_acc["id"].as_str().unwrap(), "Elsewhere").await;
+    let base = |extra: serde_json::Value| {
+        let mut b = json!({"name": "Deal", "account_id": acc["id"]});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    for (extra, field) in [
+        (json!({"amount": "-1"}), "amount"),
+        (json!({"amount": "10.005"}), "amount"),
+        (json!({"currency": "yuan"}), "currency"),
+        (json!({"probability": 101}), "probability"),
+        (json!({"primary_contact_id": other_contact["id"]}), "primary_contact_id"),
+        (
+            json!({"contacts": [{"contact_id": uuid::Uuid::now_v7(), "role": "champion"}]}),
+            "contacts[0].contact_id",
+        ),
+        (json!({"account_id": uuid::Uuid::now_v7()}), "account_id"),
+    ] {
+        let r = app.post("/api/v1/opportunities", &rep, base(extra.clone())).await;
+        assert_eq!(r.status, 422, "{extra}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], field, "{extra}");
+    }
+    let d = app
+        .deal(&rep, base(json!({"amount": "123456.7", "currency": "usd", "probability": 35, "expected_close_date": "2027-03-31",
+            "contacts": [{"contact_id": other_contact["id"], "role": "champion"}], "competitors": ["Salesforce", "Salesforce", "HubSpot"]})))
+        .await;
+    assert_eq!(d["amount"], "123456.70");
+    assert_eq!(d["weighted_amount"], "43209.85");
+    assert_eq!(d["currency"], "USD");
+    assert_eq!(d["probability"], 35);
+    assert_eq!(
+        d["contacts"],
+        json!([{"contact_id": other_contact["id"], "role": "champion"}])
+    );
+    assert_eq!(d["competitors"], json!(["Salesforce", "HubSpot"]));
+    let id = d["id"].as_str().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            1,
+            json!({"amount": "99.99", "contacts": []}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["amount"], "99.99");
+    assert_eq!(r.body["contacts"], json!([]));
+    let hist = app.get(&format!("/api/v1/opportunities/{id}/history"), &rep).await;
+    assert_eq!(
+        hist.body["items"][0]["changes"]["amount"],
+        json!({"before": "123456.70", "after": "99.99"})
+    );
+    assert_eq!(
+        app.patch(&format!("/api/v1/opportunities/{id}"), &rep, 1, json!({"amount": "1"}))
+            .await
+            .status,
+        412
+    );
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            2,
+            json!({"owner_id": app.org.rep_east2})
+        )
+        .await
+        .status,
+        403
+    );
+    let m = app.token(app.org.manager_east);
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &m,
+            2,
+            json!({"owner_id": app.org.rep_east2}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["team_id"].as_str().unwrap(), app.org.east2.to_string());
+    assert_eq!(app.get(&format!("/api/v1/opportunities/{id}"), &rep).await.status, 404);
+}
+
+#[actix_web::test]
+async fn admins_configure_pipelines_with_checked_criteria() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let bad = app
+        .post(
+            "/api/v1/admin/pipelines",
+            &admin,
+            json!({"name": "Renewals", "stages": [
+                {"code": "open_renewal", "name": "Open", "kind": "open", "probability": 50,
+                 "key_tasks": [{"code": "call", "title": "Call"}]},
+                {"code": "won", "name": "Won", "kind": "won", "probability": 100,
+                 "entry_criteria": [{"kind": "task_done", "stage": "open_renewal", "task": "nope"},
+                                    {"kind": "field_required", "field": "password_hash"},
+                                    {"kind": "condition", "expr": {"field": "amount", "op": "in", "value": 5}}]}
+            ]}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let fields: Vec<&str> = bad.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "stages[1].entry_criteria[0]",
+            "stages[1].entry_criteria[1]",
+            "stages[1].entry_criteria[2]"
+        ]
+    );
+
+    let r = app
+        .post(
+            "/api/v1/admin/pipelines",
+            &admin,
+            json!({"name": "Renewals", "stages": [
+                {"code": "open_renewal", "name": "Open", "kind": "open", "probability": 50, "key_tasks": [{"code": "call", "title": "Call"}]},
+                {"code": "quoted", "name": "Quoted", "kind": "open", "probability": 70,
+                 "entry_criteria": [{"kind": "condition", "expr": {"all": [{"field": "amount", "op": "gte", "value": "10000"}]}}]},
+                {"code": "won", "name": "Won", "kind": "won", "probability": 100},
+                {"code": "lost", "name": "Lost", "kind": "lost", "probability": 0}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let pid = r.body["id"].as_str().unwrap().to_owned();
+    let quoted = stage_id(&r.body, "quoted");
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "Renewal Co").await;
+    let deal = app
+        .deal(
+            &rep,
+            json!({"name": "Renewal", "account_id": acc["id"], "pipeline_id": pid, "amount": "5000"}),
+        )
+        .await;
+    let id = deal["id"].as_str().unwrap();
+    let r = app.move_stage(&rep, id, &quoted, None).await;
+    assert_eq!(r.code(), "stage_criteria_unmet");
+    assert_eq!(r.body["unmet"][0]["kind"], "condition");
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            1,
+            json!({"amount": "12000"})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(app.move_stage(&rep, id, &quoted, None).await.status, 200);
+
+    // Archiving a stage with an open deal is refused; an empty one is archived and drops
+    // off the board, while history keeps pointing at it.
+    let stage = app.get(&format!("/api/v1/pipelines/{pid}"), &admin).await.body["stages"][1].clone();
+    let r = app
+        .patch(
+            &format!("/api/v1/admin/stages/{quoted}"),
+            &admin,
+            stage["version"].as_i64().unwrap() as i32,
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.code(), "stage_in_use");
+    let open = stage_id(
+        &app.get(&format!("/api/v1/pipelines/{pid}"), &admin).await.body,
+        "open_renewal",
+    );
+    let v = app.get(&format!("/api/v1/pipelines/{pid}"), &admin).await.body["stages"][0]["version"]
+        .as_i64()
+        .unwrap() as i32;
+    let r = app
+        .patch(
+            &format!("/api/v1/admin/stages/{open}"),
+            &admin,
+            v,
+            json!({"archived": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let live: Vec<&str> = r.body["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["archived"] == false)
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(live, ["quoted", "won", "lost"]);
+    let board = app.get(&format!("/api/v1/pipelines/{pid}/board"), &rep).await;
+    assert_eq!(board.body["columns"].as_array().unwrap().len(), 3);
+    let hist = app
+        .get(&format!("/api/v1/opportunities/{id}/stage-history"), &rep)
+        .await;
+    assert_eq!(hist.body["items"][0]["to_stage_id"].as_str().unwrap(), open);
+
+    // Reorder: every live stage exactly once.
+    let live_ids: Vec<String> = ["lost", "won", "quoted"].iter().map(|c| stage_id(&r.body, c)).collect();
+    let bad = app
+        .post(
+            &format!("/api/v1/admin/pipelines/{pid}/stages/order"),
+            &admin,
+            json!({"stage_ids": &live_ids[..2]}),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    let ok = app
+        .post(
+            &format!("/api/v1/admin/pipelines/{pid}/stages/order"),
+            &admin,
+            json!({"stage_ids": live_ids}),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.body["stages"][0]["code"], "lost");
+    // Add a stage in the middle.
+    let r = app
+        .post(
+            &format!("/api/v1/admin/pipelines/{pid}/stages"),
+            &admin,
+            json!({"code": "negotiating", "name": "Negotiating", "kind": "open", "probability": 80, "position": 2}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let order: Vec<&str> = r.body["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["archived"] == false)
+        .map(|s| s["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["lost", "negotiating", "won", "quoted"]);
+    let dup = app
+        .post(
+            &format!("/api/v1/admin/pipelines/{pid}/stages"),
+            &admin,
+            json!({"code": "won", "name": "x", "kind": "won", "probability": 1}),
+        )
+        .await;
+    assert_eq!(dup.status, 422);
+    // Default pipeline switch.
+    let v = app
+        .get(&format!("/api/v1/pipelines/{pid}"), &admin)
+        .await
+        .etag_version();
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/admin/pipelines/{pid}"),
+            &admin,
+            v,
+            json!({"is_default": true})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(app.default_pipeline(&rep).await["id"].as_str().unwrap(), pid);
+}
+
+#[actix_web::test]
+async fn the_board_sums_per_stage_within_scope_and_pages_cards() {
+    let app = start().await;
+    let e1 = app.token(app.org.rep_east1);
+    let e2 = app.token(app.org.rep_east2);
+    let n1 = app.token(app.org.rep_north1);
+    let p = app.default_pipeline(&e1).await;
+    let pid = p["id"].as_str().unwrap();
+    let acc1 = app.account(&e1, "Board One").await;
+    let acc2 = app.account(&e2, "Board Two").await;
+    let acc3 = app.account(&n1, "Board Three").await;
+    for i in 0..5 {
+        app.deal(
+            &e1,
+            json!({"name": format!("E1 {i}"), "account_id": acc1["id"], "amount": "1000.00"}),
+        )
+        .await;
+    }
+    app.deal(&e2, json!({"name": "E2", "account_id": acc2["id"], "amount": "500.50"}))
+        .await;
+    app.deal(
+        &n1,
+        json!({"name": "N1", "account_id": acc3["id"], "amount": "7777.00"}),
+    )
+    .await;
+    app.deal(&e1, json!({"name": "No amount", "account_id": acc1["id"]}))
+        .await;
+
+    let board = app.get(&format!("/api/v1/pipelines/{pid}/board?limit=2"), &e1).await;
+    assert_eq!(board.status, 200, "{}", board.text);
+    let col = &board.body["columns"][0];
+    assert_eq!(col["stage"]["code"], "qualification");
+    assert_eq!(col["count"], 6);
+    assert_eq!(col["amount"], "5000.00");
+    assert_eq!(col["weighted_amount"], "500.00");
+    assert_eq!(col["cards"].as_array().unwrap().len(), 2);
+    assert_eq!(board.body["total_count"], 6);
+    assert_eq!(board.body["columns"].as_array().unwrap().len(), 7);
+    assert_eq!(board.body["columns"][1]["count"], 0);
+    // The column cursor continues with the list endpoint: every card exactly once.
+    let mut seen: Vec<String> = col["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut cursor = col["next_cursor"].as_str().map(str::to_owned);
+    let qual = stage_id(&p, "qualification");
+    while let Some(c) = cursor {
+        let r = app
+            .get(
+                &format!("/api/v1/opportunities?stage_id={qual}&sort=-updated_at&limit=2&cursor={c}"),
+                &e1,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        seen.extend(r.ids());
+        cursor = r.body["next_cursor"].as_str().map(str::to_owned);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 6);
+
+    let m = app
+        .get(
+            &format!("/api/v1/pipelines/{pid}/board"),
+            &app.token(app.org.manager_east),
+        )
+        .await;
+    assert_eq!(m.body["columns"][0]["count"], 7);
+    assert_eq!(m.body["columns"][0]["amount"], "5500.50");
+    let d = app
+        .get(
+            &format!("/api/v1/pipelines/{pid}/board?amount_gte=1000"),
+            &app.token(app.org.director),
+        )
+        .await;
+    assert_eq!(d.body["columns"][0]["count"], 6);
+    let d = app
+        .get(
+            &format!("/api/v1/pipelines/{pid}/board?owner_id={}", app.org.rep_north1),
+            &app.token(app.org.director),
+        )
+        .await;
+    assert_eq!(d.body["columns"][0]["amount"], "7777.00");
+    let r = app.get(&format!("/api/v1/pipelines/{pid}/board?limit=0"), &e1).await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .get(&format!("/api/v1/pipelines/{}/board", uuid::Uuid::now_v7()), &e1)
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[actix_web::test]
+async fn the_timeline_merges_everything_newest_first() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let acc = app.account(&rep, "Timeline Co").await;
+    let deal = app.deal(&rep, json!({"name": "Deal", "account_id": acc["id"]})).await;
+    let id = deal["id"].as_str().unwrap();
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            1,
+            json!({"next_step": "send deck"})
+        )
+        .await
+        .status,
+        200
+    );
+    let act = app
+        .post(
+            "/api/v1/activities",
+            &rep,
+            json!({"type": "call", "subject": "Intro call", "opportunity_id": id}),
+        )
+        .await;
+    assert_eq!(act.status, 201, "{}", act.text);
+    let task = app
+        .post(
+            "/api/v1/tasks",
+            &rep,
+            json!({"title": "Prepare deck", "related_type": "opportunity", "related_id": id}),
+        )
+        .await;
+    assert_eq!(task.status, 201, "{}", task.text);
+    app.attach(&rep, id, "first_call_notes").await;
+    let qual = stage_id(&p, "qualification");
+    app.check_task(&rep, id, &qual, "confirm_need_budget").await;
+    app.check_task(&rep, id, &qual, "workshop_agreed").await;
+    assert_eq!(
+        app.move_stage(&rep, id, &stage_id(&p, "discovery"), None).await.status,
+        200
+    );
+
+    let t = app
+        .get(&format!("/api/v1/opportunities/{id}/timeline?limit=200"), &rep)
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let items = t.body["items"].as_array().unwrap();
+    let ats: Vec<&str> = items.iter().map(|i| i["at"].as_str().unwrap()).collect();
+    let mut sorted = ats.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ats, sorted, "newest first");
+    let kinds: std::collections::HashSet<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    for k in ["stage_change", "field_change", "activity", "task", "output"] {
+        assert!(kinds.contains(k), "missing {k}: {kinds:?}");
+    }
+    assert_eq!(items[0]["kind"], "stage_change");
+    // Pages of 3 give the same entries in the same order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("/api/v1/opportunities/{id}/timeline?limit=3&cursor={c}"),
+            None => format!("/api/v1/opportunities/{id}/timeline?limit=3"),
+        };
+        let r = app.get(&url, &rep).await;
+        paged.extend(
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let all: Vec<String> = items.iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(paged, all);
+    // Deals outside the scope are invisible on every path.
+    let other = app.token(app.org.rep_east2);
+    for path in ["", "/timeline", "/stage-history", "/checklist", "/outputs", "/history"] {
+        assert_eq!(
+            app.get(&format!("/api/v1/opportunities/{id}{path}"), &other)
+                .await
+                .status,
+            404,
+            "{path}"
+        );
+    }
+    assert_eq!(app.move_stage(&other, id, &qual, Some("x")).await.status, 404);
+}
