@@ -182,3 +182,54 @@ async fn every_protected_operation_needs_credentials_and_admin_needs_admin() {
     }
     assert!(checked >= 30, "only {checked} operations checked");
 }
+
+/// The demo seed is idempotent, and its deals have a consistent stage history.
+#[actix_web::test]
+async fn demo_seed_is_idempotent_and_consistent() {
+    let app = start().await;
+    let mut conn = app.db.conn();
+    let hash = |p: &str| crm_domain::secrets::hash_password(p).unwrap();
+    let first = crm_db::demo::seed(&mut conn, &hash).unwrap();
+    assert!(first.seeded);
+    assert_eq!((first.accounts, first.contacts), (2000, 5000));
+    assert!(!crm_db::demo::seed(&mut conn, &hash).unwrap().seeded);
+    let p = crm_db::demo_pipeline::seed(&mut conn, 300).unwrap();
+    assert_eq!(p.opportunities, 300);
+    assert!(p.leads >= 500);
+    assert_eq!(crm_db::demo_pipeline::seed(&mut conn, 300).unwrap().opportunities, 0);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM users WHERE email LIKE '%@demo.local'"),
+        21
+    );
+    assert_eq!(app.db.count("SELECT count(DISTINCT status) FROM leads"), 6);
+    // Every deal has exactly one open visit, in its current stage, entered when it entered.
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM opportunities o JOIN stage_history h ON h.opportunity_id = o.id AND h.left_at IS NULL \
+             WHERE h.to_stage_id = o.stage_id AND h.entered_at = o.stage_entered_at"
+        ),
+        300
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM stage_history WHERE left_at < entered_at"),
+        0
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM opportunities WHERE status = 'lost' AND lost_reason IS NULL"),
+        0
+    );
+    let login = app.login("rep1@demo.local", "demo1234").await;
+    assert_eq!(login.status, 200);
+    let token = login.body["access_token"].as_str().unwrap();
+    let mine = app.get("/api/v1/accounts?limit=200", token).await;
+    let rep1 = app.get("/api/v1/me", token).await.body["id"].clone();
+    assert!(!mine.ids().is_empty());
+    assert!(mine.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["owner_id"] == rep1));
+}

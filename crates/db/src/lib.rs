@@ -2,6 +2,7 @@
 //! its blocking hand-off, migrations and demo data.
 
 pub mod demo;
+pub mod demo_pipeline;
 pub mod migrations;
 pub mod pool;
 pub mod repo;

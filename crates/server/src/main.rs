@@ -130,6 +130,17 @@ fn seed_demo(url: &str) -> Result<()> {
     } else {
         tracing::info!("demo organisation already present");
     }
+    let pipeline = crm_db::demo_pipeline::seed(&mut conn, 20_000)
+        .map_err(|e| anyhow::anyhow!("seeding demo pipeline data: {e:?}"))?;
+    if pipeline.opportunities > 0 {
+        tracing::info!(
+            leads = pipeline.leads,
+            opportunities = pipeline.opportunities,
+            stage_visits = pipeline.stage_visits,
+            activities = pipeline.activities,
+            "seeded demo pipeline"
+        );
+    }
     println!("Demo logins (password for all: {}):", demo::DEMO_PASSWORD);
     for l in &report.logins {
         println!("  {:<26} {:<15} {}", l.email, l.role, l.team);
