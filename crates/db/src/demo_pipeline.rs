@@ -412,9 +412,13 @@ fn seed_leads(
                     "other",
                 ][n % 7]
                     .into(),
-                campaign: (n % 2 == 0).then(|| CAMPAIGNS[n % CAMPAIGNS.len()].to_owned()),
+                campaign: n.is_multiple_of(2).then(|| CAMPAIGNS[n % CAMPAIGNS.len()].to_owned()),
                 region: Some(["east", "north", "south"][n % 3].into()),
-                tags: if n % 4 == 0 { vec!["vip".into()] } else { Vec::new() },
+                tags: if n.is_multiple_of(4) {
+                    vec!["vip".into()]
+                } else {
+                    Vec::new()
+                },
                 estimated_budget: Some(Decimal::from(rng.random_range(10..500) * 1000)),
                 owner_id: if assigned { acc.owner_id } else { marketing.id },
                 team_id: if assigned { acc.team_id } else { marketing.team_id },
