@@ -521,6 +521,8 @@ fn seed_in_tx(c: &mut PgConnection, hash: &dyn Fn(&str) -> String) -> QueryResul
     if !cbatch.is_empty() {
         diesel::insert_into(contacts::table).values(&cbatch).execute(c)?;
     }
+    // Fresh statistics, or the planner works from empty-table estimates until autovacuum.
+    diesel::sql_query("ANALYZE teams, users, accounts, contacts").execute(c)?;
     Ok(DemoReport {
         seeded: true,
         logins: logins(),

@@ -337,6 +337,8 @@ fn seed_in_tx(c: &mut PgConnection, total_deals: usize) -> QueryResult<PipelineR
         n: i64,
     }
     let acts: N = diesel::sql_query("SELECT count(*) AS n FROM activities").get_result(c)?;
+    diesel::sql_query("ANALYZE leads, opportunities, stage_history, opportunity_checklist, opportunity_outputs, activities, accounts, contacts")
+        .execute(c)?;
     Ok(PipelineReport {
         leads: n_leads,
         opportunities: total_deals,

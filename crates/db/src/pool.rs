@@ -15,6 +15,8 @@ pub enum DbError {
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("timed out waiting for a database connection")]
+    Busy,
 }
 
 /// Pool settings.
@@ -45,16 +47,25 @@ pub fn build_pool(database_url: &str, cfg: &PoolConfig) -> Result<PgPool, diesel
         .build(ConnectionManager::<PgConnection>::new(database_url))
 }
 
-/// Shared handle to the pool. Work runs on tokio's blocking threads; concurrency is
-/// bounded by the pool size, and waiting for a connection by the pool timeout.
+/// Shared handle to the pool. Work runs on tokio's blocking threads; at most
+/// pool-size tasks hold a thread at once, and the rest wait in a fair (FIFO) async
+/// queue for at most the pool timeout, instead of piling up blocked threads.
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    wait: Duration,
 }
 
 impl Db {
     pub fn new(pool: PgPool) -> Self {
-        Db { pool }
+        let size = usize::try_from(pool.max_size()).unwrap_or(10);
+        let wait = pool.connection_timeout();
+        Db {
+            pool,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(size)),
+            wait,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -68,8 +79,13 @@ impl Db {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        let permit = match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => return Err(DbError::Busy.into()),
+        };
         let pool = self.pool.clone();
         match tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut conn = pool.get().map_err(DbError::from)?;
             f(&mut conn)
         })

@@ -6,49 +6,108 @@ use crm_domain::access::ScopeFilter;
 use crm_domain::listing::{self, Cursor, ListError, SortKey};
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{self, HasSqlType};
 use serde::Serialize;
 use serde_json::Value;
+use std::marker::PhantomData;
 use uuid::Uuid;
 
 use crate::QueryResult;
 
-/// SQL text plus its bound parameters; `bind` writes the `$n` placeholder itself.
+/// One bound value of a dynamic query.
+trait BindPart<'a>: Send + 'a {
+    fn walk<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+struct TypedBind<ST, V> {
+    value: V,
+    _st: PhantomData<fn() -> ST>,
+}
+
+impl<'a, ST, V> BindPart<'a> for TypedBind<ST, V>
+where
+    Pg: HasSqlType<ST>,
+    V: ToSql<ST, Pg> + Send + 'a,
+    ST: 'a,
+{
+    fn walk<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<ST, V>(&self.value)
+    }
+}
+
+enum Part<'a> {
+    Text(String),
+    Bind(Box<dyn BindPart<'a>>),
+}
+
+/// A dynamic statement (filters, scope, keyset) that diesel may prepare and cache by
+/// its SQL text. Unlike `sql_query`, it does not opt out of the statement cache, so a
+/// list endpoint is parsed and planned once per connection and shape, not per request.
+pub struct DynQuery<'a> {
+    parts: Vec<Part<'a>>,
+}
+
+impl QueryFragment<Pg> for DynQuery<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_sql(t),
+                Part::Bind(b) => b.walk(out.reborrow())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl QueryId for DynQuery<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for DynQuery<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl RunQueryDsl<PgConnection> for DynQuery<'_> {}
+
+/// SQL text plus its bound parameters, built piece by piece.
 pub struct Sql<'a> {
-    query: Option<BoxedSqlQuery<'a, Pg, SqlQuery>>,
-    n: usize,
+    parts: Vec<Part<'a>>,
 }
 
 impl<'a> Sql<'a> {
     pub fn new(sql: &str) -> Self {
         Sql {
-            query: Some(diesel::sql_query(sql).into_boxed()),
-            n: 0,
+            parts: vec![Part::Text(sql.to_owned())],
         }
     }
 
     pub fn push(&mut self, sql: &str) -> &mut Self {
-        self.query = self.query.take().map(|q| q.sql(sql));
+        match self.parts.last_mut() {
+            Some(Part::Text(t)) => t.push_str(sql),
+            _ => self.parts.push(Part::Text(sql.to_owned())),
+        }
         self
     }
 
-    /// Appends a `$n` placeholder bound to `value`.
+    /// Appends a bind parameter (its `$n` placeholder is written by diesel).
     pub fn bind<ST, V>(&mut self, value: V) -> &mut Self
     where
         Pg: HasSqlType<ST>,
         V: ToSql<ST, Pg> + Send + 'a,
         ST: Send + 'a,
     {
-        self.n += 1;
-        let placeholder = format!("${}", self.n);
-        self.query = self.query.take().map(|q| q.sql(placeholder).bind::<ST, V>(value));
+        self.parts.push(Part::Bind(Box::new(TypedBind::<ST, V> {
+            value,
+            _st: PhantomData,
+        })));
         self
     }
 
-    pub fn into_query(self) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-        self.query.unwrap_or_else(|| diesel::sql_query("").into_boxed())
+    pub fn into_query(self) -> DynQuery<'a> {
+        DynQuery { parts: self.parts }
     }
 
     /// Restricts `alias` (a table with `owner_id` and `team_id`) to the caller's scope.

@@ -255,7 +255,7 @@ impl From<DieselError> for ApiError {
 impl From<crm_db::DbError> for ApiError {
     fn from(e: crm_db::DbError) -> Self {
         match e {
-            crm_db::DbError::Pool(_) => {
+            crm_db::DbError::Pool(_) | crm_db::DbError::Busy => {
                 let mut err = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
