@@ -733,3 +733,145 @@ async fn the_timeline_merges_everything_newest_first() {
     }
     assert_eq!(app.move_stage(&other, id, &qual, Some("x")).await.status, 404);
 }
+
+#[actix_web::test]
+async fn stalled_deals_are_those_idle_past_their_stage_threshold() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "Stalled Co").await;
+    let idle = app.deal(&rep, json!({"name": "Idle", "account_id": acc["id"]})).await;
+    let busy = app.deal(&rep, json!({"name": "Busy", "account_id": acc["id"]})).await;
+    let fresh = app.deal(&rep, json!({"name": "Fresh", "account_id": acc["id"]})).await;
+    // Qualification stalls after 7 days: push two deals' stage entry 10 days back.
+    use diesel::RunQueryDsl;
+    diesel::sql_query(format!(
+        "UPDATE opportunities SET stage_entered_at = now() - interval '10 days' WHERE id IN ('{}', '{}')",
+        idle["id"].as_str().unwrap(),
+        busy["id"].as_str().unwrap()
+    ))
+    .execute(&mut app.db.conn())
+    .unwrap();
+    let r = app
+        .post(
+            "/api/v1/activities",
+            &rep,
+            json!({"type": "call", "subject": "Still alive", "opportunity_id": busy["id"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let stalled = app.get("/api/v1/opportunities?stalled=true", &rep).await;
+    assert_eq!(stalled.ids(), vec![idle["id"].as_str().unwrap().to_owned()]);
+    let mut active = app.get("/api/v1/opportunities?stalled=false", &rep).await.ids();
+    active.sort();
+    let mut expected = vec![
+        busy["id"].as_str().unwrap().to_owned(),
+        fresh["id"].as_str().unwrap().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(active, expected);
+}
+
+/// The board's rollup (kept by trigger) always equals a live count over the deals.
+#[actix_web::test]
+async fn board_rollup_matches_a_live_aggregate_through_every_change() {
+    let app = start().await;
+    let e1 = app.token(app.org.rep_east1);
+    let m = app.token(app.org.manager_east);
+    let p = app.default_pipeline(&e1).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let acc = app.account(&e1, "Rollup Co").await;
+    let a = app
+        .deal(&e1, json!({"name": "A", "account_id": acc["id"], "amount": "100.10"}))
+        .await;
+    let b = app
+        .deal(
+            &e1,
+            json!({"name": "B", "account_id": acc["id"], "amount": "33.33", "probability": 33}),
+        )
+        .await;
+    let c = app.deal(&e1, json!({"name": "C", "account_id": acc["id"]})).await;
+    let (a, b, c) = (
+        a["id"].as_str().unwrap().to_owned(),
+        b["id"].as_str().unwrap().to_owned(),
+        c["id"].as_str().unwrap().to_owned(),
+    );
+    // amount and probability change, lost (probability 0), reassigned, deleted, restored
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/opportunities/{a}"),
+            &e1,
+            1,
+            json!({"amount": "250.55", "probability": 45})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        app.move_stage(&e1, &b, &stage_id(&p, "lost"), Some("price"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/opportunities/{c}"),
+            &m,
+            1,
+            json!({"owner_id": app.org.rep_east2})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(app.delete(&format!("/api/v1/opportunities/{a}"), &e1).await.status, 204);
+    let r = app
+        .send(request(
+            Method::POST,
+            &format!("/api/v1/opportunities/{a}/restore"),
+            Some(&e1),
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.delete(&format!("/api/v1/opportunities/{b}"), &e1).await.status, 204);
+
+    // A is back (250.55 at 45%), B is deleted, C moved to rep_east2 without an amount.
+    let board = app.get(&format!("/api/v1/pipelines/{pid}/board"), &m).await;
+    let qual = &board.body["columns"][0];
+    assert_eq!(
+        (
+            qual["count"].clone(),
+            qual["amount"].clone(),
+            qual["weighted_amount"].clone()
+        ),
+        (json!(2), json!("250.55"), json!("112.75"))
+    );
+    assert_eq!(board.body["columns"][6]["count"], 0, "the deleted lost deal is gone");
+    let mine = app.get(&format!("/api/v1/pipelines/{pid}/board"), &e1).await;
+    assert_eq!(mine.body["columns"][0]["count"], 1);
+    let theirs = app
+        .get(
+            &format!("/api/v1/pipelines/{pid}/board?owner_id={}", app.org.rep_east2),
+            &m,
+        )
+        .await;
+    assert_eq!(
+        (
+            theirs.body["columns"][0]["count"].clone(),
+            theirs.body["columns"][0]["amount"].clone()
+        ),
+        (json!(1), json!("0.00"))
+    );
+    // Against SQL directly: every rollup row equals the live group.
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM (SELECT stage_id, owner_id, coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid) t, \
+             count(*) n, coalesce(sum(amount), 0) a, coalesce(sum(amount * probability), 0) ap \
+             FROM opportunities WHERE deleted_at IS NULL GROUP BY 1, 2, 3) live \
+             FULL JOIN (SELECT * FROM opportunity_stage_totals WHERE deals <> 0) r \
+             ON r.stage_id = live.stage_id AND r.owner_id = live.owner_id AND r.team_id = live.t \
+             WHERE r.deals IS DISTINCT FROM live.n OR r.amount IS DISTINCT FROM live.a OR r.amount_x_prob IS DISTINCT FROM live.ap"
+        ),
+        0
+    );
+}

@@ -668,3 +668,26 @@ pub fn account_totals(
     sql.push(" GROUP BY o.status");
     sql.into_query().load(conn)
 }
+
+/// Board totals from the trigger-maintained rollup (no scan of the deals). Valid when
+/// the only filters are the caller's scope, owner and team.
+pub fn board_totals_rollup(
+    conn: &mut PgConnection,
+    stage_ids: &[Uuid],
+    scope: &ScopeFilter,
+    owner_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+) -> QueryResult<Vec<StageTotals>> {
+    let mut sql = Sql::new(
+        "SELECT t.stage_id, sum(t.deals)::bigint AS count, sum(t.amount)::numeric AS amount, \
+         round(sum(t.amount_x_prob) / 100, 2)::numeric AS weighted \
+         FROM opportunity_stage_totals t WHERE t.stage_id = ANY(",
+    );
+    sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+    sql.push(")");
+    sql.scope("t", scope);
+    sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
+        .eq_opt::<SqlUuid, _>("t.team_id", team_id);
+    sql.push(" GROUP BY t.stage_id HAVING sum(t.deals) > 0");
+    sql.into_query().load(conn)
+}

@@ -147,6 +147,12 @@ impl Errors {
     }
 }
 
+/// Money as it leaves the API: exactly two decimals ("0.00", "150.25").
+pub fn money(mut d: rust_decimal::Decimal) -> rust_decimal::Decimal {
+    d.rescale(2);
+    d
+}
+
 /// Applies a cleaning function to a PATCH field, keeping absent/null/value apart.
 pub fn patch<T, U>(v: Option<Option<T>>, f: impl FnOnce(Option<T>) -> Option<U>) -> Option<Option<U>> {
     v.map(f)

@@ -536,15 +536,11 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                         let rows = opps::list(c, s, &filter, &spec)?.items;
                         DealGroup {
                             count: t.map_or(0, |t| t.count),
-                            amount: t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount),
+                            amount: crate::dto::money(t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount)),
                             items: super::opportunities::with_contacts(c, rows)?,
                         }
                     }
-                    None => DealGroup {
-                        count: 0,
-                        amount: rust_decimal::Decimal::ZERO,
-                        items: Vec::new(),
-                    },
+                    None => empty_group(),
                 };
                 groups.push(group);
             }
@@ -601,7 +597,7 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
 fn empty_group() -> crate::dto::overview::DealGroup {
     crate::dto::overview::DealGroup {
         count: 0,
-        amount: rust_decimal::Decimal::ZERO,
+        amount: crate::dto::money(rust_decimal::Decimal::ZERO),
         items: Vec::new(),
     }
 }

@@ -259,7 +259,18 @@ pub async fn board(
             pipelines::find(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;
             let stages = pipelines::stages_of(c, &[id], false)?;
             let ids: Vec<Uuid> = stages.iter().map(|s| s.id).collect();
-            let totals = opps::board_totals(c, &ids, &scope, &filter)?;
+            // Scope, owner and team filters read the trigger-maintained rollup; any
+            // other filter needs the live aggregate over the matching deals.
+            let rollup = filter.amount_gte.is_none()
+                && filter.amount_lte.is_none()
+                && filter.close_after.is_none()
+                && filter.close_before.is_none()
+                && filter.q.as_deref().is_none_or(|q| q.trim().is_empty());
+            let totals = if rollup {
+                opps::board_totals_rollup(c, &ids, &scope, filter.owner_id, filter.team_id)?
+            } else {
+                opps::board_totals(c, &ids, &scope, &filter)?
+            };
             let rows = opps::board_cards(c, &ids, &scope, &filter, per_stage)?;
             let cards = super::opportunities::with_contacts(c, rows)?;
             Ok::<_, ApiError>((stages, totals, cards))
@@ -284,8 +295,8 @@ pub async fn board(
         columns.push(BoardColumn {
             stage: Stage::from(s),
             count,
-            amount,
-            weighted_amount: weighted,
+            amount: crate::dto::money(amount),
+            weighted_amount: crate::dto::money(weighted),
             cards: page.items,
             next_cursor: page.next_cursor,
         });
@@ -294,8 +305,8 @@ pub async fn board(
         pipeline_id: id,
         columns,
         total_count,
-        total_amount,
-        total_weighted_amount: total_weighted,
+        total_amount: crate::dto::money(total_amount),
+        total_weighted_amount: crate::dto::money(total_weighted),
     }))
 }
 
