@@ -8,6 +8,7 @@ mod admin;
 mod auth;
 mod contacts;
 mod errors;
+mod fields;
 mod leads;
 mod ops;
 mod paging;

@@ -158,7 +158,7 @@ async fn every_protected_operation_needs_credentials_and_admin_needs_admin() {
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut req = request(m.clone(), &concrete, None);
-            if matches!(method.as_str(), "post" | "patch") {
+            if matches!(method.as_str(), "post" | "patch" | "put") {
                 req = req.set_json(serde_json::json!({}));
             }
             let r = app.send(req).await;
@@ -166,7 +166,7 @@ async fn every_protected_operation_needs_credentials_and_admin_needs_admin() {
             assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
             if path.starts_with("/api/v1/admin/") {
                 let mut req = request(m, &concrete, Some(&rep)).insert_header(("If-Match", "\"1\""));
-                if matches!(method.as_str(), "post" | "patch") {
+                if matches!(method.as_str(), "post" | "patch" | "put") {
                     req = req.set_json(serde_json::json!({}));
                 }
                 let r = app.send(req).await;

@@ -194,6 +194,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    field_definitions (id) {
+        id -> Uuid,
+        object -> Text,
+        key -> Text,
+        label_zh -> Text,
+        label_en -> Text,
+        help_text -> Nullable<Text>,
+        field_type -> Text,
+        required -> Bool,
+        required_from_stage_id -> Nullable<Uuid>,
+        default_value -> Nullable<Jsonb>,
+        position -> Int4,
+        group_name -> Nullable<Text>,
+        settings -> Jsonb,
+        filterable -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    field_permissions (role_id, object, field) {
+        role_id -> Uuid,
+        object -> Text,
+        field -> Text,
+        access -> Text,
+    }
+}
+
+diesel::table! {
+    flagged_values (object, field_key, record_id) {
+        object -> Text,
+        record_id -> Uuid,
+        field_key -> Text,
+        value -> Nullable<Jsonb>,
+        reason -> Text,
+        flagged_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    layouts (id) {
+        id -> Uuid,
+        object -> Text,
+        pipeline_id -> Nullable<Uuid>,
+        name -> Text,
+        sections -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
 diesel::joinable!(users -> teams (team_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_roles -> roles (role_id));
@@ -407,6 +463,10 @@ diesel::joinable!(stage_history -> opportunities (opportunity_id));
 diesel::joinable!(opportunity_outputs -> opportunities (opportunity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    field_definitions,
+    field_permissions,
+    flagged_values,
+    layouts,
     teams,
     users,
     roles,

@@ -11,6 +11,7 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{self, HasSqlType};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use uuid::Uuid;
 
@@ -184,21 +185,21 @@ pub enum SortType {
 }
 
 /// A column a list may be sorted on: its API name and its SQL expression.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SortColumn {
-    pub field: &'static str,
-    pub expr: &'static str,
+    pub field: Cow<'static, str>,
+    pub expr: Cow<'static, str>,
     pub ty: SortType,
     /// For nullable columns: the value `expr` coalesces NULL to (as JSON text), so a
     /// cursor taken on a row with NULL still points at the right place.
-    pub null_as: Option<&'static str>,
+    pub null_as: Option<Cow<'static, str>>,
 }
 
 impl SortColumn {
     pub const fn new(field: &'static str, expr: &'static str, ty: SortType) -> Self {
         SortColumn {
-            field,
-            expr,
+            field: Cow::Borrowed(field),
+            expr: Cow::Borrowed(expr),
             ty,
             null_as: None,
         }
@@ -206,10 +207,20 @@ impl SortColumn {
 
     pub const fn nullable(field: &'static str, expr: &'static str, ty: SortType, null_as: &'static str) -> Self {
         SortColumn {
-            field,
-            expr,
+            field: Cow::Borrowed(field),
+            expr: Cow::Borrowed(expr),
             ty,
-            null_as: Some(null_as),
+            null_as: Some(Cow::Borrowed(null_as)),
+        }
+    }
+
+    /// A column known only at run time (custom fields).
+    pub fn dynamic(field: String, expr: String, ty: SortType, null_as: Option<String>) -> Self {
+        SortColumn {
+            field: Cow::Owned(field),
+            expr: Cow::Owned(expr),
+            ty,
+            null_as: null_as.map(Cow::Owned),
         }
     }
 }
@@ -272,13 +283,13 @@ impl ListSpec {
         limit: Option<i64>,
         mode: &str,
     ) -> Result<ListSpec, ListError> {
-        let names: Vec<&'static str> = columns.iter().map(|c| c.field).collect();
-        let keys: Vec<SortKey> = listing::parse_sort(sort, &names, default_sort)?;
+        let names: Vec<&str> = columns.iter().map(|c| c.field.as_ref()).collect();
+        let keys: Vec<SortKey<'_>> = listing::parse_sort(sort, &names, default_sort)?;
         let limit = listing::limit(limit)?;
         let signature = format!("{mode}|{}", listing::sort_signature(&keys));
         let keys: Vec<(SortColumn, bool)> = keys
             .iter()
-            .filter_map(|k| columns.iter().find(|c| c.field == k.field).map(|c| (*c, k.desc)))
+            .filter_map(|k| columns.iter().find(|c| c.field == k.field).map(|c| (c.clone(), k.desc)))
             .collect();
         let after = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
             None => None,
@@ -308,7 +319,7 @@ impl ListSpec {
         if all_same {
             // Row-value comparison lets Postgres walk a composite index.
             let op = if self.keys[0].1 { "<" } else { ">" };
-            let cols: Vec<&str> = self.keys.iter().map(|(c, _)| c.expr).collect();
+            let cols: Vec<&str> = self.keys.iter().map(|(c, _)| c.expr.as_ref()).collect();
             sql.push(&format!(" AND ({}, {id_expr}) {op} (", cols.join(", ")));
             for b in bounds {
                 b.bind(sql);
@@ -331,7 +342,7 @@ impl ListSpec {
                 bound.bind(sql);
             }
             if i < self.keys.len() {
-                let (col, desc) = self.keys[i];
+                let (col, desc) = (&self.keys[i].0, self.keys[i].1);
                 sql.push(&format!(" AND {} {} ", col.expr, if desc { "<" } else { ">" }));
                 bounds[i].bind(sql);
             } else {
@@ -368,9 +379,9 @@ impl ListSpec {
                     values: self
                         .keys
                         .iter()
-                        .map(|(c, _)| match (value.get(c.field), c.null_as) {
+                        .map(|(c, _)| match (lookup_path(&value, &c.field), &c.null_as) {
                             (Some(v), _) if !v.is_null() => v.clone(),
-                            (_, Some(default)) => Value::String(default.to_owned()),
+                            (_, Some(default)) => Value::String(default.to_string()),
                             _ => Value::Null,
                         })
                         .collect(),
@@ -403,6 +414,11 @@ impl ListSpec {
         let rows: Vec<T> = sql.into_query().load(conn)?;
         Ok(self.finish(rows, id_of))
     }
+}
+
+/// Reads `a.b` style paths (custom fields live under `custom`).
+fn lookup_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(value, |v, part| v.get(part))
 }
 
 /// One page of a list.

@@ -248,6 +248,9 @@ pub struct Principal {
     pub permissions: PermissionSet,
     /// Set when the caller authenticated with an API key.
     pub api_key_id: Option<Uuid>,
+    /// Field restrictions below full access, as (object, field, access); fields not
+    /// listed are fully accessible. Custom fields are named `custom.<key>`.
+    pub field_access: Vec<(String, String, crate::fields::FieldAccess)>,
 }
 
 impl Principal {
@@ -275,6 +278,19 @@ impl Principal {
             Scope::Team => ScopeFilter::OwnerOrTeams(self.user_id, self.team_id.into_iter().collect()),
             Scope::TeamAndBelow => ScopeFilter::OwnerOrTeams(self.user_id, self.team_subtree.clone()),
         }
+    }
+
+    /// The caller's access to a field of an object.
+    pub fn field_access(&self, object: &str, field: &str) -> crate::fields::FieldAccess {
+        self.field_access
+            .iter()
+            .find(|(o, f, _)| o == object && f == field)
+            .map_or(crate::fields::FieldAccess::Full, |(_, _, a)| *a)
+    }
+
+    /// Whether any field of the object is restricted for the caller.
+    pub fn restricts(&self, object: &str) -> bool {
+        self.field_access.iter().any(|(o, _, _)| o == object)
     }
 
     /// A stable key identifying the caller, e.g. for idempotency records.
@@ -316,6 +332,7 @@ mod tests {
             role_keys: vec![],
             permissions: perms,
             api_key_id: None,
+            field_access: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod diff;
 pub mod expr;
+pub mod fields;
 pub mod listing;
 pub mod normalize;
 pub mod pipeline;

@@ -35,16 +35,16 @@ pub fn limit(raw: Option<i64>) -> Result<i64, ListError> {
 
 /// One sort key: a field the resource allows sorting on, and its direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SortKey {
-    pub field: &'static str,
+pub struct SortKey<'a> {
+    pub field: &'a str,
     pub desc: bool,
 }
 
 /// Parses `sort=-amount,created_at` against the fields a resource allows. The record id
 /// is always appended by the query as the final tie-breaker.
-pub fn parse_sort(raw: Option<&str>, allowed: &[&'static str], default: &str) -> Result<Vec<SortKey>, ListError> {
+pub fn parse_sort<'a>(raw: Option<&str>, allowed: &[&'a str], default: &str) -> Result<Vec<SortKey<'a>>, ListError> {
     let raw = raw.map(str::trim).filter(|s| !s.is_empty()).unwrap_or(default);
-    let mut keys: Vec<SortKey> = Vec::new();
+    let mut keys: Vec<SortKey<'a>> = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (desc, name) = match part.strip_prefix('-') {
             Some(n) => (true, n),
@@ -67,7 +67,7 @@ pub fn parse_sort(raw: Option<&str>, allowed: &[&'static str], default: &str) ->
 }
 
 /// Canonical text of a sort order, bound into cursors.
-pub fn sort_signature(keys: &[SortKey]) -> String {
+pub fn sort_signature(keys: &[SortKey<'_>]) -> String {
     keys.iter()
         .map(|k| {
             if k.desc {

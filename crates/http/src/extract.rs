@@ -327,3 +327,24 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
         other => ApiError::bad_request("malformed_json", other.to_string()).into(),
     }
 }
+
+/// Query of a list endpoint: the typed parameters plus any `custom.<key>[_gte|_lte]`
+/// filters (checked later against the field definitions).
+pub struct ListQuery<T> {
+    pub query: T,
+    pub custom: Vec<(String, String)>,
+}
+
+impl<T: DeserializeOwned> FromRequest for ListQuery<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let (rest, custom) = crate::custom::split_query(req.query_string())?;
+            let query = serde_urlencoded::from_str::<T>(&rest)
+                .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))?;
+            Ok(ListQuery { query, custom })
+        })())
+    }
+}

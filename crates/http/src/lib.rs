@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod config;
+pub mod custom;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod idempotency;
+pub mod meta;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

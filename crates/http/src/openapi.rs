@@ -28,6 +28,7 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "opportunities", description = "Deals: stage moves with entry criteria, checklist, outputs, history"),
         (name = "activities", description = "Follow-up records"),
         (name = "tasks", description = "To-dos"),
+        (name = "fields", description = "Form engine: custom fields, field permissions, metadata, layouts"),
         (name = "organisation", description = "Directory of users and teams"),
         (name = "admin", description = "Users, teams, roles, permissions, API keys"),
         (name = "ops", description = "Health, readiness, metrics")

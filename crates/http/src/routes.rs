@@ -12,8 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
-    accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, auth, contacts, directory, health,
-    leads, me, opportunities, pipelines,
+    accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, auth, contacts, directory, fields,
+    health, leads, me, opportunities, pipelines,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -88,6 +88,18 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(activities::get_task)
         .service(activities::update_task)
         .service(activities::delete_task)
+        .service(fields::meta)
+        .service(fields::get_layout)
+        .service(fields::list_fields)
+        .service(fields::create_field)
+        .service(fields::get_field)
+        .service(fields::update_field)
+        .service(fields::archive_field)
+        .service(fields::restore_field)
+        .service(fields::flagged_values)
+        .service(fields::get_field_permissions)
+        .service(fields::put_field_permissions)
+        .service(fields::put_layout)
         .service(directory::list_users)
         .service(directory::list_teams)
         .service(admin_users::list_users)

@@ -16,6 +16,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub auth_cache: Arc<AuthCache>,
     pub metrics: Arc<Metrics>,
+    pub fields: Arc<crate::custom::FieldCache>,
 }
 
 impl AppState {
@@ -28,6 +29,13 @@ impl AppState {
             jwt,
             auth_cache,
             metrics: Arc::new(Metrics::default()),
+            fields: Arc::new(crate::custom::FieldCache::new(std::time::Duration::from_secs(60))),
         }
+    }
+
+    /// Drops cached org and field data (after a change here or a NOTIFY from elsewhere).
+    pub fn invalidate_caches(&self) {
+        self.auth_cache.invalidate_all();
+        self.fields.invalidate();
     }
 }

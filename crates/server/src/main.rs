@@ -174,7 +174,7 @@ fn spawn_auth_listener(url: String, state: AppState) {
                             changed |= n.is_ok();
                         }
                         if changed {
-                            state.auth_cache.invalidate_all();
+                            state.invalidate_caches();
                         }
                         std::thread::sleep(Duration::from_millis(500));
                     }

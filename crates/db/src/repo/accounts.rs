@@ -102,6 +102,8 @@ pub struct AccountFilter {
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
     pub q: Option<String>,
+    /// `custom.*` conditions.
+    pub custom: Vec<super::fields::CustomCond>,
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
@@ -128,6 +130,7 @@ fn push_filter<'a>(sql: &mut Sql<'a>, f: &AccountFilter) {
         .cmp_ts("a.updated_at", ">=", f.updated_after)
         .cmp_ts("a.updated_at", "<", f.updated_before)
         .contains(SEARCH_EXPR, f.q.as_deref());
+    super::fields::push_custom(sql, "a", &f.custom);
 }
 
 /// A page of live accounts in the caller's scope.

@@ -186,6 +186,7 @@ pub fn load_principal(
         None => Vec::new(),
     };
     let revoked_sessions = revoked_families(conn, user_id, revocation_window)?;
+    let field_access = super::fields::effective_access(conn, &role_ids)?;
     let mut role_keys: Vec<String> = role_rows.into_iter().map(|r| r.key).collect();
     role_keys.sort();
     Ok(Some(LoadedPrincipal {
@@ -198,6 +199,7 @@ pub fn load_principal(
             role_keys,
             permissions: PermissionSet::from_grants(grants.into_iter().map(|(_, g)| g)),
             api_key_id: None,
+            field_access,
         },
         is_active: user.is_active,
         revoked_sessions,

@@ -101,6 +101,8 @@ pub struct ContactFilter {
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
     pub q: Option<String>,
+    /// `custom.*` conditions.
+    pub custom: Vec<super::fields::CustomCond>,
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
@@ -124,6 +126,7 @@ fn push_filter<'a>(sql: &mut Sql<'a>, f: &ContactFilter) {
         .cmp_ts("c.updated_at", ">=", f.updated_after)
         .cmp_ts("c.updated_at", "<", f.updated_before)
         .contains(SEARCH_EXPR, f.q.as_deref());
+    super::fields::push_custom(sql, "c", &f.custom);
 }
 
 pub fn list(

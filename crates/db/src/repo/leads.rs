@@ -122,6 +122,8 @@ pub struct LeadFilter {
     pub updated_after: Option<DateTime<Utc>>,
     pub updated_before: Option<DateTime<Utc>>,
     pub q: Option<String>,
+    /// `custom.*` conditions.
+    pub custom: Vec<super::fields::CustomCond>,
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
@@ -161,6 +163,7 @@ fn push_filter(sql: &mut Sql<'_>, f: &LeadFilter) {
         }
         None => {}
     }
+    super::fields::push_custom(sql, "l", &f.custom);
 }
 
 pub fn list(

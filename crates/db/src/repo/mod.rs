@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod contacts;
+pub mod fields;
 pub mod idempotency;
 pub mod leads;
 pub mod opportunities;

@@ -108,6 +108,8 @@ pub struct OpportunityFilter {
     /// Open deals past their stage's "stalled after N days" with no activity since.
     pub stalled: Option<bool>,
     pub q: Option<String>,
+    /// `custom.*` conditions.
+    pub custom: Vec<super::fields::CustomCond>,
 }
 
 pub const SORT_COLUMNS: &[SortColumn] = &[
@@ -168,6 +170,7 @@ pub fn push_filter(sql: &mut Sql<'_>, f: &OpportunityFilter) {
         }
         None => {}
     }
+    super::fields::push_custom(sql, "o", &f.custom);
 }
 
 pub fn list(

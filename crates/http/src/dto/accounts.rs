@@ -51,6 +51,9 @@ pub struct Account {
     pub notes: Option<String>,
     /// Latest follow-up logged on the record.
     pub last_activity_at: Option<DateTime<Utc>>,
+    /// Custom field values by key (see `GET /meta/{object}`).
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Value,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -77,6 +80,7 @@ impl From<AccountRow> for Account {
             team_id: r.team_id,
             notes: r.notes,
             last_activity_at: r.last_activity_at,
+            custom: r.custom,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -113,6 +117,9 @@ pub struct CreateAccount {
     pub owner_id: Option<Uuid>,
     #[validate(length(max = 10000))]
     pub notes: Option<String>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Body of `PATCH /accounts/{id}`: absent fields stay, `null` clears.
@@ -162,6 +169,9 @@ pub struct UpdateAccount {
     #[schema(value_type = Option<String>)]
     #[validate(length(max = 10000))]
     pub notes: Option<Option<String>>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Query of `GET /accounts`.

@@ -38,6 +38,9 @@ pub struct Contact {
     pub team_id: Option<Uuid>,
     /// Latest follow-up logged on the record.
     pub last_activity_at: Option<DateTime<Utc>>,
+    /// Custom field values by key (see `GET /meta/{object}`).
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Value,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -65,6 +68,7 @@ impl From<ContactRow> for Contact {
             owner_id: r.owner_id,
             team_id: r.team_id,
             last_activity_at: r.last_activity_at,
+            custom: r.custom,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -103,6 +107,9 @@ pub struct CreateContact {
     pub notes: Option<String>,
     /// Defaults to the caller; another owner needs `contacts:assign`.
     pub owner_id: Option<Uuid>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Body of `PATCH /contacts/{id}`: absent fields stay, `null` clears.
@@ -157,6 +164,9 @@ pub struct UpdateContact {
     pub notes: Option<Option<String>>,
     /// Reassigning needs `contacts:assign`; the team follows the new owner.
     pub owner_id: Option<Uuid>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Query of `GET /contacts`.

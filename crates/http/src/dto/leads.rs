@@ -51,6 +51,9 @@ pub struct Lead {
     pub converted_account_id: Option<Uuid>,
     pub converted_contact_id: Option<Uuid>,
     pub converted_opportunity_id: Option<Uuid>,
+    /// Custom field values by key (see `GET /meta/{object}`).
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Value,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -90,6 +93,7 @@ impl From<LeadRow> for Lead {
             converted_account_id: r.converted_account_id,
             converted_contact_id: r.converted_contact_id,
             converted_opportunity_id: r.converted_opportunity_id,
+            custom: r.custom,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -131,6 +135,9 @@ pub struct CreateLead {
     /// Assign straight away to this owner (needs `leads:assign` unless it is the caller).
     /// Without it the lead is new and owned by its creator.
     pub owner_id: Option<Uuid>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Body of `PATCH /leads/{id}`; converted leads are read-only.
@@ -186,6 +193,9 @@ pub struct UpdateLead {
     pub status: Option<LeadStatusDto>,
     #[validate(length(max = 2000))]
     pub disqualify_reason: Option<String>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Query of `GET /leads`.

@@ -5,6 +5,7 @@ pub mod activities;
 pub mod admin;
 pub mod auth;
 pub mod contacts;
+pub mod fields;
 pub mod leads;
 pub mod me;
 pub mod opportunities;

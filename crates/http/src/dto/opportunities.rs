@@ -62,6 +62,9 @@ pub struct Opportunity {
     pub closed_at: Option<DateTime<Utc>>,
     pub stage_entered_at: DateTime<Utc>,
     pub last_activity_at: Option<DateTime<Utc>>,
+    /// Custom field values by key (see `GET /meta/{object}`).
+    #[schema(value_type = Object)]
+    pub custom: serde_json::Value,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -98,6 +101,7 @@ impl Opportunity {
             closed_at: r.closed_at,
             stage_entered_at: r.stage_entered_at,
             last_activity_at: r.last_activity_at,
+            custom: r.custom,
             created_by: r.created_by,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -138,6 +142,9 @@ pub struct CreateOpportunity {
     pub competitors: Vec<String>,
     #[validate(length(max = 2000))]
     pub next_step: Option<String>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Body of `PATCH /opportunities/{id}`. Stage and status change only through
@@ -172,6 +179,9 @@ pub struct UpdateOpportunity {
     #[schema(value_type = Option<String>)]
     #[validate(length(max = 2000))]
     pub next_step: Option<Option<String>>,
+    /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
+    #[schema(value_type = Option<Object>)]
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Body of `POST /opportunities/{id}/stage`.

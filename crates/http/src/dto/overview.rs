@@ -18,7 +18,8 @@ pub struct DealGroup {
     #[schema(value_type = String)]
     pub amount: Decimal,
     /// The most recent deals (at most 20).
-    pub items: Vec<Opportunity>,
+    #[schema(value_type = Vec<Opportunity>)]
+    pub items: Vec<serde_json::Value>,
 }
 
 /// A date worth acting on, e.g. a contact's birthday.
@@ -34,9 +35,11 @@ pub struct KeyDate {
 /// Everything about one customer in one request (each list bounded).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountOverview {
-    pub account: Account,
+    #[schema(value_type = Account)]
+    pub account: serde_json::Value,
     /// Up to 100 contacts.
-    pub contacts: Vec<Contact>,
+    #[schema(value_type = Vec<Contact>)]
+    pub contacts: Vec<serde_json::Value>,
     pub open_deals: DealGroup,
     pub won_deals: DealGroup,
     pub lost_deals: DealGroup,

@@ -278,7 +278,8 @@ pub struct BoardColumn {
     #[schema(value_type = String)]
     pub weighted_amount: Decimal,
     /// The first cards, most recently updated first.
-    pub cards: Vec<Opportunity>,
+    #[schema(value_type = Vec<Opportunity>)]
+    pub cards: Vec<serde_json::Value>,
     /// More cards: `GET /opportunities?stage_id=<stage>&sort=-updated_at&cursor=<this>`
     /// with the same filters.
     pub next_cursor: Option<String>,

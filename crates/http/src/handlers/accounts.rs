@@ -11,17 +11,17 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    decode_id_cursor, encode_id_cursor, prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden,
-    NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable,
-    UnsupportedMediaType,
+    decode_id_cursor, encode_id_cursor, prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound,
+    PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
+use crate::custom::{self, Shaper};
 use crate::dto::accounts::{
     Account, AccountListQuery, AccountType, AuditEntry, CreateAccount, CreateQuery, HistoryQuery, UpdateAccount,
 };
 use crate::dto::{patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::extract::{IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
 
@@ -54,10 +54,13 @@ fn read_scope(auth: &Auth) -> ScopeFilter {
 pub async fn list_accounts(
     state: web::Data<AppState>,
     auth: Auth,
-    q: web::Query<AccountListQuery>,
+    q: ListQuery<AccountListQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    let q = q.into_inner();
+    let ListQuery {
+        query: q,
+        custom: custom_params,
+    } = q;
     let since = q.updated_since;
     if since.is_some() && q.sort.is_some() {
         return Err(ApiError::bad_request(
@@ -65,26 +68,8 @@ pub async fn list_accounts(
             "updated_since lists are in updated_at order; omit sort",
         ));
     }
-    let spec = match since {
-        Some(_) => ListSpec::new(
-            accounts::SORT_COLUMNS,
-            "updated_at",
-            None,
-            q.cursor.as_deref(),
-            q.limit,
-            "sync",
-        )?,
-        None => ListSpec::new(
-            accounts::SORT_COLUMNS,
-            accounts::DEFAULT_SORT,
-            q.sort.as_deref(),
-            q.cursor.as_deref(),
-            q.limit,
-            "list",
-        )?,
-    };
     let first_page = q.cursor.is_none();
-    let filter = AccountFilter {
+    let mut filter = AccountFilter {
         owner_id: q.owner_id,
         team_id: q.team_id,
         account_type: q.account_type.map(|t| t.as_str().to_owned()),
@@ -98,22 +83,37 @@ pub async fn list_accounts(
         updated_after: q.updated_after,
         updated_before: q.updated_before,
         q: q.q,
+        custom: Vec::new(),
     };
-    let (page, deleted) = state
+    let (sort, cursor, limit) = (q.sort, q.cursor, q.limit);
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, page, deleted) = state
         .db
         .run(move |c| {
-            match since {
-                Some(s) => accounts::list_changed(c, &scope, &filter, s, &spec, first_page),
-                None => accounts::list(c, &scope, &filter, &spec).map(|p| (p, Vec::new())),
-            }
-            .map_err(ApiError::from)
+            let defs = cache.get(c, RES)?;
+            filter.custom = custom::parse_filters(&principal, RES, &defs, &custom_params)?;
+            let cols = custom::sort_columns(&principal, RES, "a", &defs, accounts::SORT_COLUMNS);
+            let spec = match since {
+                Some(_) => ListSpec::new(&cols, "updated_at", None, cursor.as_deref(), limit, "sync")?,
+                None => ListSpec::new(
+                    &cols,
+                    accounts::DEFAULT_SORT,
+                    sort.as_deref(),
+                    cursor.as_deref(),
+                    limit,
+                    "list",
+                )?,
+            };
+            let (page, deleted) = match since {
+                Some(s) => accounts::list_changed(c, &scope, &filter, s, &spec, first_page)?,
+                None => (accounts::list(c, &scope, &filter, &spec)?, Vec::new()),
+            };
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, defs), page, deleted))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SyncPage {
-        items: page.items.into_iter().map(Account::from).collect(),
-        next_cursor: page.next_cursor,
-        deleted_ids: since.map(|_| deleted),
-    }))
+    let items: Vec<Account> = page.items.into_iter().map(Account::from).collect();
+    Ok(shaper.page(items, page.next_cursor, since.map(|_| deleted)))
 }
 
 /// Create an account.
@@ -141,9 +141,12 @@ pub async fn create_account(
     body: ValidJson<CreateAccount>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Create)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let read = read_scope(&auth);
     let allow_duplicate = q.allow_duplicate;
     let dto = body.value;
+    let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     let mut new = NewAccount {
@@ -186,11 +189,26 @@ pub async fn create_account(
                 .with_extra("existing", json!({"id": row.id, "name": row.name, "matched_on": on})));
             }
         }
+        let defs = cache.get(c, RES)?;
+        new.custom = custom::apply(
+            c,
+            &writer.principal,
+            custom::CustomWrite {
+                object: RES,
+                defs: &defs,
+                input: custom_in.as_ref(),
+                existing: None,
+                record: &json!({}),
+            },
+        )?;
         let row = accounts::insert(c, &new)?;
         let dto = Account::from(row);
         let data = to_json(&dto);
         audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(&dto, format!("/api/v1/accounts/{}", dto.id))
+        Outcome::created(
+            &Shaper::new(&writer.principal, RES, defs).one(&dto),
+            format!("/api/v1/accounts/{}", dto.id),
+        )
     })
     .await
 }
@@ -209,13 +227,18 @@ pub async fn create_account(
 pub async fn get_account(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
     let id = id.into_inner();
-    let row = state
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, row) = state
         .db
-        .run(move |c| accounts::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("account"))?;
+        .run(move |c| {
+            let row =
+                accounts::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("account"))?;
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), row))
+        })
+        .await?;
     let version = row.version;
-    Ok(with_etag(&Account::from(row), version))
+    Ok(shaper.respond(&Account::from(row), version))
 }
 
 /// Update an account (partial). Requires `If-Match` with the current version.
@@ -244,9 +267,12 @@ pub async fn update_account(
     body: ValidJson<UpdateAccount>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let read = read_scope(&auth);
     let id = id.into_inner();
     let dto = body.value;
+    let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     let mut ch = AccountChanges {
@@ -276,6 +302,25 @@ pub async fn update_account(
                 let before = accounts::find(c, &scope, id, Liveness::Live, true)?
                     .ok_or_else(|| ApiError::not_found("account"))?;
                 if_match.0.check(before.version)?;
+                let defs = cache.get(c, RES)?;
+                if custom_in.is_some()
+                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
+                {
+                    ch.custom = Some(custom::apply(
+                        c,
+                        &writer.principal,
+                        custom::CustomWrite {
+                            object: RES,
+                            defs: &defs,
+                            input: custom_in.as_ref(),
+                            existing: Some(&before.custom),
+                            record: &json!({}),
+                        },
+                    )?);
+                    if let Some(keys) = &custom_in {
+                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
+                    }
+                }
                 if let Some(owner) = ch.owner_id.filter(|o| *o != before.owner_id) {
                     writer.require(RES, Action::Assign)?;
                     ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
@@ -296,17 +341,18 @@ pub async fn update_account(
                     name, name_norm, account_type, industry, region, address, phone, email,
                     website, tier, source, parent_id, owner_id, team_id, notes, custom);
                 if unchanged {
-                    return Ok(before);
+                    return Ok((before, defs));
                 }
                 let after = accounts::update(c, id, &ch)?;
                 let (b, a) = (to_json(&Account::from(before)), to_json(&Account::from(after.clone())));
                 audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                Ok(after)
+                Ok::<_, ApiError>((after, defs))
             })
         })
         .await?;
+    let (row, defs) = row;
     let version = row.version;
-    Ok(with_etag(&Account::from(row), version))
+    Ok(Shaper::new(&auth.principal, RES, defs).respond(&Account::from(row), version))
 }
 
 /// Delete an account (soft); its contacts are deleted with it and come back on restore.
@@ -389,6 +435,7 @@ pub async fn restore_account(
     let scope = auth.filter(RES, Action::Delete)?;
     let id = id.into_inner();
     let writer = auth.clone();
+    let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
         let before = accounts::find(c, &scope, id, Liveness::Deleted, true)?
             .ok_or_else(|| ApiError::not_found("deleted account"))?;
@@ -409,7 +456,7 @@ pub async fn restore_account(
                 json!({"id": cid, "account_id": id}),
             )?;
         }
-        Outcome::ok(&dto)
+        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
     })
     .await
 }
@@ -501,11 +548,16 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
         part("activities"),
         part("tasks"),
     );
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
     let overview = state
         .db
         .run(move |c| {
             let account =
                 accounts::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("account"))?;
+            let account_shape = Shaper::new(&principal, RES, cache.get(c, RES)?);
+            let contact_shape = Shaper::new(&principal, "contacts", cache.get(c, "contacts")?);
+            let deal_shape = Shaper::new(&principal, "opportunities", cache.get(c, "opportunities")?);
             let contacts: Vec<Contact> = match &contact_scope {
                 Some(s) => {
                     let spec = ListSpec::new(contacts::SORT_COLUMNS, "name", None, None, Some(100), "overview")?;
@@ -537,7 +589,10 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                         DealGroup {
                             count: t.map_or(0, |t| t.count),
                             amount: crate::dto::money(t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount)),
-                            items: super::opportunities::with_contacts(c, rows)?,
+                            items: super::opportunities::with_contacts(c, rows)?
+                                .iter()
+                                .map(|o| deal_shape.one(o))
+                                .collect(),
                         }
                     }
                     None => empty_group(),
@@ -580,8 +635,8 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                 groups.next().unwrap_or_else(empty_group),
             );
             Ok::<_, ApiError>(AccountOverview {
-                account: Account::from(account),
-                contacts,
+                account: account_shape.one(&Account::from(account)),
+                contacts: contacts.iter().map(|ct| contact_shape.one(ct)).collect(),
                 open_deals,
                 won_deals,
                 lost_deals,

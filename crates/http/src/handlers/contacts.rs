@@ -12,15 +12,16 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
+use crate::custom::{self, Shaper};
 use crate::dto::accounts::{AuditEntry, CreateQuery, HistoryQuery};
 use crate::dto::contacts::{Contact, ContactListQuery, CreateContact, UpdateContact};
 use crate::dto::{patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::extract::{IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
 
@@ -58,10 +59,13 @@ fn visible_account(c: &mut PgConnection, auth: &Auth, id: Uuid) -> ApiResult<()>
 pub async fn list_contacts(
     state: web::Data<AppState>,
     auth: Auth,
-    q: web::Query<ContactListQuery>,
+    q: ListQuery<ContactListQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    let q = q.into_inner();
+    let ListQuery {
+        query: q,
+        custom: custom_params,
+    } = q;
     let since = q.updated_since;
     if since.is_some() && q.sort.is_some() {
         return Err(ApiError::bad_request(
@@ -69,26 +73,8 @@ pub async fn list_contacts(
             "updated_since lists are in updated_at order; omit sort",
         ));
     }
-    let spec = match since {
-        Some(_) => ListSpec::new(
-            contacts::SORT_COLUMNS,
-            "updated_at",
-            None,
-            q.cursor.as_deref(),
-            q.limit,
-            "sync",
-        )?,
-        None => ListSpec::new(
-            contacts::SORT_COLUMNS,
-            contacts::DEFAULT_SORT,
-            q.sort.as_deref(),
-            q.cursor.as_deref(),
-            q.limit,
-            "list",
-        )?,
-    };
     let first_page = q.cursor.is_none();
-    let filter = ContactFilter {
+    let mut filter = ContactFilter {
         account_id: q.account_id,
         owner_id: q.owner_id,
         team_id: q.team_id,
@@ -98,22 +84,37 @@ pub async fn list_contacts(
         updated_after: q.updated_after,
         updated_before: q.updated_before,
         q: q.q,
+        custom: Vec::new(),
     };
-    let (page, deleted) = state
+    let (sort, cursor, limit) = (q.sort, q.cursor, q.limit);
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, page, deleted) = state
         .db
         .run(move |c| {
-            match since {
-                Some(s) => contacts::list_changed(c, &scope, &filter, s, &spec, first_page),
-                None => contacts::list(c, &scope, &filter, &spec).map(|p| (p, Vec::new())),
-            }
-            .map_err(ApiError::from)
+            let defs = cache.get(c, RES)?;
+            filter.custom = custom::parse_filters(&principal, RES, &defs, &custom_params)?;
+            let cols = custom::sort_columns(&principal, RES, "c", &defs, contacts::SORT_COLUMNS);
+            let spec = match since {
+                Some(_) => ListSpec::new(&cols, "updated_at", None, cursor.as_deref(), limit, "sync")?,
+                None => ListSpec::new(
+                    &cols,
+                    contacts::DEFAULT_SORT,
+                    sort.as_deref(),
+                    cursor.as_deref(),
+                    limit,
+                    "list",
+                )?,
+            };
+            let (page, deleted) = match since {
+                Some(s) => contacts::list_changed(c, &scope, &filter, s, &spec, first_page)?,
+                None => (contacts::list(c, &scope, &filter, &spec)?, Vec::new()),
+            };
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, defs), page, deleted))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SyncPage {
-        items: page.items.into_iter().map(Contact::from).collect(),
-        next_cursor: page.next_cursor,
-        deleted_ids: since.map(|_| deleted),
-    }))
+    let items: Vec<Contact> = page.items.into_iter().map(Contact::from).collect();
+    Ok(shaper.page(items, page.next_cursor, since.map(|_| deleted)))
 }
 
 /// Create a contact at a visible account.
@@ -141,9 +142,12 @@ pub async fn create_contact(
     body: ValidJson<CreateContact>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Create)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let read = scope_or_own(&auth, RES);
     let allow_duplicate = q.allow_duplicate;
     let dto = body.value;
+    let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     let mut new = NewContact {
@@ -192,11 +196,26 @@ pub async fn create_contact(
                 ));
             }
         }
+        let defs = cache.get(c, RES)?;
+        new.custom = custom::apply(
+            c,
+            &writer.principal,
+            custom::CustomWrite {
+                object: RES,
+                defs: &defs,
+                input: custom_in.as_ref(),
+                existing: None,
+                record: &json!({}),
+            },
+        )?;
         let row = contacts::insert(c, &new)?;
         let dto = Contact::from(row);
         let data = to_json(&dto);
         audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(&dto, format!("/api/v1/contacts/{}", dto.id))
+        Outcome::created(
+            &Shaper::new(&writer.principal, RES, defs).one(&dto),
+            format!("/api/v1/contacts/{}", dto.id),
+        )
     })
     .await
 }
@@ -215,13 +234,18 @@ pub async fn create_contact(
 pub async fn get_contact(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
     let id = id.into_inner();
-    let row = state
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, row) = state
         .db
-        .run(move |c| contacts::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("contact"))?;
+        .run(move |c| {
+            let row =
+                contacts::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("contact"))?;
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), row))
+        })
+        .await?;
     let version = row.version;
-    Ok(with_etag(&Contact::from(row), version))
+    Ok(shaper.respond(&Contact::from(row), version))
 }
 
 /// Update a contact (partial). Requires `If-Match` with the current version.
@@ -248,8 +272,11 @@ pub async fn update_contact(
     body: ValidJson<UpdateContact>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let id = id.into_inner();
     let dto = body.value;
+    let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     if let Some(Some(b)) = dto.birthday {
@@ -285,6 +312,25 @@ pub async fn update_contact(
                 let before = contacts::find(c, &scope, id, Liveness::Live, true)?
                     .ok_or_else(|| ApiError::not_found("contact"))?;
                 if_match.0.check(before.version)?;
+                let defs = cache.get(c, RES)?;
+                if custom_in.is_some()
+                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
+                {
+                    ch.custom = Some(custom::apply(
+                        c,
+                        &writer.principal,
+                        custom::CustomWrite {
+                            object: RES,
+                            defs: &defs,
+                            input: custom_in.as_ref(),
+                            existing: Some(&before.custom),
+                            record: &json!({}),
+                        },
+                    )?);
+                    if let Some(keys) = &custom_in {
+                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
+                    }
+                }
                 if let Some(account) = ch.account_id.filter(|a| *a != before.account_id) {
                     visible_account(c, &writer, account)?;
                 }
@@ -296,17 +342,18 @@ pub async fn update_contact(
                     account_id, name, name_norm, title, department, mobile, phone, email, wechat,
                     birthday, decision_role, preferences, pain_points, notes, owner_id, team_id, custom);
                 if unchanged {
-                    return Ok(before);
+                    return Ok((before, defs));
                 }
                 let after = contacts::update(c, id, &ch)?;
                 let (b, a) = (to_json(&Contact::from(before)), to_json(&Contact::from(after.clone())));
                 audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                Ok::<_, ApiError>(after)
+                Ok::<_, ApiError>((after, defs))
             })
         })
         .await?;
+    let (row, defs) = row;
     let version = row.version;
-    Ok(with_etag(&Contact::from(row), version))
+    Ok(Shaper::new(&auth.principal, RES, defs).respond(&Contact::from(row), version))
 }
 
 /// Delete a contact (soft). `If-Match` is honoured when sent.
@@ -381,6 +428,7 @@ pub async fn restore_contact(
     let scope = auth.filter(RES, Action::Delete)?;
     let id = id.into_inner();
     let writer = auth.clone();
+    let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
         let before = contacts::find(c, &scope, id, Liveness::Deleted, true)?
             .ok_or_else(|| ApiError::not_found("deleted contact"))?;
@@ -402,7 +450,7 @@ pub async fn restore_contact(
             change.as_object().cloned().unwrap_or_default(),
             to_json(&dto),
         )?;
-        Outcome::ok(&dto)
+        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
     })
     .await
 }

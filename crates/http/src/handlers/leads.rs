@@ -16,17 +16,18 @@ use uuid::Uuid;
 
 use super::opportunities::{check_amount, create_in_tx, NewDeal};
 use super::{
-    prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
+use crate::custom::{self, Shaper};
 use crate::dto::accounts::{AccountType, AuditEntry, CreateQuery, HistoryQuery};
 use crate::dto::leads::{
     AssignLeads, AssignResult, ConversionResult, ConvertLead, CreateLead, Lead, LeadListQuery, UpdateLead,
 };
 use crate::dto::{patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::extract::{IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
 
@@ -63,10 +64,13 @@ fn clean_tags(tags: Vec<String>) -> Vec<String> {
 pub async fn list_leads(
     state: web::Data<AppState>,
     auth: Auth,
-    q: web::Query<LeadListQuery>,
+    q: ListQuery<LeadListQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    let q = q.into_inner();
+    let ListQuery {
+        query: q,
+        custom: custom_params,
+    } = q;
     let since = q.updated_since;
     if since.is_some() && q.sort.is_some() {
         return Err(ApiError::bad_request(
@@ -74,26 +78,8 @@ pub async fn list_leads(
             "updated_since lists are in updated_at order; omit sort",
         ));
     }
-    let spec = match since {
-        Some(_) => ListSpec::new(
-            leads::SORT_COLUMNS,
-            "updated_at",
-            None,
-            q.cursor.as_deref(),
-            q.limit,
-            "sync",
-        )?,
-        None => ListSpec::new(
-            leads::SORT_COLUMNS,
-            leads::DEFAULT_SORT,
-            q.sort.as_deref(),
-            q.cursor.as_deref(),
-            q.limit,
-            "list",
-        )?,
-    };
     let first_page = q.cursor.is_none();
-    let filter = LeadFilter {
+    let mut filter = LeadFilter {
         owner_id: q.owner_id,
         team_id: q.team_id,
         status: q.status.map(|s| s.as_str().to_owned()),
@@ -108,22 +94,37 @@ pub async fn list_leads(
         updated_after: q.updated_after,
         updated_before: q.updated_before,
         q: q.q,
+        custom: Vec::new(),
     };
-    let (page, deleted) = state
+    let (sort, cursor, limit) = (q.sort, q.cursor, q.limit);
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, page, deleted) = state
         .db
         .run(move |c| {
-            match since {
-                Some(s) => leads::list_changed(c, &scope, &filter, s, &spec, first_page),
-                None => leads::list(c, &scope, &filter, &spec).map(|p| (p, Vec::new())),
-            }
-            .map_err(ApiError::from)
+            let defs = cache.get(c, RES)?;
+            filter.custom = custom::parse_filters(&principal, RES, &defs, &custom_params)?;
+            let cols = custom::sort_columns(&principal, RES, "l", &defs, leads::SORT_COLUMNS);
+            let spec = match since {
+                Some(_) => ListSpec::new(&cols, "updated_at", None, cursor.as_deref(), limit, "sync")?,
+                None => ListSpec::new(
+                    &cols,
+                    leads::DEFAULT_SORT,
+                    sort.as_deref(),
+                    cursor.as_deref(),
+                    limit,
+                    "list",
+                )?,
+            };
+            let (page, deleted) = match since {
+                Some(s) => leads::list_changed(c, &scope, &filter, s, &spec, first_page)?,
+                None => (leads::list(c, &scope, &filter, &spec)?, Vec::new()),
+            };
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, defs), page, deleted))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SyncPage {
-        items: page.items.into_iter().map(Lead::from).collect(),
-        next_cursor: page.next_cursor,
-        deleted_ids: since.map(|_| deleted),
-    }))
+    let items: Vec<Lead> = page.items.into_iter().map(Lead::from).collect();
+    Ok(shaper.page(items, page.next_cursor, since.map(|_| deleted)))
 }
 
 /// Capture a lead. With `owner_id` it is assigned at once; otherwise it is new and
@@ -149,9 +150,12 @@ pub async fn create_lead(
     body: ValidJson<CreateLead>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Create)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let read = scope_or_own(&auth, RES, Action::Read);
     let allow_duplicate = q.allow_duplicate;
     let dto = body.value;
+    let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let person_name = errs.required_text("person_name", &dto.person_name);
     let assigned = dto.owner_id.is_some();
@@ -211,11 +215,27 @@ pub async fn create_lead(
                 ));
             }
         }
+        let defs = cache.get(c, RES)?;
+        let record = json!({"estimated_budget": new.estimated_budget});
+        new.custom = custom::apply(
+            c,
+            &writer.principal,
+            custom::CustomWrite {
+                object: RES,
+                defs: &defs,
+                input: custom_in.as_ref(),
+                existing: None,
+                record: &record,
+            },
+        )?;
         let row = leads::insert(c, &new)?;
         let dto = Lead::from(row);
         let data = to_json(&dto);
         audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(&dto, format!("/api/v1/leads/{}", dto.id))
+        Outcome::created(
+            &Shaper::new(&writer.principal, RES, defs).one(&dto),
+            format!("/api/v1/leads/{}", dto.id),
+        )
     })
     .await
 }
@@ -231,13 +251,17 @@ pub async fn create_lead(
 pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
     let id = id.into_inner();
-    let row = state
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, row) = state
         .db
-        .run(move |c| leads::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("lead"))?;
+        .run(move |c| {
+            let row = leads::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("lead"))?;
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), row))
+        })
+        .await?;
     let v = row.version;
-    Ok(with_etag(&Lead::from(row), v))
+    Ok(shaper.respond(&Lead::from(row), v))
 }
 
 /// Update a lead, including its status (contacted, qualified, disqualified with a reason).
@@ -262,8 +286,11 @@ pub async fn update_lead(
     body: ValidJson<UpdateLead>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let id = id.into_inner();
     let dto = body.value;
+    let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let person_name = dto.person_name.as_deref().map(|n| errs.required_text("person_name", n));
     let budget = dto
@@ -301,6 +328,26 @@ pub async fn update_lead(
                 if_match.0.check(before.version)?;
                 if before.status == "converted" {
                     return Err(ApiError::conflict("lead_converted", "a converted lead is read-only"));
+                }
+                let defs = cache.get(c, RES)?;
+                if custom_in.is_some()
+                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
+                {
+                    let budget = ch.estimated_budget.unwrap_or(before.estimated_budget);
+                    ch.custom = Some(custom::apply(
+                        c,
+                        &writer.principal,
+                        custom::CustomWrite {
+                            object: RES,
+                            defs: &defs,
+                            input: custom_in.as_ref(),
+                            existing: Some(&before.custom),
+                            record: &json!({"estimated_budget": budget}),
+                        },
+                    )?);
+                    if let Some(keys) = &custom_in {
+                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
+                    }
                 }
                 let from = LeadStatus::parse(&before.status).unwrap_or(LeadStatus::New);
                 if let Some(to) = to_status.map(|s| LeadStatus::parse(s.as_str()).unwrap_or(LeadStatus::New)) {
@@ -346,19 +393,20 @@ pub async fn update_lead(
                 let cmp = before.clone();
                 let unchanged = prune_changes!(ch, cmp;
                     person_name, company, title, mobile, phone, email, source, campaign, region, industry, tags,
-                    estimated_budget, notes, status, disqualify_reason);
+                    estimated_budget, notes, status, disqualify_reason, custom);
                 if unchanged {
-                    return Ok(before);
+                    return Ok((before, defs));
                 }
                 let after = leads::update(c, id, &ch)?;
                 let (b, a) = (to_json(&Lead::from(before)), to_json(&Lead::from(after.clone())));
                 audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                Ok(after)
+                Ok::<_, ApiError>((after, defs))
             })
         })
         .await?;
+    let (row, defs) = row;
     let v = row.version;
-    Ok(with_etag(&Lead::from(row), v))
+    Ok(Shaper::new(&auth.principal, RES, defs).respond(&Lead::from(row), v))
 }
 
 /// Delete a lead (soft).
@@ -423,6 +471,7 @@ pub async fn restore_lead(
     let scope = auth.filter(RES, Action::Delete)?;
     let id = id.into_inner();
     let writer = auth.clone();
+    let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
         let before =
             leads::find(c, &scope, id, Liveness::Deleted, true)?.ok_or_else(|| ApiError::not_found("deleted lead"))?;
@@ -438,7 +487,7 @@ pub async fn restore_lead(
             change.as_object().cloned().unwrap_or_default(),
             to_json(&dto),
         )?;
-        Outcome::ok(&dto)
+        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
     })
     .await
 }
@@ -484,6 +533,7 @@ pub async fn assign_leads(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Assign)?;
     let dto = body.value;
+    let cache = state.fields.clone();
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let rows = leads::find_many_for_update(c, &scope, &dto.lead_ids)?;
@@ -521,7 +571,8 @@ pub async fn assign_leads(
             audit::record(c, &writer.actor(), RES, after.id, "assigned", diff::changes(&b, &a), a)?;
             out.push(Lead::from(after));
         }
-        Outcome::ok(&AssignResult { items: out })
+        let shaper = Shaper::new(&writer.principal, RES, cache.get(c, RES)?);
+        Outcome::ok(&json!({"items": out.iter().map(|l| shaper.one(l)).collect::<Vec<_>>()}))
     })
     .await
 }
@@ -549,17 +600,16 @@ pub async fn convert_lead(
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
     let dto = body.value;
+    let cache = state.fields.clone();
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let lead = leads::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("lead"))?;
         if let (Some(account_id), Some(contact_id)) = (lead.converted_account_id, lead.converted_contact_id) {
             let opportunity_id = lead.converted_opportunity_id;
-            return Outcome::ok(&ConversionResult {
-                lead: Lead::from(lead),
-                account_id,
-                contact_id,
-                opportunity_id,
-            });
+            return Outcome::ok(&{
+            let lead = Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&Lead::from(lead));
+            json!({"lead": lead, "account_id": account_id, "contact_id": contact_id, "opportunity_id": opportunity_id})
+        });
         }
         let status = LeadStatus::parse(&lead.status).unwrap_or(LeadStatus::New);
         if !status.convertible() {
@@ -606,6 +656,7 @@ pub async fn convert_lead(
                         source_lead_id: Some(lead.id),
                         competitors: Vec::new(),
                         next_step: None,
+                        custom: None,
                     },
                 )
                 .map_err(|e| prefix_fields(e, "opportunity."))?;
@@ -623,11 +674,9 @@ pub async fn convert_lead(
         let after = leads::update(c, id, &ch)?;
         let (b, a) = (to_json(&Lead::from(lead)), to_json(&Lead::from(after.clone())));
         audit::record(c, &writer.actor(), RES, id, "converted", diff::changes(&b, &a), a)?;
-        Outcome::ok(&ConversionResult {
-            lead: Lead::from(after),
-            account_id,
-            contact_id,
-            opportunity_id,
+        Outcome::ok(&{
+            let lead = Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&Lead::from(after));
+            json!({"lead": lead, "account_id": account_id, "contact_id": contact_id, "opportunity_id": opportunity_id})
         })
     })
     .await

@@ -9,6 +9,7 @@ pub mod admin_users;
 pub mod auth;
 pub mod contacts;
 pub mod directory;
+pub mod fields;
 pub mod health;
 pub mod leads;
 pub mod me;

@@ -19,10 +19,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    prune_changes, resolve_owner, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
+use crate::custom::{self, Shaper};
 use crate::dto::accounts::HistoryQuery;
 use crate::dto::accounts::{AuditEntry, CreateQuery};
 use crate::dto::opportunities::{
@@ -33,7 +34,7 @@ use crate::dto::opportunities::{
 use crate::dto::pipelines::{Criterion, Stage, StageItem};
 use crate::dto::{patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::extract::{IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
 
@@ -166,8 +167,25 @@ fn unmet_criteria(
     stage: &pipelines::StageRow,
     record: &serde_json::Value,
 ) -> ApiResult<Vec<Criterion>> {
-    let criteria: Vec<crm_domain::pipeline::Criterion> = serde_json::from_value(stage.entry_criteria.clone())
+    let mut criteria: Vec<crm_domain::pipeline::Criterion> = serde_json::from_value(stage.entry_criteria.clone())
         .map_err(|e| ApiError::internal(format!("stage {} has unreadable criteria: {e}", stage.id)))?;
+    // Custom fields "required from stage X on" apply to X and every later stage.
+    if stage.kind != "lost" {
+        for def in crm_db::repo::fields::list(c, RES, false)? {
+            let Some(from) = def.required_from_stage_id else {
+                continue;
+            };
+            let applies = match pipelines::find_stage(c, from)? {
+                Some(s) => s.pipeline_id == stage.pipeline_id && s.position <= stage.position,
+                None => false,
+            };
+            if applies {
+                criteria.push(crm_domain::pipeline::Criterion::FieldRequired {
+                    field: format!("custom.{}", def.key),
+                });
+            }
+        }
+    }
     if criteria.is_empty() {
         return Ok(Vec::new());
     }
@@ -212,10 +230,13 @@ fn criteria_error(stage: &pipelines::StageRow, unmet: Vec<Criterion>) -> ApiErro
 pub async fn list_opportunities(
     state: web::Data<AppState>,
     auth: Auth,
-    q: web::Query<OpportunityListQuery>,
+    q: ListQuery<OpportunityListQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    let q = q.into_inner();
+    let ListQuery {
+        query: q,
+        custom: custom_params,
+    } = q;
     let since = q.updated_since;
     if since.is_some() && q.sort.is_some() {
         return Err(ApiError::bad_request(
@@ -223,26 +244,8 @@ pub async fn list_opportunities(
             "updated_since lists are in updated_at order; omit sort",
         ));
     }
-    let spec = match since {
-        Some(_) => ListSpec::new(
-            opps::SORT_COLUMNS,
-            "updated_at",
-            None,
-            q.cursor.as_deref(),
-            q.limit,
-            "sync",
-        )?,
-        None => ListSpec::new(
-            opps::SORT_COLUMNS,
-            opps::DEFAULT_SORT,
-            q.sort.as_deref(),
-            q.cursor.as_deref(),
-            q.limit,
-            "list",
-        )?,
-    };
     let first_page = q.cursor.is_none();
-    let filter = OpportunityFilter {
+    let mut filter = OpportunityFilter {
         pipeline_id: q.pipeline_id,
         stage_id: q.stage_id,
         status: q.status.map(|s| s.as_str().to_owned()),
@@ -259,22 +262,41 @@ pub async fn list_opportunities(
         updated_before: q.updated_before,
         stalled: q.stalled,
         q: q.q,
+        custom: Vec::new(),
     };
-    let (items, next, deleted) = state
+    let (sort, cursor, limit) = (q.sort, q.cursor, q.limit);
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, items, next, deleted) = state
         .db
         .run(move |c| {
+            let defs = cache.get(c, RES)?;
+            filter.custom = custom::parse_filters(&principal, RES, &defs, &custom_params)?;
+            let cols = custom::sort_columns(&principal, RES, "o", &defs, opps::SORT_COLUMNS);
+            let spec = match since {
+                Some(_) => ListSpec::new(&cols, "updated_at", None, cursor.as_deref(), limit, "sync")?,
+                None => ListSpec::new(
+                    &cols,
+                    opps::DEFAULT_SORT,
+                    sort.as_deref(),
+                    cursor.as_deref(),
+                    limit,
+                    "list",
+                )?,
+            };
             let (page, deleted) = match since {
                 Some(s) => opps::list_changed(c, &scope, &filter, s, &spec, first_page)?,
                 None => (opps::list(c, &scope, &filter, &spec)?, Vec::new()),
             };
-            Ok::<_, ApiError>((with_contacts(c, page.items)?, page.next_cursor, deleted))
+            Ok::<_, ApiError>((
+                Shaper::new(&principal, RES, defs),
+                with_contacts(c, page.items)?,
+                page.next_cursor,
+                deleted,
+            ))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(SyncPage {
-        items,
-        next_cursor: next,
-        deleted_ids: since.map(|_| deleted),
-    }))
+    Ok(shaper.page(items, next, since.map(|_| deleted)))
 }
 
 /// Create a deal in a pipeline (default pipeline, first stage unless given; a later
@@ -298,6 +320,8 @@ pub async fn create_opportunity(
     body: ValidJson<CreateOpportunity>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Create)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let dto = body.value;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
@@ -326,9 +350,13 @@ pub async fn create_opportunity(
                 source_lead_id: None,
                 competitors,
                 next_step,
+                custom: dto.custom,
             },
         )
-        .and_then(|o| Outcome::created(&o, format!("/api/v1/opportunities/{}", o.id)))
+        .and_then(|o| {
+            let shaper = Shaper::new(&writer.principal, RES, cache.get(c, RES)?);
+            Outcome::created(&shaper.one(&o), format!("/api/v1/opportunities/{}", o.id))
+        })
     })
     .await
 }
@@ -349,6 +377,7 @@ pub struct NewDeal {
     pub source_lead_id: Option<Uuid>,
     pub competitors: Vec<String>,
     pub next_step: Option<String>,
+    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Creates a deal inside the caller's transaction, with audit and event.
@@ -406,8 +435,22 @@ pub fn create_in_tx(c: &mut PgConnection, auth: &Auth, d: NewDeal) -> ApiResult<
         custom: json!({}),
         created_by: Some(auth.user_id),
     };
+    let defs = crm_db::repo::fields::list(c, RES, true)?;
+    let mut new = new;
+    new.custom = crate::custom::apply(
+        c,
+        &auth.principal,
+        crate::custom::CustomWrite {
+            object: RES,
+            defs: &defs,
+            input: d.custom.as_ref(),
+            existing: None,
+            record: &json!({"amount": new.amount, "probability": new.probability}),
+        },
+    )?;
     if stage.id != first_open.id {
         let record = json!({
+            "custom": new.custom,
             "name": new.name, "account_id": new.account_id, "primary_contact_id": new.primary_contact_id,
             "contacts": d.contacts, "amount": new.amount, "currency": new.currency,
             "expected_close_date": new.expected_close_date, "probability": new.probability,
@@ -437,16 +480,18 @@ pub fn create_in_tx(c: &mut PgConnection, auth: &Auth, d: NewDeal) -> ApiResult<
 pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
     let id = id.into_inner();
-    let o = state
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, o) = state
         .db
         .run(move |c| {
             let row =
                 opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
-            one(c, row)
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), one(c, row)?))
         })
         .await?;
     let v = o.version;
-    Ok(with_etag(&o, v))
+    Ok(shaper.respond(&o, v))
 }
 
 /// Update a deal (partial, `If-Match` required). Stage and status only change through
@@ -471,6 +516,8 @@ pub async fn update_opportunity(
     body: ValidJson<UpdateOpportunity>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
     let id = id.into_inner();
     let dto = body.value;
     let mut errs = Errors::default();
@@ -494,6 +541,7 @@ pub async fn update_opportunity(
         custom: None,
     };
     let contacts_in = dto.contacts;
+    let custom_in = dto.custom;
     let writer = auth.clone();
     let o = state
         .db
@@ -503,6 +551,27 @@ pub async fn update_opportunity(
                     .ok_or_else(|| ApiError::not_found("opportunity"))?;
                 if_match.0.check(before_row.version)?;
                 let before = one(c, before_row.clone())?;
+                let defs = cache.get(c, RES)?;
+                if custom_in.is_some()
+                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
+                {
+                    let amount = ch.amount.unwrap_or(before_row.amount);
+                    let probability = ch.probability.unwrap_or(before_row.probability);
+                    ch.custom = Some(custom::apply(
+                        c,
+                        &writer.principal,
+                        custom::CustomWrite {
+                            object: RES,
+                            defs: &defs,
+                            input: custom_in.as_ref(),
+                            existing: Some(&before_row.custom),
+                            record: &json!({"amount": amount, "probability": probability}),
+                        },
+                    )?);
+                    if let Some(keys) = &custom_in {
+                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
+                    }
+                }
                 if let Some(a) = ch.account_id.filter(|a| *a != before_row.account_id) {
                     visible_account(c, &writer, a)?;
                 }
@@ -539,18 +608,19 @@ pub async fn update_opportunity(
                     name, account_id, primary_contact_id, amount, currency, expected_close_date, probability,
                     owner_id, team_id, competitors, next_step, custom);
                 if unchanged && !contacts_changed {
-                    return Ok(before);
+                    return Ok((before, defs));
                 }
                 let after_row = opps::update(c, id, &ch)?;
                 let after = one(c, after_row)?;
                 let (b, a) = (to_json(&before), to_json(&after));
                 audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                Ok::<_, ApiError>(after)
+                Ok::<_, ApiError>((after, defs))
             })
         })
         .await?;
+    let (o, defs) = o;
     let v = o.version;
-    Ok(with_etag(&o, v))
+    Ok(Shaper::new(&auth.principal, RES, defs).respond(&o, v))
 }
 
 /// Move a deal to another stage of its pipeline.
@@ -587,6 +657,7 @@ pub async fn move_stage(
     let dto = body.value;
     let reason = dto.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
     let writer = auth.clone();
+    let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let before_row =
             opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
@@ -652,7 +723,7 @@ pub async fn move_stage(
             "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
         });
         audit::record(c, &writer.actor(), RES, id, "stage_changed", changes, payload)?;
-        Outcome::ok(&after)
+        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&after))
     })
     .await
 }
@@ -719,6 +790,7 @@ pub async fn restore_opportunity(
     let scope = auth.filter(RES, Action::Delete)?;
     let id = id.into_inner();
     let writer = auth.clone();
+    let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
         let before = opps::find(c, &scope, id, Liveness::Deleted, true)?
             .ok_or_else(|| ApiError::not_found("deleted opportunity"))?;
@@ -740,7 +812,7 @@ pub async fn restore_opportunity(
             change.as_object().cloned().unwrap_or_default(),
             to_json(&dto),
         )?;
-        Outcome::ok(&dto)
+        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
     })
     .await
 }

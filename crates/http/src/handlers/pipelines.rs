@@ -253,7 +253,9 @@ pub async fn board(
         q: q.q,
         ..OpportunityFilter::default()
     };
-    let (stages, totals, cards) = state
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (stages, totals, cards, shaper) = state
         .db
         .run(move |c| {
             pipelines::find(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;
@@ -273,7 +275,8 @@ pub async fn board(
             };
             let rows = opps::board_cards(c, &ids, &scope, &filter, per_stage)?;
             let cards = super::opportunities::with_contacts(c, rows)?;
-            Ok::<_, ApiError>((stages, totals, cards))
+            let shaper = crate::custom::Shaper::new(&principal, "opportunities", cache.get(c, "opportunities")?);
+            Ok::<_, ApiError>((stages, totals, cards, shaper))
         })
         .await?;
     let mut cards = cards;
@@ -297,7 +300,7 @@ pub async fn board(
             count,
             amount: crate::dto::money(amount),
             weighted_amount: crate::dto::money(weighted),
-            cards: page.items,
+            cards: page.items.iter().map(|o| shaper.one(o)).collect(),
             next_cursor: page.next_cursor,
         });
     }

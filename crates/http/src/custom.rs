@@ -1,0 +1,478 @@
+//! Form engine at request time: field definitions (cached), response shaping for
+//! field-level permissions, validation of custom values on write, and `custom.*`
+//! filters and sorts on lists.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crm_db::repo::accounts::Liveness;
+use crm_db::repo::fields::{self, CustomCond, FieldDefRow, NUM_MISSING};
+use crm_db::repo::{accounts, contacts, opportunities, users};
+use crm_db::sql::{SortColumn, SortType};
+use crm_domain::access::{Action, Principal, Scope};
+use crm_domain::fields::{check_value, mask, FieldAccess, FieldType, Formula, Mode, RefTarget};
+use crm_domain::FieldError;
+use diesel::PgConnection;
+use parking_lot::RwLock;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+type Entry = (Instant, u64, Arc<Vec<FieldDefRow>>);
+
+/// Field definitions per object, cached in-process (invalidated on change, and by
+/// NOTIFY from other instances).
+pub struct FieldCache {
+    inner: RwLock<HashMap<String, Entry>>,
+    generation: AtomicU64,
+    ttl: Duration,
+}
+
+impl FieldCache {
+    pub fn new(ttl: Duration) -> Self {
+        FieldCache {
+            inner: RwLock::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.inner.write().clear();
+    }
+
+    /// Every definition of the object, archived included.
+    pub fn get(&self, c: &mut PgConnection, object: &str) -> crm_db::QueryResult<Arc<Vec<FieldDefRow>>> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some((at, g, defs)) = self.inner.read().get(object) {
+            if *g == generation && at.elapsed() < self.ttl {
+                return Ok(defs.clone());
+            }
+        }
+        let defs = Arc::new(fields::list(c, object, true)?);
+        self.inner
+            .write()
+            .insert(object.to_owned(), (Instant::now(), generation, defs.clone()));
+        Ok(defs)
+    }
+}
+
+/// Live (not archived) definitions.
+pub fn live(defs: &[FieldDefRow]) -> impl Iterator<Item = &FieldDefRow> {
+    defs.iter().filter(|d| d.archived_at.is_none())
+}
+
+/// Whether responses of this object need shaping for this caller.
+pub fn needs_shaping(p: &Principal, object: &str, defs: &[FieldDefRow]) -> bool {
+    p.restricts(object) || defs.iter().any(|d| d.archived_at.is_some())
+}
+
+/// Applies field-level permissions to one serialized record: hidden fields removed,
+/// masked ones masked; archived custom fields dropped.
+pub fn shape(p: &Principal, object: &str, defs: &[FieldDefRow], v: &mut Value) {
+    let Some(map) = v.as_object_mut() else { return };
+    if p.restricts(object) {
+        let keys: Vec<String> = map.keys().filter(|k| k.as_str() != "custom").cloned().collect();
+        for k in keys {
+            match p.field_access(object, &k) {
+                FieldAccess::Hidden => {
+                    map.remove(&k);
+                }
+                FieldAccess::Masked => {
+                    if let Some(x) = map.get_mut(&k) {
+                        *x = mask(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(Value::Object(custom)) = map.get_mut("custom") {
+        let keys: Vec<String> = custom.keys().cloned().collect();
+        for k in keys {
+            let live_def = defs.iter().any(|d| d.key == k && d.archived_at.is_none());
+            match (live_def, p.field_access(object, &format!("custom.{k}"))) {
+                (false, _) | (true, FieldAccess::Hidden) => {
+                    custom.remove(&k);
+                }
+                (true, FieldAccess::Masked) => {
+                    if let Some(x) = custom.get_mut(&k) {
+                        *x = mask(x);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Serializes and shapes a record for the caller.
+pub fn shaped<T: serde::Serialize>(p: &Principal, object: &str, defs: &[FieldDefRow], dto: &T) -> Value {
+    let mut v = serde_json::to_value(dto).unwrap_or(Value::Null);
+    if needs_shaping(p, object, defs) {
+        shape(p, object, defs, &mut v);
+    }
+    v
+}
+
+/// Refuses writes to fields the caller may only read (or not see). `raw` is the body.
+pub fn guard_write(p: &Principal, object: &str, raw: &[u8]) -> ApiResult<()> {
+    if !p.restricts(object) {
+        return Ok(());
+    }
+    let body: Map<String, Value> = serde_json::from_slice(raw).unwrap_or_default();
+    let mut errs = Vec::new();
+    for k in body.keys() {
+        if k == "custom" {
+            if let Some(Value::Object(c)) = body.get("custom") {
+                for ck in c.keys() {
+                    if p.field_access(object, &format!("custom.{ck}")) < FieldAccess::Full {
+                        errs.push(FieldError::new(
+                            format!("custom.{ck}"),
+                            "read_only",
+                            "you may not change this field",
+                        ));
+                    }
+                }
+            }
+        } else if p.field_access(object, k) < FieldAccess::Full {
+            errs.push(FieldError::new(k.clone(), "read_only", "you may not change this field"));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errs))
+    }
+}
+
+/// A write of custom values.
+pub struct CustomWrite<'a> {
+    pub object: &'a str,
+    pub defs: &'a [FieldDefRow],
+    /// The `custom` object of the request body, if any.
+    pub input: Option<&'a Map<String, Value>>,
+    /// The record's current custom values (None on create).
+    pub existing: Option<&'a Value>,
+    /// The record's built-in fields (API names), for formulas.
+    pub record: &'a Value,
+}
+
+/// Validates, merges and completes custom values; returns the new `custom` object.
+/// Errors name `custom.<key>`.
+pub fn apply(c: &mut PgConnection, p: &Principal, w: CustomWrite<'_>) -> ApiResult<Value> {
+    let creating = w.existing.is_none();
+    let mut out: Map<String, Value> = w.existing.and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let mut errs: Vec<FieldError> = Vec::new();
+    let field = |k: &str| format!("custom.{k}");
+    if let Some(input) = w.input {
+        for (k, v) in input {
+            let Some(def) = live(w.defs).find(|d| &d.key == k) else {
+                errs.push(FieldError::new(field(k), "unknown_field", "no such custom field"));
+                continue;
+            };
+            if p.field_access(w.object, &field(k)) < FieldAccess::Full {
+                errs.push(FieldError::new(field(k), "read_only", "you may not change this field"));
+                continue;
+            }
+            let spec = def.spec();
+            match check_value(&spec, v, Mode::Write) {
+                Err(e) => errs.push(FieldError::new(field(k), e.code, e.message)),
+                Ok(Value::Null) => {
+                    if def.required {
+                        errs.push(FieldError::new(field(k), "required", "this field is required"));
+                    }
+                    out.remove(k);
+                }
+                Ok(norm) => {
+                    if let Err(e) = check_reference(c, p, &spec, &norm) {
+                        errs.push(FieldError::new(field(k), "not_found", e));
+                        continue;
+                    }
+                    out.insert(k.clone(), norm);
+                }
+            }
+        }
+    }
+    if creating {
+        for def in live(w.defs) {
+            if out.contains_key(&def.key) {
+                continue;
+            }
+            if let Some(d) = def.default_value.clone().filter(|d| !d.is_null()) {
+                out.insert(def.key.clone(), d);
+            } else if def.required && def.field_type() != FieldType::Formula {
+                errs.push(FieldError::new(field(&def.key), "required", "this field is required"));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        errs.sort_by(|a, b| a.field.cmp(&b.field));
+        return Err(ApiError::validation(errs));
+    }
+    // Formulas last, over the merged values.
+    let mut record = w.record.as_object().cloned().unwrap_or_default();
+    record.insert("custom".into(), Value::Object(out.clone()));
+    for def in live(w.defs).filter(|d| d.field_type() == FieldType::Formula) {
+        let expr = def.spec().settings.expr.and_then(|e| Formula::parse(&e).ok());
+        match expr.and_then(|f| f.eval(&record)) {
+            Some(d) => {
+                let mut d = d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+                d = d.normalize();
+                out.insert(def.key.clone(), Value::String(d.to_string()));
+            }
+            None => {
+                out.remove(&def.key);
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn check_reference(
+    c: &mut PgConnection,
+    p: &Principal,
+    spec: &crm_domain::fields::FieldSpec,
+    v: &Value,
+) -> Result<(), String> {
+    let Some(id) = v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
+        return Ok(());
+    };
+    let scope = |resource: &str| p.filter(p.scope(resource, Action::Read).unwrap_or(Scope::Own));
+    let found = match (spec.field_type, spec.settings.target) {
+        (FieldType::UserRef, _) => users::find(c, id).ok().flatten().is_some_and(|u| u.is_active),
+        (FieldType::RecordRef, Some(RefTarget::Account)) => {
+            accounts::find(c, &scope("accounts"), id, Liveness::Live, false)
+                .ok()
+                .flatten()
+                .is_some()
+        }
+        (FieldType::RecordRef, Some(RefTarget::Contact)) => {
+            contacts::find(c, &scope("contacts"), id, Liveness::Live, false)
+                .ok()
+                .flatten()
+                .is_some()
+        }
+        (FieldType::RecordRef, Some(RefTarget::Opportunity)) => {
+            opportunities::find(c, &scope("opportunities"), id, Liveness::Live, false)
+                .ok()
+                .flatten()
+                .is_some()
+        }
+        _ => true,
+    };
+    if found {
+        Ok(())
+    } else {
+        Err("no such record".into())
+    }
+}
+
+/// Parses `custom.<key>`, `custom.<key>_gte`, `custom.<key>_lte` query parameters.
+/// Hidden, archived and unknown fields are all "unknown" (a hidden field cannot be
+/// probed through filters).
+pub fn parse_filters(
+    p: &Principal,
+    object: &str,
+    defs: &[FieldDefRow],
+    params: &[(String, String)],
+) -> ApiResult<Vec<CustomCond>> {
+    let visible: Vec<&FieldDefRow> = live(defs)
+        .filter(|d| p.field_access(object, &format!("custom.{}", d.key)) != FieldAccess::Hidden)
+        .collect();
+    let unknown = |name: &str| {
+        let allowed: Vec<String> = visible.iter().map(|d| format!("custom.{}", d.key)).collect();
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "unknown filter `{name}`; custom fields you can filter on: {}",
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    for (name, raw) in params {
+        let rest = &name["custom.".len()..];
+        let (def, op) = match visible.iter().find(|d| d.key == rest) {
+            Some(d) => (*d, "="),
+            None => match (rest.strip_suffix("_gte"), rest.strip_suffix("_lte")) {
+                (Some(k), _) => (*visible.iter().find(|d| d.key == k).ok_or_else(|| unknown(name))?, ">="),
+                (_, Some(k)) => (*visible.iter().find(|d| d.key == k).ok_or_else(|| unknown(name))?, "<="),
+                _ => return Err(unknown(name)),
+            },
+        };
+        let t = def.field_type();
+        let bad = |m: String| ApiError::bad_request("invalid_query", format!("`{name}`: {m}"));
+        let cond = if t.is_numeric() {
+            let d: Decimal = raw.trim().parse().map_err(|_| bad("not a number".into()))?;
+            CustomCond::Num {
+                key: def.key.clone(),
+                field_type: t,
+                op,
+                value: d,
+            }
+        } else if op != "=" && !t.is_temporal() {
+            return Err(bad("range filters apply to numbers and dates".into()));
+        } else if t.is_temporal() {
+            let norm =
+                check_value(&def.spec(), &Value::String(raw.clone()), Mode::Recheck).map_err(|e| bad(e.message))?;
+            CustomCond::Text {
+                key: def.key.clone(),
+                field_type: t,
+                op,
+                value: norm.as_str().unwrap_or_default().to_owned(),
+            }
+        } else {
+            let v = match t {
+                FieldType::Boolean => Value::Bool(match raw.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("use true or false".into())),
+                }),
+                FieldType::MultiSelect => Value::Array(vec![Value::String(raw.clone())]),
+                _ => {
+                    check_value(&def.spec(), &Value::String(raw.clone()), Mode::Recheck).map_err(|e| bad(e.message))?
+                }
+            };
+            let mut m = Map::new();
+            m.insert(def.key.clone(), v);
+            CustomCond::Contains(Value::Object(m))
+        };
+        out.push(cond);
+    }
+    Ok(out)
+}
+
+/// The resource's sort columns plus `custom.<key>` for sortable, visible custom fields.
+pub fn sort_columns(
+    p: &Principal,
+    object: &str,
+    alias: &str,
+    defs: &[FieldDefRow],
+    base: &[SortColumn],
+) -> Vec<SortColumn> {
+    let mut cols = base.to_vec();
+    for d in live(defs) {
+        if p.field_access(object, &format!("custom.{}", d.key)) == FieldAccess::Hidden {
+            continue;
+        }
+        let t = d.field_type();
+        let sortable = t.is_numeric()
+            || t.is_temporal()
+            || matches!(
+                t,
+                FieldType::Text | FieldType::SingleSelect | FieldType::Email | FieldType::Phone | FieldType::Url
+            );
+        if !sortable {
+            continue;
+        }
+        let expr = fields::value_expr(&format!("{alias}."), &d.key, t);
+        let (ty, null_as) = if t.is_numeric() {
+            (SortType::Decimal, NUM_MISSING.to_owned())
+        } else {
+            (SortType::Text, String::new())
+        };
+        cols.push(SortColumn::dynamic(
+            format!("custom.{}", d.key),
+            expr,
+            ty,
+            Some(null_as),
+        ));
+    }
+    cols
+}
+
+/// Splits a query string into the `custom.*` pairs and the rest (re-encoded).
+pub fn split_query(qs: &str) -> ApiResult<(String, Vec<(String, String)>)> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(qs)
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))?;
+    let (custom, rest): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k.starts_with("custom."));
+    let rest = serde_urlencoded::to_string(&rest).unwrap_or_default();
+    Ok((rest, custom))
+}
+
+/// Shapes responses of one object for one caller; a no-op fast path when nothing in
+/// the object is restricted or archived.
+#[derive(Clone)]
+pub struct Shaper {
+    principal: Arc<Principal>,
+    object: &'static str,
+    defs: Arc<Vec<FieldDefRow>>,
+    active: bool,
+}
+
+#[derive(serde::Serialize)]
+struct PageOut<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_ids: Option<Vec<uuid::Uuid>>,
+}
+
+impl Shaper {
+    pub fn new(principal: &Arc<Principal>, object: &'static str, defs: Arc<Vec<FieldDefRow>>) -> Self {
+        let active = needs_shaping(principal, object, &defs);
+        Shaper {
+            principal: principal.clone(),
+            object,
+            defs,
+            active,
+        }
+    }
+
+    pub fn defs(&self) -> &[FieldDefRow] {
+        &self.defs
+    }
+
+    pub fn one<T: serde::Serialize>(&self, dto: &T) -> Value {
+        let mut v = serde_json::to_value(dto).unwrap_or(Value::Null);
+        if self.active {
+            shape(&self.principal, self.object, &self.defs, &mut v);
+        }
+        v
+    }
+
+    /// A single record with its `ETag`.
+    pub fn respond<T: serde::Serialize>(&self, dto: &T, version: i32) -> actix_web::HttpResponse {
+        let resp = actix_web::HttpResponse::Ok()
+            .insert_header(("ETag", format!("\"{version}\"")))
+            .take();
+        let mut resp = resp;
+        if self.active {
+            resp.json(self.one(dto))
+        } else {
+            resp.json(dto)
+        }
+    }
+
+    /// A list page (`deleted_ids` only for delta sync).
+    pub fn page<T: serde::Serialize>(
+        &self,
+        items: Vec<T>,
+        next_cursor: Option<String>,
+        deleted_ids: Option<Vec<uuid::Uuid>>,
+    ) -> actix_web::HttpResponse {
+        if self.active {
+            let items: Vec<Value> = items.iter().map(|i| self.one(i)).collect();
+            actix_web::HttpResponse::Ok().json(PageOut {
+                items,
+                next_cursor,
+                deleted_ids,
+            })
+        } else {
+            actix_web::HttpResponse::Ok().json(PageOut {
+                items,
+                next_cursor,
+                deleted_ids,
+            })
+        }
+    }
+}

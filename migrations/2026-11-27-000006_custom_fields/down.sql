@@ -1,0 +1,10 @@
+DELETE FROM role_permissions WHERE resource = 'fields';
+DROP FUNCTION crm_num(text);
+DROP INDEX opportunities_custom_idx;
+DROP INDEX leads_custom_idx;
+DROP INDEX contacts_custom_idx;
+DROP INDEX accounts_custom_idx;
+DROP TABLE layouts;
+DROP TABLE flagged_values;
+DROP TABLE field_permissions;
+DROP TABLE field_definitions;
