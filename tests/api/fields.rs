@@ -586,7 +586,7 @@ async fn definition_changes_are_checked_against_existing_data() {
     assert!(got.body["custom"].get("size").is_none());
     let r = app
         .post(
-            &format!("/api/v1/accounts?allow_duplicate=true"),
+            "/api/v1/accounts?allow_duplicate=true",
             &rep,
             json!({"name": "E", "custom": {"size": 3}}),
         )
