@@ -169,6 +169,30 @@ pub const RESOURCES: &[ResourceDef] = &[
         name: "audit",
         actions: &[Action::Read],
     },
+    ResourceDef {
+        name: "products",
+        actions: &[Action::Read, Action::Admin],
+    },
+    ResourceDef {
+        name: "quotes",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "contracts",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "payments",
+        actions: RECORD_ACTIONS,
+    },
+    ResourceDef {
+        name: "approvals",
+        actions: &[Action::Admin],
+    },
+    ResourceDef {
+        name: "settings",
+        actions: &[Action::Admin],
+    },
 ];
 
 /// Looks up a resource definition by name.

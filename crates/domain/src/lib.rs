@@ -1,10 +1,12 @@
 //! Domain layer of the CRM: types, rules and pure functions. No IO, no framework types.
 
 pub mod access;
+pub mod approvals;
 pub mod diff;
 pub mod expr;
 pub mod fields;
 pub mod listing;
+pub mod money;
 pub mod normalize;
 pub mod pipeline;
 pub mod secrets;

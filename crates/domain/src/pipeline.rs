@@ -27,6 +27,14 @@ pub enum Criterion {
     },
     /// A general condition over the opportunity's fields.
     Condition { expr: Expr },
+    /// A contract of the opportunity is signed (signed, active or completed).
+    ContractSigned,
+    /// A payment (e.g. a prepayment) was received on a contract of the opportunity.
+    PaymentReceived,
+    /// At least one of these criteria is met.
+    AnyOf { criteria: Vec<Criterion> },
+    /// Every one of these criteria is met (to group alternatives inside `any_of`).
+    AllOf { criteria: Vec<Criterion> },
 }
 
 /// What the criteria are checked against.
@@ -42,6 +50,10 @@ pub struct Evidence<'a> {
     pub activity_types: &'a [String],
     /// Statuses of the opportunity's quotes.
     pub quote_statuses: &'a [String],
+    /// A contract of the opportunity is signed.
+    pub contract_signed: bool,
+    /// A payment was received on a contract of the opportunity.
+    pub payment_received: bool,
 }
 
 impl Criterion {
@@ -65,6 +77,10 @@ impl Criterion {
                 }
             }
             Criterion::Condition { expr } => expr.eval(record),
+            Criterion::ContractSigned => ev.contract_signed,
+            Criterion::PaymentReceived => ev.payment_received,
+            Criterion::AnyOf { criteria } => criteria.iter().any(|c| c.met(ev)),
+            Criterion::AllOf { criteria } => criteria.iter().all(|c| c.met(ev)),
         }
     }
 }
@@ -92,6 +108,15 @@ pub fn check_criteria(
 ) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (i, c) in criteria.iter().enumerate() {
+        if let Criterion::AnyOf { criteria: inner } | Criterion::AllOf { criteria: inner } = c {
+            if inner.is_empty() {
+                out.push((i, "any_of/all_of needs at least one criterion".to_owned()));
+            }
+            for (_, p) in check_criteria(inner, fields, stages) {
+                out.push((i, p));
+            }
+            continue;
+        }
         let problem = match c {
             Criterion::FieldRequired { field } => {
                 let root = field.split('.').next().unwrap_or("");
@@ -127,6 +152,8 @@ pub fn check_criteria(
                 .find(|t| !["call", "visit", "meeting", "email", "message", "note"].contains(&t.as_str()))
                 .map(|t| format!("unknown activity type `{t}`")),
             Criterion::Condition { expr } => expr.validate().err().map(|e| e.to_string()),
+            Criterion::ContractSigned | Criterion::PaymentReceived => None,
+            Criterion::AnyOf { .. } | Criterion::AllOf { .. } => None,
         };
         if let Some(p) = problem {
             out.push((i, p));
@@ -320,6 +347,7 @@ mod tests {
             outputs: &outputs,
             activity_types: &acts,
             quote_statuses: &quotes,
+            ..Evidence::default()
         };
         assert!(unmet(&criteria, &all).is_empty());
         let emails = vec!["email".to_owned()];
@@ -328,6 +356,56 @@ mod tests {
             ..all
         };
         assert_eq!(unmet(&criteria, &ev), vec![criteria[4].clone()]);
+    }
+
+    #[test]
+    fn won_alternatives_any_of_contract_payment_or_manual() {
+        let criteria: Vec<Criterion> = serde_json::from_value(json!([{"kind": "any_of", "criteria": [
+            {"kind": "contract_signed"},
+            {"kind": "payment_received"},
+            {"kind": "all_of", "criteria": [
+                {"kind": "task_done", "stage": "closing", "task": "contract_signed"},
+                {"kind": "output_attached", "output": "signed_contract"}]}
+        ]}]))
+        .unwrap();
+        assert_eq!(unmet(&criteria, &Evidence::default()).len(), 1);
+        let signed = Evidence {
+            contract_signed: true,
+            ..Evidence::default()
+        };
+        assert!(unmet(&criteria, &signed).is_empty());
+        let paid = Evidence {
+            payment_received: true,
+            ..Evidence::default()
+        };
+        assert!(unmet(&criteria, &paid).is_empty());
+        let tasks = vec![("closing".to_owned(), "contract_signed".to_owned())];
+        let half = Evidence {
+            tasks_done: &tasks,
+            ..Evidence::default()
+        };
+        assert_eq!(unmet(&criteria, &half).len(), 1);
+        let outputs = vec!["signed_contract".to_owned()];
+        let manual = Evidence {
+            tasks_done: &tasks,
+            outputs: &outputs,
+            ..Evidence::default()
+        };
+        assert!(unmet(&criteria, &manual).is_empty());
+        let item = |c: &str| Item {
+            code: c.into(),
+            title: c.into(),
+        };
+        let stages = vec![(
+            "closing".to_owned(),
+            vec![item("contract_signed")],
+            vec![item("signed_contract")],
+        )];
+        assert!(check_criteria(&criteria, &[], &stages).is_empty());
+        let bad: Vec<Criterion> = serde_json::from_value(json!([{"kind": "any_of", "criteria": [
+            {"kind": "task_done", "stage": "closing", "task": "nope"}]}, {"kind": "all_of", "criteria": []}]))
+        .unwrap();
+        assert_eq!(check_criteria(&bad, &[], &stages).len(), 2);
     }
 
     #[test]
