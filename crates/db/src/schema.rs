@@ -250,7 +250,289 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    products (id) {
+        id -> Uuid,
+        code -> Text,
+        name -> Text,
+        unit -> Text,
+        category -> Nullable<Text>,
+        list_price -> Numeric,
+        standard_cost -> Numeric,
+        tax_rate -> Numeric,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    price_books (id) {
+        id -> Uuid,
+        name -> Text,
+        currency -> Text,
+        tier -> Nullable<Text>,
+        is_default -> Bool,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    price_book_entries (price_book_id, product_id) {
+        price_book_id -> Uuid,
+        product_id -> Uuid,
+        unit_price -> Numeric,
+    }
+}
+
+diesel::table! {
+    quotes (id) {
+        id -> Uuid,
+        opportunity_id -> Uuid,
+        number -> Text,
+        revision -> Int4,
+        status -> Text,
+        currency -> Text,
+        price_book_id -> Nullable<Uuid>,
+        valid_until -> Nullable<Date>,
+        header_discount_pct -> Numeric,
+        list_total -> Numeric,
+        subtotal -> Numeric,
+        discount_amount -> Numeric,
+        net_amount -> Numeric,
+        tax_amount -> Numeric,
+        total -> Numeric,
+        effective_discount_pct -> Numeric,
+        cost_total -> Numeric,
+        gross_margin -> Numeric,
+        terms -> Nullable<Text>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        status_changed_at -> Timestamptz,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    quote_lines (id) {
+        id -> Uuid,
+        quote_id -> Uuid,
+        position -> Int4,
+        product_id -> Nullable<Uuid>,
+        description -> Text,
+        unit -> Nullable<Text>,
+        quantity -> Numeric,
+        unit_list_price -> Numeric,
+        unit_price -> Numeric,
+        discount_pct -> Numeric,
+        tax_rate -> Numeric,
+        unit_cost -> Numeric,
+        list_amount -> Numeric,
+        net_amount -> Numeric,
+        tax_amount -> Numeric,
+        total -> Numeric,
+    }
+}
+
+diesel::table! {
+    status_transitions (id) {
+        id -> Int8,
+        entity_type -> Text,
+        entity_id -> Uuid,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    approval_definitions (id) {
+        id -> Uuid,
+        name -> Text,
+        object_type -> Text,
+        condition -> Nullable<Jsonb>,
+        priority -> Int4,
+        steps -> Jsonb,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    approval_instances (id) {
+        id -> Uuid,
+        definition_id -> Nullable<Uuid>,
+        object_type -> Text,
+        object_id -> Uuid,
+        status -> Text,
+        requester_id -> Uuid,
+        owner_id -> Uuid,
+        current_step -> Nullable<Int4>,
+        snapshot -> Jsonb,
+        created_at -> Timestamptz,
+        decided_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    approval_tasks (id) {
+        id -> Uuid,
+        instance_id -> Uuid,
+        step_index -> Int4,
+        approver_id -> Uuid,
+        status -> Text,
+        comment -> Nullable<Text>,
+        delegated_from -> Nullable<Uuid>,
+        due_at -> Nullable<Timestamptz>,
+        decided_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    approval_history (id) {
+        id -> Int8,
+        instance_id -> Uuid,
+        at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        action -> Text,
+        step_index -> Nullable<Int4>,
+        comment -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    number_sequences (series, year) {
+        series -> Text,
+        year -> Int4,
+        last_value -> Int4,
+    }
+}
+
+diesel::table! {
+    contracts (id) {
+        id -> Uuid,
+        number -> Text,
+        opportunity_id -> Uuid,
+        account_id -> Uuid,
+        quote_id -> Nullable<Uuid>,
+        title -> Text,
+        amount -> Numeric,
+        currency -> Text,
+        lines -> Jsonb,
+        status -> Text,
+        start_date -> Nullable<Date>,
+        end_date -> Nullable<Date>,
+        signed_at -> Nullable<Timestamptz>,
+        signed_copy_ref -> Nullable<Text>,
+        terms -> Nullable<Text>,
+        termination_reason -> Nullable<Text>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    contract_amendments (id) {
+        id -> Uuid,
+        contract_id -> Uuid,
+        seq -> Int4,
+        description -> Text,
+        changes -> Jsonb,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    installments (id) {
+        id -> Uuid,
+        contract_id -> Uuid,
+        seq -> Int4,
+        due_date -> Date,
+        amount -> Numeric,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    invoices (id) {
+        id -> Uuid,
+        number -> Text,
+        contract_id -> Uuid,
+        installment_id -> Nullable<Uuid>,
+        amount -> Numeric,
+        tax_amount -> Numeric,
+        issued_on -> Date,
+        status -> Text,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        contract_id -> Uuid,
+        account_id -> Uuid,
+        amount -> Numeric,
+        received_on -> Date,
+        method -> Text,
+        reference -> Nullable<Text>,
+        note -> Nullable<Text>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    payment_allocations (payment_id, installment_id) {
+        payment_id -> Uuid,
+        installment_id -> Uuid,
+        amount -> Numeric,
+    }
+}
+
 diesel::joinable!(users -> teams (team_id));
+diesel::joinable!(price_book_entries -> products (product_id));
+diesel::joinable!(quote_lines -> quotes (quote_id));
+diesel::joinable!(approval_tasks -> approval_instances (instance_id));
+diesel::joinable!(payment_allocations -> installments (installment_id));
+diesel::joinable!(payment_allocations -> payments (payment_id));
+diesel::joinable!(payments -> contracts (contract_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_roles -> roles (role_id));
 diesel::joinable!(role_permissions -> roles (role_id));
@@ -463,6 +745,24 @@ diesel::joinable!(stage_history -> opportunities (opportunity_id));
 diesel::joinable!(opportunity_outputs -> opportunities (opportunity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    products,
+    price_books,
+    price_book_entries,
+    quotes,
+    quote_lines,
+    status_transitions,
+    approval_definitions,
+    approval_instances,
+    approval_tasks,
+    approval_history,
+    settings,
+    number_sequences,
+    contracts,
+    contract_amendments,
+    installments,
+    invoices,
+    payments,
+    payment_allocations,
     field_definitions,
     field_permissions,
     flagged_values,

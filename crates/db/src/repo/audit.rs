@@ -17,6 +17,21 @@ pub struct Actor {
     pub request_id: Option<String>,
 }
 
+impl Actor {
+    /// The system itself (scheduled jobs such as approval escalation); recorded with no user.
+    pub fn system() -> Actor {
+        Actor {
+            user_id: Uuid::nil(),
+            api_key_id: None,
+            request_id: None,
+        }
+    }
+
+    fn user(&self) -> Option<Uuid> {
+        (!self.user_id.is_nil()).then_some(self.user_id)
+    }
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = audit_log)]
 struct NewAudit<'a> {
@@ -53,7 +68,7 @@ pub fn record(
     let changed_fields: Vec<Value> = changes.keys().map(|k| Value::String(k.clone())).collect();
     diesel::insert_into(audit_log::table)
         .values(NewAudit {
-            actor_id: Some(actor.user_id),
+            actor_id: actor.user(),
             api_key_id: actor.api_key_id,
             request_id: actor.request_id.as_deref(),
             entity_type,
@@ -69,7 +84,7 @@ pub fn record(
             aggregate_type: entity_type,
             aggregate_id: entity_id,
             payload: serde_json::json!({ "data": payload, "changed_fields": changed_fields }),
-            actor_id: Some(actor.user_id),
+            actor_id: actor.user(),
         })
         .execute(conn)?;
     Ok(())

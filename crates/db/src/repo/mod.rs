@@ -3,18 +3,23 @@
 pub mod accounts;
 pub mod activities;
 pub mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod contacts;
+pub mod contracts;
 pub mod fields;
 pub mod idempotency;
 pub mod leads;
 pub mod opportunities;
 pub mod pipelines;
+pub mod products;
+pub mod quotes;
 pub mod roles;
 pub mod tasks;
 pub mod teams;
 pub mod users;
+pub mod workflow;
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Uuid as SqlUuid};

@@ -585,7 +585,8 @@ pub struct TimelineRow {
     pub data: Value,
 }
 
-/// Stage changes, field changes, activities, tasks and outputs of a deal, newest first,
+/// Stage changes, field changes, activities, tasks, outputs, quote and contract status
+/// changes and payments of a deal, newest first,
 /// strictly before `(at, ref_id)` when given.
 pub fn timeline(
     conn: &mut PgConnection,
@@ -620,6 +621,29 @@ pub fn timeline(
         jsonb_build_object('id', p.id, 'title', p.title, 'output_code', p.output_code, 'stage_id', p.stage_id, \
         'url', p.url, 'author_id', p.author_id) \
         FROM opportunity_outputs p WHERE p.deleted_at IS NULL AND p.opportunity_id = ",
+    );
+    sql.bind::<SqlUuid, _>(id);
+    sql.push(
+        " UNION ALL SELECT st.at, 'quote', 's:' || st.id, \
+        jsonb_build_object('quote_id', q.id, 'number', q.number, 'revision', q.revision, 'from_status', st.from_status, \
+        'to_status', st.to_status, 'total', q.total::text, 'actor_id', st.actor_id, 'reason', st.reason) \
+        FROM status_transitions st JOIN quotes q ON q.id = st.entity_id \
+        WHERE st.entity_type = 'quote' AND q.deleted_at IS NULL AND q.opportunity_id = ",
+    );
+    sql.bind::<SqlUuid, _>(id);
+    sql.push(
+        " UNION ALL SELECT st.at, 'contract', 's:' || st.id, \
+        jsonb_build_object('contract_id', k.id, 'number', k.number, 'from_status', st.from_status, \
+        'to_status', st.to_status, 'amount', k.amount::text, 'actor_id', st.actor_id, 'reason', st.reason) \
+        FROM status_transitions st JOIN contracts k ON k.id = st.entity_id \
+        WHERE st.entity_type = 'contract' AND k.deleted_at IS NULL AND k.opportunity_id = ",
+    );
+    sql.bind::<SqlUuid, _>(id);
+    sql.push(
+        " UNION ALL SELECT y.created_at, 'payment', 'y:' || y.id, \
+        jsonb_build_object('payment_id', y.id, 'contract_id', y.contract_id, 'amount', y.amount::text, \
+        'received_on', y.received_on, 'method', y.method, 'reference', y.reference) \
+        FROM payments y JOIN contracts k ON k.id = y.contract_id WHERE k.opportunity_id = ",
     );
     sql.bind::<SqlUuid, _>(id);
     sql.push(") t");
