@@ -1,6 +1,7 @@
 //! HTTP layer of the CRM: routes, handlers, DTOs, extractors, errors and the OpenAPI
 //! document. `routes::app` builds the actix `App` used by the server and the tests.
 
+pub mod approval;
 pub mod auth;
 pub mod config;
 pub mod custom;

@@ -29,8 +29,13 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "activities", description = "Follow-up records"),
         (name = "tasks", description = "To-dos"),
         (name = "fields", description = "Form engine: custom fields, field permissions, metadata, layouts"),
+        (name = "products", description = "Product catalogue and price books"),
+        (name = "quotes", description = "Quotes: versions, server-computed totals, approval, sending, acceptance, 《报价单》 document"),
+        (name = "approvals", description = "Approval process engine: definitions, inbox, decisions, delegation, escalation"),
+        (name = "contracts", description = "Contracts: legal review, signing, amendments, payment plans"),
+        (name = "payments", description = "Invoices, payments collected (回款), receivables and ageing"),
         (name = "organisation", description = "Directory of users and teams"),
-        (name = "admin", description = "Users, teams, roles, permissions, API keys"),
+        (name = "admin", description = "Users, teams, roles, permissions, API keys, settings"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]

@@ -12,8 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
-    accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, auth, contacts, directory, fields,
-    health, leads, me, opportunities, pipelines,
+    accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, contacts, contracts,
+    directory, fields, health, leads, me, opportunities, pipelines, products, quotes, settings,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -117,7 +117,65 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(admin_roles::delete_role)
         .service(admin_api_keys::list_api_keys)
         .service(admin_api_keys::create_api_key)
-        .service(admin_api_keys::revoke_api_key);
+        .service(admin_api_keys::revoke_api_key)
+        .service(products::list_products)
+        .service(products::create_product)
+        .service(products::get_product)
+        .service(products::update_product)
+        .service(products::list_price_books)
+        .service(products::create_price_book)
+        .service(products::get_price_book)
+        .service(products::update_price_book)
+        .service(quotes::list_quotes)
+        .service(quotes::create_quote)
+        .service(quotes::get_quote)
+        .service(quotes::update_quote)
+        .service(quotes::delete_quote)
+        .service(quotes::submit_quote)
+        .service(quotes::send_quote)
+        .service(quotes::accept_quote)
+        .service(quotes::decline_quote)
+        .service(quotes::revise_quote)
+        .service(quotes::quote_status_history)
+        .service(quotes::quote_document)
+        .service(approvals::list_definitions)
+        .service(approvals::create_definition)
+        .service(approvals::get_definition)
+        .service(approvals::update_definition)
+        .service(approvals::sweep_now)
+        .service(approvals::my_approvals)
+        .service(approvals::list_approvals)
+        .service(approvals::get_approval)
+        .service(approvals::approve_approval)
+        .service(approvals::reject_approval)
+        .service(approvals::delegate_approval)
+        .service(approvals::withdraw_approval)
+        .service(contracts::list_contracts)
+        .service(contracts::create_contract)
+        .service(contracts::get_contract)
+        .service(contracts::update_contract)
+        .service(contracts::submit_contract)
+        .service(contracts::sign_contract)
+        .service(contracts::activate_contract)
+        .service(contracts::complete_contract)
+        .service(contracts::terminate_contract)
+        .service(contracts::contract_status_history)
+        .service(contracts::list_amendments)
+        .service(contracts::create_amendment)
+        .service(contracts::get_payment_plan)
+        .service(contracts::set_payment_plan)
+        .service(contracts::list_invoices)
+        .service(contracts::create_invoice)
+        .service(contracts::void_invoice)
+        .service(contracts::list_payments)
+        .service(contracts::get_payment)
+        .service(contracts::create_payment)
+        .service(contracts::allocate_payment)
+        .service(contracts::receivables)
+        .service(settings::get_numbering)
+        .service(settings::put_numbering)
+        .service(settings::get_company)
+        .service(settings::put_company);
 }
 
 /// The OpenAPI document collected from the routes.

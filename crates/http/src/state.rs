@@ -1,6 +1,9 @@
 //! Shared application state.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crm_db::Db;
 
@@ -17,6 +20,34 @@ pub struct AppState {
     pub auth_cache: Arc<AuthCache>,
     pub metrics: Arc<Metrics>,
     pub fields: Arc<crate::custom::FieldCache>,
+    /// Time as the business rules see it (approval due times, escalation, quote expiry,
+    /// receivable ageing); tests move it forward.
+    pub clock: Clock,
+}
+
+/// The injectable clock: the system clock plus an offset that tests can advance.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_secs: Arc<AtomicI64>,
+}
+
+/// Business dates (due dates, validity, ageing) are China Standard Time (UTC+8, no DST).
+pub const BUSINESS_UTC_OFFSET_HOURS: i64 = 8;
+
+impl Clock {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
+
+    /// Today's business date.
+    pub fn today(&self) -> NaiveDate {
+        (self.now() + chrono::Duration::hours(BUSINESS_UTC_OFFSET_HOURS)).date_naive()
+    }
+
+    /// Moves the clock forward (tests).
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs.fetch_add(by.num_seconds(), Ordering::SeqCst);
+    }
 }
 
 impl AppState {
@@ -30,6 +61,7 @@ impl AppState {
             auth_cache,
             metrics: Arc::new(Metrics::default()),
             fields: Arc::new(crate::custom::FieldCache::new(std::time::Duration::from_secs(60))),
+            clock: Clock::default(),
         }
     }
 

@@ -207,6 +207,23 @@ fn spawn_housekeeping(db: Db) {
     });
 }
 
+/// Every minute: escalate overdue approval decisions and expire sent quotes.
+fn spawn_sweeper(state: AppState) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match crm_http::handlers::approvals::sweep(&state).await {
+                Ok(r) if r.escalated + r.quotes_expired > 0 => {
+                    tracing::info!(escalated = r.escalated, quotes_expired = r.quotes_expired, "sweep done")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+        }
+    });
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let url = args.db.database_url.clone();
     let secret = match (&args.jwt_secret, args.demo) {
@@ -238,6 +255,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let state = AppState::new(Db::new(pool), cfg);
     spawn_auth_listener(url, state.clone());
     spawn_housekeeping(state.db.clone());
+    spawn_sweeper(state.clone());
 
     let workers = args
         .workers

@@ -3,14 +3,19 @@
 pub mod accounts;
 pub mod activities;
 pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod contacts;
+pub mod contracts;
 pub mod fields;
 pub mod leads;
 pub mod me;
 pub mod opportunities;
 pub mod overview;
 pub mod pipelines;
+pub mod products;
+pub mod quotes;
+pub mod settings;
 
 use crm_domain::normalize;
 use crm_domain::FieldError;

@@ -378,7 +378,7 @@ str_enum! {
     /// Kind of timeline entry.
     TimelineKind {
         StageChange => "stage_change", FieldChange => "field_change", Activity => "activity",
-        Task => "task", Output => "output"
+        Task => "task", Output => "output", Quote => "quote", Contract => "contract", Payment => "payment"
     }
 }
 

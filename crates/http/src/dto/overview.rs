@@ -49,4 +49,12 @@ pub struct AccountOverview {
     pub open_tasks: Vec<Task>,
     /// Contact birthdays in the next 30 days.
     pub key_dates: Vec<KeyDate>,
+    /// The 10 most recent quotes on the account's deals (quotes in scope).
+    pub recent_quotes: Vec<super::quotes::Quote>,
+    /// The 20 most recent contracts (contracts in scope).
+    pub contracts: Vec<super::contracts::Contract>,
+    /// The 10 most recent payments (payments in scope).
+    pub recent_payments: Vec<super::contracts::Payment>,
+    /// What the account owes (payments in scope); null when nothing is contracted.
+    pub receivable: Option<super::contracts::Receivable>,
 }

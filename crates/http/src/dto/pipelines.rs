@@ -54,6 +54,20 @@ pub enum Criterion {
         #[schema(value_type = Object)]
         expr: Value,
     },
+    /// A contract of the deal is signed (signed, active or completed).
+    ContractSigned,
+    /// A payment (e.g. a prepayment) was received on a contract of the deal.
+    PaymentReceived,
+    /// At least one of these criteria is met.
+    AnyOf {
+        #[schema(no_recursion)]
+        criteria: Vec<Criterion>,
+    },
+    /// Every one of these criteria is met (groups alternatives inside `any_of`).
+    AllOf {
+        #[schema(no_recursion)]
+        criteria: Vec<Criterion>,
+    },
 }
 
 impl Criterion {

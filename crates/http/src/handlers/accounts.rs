@@ -523,7 +523,8 @@ pub async fn history(
 }
 
 /// Customer 360: the account, its contacts, open / won / lost deals with totals, recent
-/// activity across its contacts and deals, open tasks and upcoming birthdays. One
+/// activity across its contacts and deals, open tasks, upcoming birthdays, recent
+/// quotes, contracts and payments, and what the account owes. One
 /// request, every list bounded, each part filtered by the caller's scope for that
 /// kind of record (parts the caller may not read come back empty).
 #[utoipa::path(
@@ -548,6 +549,8 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
         part("activities"),
         part("tasks"),
     );
+    let (quote_scope, contract_scope, pay_scope) = (part("quotes"), part("contracts"), part("payments"));
+    let today = state.clock.today();
     let principal = auth.principal.clone();
     let cache = state.fields.clone();
     let overview = state
@@ -613,7 +616,7 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                     .collect(),
                 None => Vec::new(),
             };
-            let today = chrono::Utc::now().date_naive();
+            let q2c = quote_to_cash(c, id, today, &quote_scope, &contract_scope, &pay_scope)?;
             let mut key_dates: Vec<KeyDate> = contacts
                 .iter()
                 .filter_map(|ct| {
@@ -643,10 +646,82 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                 recent_activities,
                 open_tasks,
                 key_dates,
+                recent_quotes: q2c.0,
+                contracts: q2c.1,
+                recent_payments: q2c.2,
+                receivable: q2c.3,
             })
         })
         .await?;
     Ok(HttpResponse::Ok().json(overview))
+}
+
+type QuoteToCash = (
+    Vec<crate::dto::quotes::Quote>,
+    Vec<crate::dto::contracts::Contract>,
+    Vec<crate::dto::contracts::Payment>,
+    Option<crate::dto::contracts::Receivable>,
+);
+
+/// The quote-to-cash part of the 360 view, each part in the caller's scope for it.
+fn quote_to_cash(
+    c: &mut PgConnection,
+    account: Uuid,
+    today: chrono::NaiveDate,
+    quote_scope: &Option<crm_domain::access::ScopeFilter>,
+    contract_scope: &Option<crm_domain::access::ScopeFilter>,
+    pay_scope: &Option<crm_domain::access::ScopeFilter>,
+) -> ApiResult<QuoteToCash> {
+    use crm_db::repo::{contracts, quotes};
+    let mut out: QuoteToCash = (Vec::new(), Vec::new(), Vec::new(), None);
+    if let Some(s) = quote_scope {
+        let spec = ListSpec::new(quotes::SORT_COLUMNS, "-created_at", None, None, Some(10), "overview")?;
+        let filter = quotes::QuoteFilter {
+            account_id: Some(account),
+            ..Default::default()
+        };
+        for row in quotes::list(c, s, &filter, &spec)?.items {
+            out.0.push(super::quotes::load(c, row)?);
+        }
+    }
+    if let Some(s) = contract_scope {
+        let spec = ListSpec::new(contracts::SORT_COLUMNS, "-created_at", None, None, Some(20), "overview")?;
+        let filter = contracts::ContractFilter {
+            account_id: Some(account),
+            ..Default::default()
+        };
+        out.1 = contracts::list(c, s, &filter, &spec)?
+            .items
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    }
+    if let Some(s) = pay_scope {
+        let spec = ListSpec::new(
+            contracts::PAYMENT_SORT,
+            "-received_on",
+            None,
+            None,
+            Some(10),
+            "overview",
+        )?;
+        let filter = contracts::PaymentFilter {
+            account_id: Some(account),
+            ..Default::default()
+        };
+        let rows = contracts::list_payments(c, s, &filter, &spec)?.items;
+        let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
+        let allocs = contracts::allocations(c, &ids)?;
+        out.2 = rows
+            .into_iter()
+            .map(|p| crate::dto::contracts::Payment::build(p, &allocs))
+            .collect();
+        out.3 = contracts::receivables(c, s, true, Some(account), None, false, today, 1)?
+            .into_iter()
+            .next()
+            .map(Into::into);
+    }
+    Ok(out)
 }
 
 fn empty_group() -> crate::dto::overview::DealGroup {

@@ -6,8 +6,10 @@ pub mod admin_api_keys;
 pub mod admin_roles;
 pub mod admin_teams;
 pub mod admin_users;
+pub mod approvals;
 pub mod auth;
 pub mod contacts;
+pub mod contracts;
 pub mod directory;
 pub mod fields;
 pub mod health;
@@ -15,6 +17,9 @@ pub mod leads;
 pub mod me;
 pub mod opportunities;
 pub mod pipelines;
+pub mod products;
+pub mod quotes;
+pub mod settings;
 
 use std::collections::BTreeMap;
 

@@ -189,20 +189,24 @@ fn unmet_criteria(
     if criteria.is_empty() {
         return Ok(Vec::new());
     }
-    let (tasks, outputs, activities) = match deal {
+    let (tasks, outputs, activities, quotes, (contract_signed, payment_received)) = match deal {
         Some(id) => (
             opps::tasks_done(c, id)?,
             opps::output_codes(c, id)?,
             opps::activity_types(c, id)?,
+            crm_db::repo::quotes::statuses_of(c, id)?,
+            crm_db::repo::contracts::deal_evidence(c, id)?,
         ),
-        None => (Vec::new(), Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new(), (false, false)),
     };
     let ev = Evidence {
         record: Some(record),
         tasks_done: &tasks,
         outputs: &outputs,
         activity_types: &activities,
-        quote_statuses: &[],
+        quote_statuses: &quotes,
+        contract_signed,
+        payment_received,
     };
     Ok(unmet(&criteria, &ev)
         .iter()
@@ -664,68 +668,116 @@ pub async fn move_stage(
         if let Some(m) = if_match.0 {
             m.check(before_row.version)?;
         }
-        let to = pipelines::find_stage(c, dto.stage_id)?
-            .filter(|s| s.pipeline_id == before_row.pipeline_id && s.archived_at.is_none())
-            .ok_or_else(|| ApiError::field("stage_id", "not_found", "no such stage in this deal's pipeline"))?;
-        let from = pipelines::find_stage(c, before_row.stage_id)?
-            .ok_or_else(|| ApiError::internal("deal in a missing stage"))?;
-        let mv =
-            classify_move(stage_pos(&from), stage_pos(&to), from.id == to.id, reason.as_deref()).map_err(
-                |e| match e {
-                    MoveError::SameStage => ApiError::conflict("same_stage", e.to_string()),
-                    MoveError::ReasonRequired => ApiError::field(
-                        "reason",
-                        "required",
-                        "a reason is required to move backwards, lose or reopen",
-                    ),
-                },
-            )?;
-        let before = one(c, before_row.clone())?;
-        if mv.checks_criteria() {
-            let missing = unmet_criteria(c, Some(id), &to, &to_json(&before))?;
-            if !missing.is_empty() {
-                return Err(criteria_error(&to, missing));
-            }
-        }
-        let now = Utc::now();
-        let kind = StageKind::parse(&to.kind).unwrap_or(StageKind::Open);
-        let (status, closed_at, lost_reason) = match kind {
-            StageKind::Won => ("won", Some(now), None),
-            StageKind::Lost => ("lost", Some(now), reason.clone()),
-            StageKind::Open => ("open", None, None),
-        };
-        let row = opps::move_stage(
-            c,
-            &before_row,
-            &StageMove {
-                to_stage: to.id,
-                status: status.into(),
-                probability: to.probability,
-                closed_at,
-                lost_reason,
-                reason: reason.clone(),
-                by: writer.user_id,
-            },
-        )?;
-        let after = one(c, row)?;
-        let (b, a) = (to_json(&before), to_json(&after));
-        let mut changes = diff::changes(&b, &a);
-        changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
-        let movement = match mv {
-            Move::Forward => "forward",
-            Move::Backward => "backward",
-            Move::Won => "won",
-            Move::Lost => "lost",
-            Move::Reopen => "reopen",
-        };
-        let payload = json!({
-            "opportunity": a, "move": movement, "reason": reason,
-            "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
-        });
-        audit::record(c, &writer.actor(), RES, id, "stage_changed", changes, payload)?;
+        let after = move_deal(c, &writer, before_row, dto.stage_id, reason)?;
         Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&after))
     })
     .await
+}
+
+/// Moves a (locked) deal to a stage of its pipeline inside the caller's transaction:
+/// entry criteria, stage history, audit and the `opportunity.stage_changed` event. The
+/// one path every stage change takes, whether a user or the system (contract signed,
+/// payment received, quote declined) moves the deal.
+pub fn move_deal(
+    c: &mut PgConnection,
+    writer: &Auth,
+    before_row: OpportunityRow,
+    stage_id: Uuid,
+    reason: Option<String>,
+) -> ApiResult<Opportunity> {
+    let id = before_row.id;
+    let to = pipelines::find_stage(c, stage_id)?
+        .filter(|s| s.pipeline_id == before_row.pipeline_id && s.archived_at.is_none())
+        .ok_or_else(|| ApiError::field("stage_id", "not_found", "no such stage in this deal's pipeline"))?;
+    let from =
+        pipelines::find_stage(c, before_row.stage_id)?.ok_or_else(|| ApiError::internal("deal in a missing stage"))?;
+    let mv =
+        classify_move(stage_pos(&from), stage_pos(&to), from.id == to.id, reason.as_deref()).map_err(|e| match e {
+            MoveError::SameStage => ApiError::conflict("same_stage", e.to_string()),
+            MoveError::ReasonRequired => ApiError::field(
+                "reason",
+                "required",
+                "a reason is required to move backwards, lose or reopen",
+            ),
+        })?;
+    let before = one(c, before_row.clone())?;
+    if mv.checks_criteria() {
+        let missing = unmet_criteria(c, Some(id), &to, &to_json(&before))?;
+        if !missing.is_empty() {
+            return Err(criteria_error(&to, missing));
+        }
+    }
+    let now = Utc::now();
+    let kind = StageKind::parse(&to.kind).unwrap_or(StageKind::Open);
+    let (status, closed_at, lost_reason) = match kind {
+        StageKind::Won => ("won", Some(now), None),
+        StageKind::Lost => ("lost", Some(now), reason.clone()),
+        StageKind::Open => ("open", None, None),
+    };
+    let row = opps::move_stage(
+        c,
+        &before_row,
+        &StageMove {
+            to_stage: to.id,
+            status: status.into(),
+            probability: to.probability,
+            closed_at,
+            lost_reason,
+            reason: reason.clone(),
+            by: writer.user_id,
+        },
+    )?;
+    let after = one(c, row)?;
+    let (b, a) = (to_json(&before), to_json(&after));
+    let mut changes = diff::changes(&b, &a);
+    changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
+    let movement = match mv {
+        Move::Forward => "forward",
+        Move::Backward => "backward",
+        Move::Won => "won",
+        Move::Lost => "lost",
+        Move::Reopen => "reopen",
+    };
+    let payload = json!({
+        "opportunity": a, "move": movement, "reason": reason,
+        "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
+    });
+    audit::record(c, &writer.actor(), RES, id, "stage_changed", changes, payload)?;
+    Ok(after)
+}
+
+/// Closes an open deal as Won or Lost on the system's initiative (contract signed,
+/// payment received, final quote declined, contract terminated), through [`move_deal`].
+/// Returns the moved deal, or `None` when the deal is not open or, for Won, when the
+/// Won stage's entry criteria are still unmet (the deal then stays where it is).
+pub fn close_deal(
+    c: &mut PgConnection,
+    writer: &Auth,
+    deal_id: Uuid,
+    won: bool,
+    reason: Option<String>,
+) -> ApiResult<Option<Opportunity>> {
+    let Some(row) = opps::find(c, &ScopeFilter::All, deal_id, Liveness::Live, true)? else {
+        return Ok(None);
+    };
+    if row.status != "open" {
+        return Ok(None);
+    }
+    let kind = if won { "won" } else { "lost" };
+    let Some(stage) = pipelines::stages_of(c, &[row.pipeline_id], false)?
+        .into_iter()
+        .find(|s| s.kind == kind)
+    else {
+        return Ok(None);
+    };
+    match move_deal(c, writer, row, stage.id, reason) {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if won && e.code == "stage_criteria_unmet" => {
+            tracing::info!(deal = %deal_id, "deal not moved to Won: entry criteria unmet");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Delete a deal (soft). `If-Match` is honoured when sent.

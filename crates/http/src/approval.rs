@@ -1,0 +1,561 @@
+//! The approval process engine: picks the definition that matches a submitted record,
+//! opens its steps, takes decisions, delegations, withdrawals and escalations.
+//!
+//! Every call runs inside the caller's transaction. The instance row is locked for each
+//! change, so concurrent decisions on one instance queue: one decision per approver,
+//! one outcome per step.
+
+use chrono::{DateTime, Utc};
+use crm_db::repo::approvals::{self as repo, DefinitionRow, InstanceRow, TaskRow};
+use crm_db::repo::audit::{self, Actor};
+use crm_db::repo::users;
+use crm_domain::approvals::{next_step, Approvers, Mode, Step, Within};
+use crm_domain::expr::Expr;
+use diesel::PgConnection;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+const RES: &str = "approvals";
+
+/// What is submitted: the record and who it belongs to.
+pub struct Submission<'a> {
+    pub object_type: &'a str,
+    pub object_id: Uuid,
+    pub requester: Uuid,
+    pub owner_id: Uuid,
+    pub owner_team: Option<Uuid>,
+    /// The record as JSON; conditions are evaluated against it and it is kept as the
+    /// instance snapshot approvers see.
+    pub record: Value,
+}
+
+/// Where an instance stands after a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pending,
+    Approved,
+    Rejected,
+    Withdrawn,
+}
+
+impl Outcome {
+    fn of(status: &str) -> Outcome {
+        match status {
+            "approved" | "auto_approved" => Outcome::Approved,
+            "rejected" => Outcome::Rejected,
+            "withdrawn" => Outcome::Withdrawn,
+            _ => Outcome::Pending,
+        }
+    }
+}
+
+fn steps_of(def: &DefinitionRow) -> ApiResult<Vec<Step>> {
+    serde_json::from_value(def.steps.clone())
+        .map_err(|e| ApiError::internal(format!("approval definition {} has unreadable steps: {e}", def.id)))
+}
+
+fn condition_of(def: &DefinitionRow) -> ApiResult<Option<Expr>> {
+    match &def.condition {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+            ApiError::internal(format!(
+                "approval definition {} has an unreadable condition: {e}",
+                def.id
+            ))
+        }),
+    }
+}
+
+/// The first active definition (by priority) whose condition holds for the record.
+pub fn matching_definition(
+    c: &mut PgConnection,
+    object_type: &str,
+    record: &Value,
+) -> ApiResult<Option<DefinitionRow>> {
+    for def in repo::active_definitions(c, object_type)? {
+        if condition_of(&def)?.is_none_or(|e| e.eval(record)) {
+            return Ok(Some(def));
+        }
+    }
+    Ok(None)
+}
+
+/// Who approves `step` for this requester and owner. The requester never approves
+/// their own request; when nobody else qualifies, the requester's manager does.
+fn resolve(c: &mut PgConnection, step: &Step, requester: Uuid, owner_team: Option<Uuid>) -> ApiResult<Vec<Uuid>> {
+    let requester_row = users::find(c, requester)?;
+    let requester_team = requester_row.as_ref().and_then(|u| u.team_id);
+    let mut ids = match &step.approvers {
+        Approvers::User { user_id } => match users::find(c, *user_id)? {
+            Some(u) if u.is_active => vec![u.id],
+            _ => Vec::new(),
+        },
+        Approvers::Role { role, within } => {
+            let teams = match (within, requester_team) {
+                (None, _) => None,
+                (Some(_), None) => Some(Vec::new()),
+                (Some(Within::Team), Some(t)) => Some(vec![t]),
+                (Some(Within::Region), Some(t)) => {
+                    let up = repo::team_ancestry(c, t)?;
+                    let region = up.iter().find(|(_, k)| k == "region").map(|(id, _)| *id).unwrap_or(t);
+                    Some(crm_db::repo::teams::subtree(c, region)?)
+                }
+            };
+            repo::role_holders(c, role, teams.as_deref())?
+        }
+        Approvers::Manager => repo::manager_chain(c, requester, 1)?,
+        Approvers::ManagerChain { levels } => repo::manager_chain(c, requester, i32::from(*levels))?,
+        Approvers::TeamLead => {
+            let mut found = Vec::new();
+            if let Some(team) = owner_team {
+                for (t, _) in repo::team_ancestry(c, team)? {
+                    found = repo::role_holders(c, "sales_manager", Some(&[t]))?;
+                    found.retain(|u| *u != requester);
+                    if !found.is_empty() {
+                        break;
+                    }
+                }
+            }
+            found
+        }
+    };
+    ids.retain(|u| *u != requester);
+    ids.dedup();
+    if ids.is_empty() {
+        ids = repo::manager_chain(c, requester, 1)?;
+    }
+    Ok(ids)
+}
+
+/// Opens `index` of `steps`: one pending task per approver.
+fn open_step(
+    c: &mut PgConnection,
+    inst: &InstanceRow,
+    steps: &[Step],
+    index: usize,
+    now: DateTime<Utc>,
+    owner_team: Option<Uuid>,
+) -> ApiResult<Vec<Uuid>> {
+    let step = &steps[index];
+    let approvers = resolve(c, step, inst.requester_id, owner_team)?;
+    if approvers.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no_approver",
+            format!(
+                "nobody can approve step `{}`; ask an administrator to fix the approval definition",
+                step.name
+            ),
+        )
+        .with_extra("step", json!(index)));
+    }
+    let due_at = step.due_hours.map(|h| now + chrono::Duration::hours(i64::from(h)));
+    let rows: Vec<TaskRow> = approvers
+        .iter()
+        .map(|a| TaskRow {
+            id: Uuid::now_v7(),
+            instance_id: inst.id,
+            step_index: index as i32,
+            approver_id: *a,
+            status: "pending".into(),
+            comment: None,
+            delegated_from: None,
+            due_at,
+            decided_at: None,
+            created_at: now,
+        })
+        .collect();
+    repo::insert_tasks(c, &rows)?;
+    repo::log(
+        c,
+        inst.id,
+        now,
+        None,
+        "step_opened",
+        Some(index as i32),
+        None,
+        json!({"step": step.name, "approvers": approvers, "mode": step.mode, "due_at": due_at}),
+    )?;
+    Ok(approvers)
+}
+
+fn event(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, action: &str, extra: Value) -> ApiResult<()> {
+    let mut payload = json!({
+        "instance_id": inst.id, "object_type": inst.object_type, "object_id": inst.object_id,
+        "status": inst.status, "current_step": inst.current_step, "requester_id": inst.requester_id,
+    });
+    if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
+        p.extend(extra);
+    }
+    audit::record(c, actor, RES, inst.id, action, serde_json::Map::new(), payload)?;
+    Ok(())
+}
+
+/// Submits a record: the matching definition opens its first applicable step; with no
+/// matching definition (or no applicable step) the record is auto-approved, and that is
+/// recorded as an instance too.
+pub fn submit(c: &mut PgConnection, actor: &Actor, now: DateTime<Utc>, s: Submission<'_>) -> ApiResult<InstanceRow> {
+    if repo::pending_for(c, s.object_type, s.object_id)?.is_some() {
+        return Err(ApiError::conflict(
+            "approval_pending",
+            "an approval of this record is already pending",
+        ));
+    }
+    let def = matching_definition(c, s.object_type, &s.record)?;
+    let steps = match &def {
+        Some(d) => steps_of(d)?,
+        None => Vec::new(),
+    };
+    let first = next_step(&steps, 0, &s.record);
+    let auto = first.is_none();
+    let mut snapshot = json!({"record": s.record});
+    if let Some(team) = s.owner_team {
+        snapshot["owner_team_id"] = json!(team);
+    }
+    let inst = repo::insert_instance(
+        c,
+        &InstanceRow {
+            id: Uuid::now_v7(),
+            definition_id: def.as_ref().map(|d| d.id),
+            object_type: s.object_type.to_owned(),
+            object_id: s.object_id,
+            status: if auto { "auto_approved" } else { "pending" }.into(),
+            requester_id: s.requester,
+            owner_id: s.owner_id,
+            current_step: first.map(|i| i as i32),
+            snapshot,
+            created_at: now,
+            decided_at: auto.then_some(now),
+            version: 1,
+        },
+    )?;
+    let user = Some(actor.user_id).filter(|u| !u.is_nil());
+    let details = json!({"definition_id": def.as_ref().map(|d| d.id), "definition": def.as_ref().map(|d| &d.name)});
+    repo::log(c, inst.id, now, user, "submitted", None, None, details.clone())?;
+    if auto {
+        let why = if def.is_none() {
+            "no approval definition matches"
+        } else {
+            "no step of the matching definition applies"
+        };
+        repo::log(c, inst.id, now, None, "auto_approved", None, Some(why), json!({}))?;
+        event(
+            c,
+            actor,
+            &inst,
+            "decided",
+            json!({"outcome": "approved", "auto": true, "reason": why}),
+        )?;
+        return Ok(inst);
+    }
+    let approvers = open_step(c, &inst, &steps, first.unwrap_or(0), now, s.owner_team)?;
+    event(c, actor, &inst, "submitted", json!({"approvers": approvers}))?;
+    Ok(inst)
+}
+
+fn owner_team(inst: &InstanceRow) -> Option<Uuid> {
+    inst.snapshot
+        .get("owner_team_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+fn definition_steps(c: &mut PgConnection, inst: &InstanceRow) -> ApiResult<Vec<Step>> {
+    let Some(id) = inst.definition_id else {
+        return Ok(Vec::new());
+    };
+    let def = repo::find_definition(c, id, false)?.ok_or_else(|| ApiError::internal("approval definition missing"))?;
+    steps_of(&def)
+}
+
+/// Locks the instance and finds the caller's pending task on it.
+fn my_task(c: &mut PgConnection, instance_id: Uuid, user: Uuid) -> ApiResult<(InstanceRow, TaskRow)> {
+    let inst = repo::find_instance(c, instance_id, true)?.ok_or_else(|| ApiError::not_found("approval"))?;
+    let tasks = repo::tasks_of(c, &[inst.id])?;
+    let mine: Vec<&TaskRow> = tasks.iter().filter(|t| t.approver_id == user).collect();
+    if mine.is_empty() {
+        return Err(ApiError::not_found("approval"));
+    }
+    if let Some(t) = mine.iter().find(|t| t.status == "pending") {
+        if inst.status == "pending" {
+            return Ok((inst, (*t).clone()));
+        }
+    }
+    let last = mine.last().map(|t| t.status.clone()).unwrap_or_default();
+    Err(ApiError::conflict(
+        "already_decided",
+        format!(
+            "nothing to decide here: the approval is {} and your task is {last}",
+            inst.status
+        ),
+    )
+    .with_extra("task_status", json!(last))
+    .with_extra("approval_status", json!(inst.status)))
+}
+
+/// Approves or rejects with the caller's pending task on the instance. Returns the instance and its outcome.
+pub fn decide(
+    c: &mut PgConnection,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    instance_id: Uuid,
+    approve: bool,
+    comment: Option<&str>,
+) -> ApiResult<(InstanceRow, Outcome)> {
+    let (inst, task) = my_task(c, instance_id, actor.user_id)?;
+    let step = task.step_index;
+    let verdict = if approve { "approved" } else { "rejected" };
+    repo::decide_task(c, task.id, verdict, comment, now)?;
+    repo::log(
+        c,
+        inst.id,
+        now,
+        Some(actor.user_id),
+        verdict,
+        Some(step),
+        comment,
+        json!({"task_id": task.id}),
+    )?;
+    if !approve {
+        repo::close_pending(c, inst.id, None, "skipped", now)?;
+        let inst = repo::set_instance(c, inst.id, "rejected", Some(step), Some(now))?;
+        event(
+            c,
+            actor,
+            &inst,
+            "decided",
+            json!({"outcome": "rejected", "comment": comment, "step": step}),
+        )?;
+        return Ok((inst, Outcome::Rejected));
+    }
+    let steps = definition_steps(c, &inst)?;
+    let mode = steps.get(step as usize).map(|s| s.mode).unwrap_or_default();
+    let step_done = match mode {
+        Mode::Any => {
+            repo::close_pending(c, inst.id, Some(step), "skipped", now)?;
+            true
+        }
+        Mode::All => repo::pending_in_step(c, inst.id, step)?.is_empty(),
+    };
+    if !step_done {
+        event(
+            c,
+            actor,
+            &inst,
+            "step_approved",
+            json!({"step": step, "comment": comment}),
+        )?;
+        return Ok((inst, Outcome::Pending));
+    }
+    let record = inst.snapshot.get("record").cloned().unwrap_or(Value::Null);
+    match next_step(&steps, step as usize + 1, &record) {
+        Some(n) => {
+            let inst = repo::set_instance(c, inst.id, "pending", Some(n as i32), None)?;
+            open_step(c, &inst, &steps, n, now, owner_team(&inst))?;
+            event(
+                c,
+                actor,
+                &inst,
+                "step_approved",
+                json!({"step": step, "next_step": n, "comment": comment}),
+            )?;
+            Ok((inst, Outcome::Pending))
+        }
+        None => {
+            let inst = repo::set_instance(c, inst.id, "approved", Some(step), Some(now))?;
+            repo::log(
+                c,
+                inst.id,
+                now,
+                None,
+                "completed",
+                Some(step),
+                None,
+                json!({"outcome": "approved"}),
+            )?;
+            event(
+                c,
+                actor,
+                &inst,
+                "decided",
+                json!({"outcome": "approved", "comment": comment, "step": step}),
+            )?;
+            Ok((inst, Outcome::Approved))
+        }
+    }
+}
+
+/// Hands the caller's pending task on the instance to another active user.
+pub fn delegate(
+    c: &mut PgConnection,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    instance_id: Uuid,
+    to: Uuid,
+    comment: Option<&str>,
+) -> ApiResult<InstanceRow> {
+    let (inst, task) = my_task(c, instance_id, actor.user_id)?;
+    if to == actor.user_id {
+        return Err(ApiError::field("user_id", "invalid", "delegate to someone else"));
+    }
+    if to == inst.requester_id {
+        return Err(ApiError::field(
+            "user_id",
+            "requester",
+            "the requester cannot approve their own request",
+        ));
+    }
+    match users::find(c, to)? {
+        Some(u) if u.is_active && !u.is_service => {}
+        _ => return Err(ApiError::field("user_id", "not_found", "no active user with this id")),
+    }
+    if repo::pending_in_step(c, inst.id, task.step_index)?
+        .iter()
+        .any(|t| t.approver_id == to)
+    {
+        return Err(ApiError::conflict(
+            "already_approver",
+            "this user already has this decision to make",
+        ));
+    }
+    repo::decide_task(c, task.id, "delegated", comment, now)?;
+    repo::insert_tasks(
+        c,
+        &[TaskRow {
+            id: Uuid::now_v7(),
+            instance_id: inst.id,
+            step_index: task.step_index,
+            approver_id: to,
+            status: "pending".into(),
+            comment: None,
+            delegated_from: Some(task.id),
+            due_at: task.due_at,
+            decided_at: None,
+            created_at: now,
+        }],
+    )?;
+    repo::log(
+        c,
+        inst.id,
+        now,
+        Some(actor.user_id),
+        "delegated",
+        Some(task.step_index),
+        comment,
+        json!({"from": actor.user_id, "to": to}),
+    )?;
+    event(
+        c,
+        actor,
+        &inst,
+        "delegated",
+        json!({"from": actor.user_id, "to": to, "step": task.step_index}),
+    )?;
+    Ok(inst)
+}
+
+/// Withdraws a pending instance (its requester only).
+pub fn withdraw(
+    c: &mut PgConnection,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    instance_id: Uuid,
+    comment: Option<&str>,
+) -> ApiResult<InstanceRow> {
+    let inst = repo::find_instance(c, instance_id, true)?.ok_or_else(|| ApiError::not_found("approval"))?;
+    if inst.requester_id != actor.user_id {
+        return Err(ApiError::forbidden("only the requester can withdraw a request"));
+    }
+    if inst.status != "pending" {
+        return Err(ApiError::conflict(
+            "not_pending",
+            format!("this approval is already {}", inst.status),
+        ));
+    }
+    repo::close_pending(c, inst.id, None, "withdrawn", now)?;
+    let inst = repo::set_instance(c, inst.id, "withdrawn", inst.current_step, Some(now))?;
+    repo::log(
+        c,
+        inst.id,
+        now,
+        Some(actor.user_id),
+        "withdrawn",
+        inst.current_step,
+        comment,
+        json!({}),
+    )?;
+    event(c, actor, &inst, "withdrawn", json!({"comment": comment}))?;
+    Ok(inst)
+}
+
+/// Escalates pending tasks past their due time to the approver's manager (who gets a
+/// fresh due time). Tasks whose approver has no manager stay as they are. Returns the
+/// number escalated.
+pub fn escalate_due(c: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<usize> {
+    let actor = Actor::system();
+    let mut done = 0;
+    for task in repo::overdue_tasks(c, now, 200)? {
+        let Some(inst) = repo::find_instance(c, task.instance_id, true)? else {
+            continue;
+        };
+        let Some(current) = repo::find_task(c, task.id)?.filter(|t| t.status == "pending") else {
+            continue;
+        };
+        let Some(manager) = repo::manager_chain(c, current.approver_id, 1)?.into_iter().next() else {
+            continue;
+        };
+        let steps = definition_steps(c, &inst)?;
+        let hours = steps
+            .get(current.step_index as usize)
+            .and_then(|s| s.due_hours)
+            .unwrap_or(24);
+        let open = repo::pending_in_step(c, inst.id, current.step_index)?;
+        if manager == inst.requester_id || open.iter().any(|t| t.approver_id == manager) {
+            // Nobody new to hand it to; it stays with the approver.
+            continue;
+        }
+        repo::decide_task(c, current.id, "escalated", None, now)?;
+        {
+            repo::insert_tasks(
+                c,
+                &[TaskRow {
+                    id: Uuid::now_v7(),
+                    instance_id: inst.id,
+                    step_index: current.step_index,
+                    approver_id: manager,
+                    status: "pending".into(),
+                    comment: None,
+                    delegated_from: Some(current.id),
+                    due_at: Some(now + chrono::Duration::hours(i64::from(hours))),
+                    decided_at: None,
+                    created_at: now,
+                }],
+            )?;
+        }
+        repo::log(
+            c,
+            inst.id,
+            now,
+            None,
+            "escalated",
+            Some(current.step_index),
+            None,
+            json!({"from": current.approver_id, "to": manager, "due_at": current.due_at}),
+        )?;
+        event(
+            c,
+            &actor,
+            &inst,
+            "escalated",
+            json!({"from": current.approver_id, "to": manager}),
+        )?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+/// The outcome an instance stands at.
+pub fn outcome(inst: &InstanceRow) -> Outcome {
+    Outcome::of(&inst.status)
+}

@@ -1,0 +1,604 @@
+//! Approval processes: definitions (admin), the approver's inbox, decisions,
+//! delegation, withdrawal, and the escalation sweep.
+
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use crm_db::repo::accounts::Liveness;
+use crm_db::repo::approvals::{self as repo, DefinitionChanges, InstanceRow, NewDefinition};
+use crm_db::repo::audit::{self, Actor};
+use crm_db::repo::{contracts, quotes, roles, users};
+use crm_domain::access::Action;
+use crm_domain::approvals::{check_steps, Approvers, Step};
+use crm_domain::diff;
+use crm_domain::expr::Expr;
+use diesel::prelude::*;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
+    Unauthorized, Unprocessable, UnsupportedMediaType,
+};
+use crate::approval::{self, Outcome as ApprovalOutcome};
+use crate::auth::Auth;
+use crate::dto::approvals::{
+    Approval, ApprovalDefinition, ApprovalDefinitionList, ApprovalList, ApprovalObject, ApprovalStatus, ApprovalTask,
+    ApprovalsQuery, CreateApprovalDefinition, Decision, Delegate, InboxItem, InboxQuery, SweepResult,
+    UpdateApprovalDefinition,
+};
+use crate::dto::Page;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
+use crate::idempotency::{self, Outcome};
+use crate::state::AppState;
+
+const RES: &str = "approvals";
+
+fn check_condition(c: Option<&Value>) -> ApiResult<Option<Value>> {
+    match c {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let e: Expr = serde_json::from_value(v.clone())
+                .map_err(|e| ApiError::field("condition", "invalid", format!("not a condition: {e}")))?;
+            e.validate()
+                .map_err(|e| ApiError::field("condition", "invalid", e.to_string()))?;
+            Ok(Some(v.clone()))
+        }
+    }
+}
+
+fn check_definition_steps(c: &mut PgConnection, v: &Value) -> ApiResult<Value> {
+    let steps: Vec<Step> = serde_json::from_value(v.clone())
+        .map_err(|e| ApiError::field("steps", "invalid", format!("not a list of steps: {e}")))?;
+    if steps.len() > 20 {
+        return Err(ApiError::field("steps", "too_long", "at most 20 steps"));
+    }
+    if let Some((i, msg)) = check_steps(&steps).into_iter().next() {
+        return Err(ApiError::field(&format!("steps[{i}]"), "invalid", msg));
+    }
+    for (i, s) in steps.iter().enumerate() {
+        match &s.approvers {
+            Approvers::Role { role, .. } if roles::find_by_keys(c, std::slice::from_ref(role))?.is_empty() => {
+                return Err(ApiError::field(
+                    &format!("steps[{i}].approvers.role"),
+                    "not_found",
+                    "no such role",
+                ));
+            }
+            Approvers::User { user_id } if !users::find(c, *user_id)?.is_some_and(|u| u.is_active) => {
+                return Err(ApiError::field(
+                    &format!("steps[{i}].approvers.user_id"),
+                    "not_found",
+                    "no active user with this id",
+                ));
+            }
+            _ => {}
+        }
+    }
+    serde_json::to_value(&steps).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Applies an approval outcome to the record it is about.
+pub fn apply(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, outcome: ApprovalOutcome) -> ApiResult<()> {
+    match inst.object_type.as_str() {
+        "quote" => super::quotes::on_approval(c, actor, inst.object_id, outcome),
+        "contract" => super::contracts::on_approval(c, actor, inst.object_id, outcome),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the caller may see an approval: requester, approver, approvals admin, or
+/// someone who can read the record.
+fn may_see(c: &mut PgConnection, auth: &Auth, inst: &InstanceRow) -> ApiResult<bool> {
+    if inst.requester_id == auth.user_id || auth.scope(RES, Action::Admin).is_some() {
+        return Ok(true);
+    }
+    if repo::tasks_of(c, &[inst.id])?
+        .iter()
+        .any(|t| t.approver_id == auth.user_id)
+    {
+        return Ok(true);
+    }
+    Ok(match inst.object_type.as_str() {
+        "quote" => match auth.scope("quotes", Action::Read) {
+            Some(s) => quotes::find(c, &auth.principal.filter(s), inst.object_id, Liveness::Live, false)?.is_some(),
+            None => false,
+        },
+        "contract" => match auth.scope("contracts", Action::Read) {
+            Some(s) => contracts::find(c, &auth.principal.filter(s), inst.object_id, false)?.is_some(),
+            None => false,
+        },
+        _ => false,
+    })
+}
+
+fn build(c: &mut PgConnection, inst: InstanceRow) -> ApiResult<Approval> {
+    let tasks = repo::tasks_of(c, &[inst.id])?;
+    let history = repo::history(c, &[inst.id])?;
+    Ok(Approval::build(inst, tasks, history))
+}
+
+/// List approval definitions.
+#[utoipa::path(
+    tag = "approvals",
+    responses((status = 200, description = "Definitions", body = ApprovalDefinitionList), Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/admin/approval-definitions")]
+pub async fn list_definitions(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let rows = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(repo::list_definitions(c, None)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(ApprovalDefinitionList {
+        items: rows.into_iter().map(ApprovalDefinition::from).collect(),
+    }))
+}
+
+/// Get one approval definition.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Definition id")),
+    responses((status = 200, description = "The definition", body = ApprovalDefinition, headers(("ETag" = String))), BadRequest,
+        Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/admin/approval-definitions/{id}")]
+pub async fn get_definition(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let id = id.into_inner();
+    let row = state
+        .db
+        .run(move |c| repo::find_definition(c, id, false)?.ok_or_else(|| ApiError::not_found("approval definition")))
+        .await?;
+    let v = row.version;
+    Ok(with_etag(&ApprovalDefinition::from(row), v))
+}
+
+/// Create an approval definition: object type, trigger condition, priority and steps.
+#[utoipa::path(
+    tag = "approvals",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateApprovalDefinition,
+    responses(
+        (status = 201, description = "Created", body = ApprovalDefinition, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/admin/approval-definitions")]
+pub async fn create_definition(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateApprovalDefinition>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let dto = body.value;
+    let name = crm_domain::normalize::clean_text(&dto.name);
+    if name.is_empty() {
+        return Err(ApiError::field("name", "required", "must not be blank"));
+    }
+    let condition = check_condition(dto.condition.as_ref())?;
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let steps = check_definition_steps(c, &dto.steps)?;
+        let row = repo::insert_definition(
+            c,
+            &NewDefinition {
+                id: Uuid::now_v7(),
+                name,
+                object_type: dto.object_type.as_str().into(),
+                condition,
+                priority: dto.priority.unwrap_or(100),
+                steps,
+                active: dto.active.unwrap_or(true),
+            },
+        )?;
+        let d = ApprovalDefinition::from(row);
+        let data = serde_json::to_value(&d).unwrap_or_default();
+        audit::record(
+            c,
+            &writer.actor(),
+            "approval_definitions",
+            d.id,
+            "created",
+            diff::created(&data),
+            data,
+        )?;
+        Outcome::created(&d, format!("/api/v1/admin/approval-definitions/{}", d.id))
+    })
+    .await
+}
+
+/// Change an approval definition (`If-Match` required). Pending approvals open their
+/// later steps from the new version.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Definition id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateApprovalDefinition,
+    responses(
+        (status = 200, description = "Updated", body = ApprovalDefinition, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, PreconditionRequired
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[patch("/admin/approval-definitions/{id}")]
+pub async fn update_definition(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateApprovalDefinition>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let id = id.into_inner();
+    let dto = body.value;
+    let name = match dto.name.as_deref().map(crm_domain::normalize::clean_text) {
+        Some(n) if n.is_empty() => return Err(ApiError::field("name", "required", "must not be blank")),
+        other => other,
+    };
+    let condition = match &dto.condition {
+        Some(c) => Some(check_condition(c.as_ref())?),
+        None => None,
+    };
+    let writer = auth.clone();
+    let row = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before =
+                    repo::find_definition(c, id, true)?.ok_or_else(|| ApiError::not_found("approval definition"))?;
+                if_match.0.check(before.version)?;
+                let steps = match &dto.steps {
+                    Some(s) => Some(check_definition_steps(c, s)?),
+                    None => None,
+                };
+                let after = repo::update_definition(
+                    c,
+                    id,
+                    &DefinitionChanges {
+                        name,
+                        condition,
+                        priority: dto.priority,
+                        steps,
+                        active: dto.active,
+                    },
+                )?;
+                let (b, a) = (
+                    serde_json::to_value(ApprovalDefinition::from(before)).unwrap_or_default(),
+                    serde_json::to_value(ApprovalDefinition::from(after.clone())).unwrap_or_default(),
+                );
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    "approval_definitions",
+                    id,
+                    "updated",
+                    diff::changes(&b, &a),
+                    a,
+                )?;
+                Ok::<_, ApiError>(after)
+            })
+        })
+        .await?;
+    let v = row.version;
+    Ok(with_etag(&ApprovalDefinition::from(row), v))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InboxCursor {
+    at: DateTime<Utc>,
+    id: Uuid,
+}
+
+/// The caller's approval inbox: decisions to make (default `status=pending`), newest
+/// first, each with the record as submitted.
+#[utoipa::path(
+    tag = "approvals",
+    params(InboxQuery),
+    responses((status = 200, description = "Inbox", body = Page<InboxItem>), BadRequest, Unauthorized),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/me/approvals")]
+pub async fn my_approvals(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<InboxQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let limit = crm_domain::listing::limit(q.limit)?;
+    let status = match q.status.as_deref().unwrap_or("pending") {
+        "all" => None,
+        s if crate::dto::approvals::TaskStatus::parse(s).is_some() => Some(s.to_owned()),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "status must be a task status (pending, approved, rejected, skipped, delegated, escalated, withdrawn) or all",
+            ))
+        }
+    };
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(raw) => {
+            let c: InboxCursor = engine
+                .decode(raw.trim())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is malformed"))?;
+            Some((c.at, c.id))
+        }
+    };
+    let user = auth.user_id;
+    let rows = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(repo::inbox(c, user, status.as_deref(), before, limit + 1)?))
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let mut rows = rows;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = if more {
+        rows.last().map(|(t, _)| {
+            engine.encode(
+                serde_json::to_vec(&InboxCursor {
+                    at: t.created_at,
+                    id: t.id,
+                })
+                .unwrap_or_default(),
+            )
+        })
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|(t, i)| InboxItem {
+            approval_id: i.id,
+            object_type: ApprovalObject::parse(&i.object_type).unwrap_or(ApprovalObject::Quote),
+            object_id: i.object_id,
+            approval_status: ApprovalStatus::parse(&i.status).unwrap_or(ApprovalStatus::Pending),
+            requester_id: i.requester_id,
+            record: i.snapshot.get("record").cloned().unwrap_or(Value::Null),
+            task: ApprovalTask::from(t),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+}
+
+/// Approvals of one record, newest first, with tasks and history.
+#[utoipa::path(
+    tag = "approvals",
+    params(ApprovalsQuery),
+    responses((status = 200, description = "Approvals", body = ApprovalList), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/approvals")]
+pub async fn list_approvals(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<ApprovalsQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let viewer = auth.clone();
+    let items = state
+        .db
+        .run(move |c| {
+            let rows = repo::instances_for(c, q.object_type.as_str(), q.object_id)?;
+            let mut out = Vec::new();
+            for inst in rows {
+                if may_see(c, &viewer, &inst)? {
+                    out.push(build(c, inst)?);
+                }
+            }
+            Ok::<_, ApiError>(out)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ApprovalList { items }))
+}
+
+/// One approval with its tasks and full history.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Approval id")),
+    responses((status = 200, description = "The approval", body = Approval), BadRequest, Unauthorized, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/approvals/{id}")]
+pub async fn get_approval(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let viewer = auth.clone();
+    let a = state
+        .db
+        .run(move |c| {
+            let inst = repo::find_instance(c, id, false)?.ok_or_else(|| ApiError::not_found("approval"))?;
+            if !may_see(c, &viewer, &inst)? {
+                return Err(ApiError::not_found("approval"));
+            }
+            build(c, inst)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(a))
+}
+
+async fn decide(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: Uuid,
+    body: ValidJson<Decision>,
+    approve: bool,
+) -> ApiResult<HttpResponse> {
+    let comment = body
+        .value
+        .comment
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    if !approve && comment.is_none() {
+        return Err(ApiError::field(
+            "comment",
+            "required",
+            "say why the request is rejected",
+        ));
+    }
+    let now = state.clock.now();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let actor = writer.actor();
+        let (inst, outcome) = approval::decide(c, &actor, now, id, approve, comment.as_deref())?;
+        apply(c, &actor, &inst, outcome)?;
+        let inst = repo::find_instance(c, inst.id, false)?.ok_or_else(|| ApiError::internal("approval vanished"))?;
+        Outcome::ok(&build(c, inst)?)
+    })
+    .await
+}
+
+/// Approve with the caller's pending decision on this approval. In an `any` step the
+/// first approval completes the step; in an `all` step every approver must approve.
+/// A decision already taken (by the caller, or the step completed by someone else) is
+/// 409 `already_decided`.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = Decision,
+    responses((status = 200, description = "The approval after the decision", body = Approval), BadRequest, Unauthorized, NotFound,
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/approvals/{id}/approve")]
+pub async fn approve_approval(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    body: ValidJson<Decision>,
+) -> ApiResult<HttpResponse> {
+    decide(state, auth, req, key, id.into_inner(), body, true).await
+}
+
+/// Reject (a `comment` is required). The approval ends rejected and the record returns
+/// to the requester.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = Decision,
+    responses((status = 200, description = "The approval after the decision", body = Approval), BadRequest, Unauthorized, NotFound,
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/approvals/{id}/reject")]
+pub async fn reject_approval(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    body: ValidJson<Decision>,
+) -> ApiResult<HttpResponse> {
+    decide(state, auth, req, key, id.into_inner(), body, false).await
+}
+
+/// Hand the caller's pending decision to another user.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = Delegate,
+    responses((status = 200, description = "The approval after delegation", body = Approval), BadRequest, Unauthorized, NotFound,
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/approvals/{id}/delegate")]
+pub async fn delegate_approval(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    body: ValidJson<Delegate>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let dto = body.value;
+    let comment = dto.comment.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let now = state.clock.now();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let inst = approval::delegate(c, &writer.actor(), now, id, dto.user_id, comment.as_deref())?;
+        Outcome::ok(&build(c, inst)?)
+    })
+    .await
+}
+
+/// Withdraw a pending approval (the requester only). The record returns to draft.
+#[utoipa::path(
+    tag = "approvals",
+    params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = Decision,
+    responses((status = 200, description = "Withdrawn", body = Approval), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/approvals/{id}/withdraw")]
+pub async fn withdraw_approval(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+    body: ValidJson<Decision>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let comment = body
+        .value
+        .comment
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let now = state.clock.now();
+    let writer = auth.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let actor = writer.actor();
+        let inst = approval::withdraw(c, &actor, now, id, comment.as_deref())?;
+        apply(c, &actor, &inst, ApprovalOutcome::Withdrawn)?;
+        Outcome::ok(&build(c, inst)?)
+    })
+    .await
+}
+
+/// Runs the time-based sweep now: escalates overdue approval decisions to the
+/// approver's manager and expires sent quotes past their validity. The server also
+/// runs it every minute.
+#[utoipa::path(
+    tag = "approvals",
+    responses((status = 200, description = "What the sweep did", body = SweepResult), Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/admin/approvals/sweep")]
+pub async fn sweep_now(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let r = sweep(&state).await?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+/// The sweep itself, one transaction.
+pub async fn sweep(state: &AppState) -> ApiResult<SweepResult> {
+    let now = state.clock.now();
+    let today = state.clock.today();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let escalated = approval::escalate_due(c, now)?;
+                let quotes_expired = super::quotes::expire_due(c, today)?;
+                Ok::<_, ApiError>(SweepResult {
+                    escalated,
+                    quotes_expired,
+                })
+            })
+        })
+        .await
+}

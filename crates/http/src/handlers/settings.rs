@@ -1,0 +1,202 @@
+//! `/api/v1/admin/settings`: document numbering and company details printed on quotes.
+
+use actix_web::{get, put, web, HttpResponse};
+use crm_db::repo::{audit, workflow};
+use crm_domain::access::Action;
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
+use crate::auth::Auth;
+use crate::dto::settings::{CompanyInfo, Numbering, NumberingSeries};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ValidJson;
+use crate::state::AppState;
+
+const RES: &str = "settings";
+
+fn key(series: NumberingSeries) -> String {
+    format!("{}_numbering", series.as_str())
+}
+
+fn defaults(series: NumberingSeries) -> Numbering {
+    let (prefix, digits) = match series {
+        NumberingSeries::Contract => ("HT", 5),
+        NumberingSeries::Quote => ("BJ", 6),
+        NumberingSeries::Invoice => ("FP", 6),
+    };
+    Numbering {
+        prefix: prefix.into(),
+        digits,
+        include_year: true,
+        separator: "-".into(),
+        example: None,
+    }
+}
+
+fn with_example(mut n: Numbering, year: i32) -> Numbering {
+    let cfg = serde_json::to_value(&n).unwrap_or_default();
+    n.example = Some(super::quotes::format_number(
+        &cfg,
+        &n.prefix,
+        n.digits as usize,
+        year,
+        1,
+    ));
+    n
+}
+
+/// The numbering pattern of a document series (`contract`, `quote`, `invoice`).
+#[utoipa::path(
+    tag = "admin",
+    params(("series" = String, Path, description = "Document series: `contract`, `quote` or `invoice`")),
+    responses((status = 200, description = "The pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/admin/settings/numbering/{series}")]
+pub async fn get_numbering(
+    state: web::Data<AppState>,
+    auth: Auth,
+    series: web::Path<NumberingSeries>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let series = series.into_inner();
+    let year = chrono::Datelike::year(&state.clock.today());
+    let v = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(workflow::setting(c, &key(series))?))
+        .await?;
+    let d = defaults(series);
+    let n = match v {
+        Some(v) => Numbering {
+            prefix: v.get("prefix").and_then(|x| x.as_str()).unwrap_or(&d.prefix).to_owned(),
+            digits: v.get("digits").and_then(|x| x.as_u64()).map_or(d.digits, |x| x as u8),
+            include_year: v.get("include_year").and_then(|x| x.as_bool()).unwrap_or(true),
+            separator: v.get("separator").and_then(|x| x.as_str()).unwrap_or("-").to_owned(),
+            example: None,
+        },
+        None => d,
+    };
+    Ok(HttpResponse::Ok().json(with_example(n, year)))
+}
+
+/// Set the numbering pattern: `<prefix><sep><year><sep><sequence>`; sequences restart
+/// each year and never skip a number.
+#[utoipa::path(
+    tag = "admin",
+    params(("series" = String, Path, description = "Document series: `contract`, `quote` or `invoice`")),
+    request_body = Numbering,
+    responses((status = 200, description = "The new pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[put("/admin/settings/numbering/{series}")]
+pub async fn put_numbering(
+    state: web::Data<AppState>,
+    auth: Auth,
+    series: web::Path<NumberingSeries>,
+    body: ValidJson<Numbering>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let series = series.into_inner();
+    let mut n = body.value;
+    n.example = None;
+    let ok = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.'))
+    };
+    if !ok(&n.prefix) {
+        return Err(ApiError::field("prefix", "invalid_format", "letters, digits, - _ / ."));
+    }
+    if !ok(&n.separator) {
+        return Err(ApiError::field("separator", "invalid_format", "- _ / . or empty"));
+    }
+    let year = chrono::Datelike::year(&state.clock.today());
+    let writer = auth.clone();
+    let value = serde_json::to_value(&n).map_err(|e| ApiError::internal(e.to_string()))?;
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = workflow::setting(c, &key(series))?;
+                workflow::put_setting(c, &key(series), &value)?;
+                let mut changes = serde_json::Map::new();
+                changes.insert(key(series), json!({"before": before, "after": value}));
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    "settings",
+                    uuid::Uuid::nil(),
+                    "updated",
+                    changes,
+                    value.clone(),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(with_example(n, year)))
+}
+
+/// Company details printed on quotes.
+#[utoipa::path(
+    tag = "admin",
+    responses((status = 200, description = "Company details", body = CompanyInfo), Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/admin/settings/company")]
+pub async fn get_company(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let v = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(workflow::setting(c, "company")?))
+        .await?
+        .unwrap_or(json!({}));
+    let info: CompanyInfo = serde_json::from_value(v).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(info))
+}
+
+/// Set the company details printed on quotes.
+#[utoipa::path(
+    tag = "admin",
+    request_body = CompanyInfo,
+    responses((status = 200, description = "Company details", body = CompanyInfo), BadRequest, Unauthorized, Forbidden,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[put("/admin/settings/company")]
+pub async fn put_company(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<CompanyInfo>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let info = body.value;
+    if info.name.trim().is_empty() {
+        return Err(ApiError::field("name", "required", "must not be blank"));
+    }
+    let value = serde_json::to_value(&info).map_err(|e| ApiError::internal(e.to_string()))?;
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = workflow::setting(c, "company")?;
+                workflow::put_setting(c, "company", &value)?;
+                let mut changes = serde_json::Map::new();
+                changes.insert("company".into(), json!({"before": before, "after": value}));
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    "settings",
+                    uuid::Uuid::nil(),
+                    "updated",
+                    changes,
+                    value.clone(),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(info))
+}
