@@ -7,12 +7,15 @@ mod activities;
 mod admin;
 mod auth;
 mod contacts;
+mod contracts;
 mod errors;
 mod fields;
 mod leads;
 mod ops;
 mod paging;
 mod pipeline;
+mod q2c;
+mod quotes;
 mod scope;
 
 pub use crm_test_support::app::start;
