@@ -199,6 +199,46 @@ async fn demo_seed_is_idempotent_and_consistent() {
     assert_eq!(p.opportunities, 300);
     assert!(p.leads >= 500);
     assert_eq!(crm_db::demo_pipeline::seed(&mut conn, 300).unwrap().opportunities, 0);
+    let q = crm_db::demo_q2c::seed(&mut conn).unwrap();
+    assert!(q.quotes > 0 && q.contracts > 0 && q.payments > 0, "{q:?}");
+    assert_eq!(crm_db::demo_q2c::seed(&mut conn).unwrap().quotes, 0);
+    // Quote to cash is consistent with the deals: every won deal has an accepted quote
+    // whose net is the deal amount and a signed contract for the quote total; payments
+    // never exceed what the plan asks; numbers are unique.
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM opportunities o WHERE o.status = 'won' AND o.amount > 0 AND NOT EXISTS \
+             (SELECT 1 FROM quotes q JOIN contracts k ON k.quote_id = q.id WHERE q.opportunity_id = o.id \
+              AND q.status = 'accepted' AND q.net_amount = o.amount AND k.amount = q.total \
+              AND k.status IN ('signed', 'active', 'completed'))"
+        ),
+        0
+    );
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM quotes q WHERE q.total <> (SELECT sum(l.total) FROM quote_lines l WHERE l.quote_id = q.id)"
+        ),
+        0
+    );
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM installments i WHERE i.amount < \
+             (SELECT coalesce(sum(a.amount), 0) FROM payment_allocations a WHERE a.installment_id = i.id)"
+        ),
+        0
+    );
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM contracts k WHERE k.amount <> (SELECT sum(i.amount) FROM installments i WHERE i.contract_id = k.id)"
+        ),
+        0
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM quotes WHERE status = 'pending_approval'"),
+        app.db
+            .count("SELECT count(*) FROM approval_instances WHERE status = 'pending'")
+    );
     assert_eq!(
         app.db
             .count("SELECT count(*) FROM users WHERE email LIKE '%@demo.local'"),

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod demo_pipeline;
+pub mod demo_q2c;
 pub mod migrations;
 pub mod pool;
 pub mod repo;

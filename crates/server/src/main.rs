@@ -146,6 +146,18 @@ fn seed_demo(url: &str) -> Result<()> {
             "seeded demo pipeline"
         );
     }
+    let q2c =
+        crm_db::demo_q2c::seed(&mut conn).map_err(|e| anyhow::anyhow!("seeding demo quote-to-cash data: {e:?}"))?;
+    if q2c.quotes > 0 {
+        tracing::info!(
+            products = q2c.products,
+            quotes = q2c.quotes,
+            contracts = q2c.contracts,
+            payments = q2c.payments,
+            pending_approvals = q2c.pending_approvals,
+            "seeded demo quote to cash"
+        );
+    }
     println!("Demo logins (password for all: {}):", demo::DEMO_PASSWORD);
     for l in &report.logins {
         println!("  {:<26} {:<15} {}", l.email, l.role, l.team);

@@ -542,56 +542,60 @@ pub struct ReceivableRow {
     pub d90_plus: Decimal,
 }
 
+/// How receivables are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceivableGrouping {
+    Contract,
+    Account,
+    /// One row over everything in scope.
+    Total,
+}
+
 #[allow(clippy::too_many_arguments)]
 /// Receivables grouped per contract or per account (signed/active/completed contracts
 /// and contracts with payments), in scope, as of `today`.
 pub fn receivables(
     conn: &mut PgConnection,
     scope: &ScopeFilter,
-    by_account: bool,
+    group: ReceivableGrouping,
     account_id: Option<Uuid>,
     contract_id: Option<Uuid>,
     overdue_only: bool,
     today: NaiveDate,
     limit: i64,
 ) -> QueryResult<Vec<ReceivableRow>> {
-    let (key, label) = if by_account {
-        ("k.account_id", "max(a.name)")
-    } else {
-        ("k.id", "max(k.number)")
+    let (key, label) = match group {
+        ReceivableGrouping::Account => ("k.account_id", "max(a.name)"),
+        ReceivableGrouping::Contract => ("k.id", "max(k.number)"),
+        ReceivableGrouping::Total => ("'00000000-0000-0000-0000-000000000000'::uuid", "'total'"),
     };
+    // Per contract, index lookups only (LATERAL): its installments with what is still
+    // open on each, its live invoices and its payments.
     let mut sql = Sql::new(
-        "WITH inst AS (SELECT i.contract_id, i.due_date, i.amount - coalesce(( \
-            SELECT sum(al.amount) FROM payment_allocations al WHERE al.installment_id = i.id), 0) AS open \
-          FROM installments i), \
-         per AS (SELECT k.id, k.account_id, k.number, k.currency, k.amount, \
-            coalesce((SELECT sum(i.amount) FROM installments i WHERE i.contract_id = k.id), 0) AS planned, \
-            coalesce((SELECT sum(v.amount) FROM invoices v WHERE v.contract_id = k.id AND v.status = 'issued'), 0) \
-              AS invoiced, \
-            coalesce((SELECT sum(p.amount) FROM payments p WHERE p.contract_id = k.id), 0) AS received, \
-            coalesce((SELECT sum(x.open) FILTER (WHERE x.due_date < ",
+        "WITH per AS (SELECT k.id, k.account_id, k.number, k.currency, k.amount, \
+            coalesce(ins.planned, 0) AS planned, coalesce(inv.total, 0) AS invoiced, \
+            coalesce(pay.total, 0) AS received, coalesce(ins.overdue, 0) AS overdue, \
+            coalesce(ins.d0_30, 0) AS d0_30, coalesce(ins.d31_60, 0) AS d31_60, \
+            coalesce(ins.d61_90, 0) AS d61_90, coalesce(ins.d90_plus, 0) AS d90_plus \
+          FROM contracts k \
+          LEFT JOIN LATERAL (SELECT sum(x.amount) AS planned, \
+              sum(x.open) FILTER (WHERE x.late >= 1) AS overdue, \
+              sum(x.open) FILTER (WHERE x.late BETWEEN 1 AND 30) AS d0_30, \
+              sum(x.open) FILTER (WHERE x.late BETWEEN 31 AND 60) AS d31_60, \
+              sum(x.open) FILTER (WHERE x.late BETWEEN 61 AND 90) AS d61_90, \
+              sum(x.open) FILTER (WHERE x.late > 90) AS d90_plus \
+            FROM (SELECT i.amount, (",
     );
     sql.bind::<Date, _>(today);
-    sql.push(") FROM inst x WHERE x.contract_id = k.id), 0) AS overdue");
-    for (name, lo, hi) in [
-        ("d0_30", 1, Some(30)),
-        ("d31_60", 31, Some(60)),
-        ("d61_90", 61, Some(90)),
-        ("d90_plus", 91, None),
-    ] {
-        sql.push(", coalesce((SELECT sum(x.open) FROM inst x WHERE x.contract_id = k.id AND x.open > 0 AND ");
-        sql.bind::<Date, _>(today);
-        sql.push(&format!(" - x.due_date >= {lo}"));
-        if let Some(hi) = hi {
-            sql.push(" AND ");
-            sql.bind::<Date, _>(today);
-            sql.push(&format!(" - x.due_date <= {hi}"));
-        }
-        sql.push(&format!("), 0) AS {name}"));
-    }
     sql.push(
-        " FROM contracts k WHERE k.deleted_at IS NULL \
-          AND (k.status IN ('signed', 'active', 'completed') OR EXISTS (SELECT 1 FROM payments p WHERE p.contract_id = k.id))",
+        "::date - i.due_date) AS late, greatest(i.amount - coalesce((SELECT sum(al.amount) \
+                FROM payment_allocations al WHERE al.installment_id = i.id), 0), 0) AS open \
+              FROM installments i WHERE i.contract_id = k.id) x) ins ON true \
+          LEFT JOIN LATERAL (SELECT sum(v.amount) AS total FROM invoices v \
+            WHERE v.contract_id = k.id AND v.status = 'issued') inv ON true \
+          LEFT JOIN LATERAL (SELECT sum(p.amount) AS total FROM payments p WHERE p.contract_id = k.id) pay ON true \
+          WHERE k.deleted_at IS NULL \
+            AND (k.status IN ('signed', 'active', 'completed') OR pay.total IS NOT NULL)",
     );
     sql.scope("k", scope);
     sql.eq_opt::<SqlUuid, _>("k.account_id", account_id)
@@ -601,7 +605,7 @@ pub fn receivables(
          sum(k.planned) AS planned, sum(k.invoiced) AS invoiced, sum(k.received) AS received, \
          greatest(sum(k.amount) - sum(k.received), 0) AS outstanding, sum(k.overdue) AS overdue, \
          sum(k.d0_30) AS d0_30, sum(k.d31_60) AS d31_60, sum(k.d61_90) AS d61_90, sum(k.d90_plus) AS d90_plus \
-         FROM per k JOIN accounts a ON a.id = k.account_id GROUP BY {key}"
+         FROM per k JOIN accounts a ON a.id = k.account_id GROUP BY 1"
     ));
     if overdue_only {
         sql.push(" HAVING sum(k.overdue) > 0");

@@ -618,7 +618,8 @@ impl From<ReceivableRow> for Receivable {
     }
 }
 
-/// Receivables with totals.
+/// Receivables with totals (the totals cover everything matching, not only the rows
+/// returned).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceivableReport {
     /// The business date the ageing is computed for.

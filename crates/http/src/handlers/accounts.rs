@@ -716,10 +716,19 @@ fn quote_to_cash(
             .into_iter()
             .map(|p| crate::dto::contracts::Payment::build(p, &allocs))
             .collect();
-        out.3 = contracts::receivables(c, s, true, Some(account), None, false, today, 1)?
-            .into_iter()
-            .next()
-            .map(Into::into);
+        out.3 = contracts::receivables(
+            c,
+            s,
+            contracts::ReceivableGrouping::Account,
+            Some(account),
+            None,
+            false,
+            today,
+            1,
+        )?
+        .into_iter()
+        .next()
+        .map(Into::into);
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use chrono::Datelike;
 use crm_db::repo::accounts::Liveness;
 use crm_db::repo::contracts::{
     self as repo, ContractChanges, ContractFilter, ContractRow, InstallmentRow, InvoiceRow, NewContract, PaymentFilter,
-    PaymentRow,
+    PaymentRow, ReceivableGrouping as Grouping,
 };
 use crm_db::repo::opportunities as opps;
 use crm_db::repo::{audit, quotes, workflow};
@@ -31,8 +31,8 @@ use crate::auth::Auth;
 use crate::dto::contracts::{
     AgeingBuckets, AllocatePayment, Allocation, Amendment, AmendmentList, Contract, ContractAction, ContractListQuery,
     ContractStatus, CreateAmendment, CreateContract, CreateInvoice, CreatePayment, Installment, Invoice,
-    InvoiceListQuery, Payment, PaymentListQuery, PaymentPlan, ReceivableGroup, ReceivableReport, ReceivablesQuery,
-    SetPaymentPlan, SignContract, TerminateContract, UpdateContract,
+    InvoiceListQuery, Payment, PaymentListQuery, PaymentPlan, Receivable, ReceivableGroup, ReceivableReport,
+    ReceivablesQuery, SetPaymentPlan, SignContract, TerminateContract, UpdateContract,
 };
 use crate::dto::quotes::{StatusChange, StatusHistory};
 use crate::dto::{money, Errors, Page};
@@ -1449,40 +1449,31 @@ pub async fn receivables(
         ));
     }
     let today = state.clock.today();
-    let by_account = q.group_by == Some(ReceivableGroup::Account);
-    let rows = state
+    let group = match q.group_by {
+        Some(ReceivableGroup::Account) => Grouping::Account,
+        _ => Grouping::Contract,
+    };
+    let (rows, total) = state
         .db
         .run(move |c| {
-            Ok::<_, ApiError>(repo::receivables(
-                c,
-                &scope,
-                by_account,
-                q.account_id,
-                q.contract_id,
-                q.overdue.unwrap_or(false),
-                today,
-                limit,
-            )?)
+            let (acc, kid, overdue) = (q.account_id, q.contract_id, q.overdue.unwrap_or(false));
+            let rows = repo::receivables(c, &scope, group, acc, kid, overdue, today, limit)?;
+            let total = repo::receivables(c, &scope, Grouping::Total, acc, kid, overdue, today, 1)?;
+            Ok::<_, ApiError>((rows, total.into_iter().next()))
         })
         .await?;
-    let items: Vec<crate::dto::contracts::Receivable> = rows.into_iter().map(Into::into).collect();
-    let mut ageing = AgeingBuckets::default();
-    for r in &items {
-        ageing.d0_30 += r.ageing.d0_30;
-        ageing.d31_60 += r.ageing.d31_60;
-        ageing.d61_90 += r.ageing.d61_90;
-        ageing.d90_plus += r.ageing.d90_plus;
-    }
+    let items: Vec<Receivable> = rows.into_iter().map(Into::into).collect();
+    let total: Option<Receivable> = total.map(Into::into);
     Ok(HttpResponse::Ok().json(ReceivableReport {
         as_of: today,
-        total_outstanding: money(items.iter().map(|r| r.outstanding).sum()),
-        total_overdue: money(items.iter().map(|r| r.overdue_amount).sum()),
-        ageing: AgeingBuckets {
-            d0_30: money(ageing.d0_30),
-            d31_60: money(ageing.d31_60),
-            d61_90: money(ageing.d61_90),
-            d90_plus: money(ageing.d90_plus),
-        },
+        total_outstanding: total.as_ref().map_or(money(Decimal::ZERO), |t| t.outstanding),
+        total_overdue: total.as_ref().map_or(money(Decimal::ZERO), |t| t.overdue_amount),
+        ageing: total.map(|t| t.ageing).unwrap_or_else(|| AgeingBuckets {
+            d0_30: money(Decimal::ZERO),
+            d31_60: money(Decimal::ZERO),
+            d61_90: money(Decimal::ZERO),
+            d90_plus: money(Decimal::ZERO),
+        }),
         items,
     }))
 }
