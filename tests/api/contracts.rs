@@ -341,6 +341,17 @@ async fn payment_plans_allocations_and_receivables() {
     assert_eq!(row["overdue_amount"], "400.00");
     assert_eq!(row["ageing"]["31-60"], "100.00");
     assert_eq!(row["ageing"]["0-30"], "300.00");
+    // The broad form (no filter, scope all: hash aggregation) agrees with the narrow one.
+    let all = app.get("/api/v1/receivables", &finance).await;
+    let same = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == kid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(&same, row);
+    assert_eq!(all.body["total_overdue"], "400.00");
     let plan = app.get(&format!("/api/v1/contracts/{kid}/payment-plan"), &rep).await;
     assert_eq!(plan.body["installments"][0]["ageing"], "31-60");
     assert_eq!(plan.body["installments"][0]["outstanding"], "100.00");

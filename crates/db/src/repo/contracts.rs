@@ -569,33 +569,53 @@ pub fn receivables(
         ReceivableGrouping::Contract => ("k.id", "max(k.number)"),
         ReceivableGrouping::Total => ("'00000000-0000-0000-0000-000000000000'::uuid", "'total'"),
     };
-    // Per contract, index lookups only (LATERAL): its installments with what is still
-    // open on each, its live invoices and its payments.
+    // Narrow requests (one contract, one account, one owner) look each contract up by
+    // index (LATERAL); broad ones aggregate the tables once with hash joins.
+    let narrow = contract_id.is_some() || account_id.is_some() || matches!(scope, ScopeFilter::Owner(_));
     let mut sql = Sql::new(
         "WITH per AS (SELECT k.id, k.account_id, k.number, k.currency, k.amount, \
             coalesce(ins.planned, 0) AS planned, coalesce(inv.total, 0) AS invoiced, \
             coalesce(pay.total, 0) AS received, coalesce(ins.overdue, 0) AS overdue, \
             coalesce(ins.d0_30, 0) AS d0_30, coalesce(ins.d31_60, 0) AS d31_60, \
             coalesce(ins.d61_90, 0) AS d61_90, coalesce(ins.d90_plus, 0) AS d90_plus \
-          FROM contracts k \
-          LEFT JOIN LATERAL (SELECT sum(x.amount) AS planned, \
+          FROM contracts k LEFT JOIN ",
+    );
+    if narrow {
+        sql.push("LATERAL ");
+    }
+    sql.push(
+        "(SELECT x.contract_id, sum(x.amount) AS planned, \
               sum(x.open) FILTER (WHERE x.late >= 1) AS overdue, \
               sum(x.open) FILTER (WHERE x.late BETWEEN 1 AND 30) AS d0_30, \
               sum(x.open) FILTER (WHERE x.late BETWEEN 31 AND 60) AS d31_60, \
               sum(x.open) FILTER (WHERE x.late BETWEEN 61 AND 90) AS d61_90, \
               sum(x.open) FILTER (WHERE x.late > 90) AS d90_plus \
-            FROM (SELECT i.amount, (",
+            FROM (SELECT i.contract_id, i.amount, (",
     );
     sql.bind::<Date, _>(today);
-    sql.push(
-        "::date - i.due_date) AS late, greatest(i.amount - coalesce((SELECT sum(al.amount) \
+    if narrow {
+        sql.push(
+            "::date - i.due_date) AS late, greatest(i.amount - coalesce((SELECT sum(al.amount) \
                 FROM payment_allocations al WHERE al.installment_id = i.id), 0), 0) AS open \
-              FROM installments i WHERE i.contract_id = k.id) x) ins ON true \
-          LEFT JOIN LATERAL (SELECT sum(v.amount) AS total FROM invoices v \
-            WHERE v.contract_id = k.id AND v.status = 'issued') inv ON true \
-          LEFT JOIN LATERAL (SELECT sum(p.amount) AS total FROM payments p WHERE p.contract_id = k.id) pay ON true \
-          WHERE k.deleted_at IS NULL \
-            AND (k.status IN ('signed', 'active', 'completed') OR pay.total IS NOT NULL)",
+              FROM installments i WHERE i.contract_id = k.id) x GROUP BY x.contract_id) ins ON true \
+            LEFT JOIN LATERAL (SELECT sum(v.amount) AS total FROM invoices v \
+              WHERE v.contract_id = k.id AND v.status = 'issued') inv ON true \
+            LEFT JOIN LATERAL (SELECT sum(p.amount) AS total FROM payments p WHERE p.contract_id = k.id) pay ON true",
+        );
+    } else {
+        sql.push(
+            "::date - i.due_date) AS late, greatest(i.amount - coalesce(al.paid, 0), 0) AS open \
+              FROM installments i LEFT JOIN (SELECT installment_id, sum(amount) AS paid \
+                FROM payment_allocations GROUP BY installment_id) al ON al.installment_id = i.id) x \
+              GROUP BY x.contract_id) ins ON ins.contract_id = k.id \
+            LEFT JOIN (SELECT contract_id, sum(amount) AS total FROM invoices WHERE status = 'issued' \
+              GROUP BY contract_id) inv ON inv.contract_id = k.id \
+            LEFT JOIN (SELECT contract_id, sum(amount) AS total FROM payments GROUP BY contract_id) pay \
+              ON pay.contract_id = k.id",
+        );
+    }
+    sql.push(
+        " WHERE k.deleted_at IS NULL AND (k.status IN ('signed', 'active', 'completed') OR pay.total IS NOT NULL)",
     );
     sql.scope("k", scope);
     sql.eq_opt::<SqlUuid, _>("k.account_id", account_id)
