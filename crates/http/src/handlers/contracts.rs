@@ -464,7 +464,7 @@ pub async fn update_contract(
     Ok(with_etag(&Contract::from(row), v))
 }
 
-/// Runs a contract action on the locked contract in the caller's update scope.
+/// Runs a contract action on the contract locked in the caller's update scope.
 async fn act<F>(
     state: &AppState,
     auth: &Auth,
@@ -477,24 +477,12 @@ async fn act<F>(
 where
     F: FnOnce(&mut PgConnection, &Auth, ContractRow) -> ApiResult<Contract> + Send + 'static,
 {
-    let scope = auth.filter(RES, Action::Update)?;
-    let writer = auth.clone();
-    idempotency::post(state, auth, key, req, raw, idempotency::keep, move |c| {
-        let row = repo::find(c, &scope, id, true)?.ok_or_else(|| ApiError::not_found("contract"))?;
-        Outcome::ok(&f(c, &writer, row)?)
-    })
-    .await
+    let find: super::LockedFind<ContractRow> = |c, s, id| repo::find(c, s, id, true);
+    super::locked_action(state, auth, key, req, raw, (RES, "contract"), find, id, f).await
 }
 
 fn wrong_status(row: &ContractRow, action: &str, allowed: &str) -> ApiError {
-    ApiError::conflict(
-        "invalid_transition",
-        format!(
-            "cannot {action} a contract that is {}; it must be {allowed}",
-            row.status
-        ),
-    )
-    .with_extra("status", json!(row.status))
+    super::invalid_transition("contract", &row.status, action, allowed)
 }
 
 /// Send a draft contract to legal review through the approval engine (the seeded

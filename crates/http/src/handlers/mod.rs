@@ -92,6 +92,48 @@ pub fn resolve_owner(c: &mut PgConnection, auth: &Auth, resource: &str, owner_id
     Ok(owner.team_id)
 }
 
+/// 409 `invalid_transition`: `action` is not allowed on a `kind` in `status`.
+pub fn invalid_transition(kind: &str, status: &str, action: &str, allowed: &str) -> ApiError {
+    ApiError::conflict(
+        "invalid_transition",
+        format!("cannot {action} a {kind} that is {status}; it must be {allowed}"),
+    )
+    .with_extra("status", serde_json::json!(status))
+}
+
+/// Finds a record in scope, locked for update.
+pub type LockedFind<R> =
+    fn(&mut PgConnection, &crm_domain::access::ScopeFilter, Uuid) -> crm_db::QueryResult<Option<R>>;
+
+/// Runs a state-changing action on one record: one transaction with idempotency-key
+/// handling, the record found and locked in the caller's `resource:update` scope (404
+/// otherwise), then `f`, whose result is the 200 body.
+#[allow(clippy::too_many_arguments)]
+pub async fn locked_action<R, T, F>(
+    state: &crate::state::AppState,
+    auth: &Auth,
+    key: crate::extract::IdempotencyKey,
+    req: &actix_web::HttpRequest,
+    raw: &[u8],
+    (resource, what): (&'static str, &'static str),
+    find: LockedFind<R>,
+    id: Uuid,
+    f: F,
+) -> ApiResult<HttpResponse>
+where
+    R: Send + 'static,
+    T: Serialize,
+    F: FnOnce(&mut PgConnection, &Auth, R) -> ApiResult<T> + Send + 'static,
+{
+    let scope = auth.filter(resource, Action::Update)?;
+    let writer = auth.clone();
+    crate::idempotency::post(state, auth, key, req, raw, crate::idempotency::keep, move |c| {
+        let row = find(c, &scope, id)?.ok_or_else(|| ApiError::not_found(what))?;
+        crate::idempotency::Outcome::ok(&f(c, &writer, row)?)
+    })
+    .await
+}
+
 /// Opaque cursor for id-ordered lists (audit history).
 pub fn encode_id_cursor(id: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("h:{id}"))

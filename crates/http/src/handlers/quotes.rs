@@ -637,7 +637,7 @@ pub async fn delete_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Runs a quote action: locks the quote in the caller's update scope and hands it over.
+/// Runs a quote action on the quote locked in the caller's update scope.
 async fn act<F>(
     state: &AppState,
     auth: &Auth,
@@ -650,22 +650,12 @@ async fn act<F>(
 where
     F: FnOnce(&mut PgConnection, &Auth, QuoteRow) -> ApiResult<Quote> + Send + 'static,
 {
-    let scope = auth.filter(RES, Action::Update)?;
-    let writer = auth.clone();
-    idempotency::post(state, auth, key, req, raw, idempotency::keep, move |c| {
-        let row = quotes::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("quote"))?;
-        let q = f(c, &writer, row)?;
-        Outcome::ok(&q)
-    })
-    .await
+    let find: super::LockedFind<QuoteRow> = |c, s, id| quotes::find(c, s, id, Liveness::Live, true);
+    super::locked_action(state, auth, key, req, raw, (RES, "quote"), find, id, f).await
 }
 
 fn wrong_status(row: &QuoteRow, action: &str, allowed: &str) -> ApiError {
-    ApiError::conflict(
-        "invalid_transition",
-        format!("cannot {action} a quote that is {}; it must be {allowed}", row.status),
-    )
-    .with_extra("status", json!(row.status))
+    super::invalid_transition("quote", &row.status, action, allowed)
 }
 
 /// Submit a draft (or rejected) quote for approval. The matching approval definition
