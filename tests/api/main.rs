@@ -9,6 +9,7 @@ mod auth;
 mod contacts;
 mod contracts;
 mod errors;
+mod exports;
 mod fields;
 mod leads;
 mod ops;

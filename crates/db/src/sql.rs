@@ -312,6 +312,13 @@ impl ListSpec {
         })
     }
 
+    /// The same request with another page size (internal readers such as exports,
+    /// which read in larger pages than a client may ask for).
+    pub fn with_limit(mut self, limit: i64) -> Self {
+        self.limit = limit;
+        self
+    }
+
     /// Appends the keyset condition (rows strictly after the cursor).
     pub fn push_after(&self, sql: &mut Sql<'_>, id_expr: &str) {
         let Some((bounds, id)) = &self.after else { return };

@@ -348,3 +348,35 @@ impl<T: DeserializeOwned> FromRequest for ListQuery<T> {
         })())
     }
 }
+
+/// Query of an export endpoint: the list's parameters, the export options (`header`)
+/// and the raw query string (recorded with the export).
+pub struct ExportQuery<T> {
+    pub list: ListQuery<T>,
+    pub options: crate::listing::ExportOptions,
+    pub raw: String,
+}
+
+impl<T: DeserializeOwned> FromRequest for ExportQuery<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready((|| {
+            let bad = |e: serde_urlencoded::de::Error| {
+                ApiError::bad_request("invalid_query", format!("invalid query string: {e}"))
+            };
+            let (rest, custom) = crate::custom::split_query(req.query_string())?;
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&rest).map_err(bad)?;
+            let (opts, list): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k == "header");
+            let enc = |p: &[(String, String)]| serde_urlencoded::to_string(p).unwrap_or_default();
+            let options = serde_urlencoded::from_str(&enc(&opts)).map_err(bad)?;
+            let query = serde_urlencoded::from_str::<T>(&enc(&list)).map_err(bad)?;
+            Ok(ExportQuery {
+                list: ListQuery { query, custom },
+                options,
+                raw: req.query_string().to_owned(),
+            })
+        })())
+    }
+}

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod idempotency;
+pub mod listing;
 pub mod meta;
 pub mod metrics;
 pub mod middleware;

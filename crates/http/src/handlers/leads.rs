@@ -6,7 +6,6 @@ use crm_db::repo::accounts::{self, Liveness, NewAccount};
 use crm_db::repo::audit;
 use crm_db::repo::contacts::{self, NewContact};
 use crm_db::repo::leads::{self, LeadChanges, LeadFilter, LeadRow, NewLead};
-use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
 use crm_domain::pipeline::LeadStatus;
 use crm_domain::{diff, normalize};
@@ -27,8 +26,9 @@ use crate::dto::leads::{
 };
 use crate::dto::{patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
+use crate::listing::{self, ExportOptions};
 use crate::state::AppState;
 
 const RES: &str = "leads";
@@ -66,20 +66,21 @@ pub async fn list_leads(
     auth: Auth,
     q: ListQuery<LeadListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let ListQuery {
-        query: q,
-        custom: custom_params,
-    } = q;
-    let since = q.updated_since;
-    if since.is_some() && q.sort.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_sort",
-            "updated_since lists are in updated_at order; omit sort",
-        ));
-    }
-    let first_page = q.cursor.is_none();
-    let mut filter = LeadFilter {
+    let (filter, params) = list_filter(q);
+    listing::list(&state, &auth, filter, params).await
+}
+
+/// The typed filter and the shared list parameters of a list or export query.
+fn list_filter(q: ListQuery<LeadListQuery>) -> (LeadFilter, listing::Params) {
+    let ListQuery { query: q, custom } = q;
+    let params = listing::Params {
+        since: q.updated_since,
+        sort: q.sort,
+        cursor: q.cursor,
+        limit: q.limit,
+        custom,
+    };
+    let filter = LeadFilter {
         owner_id: q.owner_id,
         team_id: q.team_id,
         status: q.status.map(|s| s.as_str().to_owned()),
@@ -96,35 +97,39 @@ pub async fn list_leads(
         q: q.q,
         custom: Vec::new(),
     };
-    let (sort, cursor, limit) = (q.sort, q.cursor, q.limit);
-    let principal = auth.principal.clone();
-    let cache = state.fields.clone();
-    let (shaper, page, deleted) = state
-        .db
-        .run(move |c| {
-            let defs = cache.get(c, RES)?;
-            filter.custom = custom::parse_filters(&principal, RES, &defs, &custom_params)?;
-            let cols = custom::sort_columns(&principal, RES, "l", &defs, leads::SORT_COLUMNS);
-            let spec = match since {
-                Some(_) => ListSpec::new(&cols, "updated_at", None, cursor.as_deref(), limit, "sync")?,
-                None => ListSpec::new(
-                    &cols,
-                    leads::DEFAULT_SORT,
-                    sort.as_deref(),
-                    cursor.as_deref(),
-                    limit,
-                    "list",
-                )?,
-            };
-            let (page, deleted) = match since {
-                Some(s) => leads::list_changed(c, &scope, &filter, s, &spec, first_page)?,
-                None => (leads::list(c, &scope, &filter, &spec)?, Vec::new()),
-            };
-            Ok::<_, ApiError>((Shaper::new(&principal, RES, defs), page, deleted))
-        })
-        .await?;
-    let items: Vec<Lead> = page.items.into_iter().map(Lead::from).collect();
-    Ok(shaper.page(items, page.next_cursor, since.map(|_| deleted)))
+    (filter, params)
+}
+
+crate::impl_listing!(LeadFilter, Lead, RES, "l", leads, |c, rows| rows
+    .into_iter()
+    .map(Lead::from)
+    .collect());
+
+/// Export leads as CSV: every record the list with the same filters and sort returns.
+///
+/// Needs `leads:export`. UTF-8 with a BOM; one column per field the caller may see
+/// (masked fields masked), custom fields as `custom.<key>`; `header=zh|en` puts labels
+/// in the heading row. `cursor` and `limit` do not apply; more than 100,000 matching
+/// records answer 422 `export_too_large`. Recorded in the audit trail and as the
+/// `lead.exported` event.
+#[utoipa::path(
+    tag = "leads",
+    params(LeadListQuery, ExportOptions),
+    responses(
+        (status = 200, description = "CSV document", content_type = "text/csv", body = String,
+            headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
+        BadRequest, Unauthorized, Forbidden, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/leads/export")]
+pub async fn export_leads(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: ExportQuery<LeadListQuery>,
+) -> ApiResult<HttpResponse> {
+    let (filter, params) = list_filter(q.list);
+    listing::export(&state, &auth, filter, params, q.options, q.raw).await
 }
 
 /// Capture a lead. With `owner_id` it is assigned at once; otherwise it is new and

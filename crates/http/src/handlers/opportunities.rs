@@ -9,7 +9,6 @@ use crm_db::repo::opportunities::{
     self as opps, NewOpportunity, OpportunityChanges, OpportunityFilter, OpportunityRow, StageMove,
 };
 use crm_db::repo::{audit, contacts, pipelines};
-use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
 use crm_domain::pipeline::{classify_move, unmet, Evidence, Move, MoveError, StageKind, StagePos};
 use crm_domain::{diff, normalize};
@@ -34,8 +33,9 @@ use crate::dto::opportunities::{
 use crate::dto::pipelines::{Criterion, Stage, StageItem};
 use crate::dto::{patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
+use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
+use crate::listing::{self, ExportOptions};
 use crate::state::AppState;
 
 const RES: &str = "opportunities";
@@ -236,20 +236,21 @@ pub async fn list_opportunities(
     auth: Auth,
     q: ListQuery<OpportunityListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let ListQuery {
-        query: q,
-        custom: custom_params,
-    } = q;
-    let since = q.updated_since;
-    if since.is_some() && q.sort.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_sort",
-            "updated_since lists are in updated_at order; omit sort",
-        ));
-    }
-    let first_page = q.cursor.is_none();
-    let mut filter = OpportunityFilter {
+    let (filter, params) = list_filter(q);
+    listing::list(&state, &auth, filter, params).await
+}
+
+/// The typed filter and the shared list parameters of a list or export query.
+fn list_filter(q: ListQuery<OpportunityListQuery>) -> (OpportunityFilter, listing::Params) {
+    let ListQuery { query: q, custom } = q;
+    let params = listing::Params {
+        since: q.updated_since,
+        sort: q.sort,
+        cursor: q.cursor,
+        limit: q.limit,
+        custom,
+    };
+    let filter = OpportunityFilter {
         pipeline_id: q.pipeline_id,
         stage_id: q.stage_id,
         status: q.status.map(|s| s.as_str().to_owned()),
@@ -268,39 +269,38 @@ pub async fn list_opportunities(
         q: q.q,
         custom: Vec::new(),
     };
-    let (sort, cursor, limit) = (q.sort, q.cursor, q.limit);
-    let principal = auth.principal.clone();
-    let cache = state.fields.clone();
-    let (shaper, items, next, deleted) = state
-        .db
-        .run(move |c| {
-            let defs = cache.get(c, RES)?;
-            filter.custom = custom::parse_filters(&principal, RES, &defs, &custom_params)?;
-            let cols = custom::sort_columns(&principal, RES, "o", &defs, opps::SORT_COLUMNS);
-            let spec = match since {
-                Some(_) => ListSpec::new(&cols, "updated_at", None, cursor.as_deref(), limit, "sync")?,
-                None => ListSpec::new(
-                    &cols,
-                    opps::DEFAULT_SORT,
-                    sort.as_deref(),
-                    cursor.as_deref(),
-                    limit,
-                    "list",
-                )?,
-            };
-            let (page, deleted) = match since {
-                Some(s) => opps::list_changed(c, &scope, &filter, s, &spec, first_page)?,
-                None => (opps::list(c, &scope, &filter, &spec)?, Vec::new()),
-            };
-            Ok::<_, ApiError>((
-                Shaper::new(&principal, RES, defs),
-                with_contacts(c, page.items)?,
-                page.next_cursor,
-                deleted,
-            ))
-        })
-        .await?;
-    Ok(shaper.page(items, next, since.map(|_| deleted)))
+    (filter, params)
+}
+
+crate::impl_listing!(OpportunityFilter, Opportunity, RES, "o", opps, |c, rows| with_contacts(
+    c, rows
+)?);
+
+/// Export opportunities as CSV: every record the list with the same filters and sort returns.
+///
+/// Needs `opportunities:export`. UTF-8 with a BOM; one column per field the caller may see
+/// (masked fields masked), custom fields as `custom.<key>`; `header=zh|en` puts labels
+/// in the heading row. `cursor` and `limit` do not apply; more than 100,000 matching
+/// records answer 422 `export_too_large`. Recorded in the audit trail and as the
+/// `opportunity.exported` event.
+#[utoipa::path(
+    tag = "opportunities",
+    params(OpportunityListQuery, ExportOptions),
+    responses(
+        (status = 200, description = "CSV document", content_type = "text/csv", body = String,
+            headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
+        BadRequest, Unauthorized, Forbidden, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/export")]
+pub async fn export_opportunities(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: ExportQuery<OpportunityListQuery>,
+) -> ApiResult<HttpResponse> {
+    let (filter, params) = list_filter(q.list);
+    listing::export(&state, &auth, filter, params, q.options, q.raw).await
 }
 
 /// Create a deal in a pipeline (default pipeline, first stage unless given; a later
