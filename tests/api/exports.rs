@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crm_test_support::app::{request, start};
+use crm_test_support::app::start;
 use serde_json::json;
 
 /// Parses RFC 4180 text (quoted fields may hold commas, quotes and line breaks).
@@ -117,31 +117,16 @@ async fn contact_export_respects_scope_permissions_and_field_access() {
     assert_eq!(column(&rows, "custom.salary_band"), vec!["P7"; 3]);
 
     // The manager's export is limited to the team and follows field permissions.
-    let roles = app.get("/api/v1/admin/roles", &admin).await;
-    let manager_role = roles.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["key"] == "sales_manager")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = app
-        .send(
-            request(
-                actix_web::http::Method::PUT,
-                &format!("/api/v1/admin/roles/{manager_role}/field-permissions"),
-                Some(&admin),
-            )
-            .set_json(json!({"items": [
-                {"object": "contacts", "field": "mobile", "access": "masked"},
-                {"object": "contacts", "field": "email", "access": "hidden"},
-                {"object": "contacts", "field": "custom.salary_band", "access": "hidden"}
-            ]})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
+    app.set_field_access(
+        &admin,
+        "sales_manager",
+        json!([
+            {"object": "contacts", "field": "mobile", "access": "masked"},
+            {"object": "contacts", "field": "email", "access": "hidden"},
+            {"object": "contacts", "field": "custom.salary_band", "access": "hidden"}
+        ]),
+    )
+    .await;
     let r = app.get("/api/v1/contacts/export?sort=name", &manager).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let rows = parse_csv(&r.text);

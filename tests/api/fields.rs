@@ -806,3 +806,131 @@ async fn layouts_and_meta_describe_the_forms() {
     assert_eq!(r.body["version"], 2);
     assert_eq!(app.db.count("SELECT count(*) FROM layouts"), 2);
 }
+
+#[actix_web::test]
+async fn searchable_fields_join_q_and_withheld_fields_cannot_be_searched() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let r = app
+        .post(
+            "/api/v1/admin/fields/contacts",
+            &admin,
+            json!({"key": "nickname", "label_zh": "昵称", "label_en": "Nickname", "type": "text"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["searchable"], false);
+    let r = app
+        .post(
+            "/api/v1/admin/fields/contacts",
+            &admin,
+            json!({"key": "secret_code", "label_zh": "暗号", "label_en": "Code", "type": "text", "searchable": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .post(
+            "/api/v1/admin/fields/contacts",
+            &admin,
+            json!({"key": "headcount", "label_zh": "人数", "label_en": "Headcount", "type": "integer", "searchable": true}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["errors"][0]["field"], "searchable");
+
+    let acc = app
+        .post(
+            "/api/v1/accounts",
+            &admin,
+            json!({"name": "搜索测试", "owner_id": app.org.rep_east1}),
+        )
+        .await;
+    let ct = app
+        .post(
+            "/api/v1/contacts",
+            &admin,
+            json!({"account_id": acc.body["id"], "name": "杨过", "mobile": "13812345678", "email": "yang@gumu.cn",
+                   "owner_id": app.org.rep_east1, "custom": {"nickname": "小龙女的徒弟", "secret_code": "ZX-42"}}),
+        )
+        .await;
+    assert_eq!(ct.status, 201, "{}", ct.text);
+    let id = ct.body["id"].as_str().unwrap().to_owned();
+    let found = |r: &crm_test_support::app::Resp| r.ids().contains(&id);
+
+    // Not searchable yet: q does not look in the field.
+    assert!(!found(&app.get("/api/v1/contacts?q=%E5%B0%8F%E9%BE%99", &admin).await));
+    let v = app
+        .get("/api/v1/admin/fields/contacts/nickname", &admin)
+        .await
+        .etag_version();
+    let r = app
+        .patch(
+            "/api/v1/admin/fields/contacts/nickname",
+            &admin,
+            v,
+            json!({"searchable": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let idx = "SELECT count(*) FROM pg_indexes WHERE indexname = 'contacts_cfs_nickname_idx'";
+    assert_eq!(app.db.count(idx), 1);
+    assert!(found(&app.get("/api/v1/contacts?q=%E5%B0%8F%E9%BE%99", &admin).await));
+    // Meta says what q covers, built-in and custom.
+    let meta = app.get("/api/v1/meta/contacts", &admin).await;
+    let searchable: Vec<&str> = meta.body["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["searchable"] == true)
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        searchable,
+        vec![
+            "name",
+            "mobile",
+            "phone",
+            "email",
+            "custom.nickname",
+            "custom.secret_code"
+        ]
+    );
+
+    // A rep who sees the mobile masked, the e-mail and the code hidden cannot find
+    // the contact through them, only through what it may read.
+    app.set_field_access(
+        &admin,
+        "sales_rep",
+        json!([
+            {"object": "contacts", "field": "mobile", "access": "masked"},
+            {"object": "contacts", "field": "email", "access": "hidden"},
+            {"object": "contacts", "field": "custom.secret_code", "access": "hidden"}
+        ]),
+    )
+    .await;
+    let rep = app.token(app.org.rep_east1);
+    for q in ["13812345678", "yang%40gumu", "ZX-42"] {
+        let r = app.get(&format!("/api/v1/contacts?q={q}"), &rep).await;
+        assert_eq!(r.status, 200);
+        assert!(!found(&r), "{q} must not match through a withheld field");
+        assert!(found(&app.get(&format!("/api/v1/contacts?q={q}"), &admin).await), "{q}");
+    }
+    assert!(found(&app.get("/api/v1/contacts?q=%E6%9D%A8%E8%BF%87", &rep).await));
+    assert!(found(&app.get("/api/v1/contacts?q=%E5%BE%92%E5%BC%9F", &rep).await));
+    // Turning search off drops the index.
+    let v = app
+        .get("/api/v1/admin/fields/contacts/nickname", &admin)
+        .await
+        .etag_version();
+    let r = app
+        .patch(
+            "/api/v1/admin/fields/contacts/nickname",
+            &admin,
+            v,
+            json!({"searchable": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.db.count(idx), 0);
+    assert!(!found(&app.get("/api/v1/contacts?q=%E5%B0%8F%E9%BE%99", &admin).await));
+}

@@ -210,6 +210,7 @@ diesel::table! {
         group_name -> Nullable<Text>,
         settings -> Jsonb,
         filterable -> Bool,
+        searchable -> Bool,
         archived_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,

@@ -153,6 +153,42 @@ impl<'a> Sql<'a> {
     }
 
     /// `AND <expr> ILIKE '%q%'` with LIKE metacharacters escaped.
+    /// `q` search: a substring of `expr` (the built-in search text, which has a trigram
+    /// index) or of one of the caller's searchable custom fields (each with its own
+    /// trigram index, so Postgres ORs the bitmaps). When some of the built-in `fields`
+    /// (key, column) are withheld from the caller (hidden or masked), a match must also
+    /// hold in a field the caller may read, so search cannot probe withheld values.
+    pub fn search(
+        &mut self,
+        expr: &str,
+        fields: &[(&str, &str)],
+        alias: &str,
+        s: &SearchScope,
+        q: Option<&str>,
+    ) -> &mut Self {
+        let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) else {
+            return self;
+        };
+        let pattern = format!("%{}%", escape_like(q));
+        self.push(&format!(" AND (({expr} ILIKE "));
+        self.bind::<sql_types::Text, _>(pattern.clone());
+        if !s.withheld.is_empty() {
+            self.push(" AND (false");
+            for (_, col) in fields.iter().filter(|(k, _)| !s.withheld.iter().any(|w| w == k)) {
+                self.push(&format!(" OR coalesce({col}, '') ILIKE "));
+                self.bind::<sql_types::Text, _>(pattern.clone());
+            }
+            self.push(")");
+        }
+        self.push(")");
+        for k in &s.custom {
+            self.push(&format!(" OR ({alias}.custom->>'{k}') ILIKE "));
+            self.bind::<sql_types::Text, _>(pattern.clone());
+        }
+        self.push(")");
+        self
+    }
+
     pub fn contains(&mut self, expr: &str, q: Option<&str>) -> &mut Self {
         if let Some(q) = q.map(str::trim).filter(|q| !q.is_empty()) {
             self.push(&format!(" AND {expr} ILIKE "));
@@ -160,6 +196,15 @@ impl<'a> Sql<'a> {
         }
         self
     }
+}
+
+/// What the list's `q` search covers for one caller beyond the built-in search text.
+#[derive(Debug, Clone, Default)]
+pub struct SearchScope {
+    /// Searchable custom fields the caller can see (validated identifiers).
+    pub custom: Vec<String>,
+    /// Built-in searched fields the caller may not read in full.
+    pub withheld: Vec<String>,
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crm_db::repo::accounts::Liveness;
 use crm_db::repo::fields::{self, CustomCond, FieldDefRow, NUM_MISSING};
 use crm_db::repo::{accounts, contacts, opportunities, users};
-use crm_db::sql::{SortColumn, SortType};
+use crm_db::sql::{SearchScope, SortColumn, SortType};
 use crm_domain::access::{Action, Principal, Scope};
 use crm_domain::fields::{check_value, mask, FieldAccess, FieldType, Formula, Mode, RefTarget};
 use crm_domain::FieldError;
@@ -349,6 +349,26 @@ pub fn parse_filters(
         out.push(cond);
     }
     Ok(out)
+}
+
+/// What the list's `q` search covers for this caller: the live, searchable custom
+/// fields it may read in full, and the built-in searched fields it may not read in full
+/// (hidden or masked), which a match must not rely on.
+pub fn search_scope(p: &Principal, object: &str, defs: &[FieldDefRow]) -> SearchScope {
+    let custom = live(defs)
+        .filter(|d| d.searchable && p.field_access(object, &format!("custom.{}", d.key)) >= FieldAccess::ReadOnly)
+        .map(|d| d.key.clone())
+        .collect();
+    let withheld = if p.restricts(object) {
+        crate::meta::search_fields(object)
+            .iter()
+            .filter(|(k, _)| p.field_access(object, k) < FieldAccess::ReadOnly)
+            .map(|(k, _)| (*k).to_owned())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    SearchScope { custom, withheld }
 }
 
 /// The resource's sort columns plus `custom.<key>` for sortable, visible custom fields.

@@ -7,7 +7,7 @@ use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use crm_db::repo::audit;
 use crm_db::repo::fields::{CustomCond, FieldDefRow};
-use crm_db::sql::{ListSpec, SortColumn};
+use crm_db::sql::{ListSpec, SearchScope, SortColumn};
 use crm_domain::access::{Action, Principal, ScopeFilter};
 use crm_domain::fields::FieldAccess;
 use diesel::PgConnection;
@@ -49,7 +49,8 @@ pub trait Listing: Send + 'static {
     type Item: Serialize + Send + 'static;
 
     fn columns() -> &'static [SortColumn];
-    fn set_custom(&mut self, conds: Vec<CustomCond>);
+    /// The caller's `custom.*` filters and the searchable custom fields `q` covers.
+    fn set_custom(&mut self, conds: Vec<CustomCond>, search: SearchScope);
     /// One page; with `since`, the changed records and (when `with_deleted`) the ids
     /// deleted since.
     fn load(
@@ -78,8 +79,9 @@ macro_rules! impl_listing {
                 $repo::SORT_COLUMNS
             }
 
-            fn set_custom(&mut self, conds: Vec<crm_db::repo::fields::CustomCond>) {
+            fn set_custom(&mut self, conds: Vec<crm_db::repo::fields::CustomCond>, search: crm_db::sql::SearchScope) {
                 self.custom = conds;
+                self.search = search;
             }
 
             fn load(
@@ -121,7 +123,10 @@ fn load_page<L: Listing>(
     cursor: Option<&str>,
     page_size: Option<i64>,
 ) -> ApiResult<Loaded<L::Item>> {
-    filter.set_custom(custom::parse_filters(principal, L::RES, defs, &p.custom)?);
+    filter.set_custom(
+        custom::parse_filters(principal, L::RES, defs, &p.custom)?,
+        custom::search_scope(principal, L::RES, defs),
+    );
     let cols = custom::sort_columns(principal, L::RES, L::ALIAS, defs, L::columns());
     let spec = match p.since {
         Some(_) => ListSpec::new(&cols, "updated_at", None, cursor, p.limit, "sync")?,

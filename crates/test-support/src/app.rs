@@ -232,6 +232,31 @@ where
             .await;
         assert_eq!(r.status, 201, "attach {code}: {}", r.text);
     }
+
+    /// Replaces the field permissions of the built-in role `role_key` (as admin).
+    pub async fn set_field_access(&self, admin: &str, role_key: &str, items: Value) {
+        let roles = self.get("/api/v1/admin/roles", admin).await;
+        let role = roles.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == role_key)
+            .unwrap_or_else(|| panic!("role {role_key}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = self
+            .send(
+                request(
+                    Method::PUT,
+                    &format!("/api/v1/admin/roles/{role}/field-permissions"),
+                    Some(admin),
+                )
+                .set_json(serde_json::json!({ "items": items })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "field permissions: {}", r.text);
+    }
 }
 
 /// The id of the stage with `code` in a pipeline body.

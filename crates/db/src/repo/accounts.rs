@@ -103,6 +103,8 @@ pub struct AccountFilter {
     pub updated_before: Option<DateTime<Utc>>,
     pub q: Option<String>,
     /// `custom.*` conditions.
+    /// What `q` covers for the caller beyond the built-in search text.
+    pub search: crate::sql::SearchScope,
     pub custom: Vec<super::fields::CustomCond>,
 }
 
@@ -112,6 +114,8 @@ pub const SORT_COLUMNS: &[SortColumn] = &[
     SortColumn::new("updated_at", "a.updated_at", SortType::Timestamp),
 ];
 pub const DEFAULT_SORT: &str = "-created_at";
+/// Built-in fields of the search text: (field key, column).
+pub const SEARCH_FIELDS: &[(&str, &str)] = &[("name", "a.name"), ("phone", "a.phone"), ("email", "a.email")];
 
 /// Must match the expression of `accounts_search_idx`.
 const SEARCH_EXPR: &str = "(a.name || ' ' || coalesce(a.phone, '') || ' ' || coalesce(a.email, ''))";
@@ -129,7 +133,7 @@ fn push_filter<'a>(sql: &mut Sql<'a>, f: &AccountFilter) {
         .cmp_ts("a.created_at", "<", f.created_before)
         .cmp_ts("a.updated_at", ">=", f.updated_after)
         .cmp_ts("a.updated_at", "<", f.updated_before)
-        .contains(SEARCH_EXPR, f.q.as_deref());
+        .search(SEARCH_EXPR, SEARCH_FIELDS, "a", &f.search, f.q.as_deref());
     super::fields::push_custom(sql, "a", &f.custom);
 }
 

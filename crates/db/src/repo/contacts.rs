@@ -102,6 +102,8 @@ pub struct ContactFilter {
     pub updated_before: Option<DateTime<Utc>>,
     pub q: Option<String>,
     /// `custom.*` conditions.
+    /// What `q` covers for the caller beyond the built-in search text.
+    pub search: crate::sql::SearchScope,
     pub custom: Vec<super::fields::CustomCond>,
 }
 
@@ -111,6 +113,13 @@ pub const SORT_COLUMNS: &[SortColumn] = &[
     SortColumn::new("updated_at", "c.updated_at", SortType::Timestamp),
 ];
 pub const DEFAULT_SORT: &str = "-created_at";
+/// Built-in fields of the search text: (field key, column).
+pub const SEARCH_FIELDS: &[(&str, &str)] = &[
+    ("name", "c.name"),
+    ("mobile", "c.mobile"),
+    ("phone", "c.phone"),
+    ("email", "c.email"),
+];
 
 /// Must match the expression of `contacts_search_idx`.
 const SEARCH_EXPR: &str =
@@ -125,7 +134,7 @@ fn push_filter<'a>(sql: &mut Sql<'a>, f: &ContactFilter) {
         .cmp_ts("c.created_at", "<", f.created_before)
         .cmp_ts("c.updated_at", ">=", f.updated_after)
         .cmp_ts("c.updated_at", "<", f.updated_before)
-        .contains(SEARCH_EXPR, f.q.as_deref());
+        .search(SEARCH_EXPR, SEARCH_FIELDS, "c", &f.search, f.q.as_deref());
     super::fields::push_custom(sql, "c", &f.custom);
 }
 

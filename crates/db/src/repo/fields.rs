@@ -35,6 +35,7 @@ pub struct FieldDefRow {
     pub group_name: Option<String>,
     pub settings: Value,
     pub filterable: bool,
+    pub searchable: bool,
     pub archived_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -72,6 +73,7 @@ pub struct NewFieldDef {
     pub group_name: Option<String>,
     pub settings: Value,
     pub filterable: bool,
+    pub searchable: bool,
 }
 
 #[derive(Debug, Clone, Default, AsChangeset)]
@@ -88,6 +90,7 @@ pub struct FieldDefChanges {
     pub group_name: Option<Option<String>>,
     pub settings: Option<Value>,
     pub filterable: Option<bool>,
+    pub searchable: Option<bool>,
     pub archived_at: Option<Option<DateTime<Utc>>>,
 }
 
@@ -161,6 +164,26 @@ pub fn create_index(conn: &mut PgConnection, object: &str, key: &str, t: FieldTy
 
 pub fn drop_index(conn: &mut PgConnection, object: &str, key: &str) -> QueryResult<()> {
     diesel::sql_query(format!("DROP INDEX IF EXISTS {}", index_name(object, key))).execute(conn)?;
+    Ok(())
+}
+
+fn search_index_name(object: &str, key: &str) -> String {
+    format!("{object}_cfs_{key}_idx")
+}
+
+/// The trigram index that lets the list's `q` search a searchable text field.
+pub fn create_search_index(conn: &mut PgConnection, object: &str, key: &str) -> QueryResult<()> {
+    diesel::sql_query(format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {object} USING gin ((custom->>'{key}') gin_trgm_ops) \
+         WHERE deleted_at IS NULL",
+        search_index_name(object, key)
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+pub fn drop_search_index(conn: &mut PgConnection, object: &str, key: &str) -> QueryResult<()> {
+    diesel::sql_query(format!("DROP INDEX IF EXISTS {}", search_index_name(object, key))).execute(conn)?;
     Ok(())
 }
 

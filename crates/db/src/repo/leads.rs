@@ -123,6 +123,8 @@ pub struct LeadFilter {
     pub updated_before: Option<DateTime<Utc>>,
     pub q: Option<String>,
     /// `custom.*` conditions.
+    /// What `q` covers for the caller beyond the built-in search text.
+    pub search: crate::sql::SearchScope,
     pub custom: Vec<super::fields::CustomCond>,
 }
 
@@ -132,6 +134,14 @@ pub const SORT_COLUMNS: &[SortColumn] = &[
     SortColumn::new("updated_at", "l.updated_at", SortType::Timestamp),
 ];
 pub const DEFAULT_SORT: &str = "-created_at";
+/// Built-in fields of the search text: (field key, column).
+pub const SEARCH_FIELDS: &[(&str, &str)] = &[
+    ("person_name", "l.person_name"),
+    ("company", "l.company"),
+    ("mobile", "l.mobile"),
+    ("phone", "l.phone"),
+    ("email", "l.email"),
+];
 
 /// Must match the expression of `leads_search_idx`.
 const SEARCH_EXPR: &str = "(l.person_name || ' ' || coalesce(l.company, '') || ' ' || coalesce(l.mobile, '') || ' ' || coalesce(l.phone, '') || ' ' || coalesce(l.email, ''))";
@@ -148,7 +158,7 @@ fn push_filter(sql: &mut Sql<'_>, f: &LeadFilter) {
         .cmp_ts("l.created_at", "<", f.created_before)
         .cmp_ts("l.updated_at", ">=", f.updated_after)
         .cmp_ts("l.updated_at", "<", f.updated_before)
-        .contains(SEARCH_EXPR, f.q.as_deref());
+        .search(SEARCH_EXPR, SEARCH_FIELDS, "l", &f.search, f.q.as_deref());
     if let Some(tag) = &f.tag {
         sql.push(" AND l.tags @> ARRAY[");
         sql.bind::<Text, _>(tag.clone());

@@ -109,6 +109,8 @@ pub struct OpportunityFilter {
     pub stalled: Option<bool>,
     pub q: Option<String>,
     /// `custom.*` conditions.
+    /// What `q` covers for the caller beyond the built-in search text.
+    pub search: crate::sql::SearchScope,
     pub custom: Vec<super::fields::CustomCond>,
 }
 
@@ -126,6 +128,8 @@ pub const SORT_COLUMNS: &[SortColumn] = &[
     ),
 ];
 pub const DEFAULT_SORT: &str = "-created_at";
+/// Built-in fields of the search text: (field key, column).
+pub const SEARCH_FIELDS: &[(&str, &str)] = &[("name", "o.name")];
 /// The board's card order (per stage); its cursors work with the list endpoint.
 pub const BOARD_SORT: &str = "-updated_at";
 
@@ -144,7 +148,7 @@ pub fn push_filter(sql: &mut Sql<'_>, f: &OpportunityFilter) {
         .cmp_ts("o.created_at", "<", f.created_before)
         .cmp_ts("o.updated_at", ">=", f.updated_after)
         .cmp_ts("o.updated_at", "<", f.updated_before)
-        .contains("o.name", f.q.as_deref());
+        .search("o.name", SEARCH_FIELDS, "o", &f.search, f.q.as_deref());
     if let Some(v) = f.amount_gte {
         sql.push(" AND o.amount >= ");
         sql.bind::<Numeric, _>(v);

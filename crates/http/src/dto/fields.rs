@@ -60,6 +60,8 @@ pub struct FieldDefinition {
     pub settings: Value,
     /// Filters and sorts on this field use a dedicated index.
     pub filterable: bool,
+    /// The list's `q` search also looks in this field (text-like types; trigram index).
+    pub searchable: bool,
     pub archived: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -83,6 +85,7 @@ impl From<FieldDefRow> for FieldDefinition {
             group: r.group_name,
             settings: r.settings,
             filterable: r.filterable,
+            searchable: r.searchable,
             archived: r.archived_at.is_some(),
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -139,6 +142,9 @@ pub struct CreateField {
     pub settings: Value,
     #[serde(default)]
     pub filterable: bool,
+    /// Include in the list's `q` search (text, long text, e-mail, phone, URL).
+    #[serde(default)]
+    pub searchable: bool,
     /// Needed when `required` is set and existing records have no value.
     pub migration: Option<Migration>,
 }
@@ -174,6 +180,7 @@ pub struct UpdateField {
     #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     pub filterable: Option<bool>,
+    pub searchable: Option<bool>,
     /// Required when the change would make stored values invalid or missing.
     pub migration: Option<Migration>,
 }
@@ -228,6 +235,8 @@ pub struct MetaField {
     pub settings: Value,
     /// Filter and sort with `<key>=`, `<key>_gte=`, `<key>_lte=`, `sort=<key>`.
     pub filterable: bool,
+    /// The list's `q` search looks in this field.
+    pub searchable: bool,
 }
 
 /// Every field of an object the caller can see (hidden ones are left out).

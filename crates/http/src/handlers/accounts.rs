@@ -86,6 +86,7 @@ fn list_filter(q: ListQuery<AccountListQuery>) -> (AccountFilter, listing::Param
         updated_before: q.updated_before,
         q: q.q,
         custom: Vec::new(),
+        search: Default::default(),
     };
     (filter, params)
 }

@@ -224,6 +224,25 @@ fn reconcile(
     }
 }
 
+/// Types whose values the list's `q` search can look in.
+fn search_kind(t: FieldType) -> bool {
+    matches!(
+        t,
+        FieldType::Text | FieldType::LongText | FieldType::Email | FieldType::Phone | FieldType::Url
+    )
+}
+
+fn check_searchable(searchable: bool, t: FieldType) -> ApiResult<()> {
+    if searchable && !search_kind(t) {
+        return Err(ApiError::field(
+            "searchable",
+            "not_searchable",
+            "only text, long text, e-mail, phone and URL fields can be searchable",
+        ));
+    }
+    Ok(())
+}
+
 fn index_kind(t: FieldType) -> bool {
     t.is_numeric()
         || t.is_temporal()
@@ -292,6 +311,7 @@ pub async fn create_field(
         return Err(ApiError::field("key", "reserved", "a built-in field has this name"));
     }
     let t: FieldType = FieldType::parse(dto.field_type.as_str()).unwrap_or(FieldType::Text);
+    check_searchable(dto.searchable, t)?;
     let writer = auth.clone();
     let st = state.clone();
     let resp = idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
@@ -334,10 +354,14 @@ pub async fn create_field(
                 group_name: dto.group.map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()),
                 settings: serde_json::to_value(&settings).unwrap_or_default(),
                 filterable: dto.filterable,
+                searchable: dto.searchable,
             },
         )?;
         if dto.filterable && index_kind(t) {
             fields::create_index(c, object, &row.key, t)?;
+        }
+        if dto.searchable {
+            fields::create_search_index(c, object, &row.key)?;
         }
         let out = FieldDefinition::from(row);
         let data = to_json(&out);
@@ -429,6 +453,8 @@ pub async fn update_field(
                 };
                 let (settings, default) = check_definition(c, draft, &others)?;
                 let required = dto.required.unwrap_or(before.required);
+                let searchable = dto.searchable.unwrap_or(before.searchable);
+                check_searchable(searchable, t)?;
                 let spec = FieldSpec {
                     key: key.clone(),
                     field_type: t,
@@ -454,6 +480,7 @@ pub async fn update_field(
                         .map(|g| g.map(|x| x.trim().to_owned()).filter(|x| !x.is_empty())),
                     settings: Some(serde_json::to_value(&settings).unwrap_or_default()),
                     filterable: dto.filterable,
+                    searchable: Some(searchable),
                     archived_at: None,
                 };
                 let after = fields::update(c, before.id, &ch)?;
@@ -463,6 +490,11 @@ pub async fn update_field(
                     }
                 } else if before.filterable {
                     fields::drop_index(c, object, &key)?;
+                }
+                match (before.searchable, after.searchable) {
+                    (false, true) => fields::create_search_index(c, object, &key)?,
+                    (true, false) => fields::drop_search_index(c, object, &key)?,
+                    _ => {}
                 }
                 let (b, a) = (
                     to_json(&FieldDefinition::from(before)),
@@ -772,6 +804,7 @@ pub async fn meta(state: web::Data<AppState>, auth: Auth, path: web::Path<String
             position: i32::try_from(i).unwrap_or(0),
             settings: json!({}),
             filterable: b.filterable,
+            searchable: crate::meta::searched(object, b.key),
         });
     }
     for d in defs.iter().filter(|d| d.archived_at.is_none()) {
@@ -811,6 +844,7 @@ pub async fn meta(state: web::Data<AppState>, auth: Auth, path: web::Path<String
             group: d.group_name.clone(),
             position: 1000 + d.position,
             settings: d.settings.clone(),
+            searchable: d.searchable,
             filterable: true,
         });
     }

@@ -96,6 +96,7 @@ fn list_filter(q: ListQuery<LeadListQuery>) -> (LeadFilter, listing::Params) {
         updated_before: q.updated_before,
         q: q.q,
         custom: Vec::new(),
+        search: Default::default(),
     };
     (filter, params)
 }

@@ -268,6 +268,7 @@ fn list_filter(q: ListQuery<OpportunityListQuery>) -> (OpportunityFilter, listin
         stalled: q.stalled,
         q: q.q,
         custom: Vec::new(),
+        search: Default::default(),
     };
     (filter, params)
 }

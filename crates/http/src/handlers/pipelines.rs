@@ -243,7 +243,7 @@ pub async fn board(
         Some(per_stage),
         "list",
     )?;
-    let filter = OpportunityFilter {
+    let mut filter = OpportunityFilter {
         owner_id: q.owner_id,
         team_id: q.team_id,
         amount_gte: q.amount_gte,
@@ -259,6 +259,8 @@ pub async fn board(
         .db
         .run(move |c| {
             pipelines::find(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;
+            let defs = cache.get(c, "opportunities")?;
+            filter.search = crate::custom::search_scope(&principal, "opportunities", &defs);
             let stages = pipelines::stages_of(c, &[id], false)?;
             let ids: Vec<Uuid> = stages.iter().map(|s| s.id).collect();
             // Scope, owner and team filters read the trigger-maintained rollup; any
@@ -275,7 +277,7 @@ pub async fn board(
             };
             let rows = opps::board_cards(c, &ids, &scope, &filter, per_stage)?;
             let cards = super::opportunities::with_contacts(c, rows)?;
-            let shaper = crate::custom::Shaper::new(&principal, "opportunities", cache.get(c, "opportunities")?);
+            let shaper = crate::custom::Shaper::new(&principal, "opportunities", defs);
             Ok::<_, ApiError>((stages, totals, cards, shaper))
         })
         .await?;
