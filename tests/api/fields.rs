@@ -393,6 +393,14 @@ async fn field_permissions_hide_mask_and_protect() {
         app.get("/api/v1/contacts?sort=custom.salary_band", &rep).await.status,
         400
     );
+    // Nor can a masked one (one guess at a time would reveal it).
+    for q in ["custom.nickname=Xiao%20Wang", "sort=custom.nickname"] {
+        assert_eq!(app.get(&format!("/api/v1/contacts?{q}"), &rep).await.status, 400, "{q}");
+    }
+    assert_eq!(
+        app.get("/api/v1/contacts?custom.hobby=golf", &rep).await.ids(),
+        vec![id.clone()]
+    );
     // Read-only and masked fields cannot be written; others can.
     for body in [
         json!({"custom": {"hobby": "chess"}}),
@@ -427,7 +435,14 @@ async fn field_permissions_hide_mask_and_protect() {
     assert!(field("email").is_none());
     assert!(field("custom.salary_band").is_none());
     assert_eq!(field("mobile").unwrap()["access"], "masked");
+    assert_eq!(
+        field("mobile").unwrap()["searchable"],
+        false,
+        "q does not look in masked values"
+    );
+    assert_eq!(field("custom.nickname").unwrap()["filterable"], false);
     assert_eq!(field("custom.hobby").unwrap()["access"], "read_only");
+    assert_eq!(field("custom.hobby").unwrap()["filterable"], true);
     assert_eq!(field("name").unwrap()["access"], "full");
     assert_eq!(field("created_at").unwrap()["access"], "read_only");
     // A second role without restrictions lifts them (most permissive wins).

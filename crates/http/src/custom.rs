@@ -273,8 +273,8 @@ fn check_reference(
 }
 
 /// Parses `custom.<key>`, `custom.<key>_gte`, `custom.<key>_lte` query parameters.
-/// Hidden, archived and unknown fields are all "unknown" (a hidden field cannot be
-/// probed through filters).
+/// Hidden, masked, archived and unknown fields are all "unknown": a value the caller
+/// may not read in full cannot be probed through filters.
 pub fn parse_filters(
     p: &Principal,
     object: &str,
@@ -282,7 +282,7 @@ pub fn parse_filters(
     params: &[(String, String)],
 ) -> ApiResult<Vec<CustomCond>> {
     let visible: Vec<&FieldDefRow> = live(defs)
-        .filter(|d| p.field_access(object, &format!("custom.{}", d.key)) != FieldAccess::Hidden)
+        .filter(|d| p.field_access(object, &format!("custom.{}", d.key)) >= FieldAccess::ReadOnly)
         .collect();
     let unknown = |name: &str| {
         let allowed: Vec<String> = visible.iter().map(|d| format!("custom.{}", d.key)).collect();
@@ -381,7 +381,7 @@ pub fn sort_columns(
 ) -> Vec<SortColumn> {
     let mut cols = base.to_vec();
     for d in live(defs) {
-        if p.field_access(object, &format!("custom.{}", d.key)) == FieldAccess::Hidden {
+        if p.field_access(object, &format!("custom.{}", d.key)) < FieldAccess::ReadOnly {
             continue;
         }
         let t = d.field_type();

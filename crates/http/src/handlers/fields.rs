@@ -804,7 +804,7 @@ pub async fn meta(state: web::Data<AppState>, auth: Auth, path: web::Path<String
             position: i32::try_from(i).unwrap_or(0),
             settings: json!({}),
             filterable: b.filterable,
-            searchable: crate::meta::searched(object, b.key),
+            searchable: crate::meta::searched(object, b.key) && access >= FieldAccess::ReadOnly,
         });
     }
     for d in defs.iter().filter(|d| d.archived_at.is_none()) {
@@ -844,8 +844,8 @@ pub async fn meta(state: web::Data<AppState>, auth: Auth, path: web::Path<String
             group: d.group_name.clone(),
             position: 1000 + d.position,
             settings: d.settings.clone(),
-            searchable: d.searchable,
-            filterable: true,
+            searchable: d.searchable && access >= FieldAccess::ReadOnly,
+            filterable: access >= FieldAccess::ReadOnly,
         });
     }
     Ok(HttpResponse::Ok().json(Meta {
