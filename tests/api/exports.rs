@@ -330,3 +330,28 @@ async fn export_columns_are_the_fields_a_read_returns() {
         }
     }
 }
+
+#[actix_web::test]
+async fn exports_wait_for_a_slot_and_answer_429_when_none_frees() {
+    let app = crm_test_support::app::start_with(|c| {
+        c.export_slots = 1;
+        c.export_wait = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let director = app.token(app.org.director);
+    app.account(&director, "Slot Co").await;
+    // Another export holds the only slot.
+    let held = app.state.exports.clone().acquire_owned().await.unwrap();
+    let r = app.get("/api/v1/accounts/export", &director).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.code(), "export_busy");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(
+        app.db.count("SELECT count(*) FROM audit_log WHERE action = 'exported'"),
+        0
+    );
+    drop(held);
+    let r = app.get("/api/v1/accounts/export", &director).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(parse_csv(&r.text).len(), 2);
+}

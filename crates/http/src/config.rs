@@ -20,6 +20,10 @@ pub struct HttpConfig {
     pub body_limit: usize,
     /// How long cached principals live without an invalidation.
     pub auth_cache_ttl: Duration,
+    /// Exports that may run at once (each holds its document in memory).
+    pub export_slots: usize,
+    /// How long an export waits for a free slot before answering 429.
+    pub export_wait: Duration,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("refresh_ttl", &self.refresh_ttl)
             .field("trust_proxy", &self.trust_proxy)
             .field("body_limit", &self.body_limit)
+            .field("export_slots", &self.export_slots)
             .finish()
     }
 }
@@ -59,6 +64,8 @@ impl HttpConfig {
             },
             body_limit: 1024 * 1024,
             auth_cache_ttl: Duration::from_secs(60),
+            export_slots: 2,
+            export_wait: Duration::from_secs(15),
         }
     }
 }

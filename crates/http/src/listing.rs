@@ -267,7 +267,8 @@ fn push_row<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
 /// text), read in one snapshot. Needs `<object>:export`; the rows are those in both the
 /// read and the export scope, and the columns those the caller may see (masked ones
 /// masked). Each export is recorded in the audit trail and as a `<object>.exported`
-/// event.
+/// event. At most `export_slots` exports run at once; one that waits longer than
+/// `export_wait` for a slot answers 429 `export_busy` with `Retry-After`.
 pub async fn export<L: Listing>(
     state: &AppState,
     auth: &Auth,
@@ -286,6 +287,19 @@ pub async fn export<L: Listing>(
             "an export holds every matching record; cursor and limit do not apply",
         ));
     }
+    // Each export holds its document in memory: a few run at once, the rest wait.
+    let slot = match tokio::time::timeout(state.config.export_wait, state.exports.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            let mut e = ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "export_busy",
+                "other exports are running; try again shortly",
+            );
+            e.retry_after = Some(state.config.export_wait.as_secs().max(1));
+            return Err(e);
+        }
+    };
     let principal = auth.principal.clone();
     let actor = auth.actor();
     let cache = state.fields.clone();
@@ -345,6 +359,7 @@ pub async fn export<L: Listing>(
             })
         })
         .await?;
+    drop(slot);
     let file = format!("{}-{}.csv", L::RES, Utc::now().format("%Y%m%d-%H%M%S"));
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")

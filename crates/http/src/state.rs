@@ -23,6 +23,8 @@ pub struct AppState {
     /// Time as the business rules see it (approval due times, escalation, quote expiry,
     /// receivable ageing); tests move it forward.
     pub clock: Clock,
+    /// Slots for running exports ([`HttpConfig::export_slots`]).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// The injectable clock: the system clock plus an offset that tests can advance.
@@ -54,6 +56,7 @@ impl AppState {
     pub fn new(db: Db, config: HttpConfig) -> Self {
         let jwt = Arc::new(JwtKeys::new(&config));
         let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
+        let exports = Arc::new(tokio::sync::Semaphore::new(config.export_slots.max(1)));
         AppState {
             db,
             config: Arc::new(config),
@@ -62,6 +65,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             fields: Arc::new(crate::custom::FieldCache::new(std::time::Duration::from_secs(60))),
             clock: Clock::default(),
+            exports,
         }
     }
 

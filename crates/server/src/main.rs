@@ -74,6 +74,9 @@ struct ServeArgs {
     /// Trust X-Forwarded-For / Forwarded for the client address (behind a reverse proxy).
     #[arg(long, env = "CRM_TRUST_PROXY", default_value_t = false)]
     trust_proxy: bool,
+    /// CSV exports that may run at once (each holds up to 100,000 rows in memory).
+    #[arg(long, env = "CRM_EXPORT_SLOTS", default_value_t = 2)]
+    export_slots: usize,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -264,6 +267,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut cfg = HttpConfig::with_secret(secret);
     cfg.access_ttl = Duration::from_secs(args.access_ttl_secs);
     cfg.trust_proxy = args.trust_proxy;
+    cfg.export_slots = args.export_slots;
     let state = AppState::new(Db::new(pool), cfg);
     spawn_auth_listener(url, state.clone());
     spawn_housekeeping(state.db.clone());

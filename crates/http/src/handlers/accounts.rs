@@ -11,8 +11,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    decode_id_cursor, encode_id_cursor, prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound,
-    PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    decode_id_cursor, encode_id_cursor, prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden,
+    NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable,
+    UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::custom::{self, Shaper};
@@ -109,7 +110,7 @@ crate::impl_listing!(AccountFilter, Account, RES, "a", accounts, |c, rows| rows
     responses(
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
-        BadRequest, Unauthorized, Forbidden, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
     ),
     security(("bearer_auth" = []), ("api_key" = []))
 )]

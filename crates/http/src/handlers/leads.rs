@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::opportunities::{check_amount, create_in_tx, NewDeal};
 use super::{
-    prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::custom::{self, Shaper};
@@ -119,7 +119,7 @@ crate::impl_listing!(LeadFilter, Lead, RES, "l", leads, |c, rows| rows
     responses(
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
-        BadRequest, Unauthorized, Forbidden, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
     ),
     security(("bearer_auth" = []), ("api_key" = []))
 )]

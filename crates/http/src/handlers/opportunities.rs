@@ -18,8 +18,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    prune_changes, resolve_owner, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::custom::{self, Shaper};
@@ -290,7 +290,7 @@ crate::impl_listing!(OpportunityFilter, Opportunity, RES, "o", opps, |c, rows| w
     responses(
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
-        BadRequest, Unauthorized, Forbidden, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
     ),
     security(("bearer_auth" = []), ("api_key" = []))
 )]
