@@ -75,7 +75,7 @@ async fn repeated_failures_from_one_address_are_throttled() {
 
 #[actix_web::test]
 async fn refresh_rotates_and_reuse_revokes_the_session() {
-    let app = start().await;
+    let app = start_with(|c| c.refresh_reuse_grace = std::time::Duration::ZERO).await;
     let login = app.login("rep.east1@test.local", PASSWORD).await;
     let first = login.body["refresh_token"].as_str().unwrap().to_owned();
     let r = app
@@ -321,4 +321,55 @@ async fn api_keys_act_as_a_service_user_with_one_role() {
     // Non-admins cannot manage keys.
     let rep = app.token(app.org.rep_east1);
     assert_eq!(app.get("/api/v1/admin/api-keys", &rep).await.status, 403);
+}
+
+#[actix_web::test]
+async fn a_retried_refresh_within_the_grace_period_keeps_the_session() {
+    let app = start().await;
+    let refresh =
+        |token: String| request(Method::POST, "/api/v1/auth/refresh", None).set_json(json!({"refresh_token": token}));
+    let login = app.login("rep.east1@test.local", PASSWORD).await;
+    let first = login.body["refresh_token"].as_str().unwrap().to_owned();
+    // The answer to this refresh is "lost"; the client retries with the same token, twice.
+    let lost = app.send(refresh(first.clone())).await;
+    assert_eq!(lost.status, 200);
+    let lost_token = lost.body["refresh_token"].as_str().unwrap().to_owned();
+    let retry = app.send(refresh(first.clone())).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    let retry = app.send(refresh(first.clone())).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    let current = retry.body["refresh_token"].as_str().unwrap().to_owned();
+    let access = retry.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/api/v1/me", &access).await.status, 200);
+    // One live refresh token per session: the replaced successors are gone.
+    let family_live = "SELECT count(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL";
+    assert_eq!(app.db.count(family_live), 1);
+    assert_eq!(app.send(refresh(lost_token)).await.code(), "invalid_refresh_token");
+    let r = app.send(refresh(current)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.get("/api/v1/me", &access).await.status, 200);
+
+    // A retry after the successor was used is theft too.
+    let login = app.login("rep.east1@test.local", PASSWORD).await;
+    let a = login.body["refresh_token"].as_str().unwrap().to_owned();
+    let b = app.send(refresh(a.clone())).await.body["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.send(refresh(b)).await.status, 200);
+    assert_eq!(app.send(refresh(a)).await.code(), "refresh_token_reused");
+
+    // And so is a re-use after the grace period.
+    let login = app.login("rep.east1@test.local", PASSWORD).await;
+    let a = login.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(app.send(refresh(a.clone())).await.status, 200);
+    diesel::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE refresh_tokens SET used_at = used_at - interval '1 minute', \
+             created_at = created_at - interval '1 minute' WHERE used_at IS NOT NULL AND revoked_at IS NULL",
+        ),
+        &mut app.db.conn(),
+    )
+    .unwrap();
+    assert_eq!(app.send(refresh(a)).await.code(), "refresh_token_reused");
 }

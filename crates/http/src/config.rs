@@ -12,6 +12,9 @@ pub struct HttpConfig {
     pub jwt_audience: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// How long a rotated refresh token may be presented again by a client retrying a
+    /// refresh whose answer was lost (mobile networks); later re-use revokes the session.
+    pub refresh_reuse_grace: Duration,
     /// Use `X-Forwarded-For` / `Forwarded` for the client address (behind a proxy).
     pub trust_proxy: bool,
     pub email_throttle: ThrottleRule,
@@ -51,6 +54,7 @@ impl HttpConfig {
             jwt_audience: "crm-api".into(),
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(30),
             trust_proxy: false,
             email_throttle: ThrottleRule {
                 max_failures: 5,

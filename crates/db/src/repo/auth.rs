@@ -59,6 +59,24 @@ pub fn mark_used(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
     Ok(())
 }
 
+/// Deletes the token that replaced one rotated at `rotated_at` (created in the same
+/// transaction) if it is still unused and live: it never reached the client. Deleted,
+/// not revoked, because a revoked token ends the session. Returns 0 or 1.
+pub fn discard_unused_successor(
+    conn: &mut PgConnection,
+    family_id: Uuid,
+    rotated_at: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::delete(
+        rt::table
+            .filter(rt::family_id.eq(family_id))
+            .filter(rt::created_at.eq(rotated_at))
+            .filter(rt::used_at.is_null())
+            .filter(rt::revoked_at.is_null()),
+    )
+    .execute(conn)
+}
+
 /// Revokes every live token of a family (logout, or re-use of a rotated token).
 pub fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> QueryResult<usize> {
     diesel::update(

@@ -135,7 +135,11 @@ enum RefreshOutcome {
 }
 
 /// Exchange a refresh token for new tokens. The refresh token rotates: each one works
-/// once, and presenting a used one again revokes the whole session.
+/// once, and presenting a used one again revokes the whole session, with one
+/// exception for flaky networks: within 30 seconds of its use, while the token that
+/// replaced it has not been used, a client that never got the answer may retry; the
+/// unused replacement is discarded and new tokens are issued. Clients should not run
+/// two refreshes at once.
 #[utoipa::path(
     tag = "auth",
     request_body = RefreshRequest,
@@ -148,14 +152,25 @@ enum RefreshOutcome {
 pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>) -> ApiResult<HttpResponse> {
     let hash = secrets::sha256(body.value.refresh_token.as_bytes());
     let ttl = refresh_ttl(&state);
+    let grace = chrono::Duration::from_std(state.config.refresh_reuse_grace).unwrap_or_default();
     let outcome = state
         .db
         .run(move |c| {
             c.transaction(|c| {
                 let row = auth_repo::find_refresh_token(c, &hash)?
                     .ok_or_else(|| ApiError::unauthorized("invalid_refresh_token", "the refresh token is not valid"))?;
-                if row.used_at.is_some() || row.revoked_at.is_some() {
-                    // Re-use of a rotated token: someone else may hold it. End the session.
+                // A rotated token presented again is theft (someone else may hold it:
+                // end the session), unless it is the client retrying a refresh whose
+                // answer it never got: within the grace period, while the token that
+                // replaced it is still unused, that one is discarded and a new one issued.
+                let retry = match (row.revoked_at, row.used_at) {
+                    (None, None) => false,
+                    (None, Some(used)) if used > Utc::now() - grace => {
+                        auth_repo::discard_unused_successor(c, row.family_id, used)? == 1
+                    }
+                    _ => false,
+                };
+                if (row.used_at.is_some() || row.revoked_at.is_some()) && !retry {
                     auth_repo::revoke_family(c, row.family_id)?;
                     notify_auth_changed(c)?;
                     return Ok(RefreshOutcome::Reused);
@@ -169,6 +184,7 @@ pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>
                 let user = users::find(c, row.user_id)?
                     .filter(|u| u.is_active)
                     .ok_or_else(|| ApiError::unauthorized("account_disabled", "the account is disabled"))?;
+                // (On a retry this moves `used_at` to the new successor's creation.)
                 auth_repo::mark_used(c, row.id)?;
                 let (token, new_hash) = new_refresh_token();
                 auth_repo::insert_refresh_token(c, user.id, row.family_id, &new_hash, ttl)?;
