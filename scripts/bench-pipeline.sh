@@ -30,6 +30,7 @@ if [ "$have" -lt "$DEALS" ]; then
   psql "$DB_URL" -q -v ON_ERROR_STOP=1 <<SQL
 -- Bulk load without the per-row rollup trigger, then rebuild the rollup once.
 ALTER TABLE opportunities DISABLE TRIGGER opportunity_totals;
+ALTER TABLE opportunities DISABLE TRIGGER opportunity_totals_months;
 WITH acc AS (SELECT array_agg(id ORDER BY id) ids, array_agg(owner_id ORDER BY id) owners,
                     array_agg(team_id ORDER BY id) teams, count(*)::int n FROM accounts),
      st AS (SELECT array_agg(s.id ORDER BY position) ids, array_agg(probability ORDER BY position) probs,
@@ -49,6 +50,7 @@ SELECT gen_random_uuid(), 'Bulk deal ' || g, acc.ids[1 + g % acc.n], st.pipeline
 FROM generate_series(1, $((DEALS - have))) g, acc, st,
      LATERAL (SELECT 1 + abs(hashtext(g::text)) % 7 AS k) x;
 ALTER TABLE opportunities ENABLE TRIGGER opportunity_totals;
+ALTER TABLE opportunities ENABLE TRIGGER opportunity_totals_months;
 SELECT rebuild_opportunity_stage_totals();
 ANALYZE opportunities, opportunity_stage_totals;
 SQL

@@ -875,3 +875,172 @@ async fn board_rollup_matches_a_live_aggregate_through_every_change() {
         0
     );
 }
+
+/// Per-stage totals straight from SQL, for comparison with the board.
+fn live_totals(app_db: &crm_test_support::TestDb, extra: &str) -> Vec<(String, i64, String, String)> {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        stage_id: String,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+        #[diesel(sql_type = Text)]
+        amount: String,
+        #[diesel(sql_type = Text)]
+        weighted: String,
+    }
+    let rows: Vec<Row> = diesel::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT stage_id::text AS stage_id, count(*) AS n, round(coalesce(sum(amount), 0), 2)::text AS amount, \
+             round(coalesce(sum(amount * probability / 100.0), 0), 2)::text AS weighted \
+             FROM opportunities WHERE deleted_at IS NULL {extra} GROUP BY 1 ORDER BY 1"
+        )),
+        &mut app_db.conn(),
+    )
+    .unwrap();
+    rows.into_iter()
+        .map(|r| (r.stage_id, r.n, r.amount, r.weighted))
+        .collect()
+}
+
+fn board_totals(board: &serde_json::Value) -> Vec<(String, i64, String, String)> {
+    let mut out: Vec<_> = board["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["count"].as_i64().unwrap() > 0)
+        .map(|c| {
+            (
+                c["stage"]["id"].as_str().unwrap().to_owned(),
+                c["count"].as_i64().unwrap(),
+                c["amount"].as_str().unwrap().to_owned(),
+                c["weighted_amount"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Close-date filtered board totals (monthly rollup plus live edges) equal a live
+/// aggregate, for whole and partial months, open ends, scope and owner filters, and
+/// through changes of close date, owner, amount, stage and deletion.
+#[actix_web::test]
+async fn close_date_board_totals_match_a_live_aggregate() {
+    let app = start().await;
+    let e1 = app.token(app.org.rep_east1);
+    let e2 = app.token(app.org.rep_east2);
+    let m = app.token(app.org.manager_east);
+    let p = app.default_pipeline(&e1).await;
+    let pid = p["id"].as_str().unwrap().to_owned();
+    let acc1 = app.account(&e1, "Close Co").await;
+    let acc2 = app.account(&e2, "Close Co 2").await;
+    let dates = [
+        "2027-01-01",
+        "2027-01-15",
+        "2027-01-31",
+        "2027-02-01",
+        "2027-02-14",
+        "2027-02-28",
+        "2027-03-01",
+        "2027-03-09",
+        "2027-03-31",
+        "2027-04-01",
+        "2027-05-20",
+    ];
+    let mut ids = Vec::new();
+    for (i, d) in dates.iter().enumerate() {
+        let (token, acc) = if i % 3 == 0 { (&e2, &acc2) } else { (&e1, &acc1) };
+        let deal = app
+            .deal(
+                token,
+                json!({"name": format!("D{i}"), "account_id": acc["id"], "expected_close_date": d,
+                       "amount": format!("{}.{:02}", 1000 * (i + 1), i * 7 % 100), "probability": 5 + i * 8}),
+            )
+            .await;
+        ids.push(deal["id"].as_str().unwrap().to_owned());
+    }
+    app.deal(
+        &e1,
+        json!({"name": "No date", "account_id": acc1["id"], "amount": "77.00"}),
+    )
+    .await;
+    // Changes the rollup must follow.
+    for (i, body) in [
+        (1, json!({"expected_close_date": "2027-03-15"})),
+        (2, json!({"owner_id": app.org.rep_east2, "amount": "5.55"})),
+        (4, json!({"expected_close_date": null})),
+    ] {
+        let path = format!("/api/v1/opportunities/{}", ids[i]);
+        let v = app.get(&path, &m).await.etag_version();
+        assert_eq!(app.patch(&path, &m, v, body).await.status, 200);
+    }
+    assert_eq!(
+        app.move_stage(&e1, &ids[5], &stage_id(&p, "lost"), Some("budget"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/opportunities/{}", ids[7]), &e1)
+            .await
+            .status,
+        204
+    );
+
+    let ranges: [(Option<&str>, Option<&str>); 7] = [
+        (Some("2027-01-01"), Some("2027-04-01")),
+        (Some("2027-01-15"), Some("2027-03-10")),
+        (None, Some("2027-02-20")),
+        (Some("2027-02-02"), None),
+        (Some("2027-02-05"), Some("2027-02-25")),
+        (Some("2027-03-01"), Some("2027-03-02")),
+        (Some("2027-06-01"), Some("2027-05-01")),
+    ];
+    for (after, before) in ranges {
+        let mut query = String::new();
+        let mut sql = String::new();
+        if let Some(a) = after {
+            query.push_str(&format!("&close_after={a}"));
+            sql.push_str(&format!(" AND expected_close_date >= '{a}'"));
+        }
+        if let Some(b) = before {
+            query.push_str(&format!("&close_before={b}"));
+            sql.push_str(&format!(" AND expected_close_date < '{b}'"));
+        }
+        for (token, owner, scope_sql) in [
+            (&m, None, String::new()),
+            (&e1, None, format!(" AND owner_id = '{}'", app.org.rep_east1)),
+            (
+                &m,
+                Some(app.org.rep_east2),
+                format!(" AND owner_id = '{}'", app.org.rep_east2),
+            ),
+        ] {
+            let owner_q = owner.map(|o| format!("&owner_id={o}")).unwrap_or_default();
+            let board = app
+                .get(&format!("/api/v1/pipelines/{pid}/board?limit=1{query}{owner_q}"), token)
+                .await;
+            assert_eq!(board.status, 200, "{}", board.text);
+            assert_eq!(
+                board_totals(&board.body),
+                live_totals(&app.db, &format!("{sql}{scope_sql}")),
+                "{after:?}..{before:?} {owner:?}"
+            );
+        }
+    }
+    // And the monthly rollup itself equals the live grouping, row by row.
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM (SELECT stage_id, opportunity_close_month(expected_close_date) m, owner_id, \
+             coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid) t, count(*) n, \
+             coalesce(sum(amount), 0) a, coalesce(sum(amount * probability), 0) ap \
+             FROM opportunities WHERE deleted_at IS NULL GROUP BY 1, 2, 3, 4) live \
+             FULL JOIN (SELECT * FROM opportunity_month_totals WHERE deals <> 0) r \
+             ON r.stage_id = live.stage_id AND r.close_month = live.m AND r.owner_id = live.owner_id AND r.team_id = live.t \
+             WHERE r.deals IS DISTINCT FROM live.n OR r.amount IS DISTINCT FROM live.a OR r.amount_x_prob IS DISTINCT FROM live.ap"
+        ),
+        0
+    );
+}

@@ -1,5 +1,6 @@
 //! Sales process rules: stage entry criteria, stage moves, lead statuses.
 
+use chrono::{Datelike, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -309,6 +310,58 @@ impl LeadStatus {
     }
 }
 
+/// How a close-date range `[after, before)` splits for the board totals: whole months
+/// (read from the monthly rollup) and the partial months at its edges (aggregated live).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthSplit {
+    /// Whole months, as first days: `[from, to)`, `None` for an open end. `None` when no
+    /// whole month lies in the range.
+    pub months: Option<(Option<NaiveDate>, Option<NaiveDate>)>,
+    /// Date ranges `[from, to)` to aggregate live: at most two, each shorter than two
+    /// months.
+    pub edges: Vec<(NaiveDate, NaiveDate)>,
+}
+
+fn first_of_month(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).unwrap_or(d)
+}
+
+fn first_of_next_month(d: NaiveDate) -> NaiveDate {
+    first_of_month(d)
+        .checked_add_months(Months::new(1))
+        .unwrap_or(NaiveDate::MAX)
+}
+
+/// Splits `[after, before)` (either end open) into whole months and edge ranges.
+pub fn split_months(after: Option<NaiveDate>, before: Option<NaiveDate>) -> MonthSplit {
+    let lo = after.map(|a| if a.day() == 1 { a } else { first_of_next_month(a) });
+    let hi = before.map(first_of_month);
+    if let (Some(l), Some(h)) = (lo, hi) {
+        if l >= h {
+            let edges = match (after, before) {
+                (Some(a), Some(b)) if a < b => vec![(a, b)],
+                _ => Vec::new(),
+            };
+            return MonthSplit { months: None, edges };
+        }
+    }
+    let mut edges = Vec::new();
+    if let (Some(a), Some(l)) = (after, lo) {
+        if a < l {
+            edges.push((a, l));
+        }
+    }
+    if let (Some(h), Some(b)) = (hi, before) {
+        if h < b {
+            edges.push((h, b));
+        }
+    }
+    MonthSplit {
+        months: Some((lo, hi)),
+        edges,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +525,48 @@ mod tests {
         assert!(!Disqualified.convertible() && !Converted.convertible() && Qualified.convertible());
         for s in LeadStatus::ALL {
             assert_eq!(LeadStatus::parse(s.as_str()), Some(s));
+        }
+    }
+
+    mod month_split {
+        use super::super::{split_months, NaiveDate};
+        use chrono::Datelike;
+        use proptest::prelude::*;
+
+        fn day(n: i32) -> NaiveDate {
+            NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(i64::from(n))
+        }
+
+        #[test]
+        fn a_quarter_is_three_whole_months_and_a_partial_one_is_an_edge() {
+            let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+            let q = split_months(Some(d(2026, 10, 1)), Some(d(2027, 1, 1)));
+            assert_eq!(q.months, Some((Some(d(2026, 10, 1)), Some(d(2027, 1, 1)))));
+            assert!(q.edges.is_empty());
+            let s = split_months(None, Some(d(2026, 12, 27)));
+            assert_eq!(s.months, Some((None, Some(d(2026, 12, 1)))));
+            assert_eq!(s.edges, vec![(d(2026, 12, 1), d(2026, 12, 27))]);
+            let inside = split_months(Some(d(2026, 12, 3)), Some(d(2026, 12, 20)));
+            assert_eq!(inside.months, None);
+            assert_eq!(inside.edges, vec![(d(2026, 12, 3), d(2026, 12, 20))]);
+        }
+
+        proptest! {
+            /// Every date is counted exactly once when in the range, never otherwise.
+            #[test]
+            fn whole_months_and_edges_partition_the_range(
+                a in proptest::option::of(0i32..800), b in proptest::option::of(0i32..800), x in 0i32..800,
+            ) {
+                let (after, before, x) = (a.map(day), b.map(day), day(x));
+                let split = split_months(after, before);
+                let in_range = after.is_none_or(|a| x >= a) && before.is_none_or(|b| x < b);
+                let month = x.with_day(1).unwrap();
+                let by_month = split.months.is_some_and(|(f, t)| f.is_none_or(|f| month >= f) && t.is_none_or(|t| month < t));
+                let by_edge = split.edges.iter().filter(|(f, t)| x >= *f && x < *t).count();
+                prop_assert!(split.edges.len() <= 2);
+                prop_assert!(split.edges.iter().all(|(f, t)| f < t && t.signed_duration_since(*f).num_days() <= 62));
+                prop_assert_eq!(usize::from(by_month) + by_edge, usize::from(in_range), "{:?}", split);
+            }
         }
     }
 }

@@ -557,6 +557,63 @@ pub fn board_totals(
     sql.into_query().load(conn)
 }
 
+/// Board totals filtered by expected close date (plus scope, owner, team): whole months
+/// of the range from the monthly rollup, the partial months at its edges aggregated
+/// live (index-only scan on `opportunities_close_totals_idx`). Deals without a close
+/// date never match a close-date filter.
+pub fn board_totals_by_close(
+    conn: &mut PgConnection,
+    stage_ids: &[Uuid],
+    scope: &ScopeFilter,
+    owner_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+    split: &crm_domain::pipeline::MonthSplit,
+) -> QueryResult<Vec<StageTotals>> {
+    let mut sql = Sql::new(
+        "SELECT x.stage_id, sum(x.n)::bigint AS count, coalesce(sum(x.a), 0)::numeric AS amount, \
+         round(coalesce(sum(x.axp), 0) / 100, 2)::numeric AS weighted FROM (\
+         SELECT t.stage_id, t.deals AS n, t.amount AS a, t.amount_x_prob AS axp \
+         FROM opportunity_month_totals t WHERE t.stage_id = ANY(",
+    );
+    sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+    sql.push(")");
+    match split.months {
+        None => {
+            sql.push(" AND false");
+        }
+        Some((from, to)) => {
+            sql.push(" AND t.close_month > DATE '0001-01-01'");
+            if let Some(f) = from {
+                sql.push(" AND t.close_month >= ");
+                sql.bind::<diesel::sql_types::Date, _>(f);
+            }
+            if let Some(t) = to {
+                sql.push(" AND t.close_month < ");
+                sql.bind::<diesel::sql_types::Date, _>(t);
+            }
+        }
+    }
+    sql.scope("t", scope);
+    sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
+        .eq_opt::<SqlUuid, _>("t.team_id", team_id);
+    for (from, to) in &split.edges {
+        sql.push(
+            " UNION ALL SELECT o.stage_id, 1, coalesce(o.amount, 0), coalesce(o.amount, 0) * o.probability \
+             FROM opportunities o WHERE o.deleted_at IS NULL AND o.stage_id = ANY(",
+        );
+        sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+        sql.push(") AND o.expected_close_date >= ");
+        sql.bind::<diesel::sql_types::Date, _>(*from);
+        sql.push(" AND o.expected_close_date < ");
+        sql.bind::<diesel::sql_types::Date, _>(*to);
+        sql.scope("o", scope);
+        sql.eq_opt::<SqlUuid, _>("o.owner_id", owner_id)
+            .eq_opt::<SqlUuid, _>("o.team_id", team_id);
+    }
+    sql.push(") x GROUP BY x.stage_id HAVING sum(x.n) > 0");
+    sql.into_query().load(conn)
+}
+
 /// The first `per_stage + 1` cards of every listed stage, in board order.
 pub fn board_cards(
     conn: &mut PgConnection,

@@ -7,6 +7,7 @@ use crm_db::repo::opportunities::{self as opps, OpportunityFilter};
 use crm_db::repo::{audit, pipelines};
 use crm_db::sql::ListSpec;
 use crm_domain::access::Action;
+use crm_domain::pipeline::split_months;
 use crm_domain::pipeline::{check_criteria, Item};
 use crm_domain::{diff, normalize};
 use diesel::prelude::*;
@@ -263,17 +264,20 @@ pub async fn board(
             filter.search = crate::custom::search_scope(&principal, "opportunities", &defs);
             let stages = pipelines::stages_of(c, &[id], false)?;
             let ids: Vec<Uuid> = stages.iter().map(|s| s.id).collect();
-            // Scope, owner and team filters read the trigger-maintained rollup; any
-            // other filter needs the live aggregate over the matching deals.
+            // Scope, owner and team filters read the trigger-maintained rollups (per
+            // stage, or per stage and close month for close-date ranges); amount and
+            // text filters need the live aggregate over the matching deals.
             let rollup = filter.amount_gte.is_none()
                 && filter.amount_lte.is_none()
-                && filter.close_after.is_none()
-                && filter.close_before.is_none()
                 && filter.q.as_deref().is_none_or(|q| q.trim().is_empty());
-            let totals = if rollup {
-                opps::board_totals_rollup(c, &ids, &scope, filter.owner_id, filter.team_id)?
-            } else {
-                opps::board_totals(c, &ids, &scope, &filter)?
+            let by_close = filter.close_after.is_some() || filter.close_before.is_some();
+            let totals = match (rollup, by_close) {
+                (true, false) => opps::board_totals_rollup(c, &ids, &scope, filter.owner_id, filter.team_id)?,
+                (true, true) => {
+                    let split = split_months(filter.close_after, filter.close_before);
+                    opps::board_totals_by_close(c, &ids, &scope, filter.owner_id, filter.team_id, &split)?
+                }
+                (false, _) => opps::board_totals(c, &ids, &scope, &filter)?,
             };
             let rows = opps::board_cards(c, &ids, &scope, &filter, per_stage)?;
             let cards = super::opportunities::with_contacts(c, rows)?;
