@@ -208,6 +208,24 @@ async fn the_full_lead_to_cash_path_through_the_api() {
     for k in ["quote", "contract", "payment", "stage_change"] {
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
+    // Presales reads deals and quotes but not contracts or payments: its timeline of
+    // the same deal leaves those out.
+    let t = app
+        .get(
+            &format!("/api/v1/opportunities/{deal_id}/timeline?limit=200"),
+            &app.token(app.org.presales),
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let kinds: Vec<&str> = t.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"quote") && kinds.contains(&"stage_change"), "{kinds:?}");
+    assert!(!kinds.contains(&"contract") && !kinds.contains(&"payment"), "{kinds:?}");
+    assert!(!t.text.contains("90400.00"), "no payment amount leaks");
     let o = app.get(&format!("/api/v1/accounts/{account_id}/overview"), &rep).await;
     assert_eq!(o.status, 200, "{}", o.text);
     assert_eq!(o.body["recent_quotes"][0]["id"].as_str().unwrap(), quote_id);

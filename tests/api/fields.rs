@@ -949,3 +949,103 @@ async fn searchable_fields_join_q_and_withheld_fields_cannot_be_searched() {
     assert_eq!(app.db.count(idx), 0);
     assert!(!found(&app.get("/api/v1/contacts?q=%E5%B0%8F%E9%BE%99", &admin).await));
 }
+
+#[actix_web::test]
+async fn history_and_timeline_follow_field_permissions() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let r = app
+        .post(
+            "/api/v1/admin/fields/contacts",
+            &admin,
+            json!({"key": "salary_band", "label_zh": "薪资段", "label_en": "Salary band", "type": "text"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.set_field_access(
+        &admin,
+        "sales_rep",
+        json!([
+            {"object": "contacts", "field": "mobile", "access": "masked"},
+            {"object": "contacts", "field": "email", "access": "hidden"},
+            {"object": "contacts", "field": "custom.salary_band", "access": "hidden"},
+            {"object": "opportunities", "field": "amount", "access": "hidden"}
+        ]),
+    )
+    .await;
+    let m = app.token(app.org.manager_east);
+    let acc = app
+        .post(
+            "/api/v1/accounts",
+            &m,
+            json!({"name": "History Co", "owner_id": app.org.rep_east1}),
+        )
+        .await;
+    let ct = app
+        .post(
+            "/api/v1/contacts",
+            &m,
+            json!({"account_id": acc.body["id"], "name": "赵敏", "mobile": "13912345678", "email": "zhao@ming.cn",
+                   "owner_id": app.org.rep_east1, "custom": {"salary_band": "P9"}}),
+        )
+        .await;
+    assert_eq!(ct.status, 201, "{}", ct.text);
+    let cid = ct.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .patch(
+            &format!("/api/v1/contacts/{cid}"),
+            &m,
+            1,
+            json!({"mobile": "13700001111", "email": "z@ming.cn", "title": "CTO", "custom": {"salary_band": "P10"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let rep = app.token(app.org.rep_east1);
+    let h = app.get(&format!("/api/v1/contacts/{cid}/history"), &rep).await;
+    assert_eq!(h.status, 200, "{}", h.text);
+    for secret in ["13912345678", "13700001111", "zhao@ming.cn", "z@ming.cn", "P9", "P10"] {
+        assert!(!h.text.contains(secret), "{secret} leaks through history: {}", h.text);
+    }
+    let update = &h.body["items"][0]["changes"];
+    assert_eq!(update["title"]["after"], "CTO");
+    assert_eq!(update["mobile"]["after"], "137****1111");
+    assert!(update.get("email").is_none() && update.get("custom.salary_band").is_none());
+    // The manager (unrestricted) sees everything.
+    let h = app.get(&format!("/api/v1/contacts/{cid}/history"), &m).await;
+    assert_eq!(h.body["items"][0]["changes"]["custom.salary_band"]["after"], "P10");
+
+    // A deal whose amount the rep may not see: neither history nor timeline shows it.
+    let deal = app
+        .deal(
+            &m,
+            json!({"name": "Hidden amount", "account_id": acc.body["id"], "amount": "987654.32",
+                   "owner_id": app.org.rep_east1}),
+        )
+        .await;
+    let did = deal["id"].as_str().unwrap().to_owned();
+    let v = app
+        .get(&format!("/api/v1/opportunities/{did}"), &m)
+        .await
+        .etag_version();
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{did}"),
+            &m,
+            v,
+            json!({"amount": "123456.78"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for path in ["history", "timeline"] {
+        let r = app.get(&format!("/api/v1/opportunities/{did}/{path}"), &rep).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            !r.text.contains("987654.32") && !r.text.contains("123456.78"),
+            "amount leaks through {path}: {}",
+            r.text
+        );
+        let m_view = app.get(&format!("/api/v1/opportunities/{did}/{path}"), &m).await;
+        assert!(m_view.text.contains("123456.78"), "{path}");
+    }
+}

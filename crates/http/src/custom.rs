@@ -110,6 +110,56 @@ pub fn shape(p: &Principal, object: &str, defs: &[FieldDefRow], v: &mut Value) {
     }
 }
 
+/// Applies field-level permissions to audit changes (`{field: {"before", "after"}}`,
+/// custom fields as `custom.<key>`): hidden fields removed, masked ones masked, so
+/// history cannot reveal what the record itself hides.
+pub fn shape_changes(p: &Principal, object: &str, changes: &mut Value) {
+    if !p.restricts(object) {
+        return;
+    }
+    let Some(map) = changes.as_object_mut() else { return };
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for k in keys {
+        // A record's creation lists `custom` whole: {"after": {key: value}}.
+        if k == "custom" {
+            if let Some(Value::Object(ba)) = map.get_mut(&k) {
+                for side in ba.values_mut() {
+                    if let Value::Object(values) = side {
+                        let inner: Vec<String> = values.keys().cloned().collect();
+                        for ck in inner {
+                            match p.field_access(object, &format!("custom.{ck}")) {
+                                FieldAccess::Hidden => {
+                                    values.remove(&ck);
+                                }
+                                FieldAccess::Masked => {
+                                    if let Some(v) = values.get_mut(&ck) {
+                                        *v = mask(v);
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            continue;
+        }
+        match p.field_access(object, &k) {
+            FieldAccess::Hidden => {
+                map.remove(&k);
+            }
+            FieldAccess::Masked => {
+                if let Some(Value::Object(ba)) = map.get_mut(&k) {
+                    for v in ba.values_mut() {
+                        *v = mask(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Serializes and shapes a record for the caller.
 pub fn shaped<T: serde::Serialize>(p: &Principal, object: &str, defs: &[FieldDefRow], dto: &T) -> Value {
     let mut v = serde_json::to_value(dto).unwrap_or(Value::Null);

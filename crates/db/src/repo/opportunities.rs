@@ -646,12 +646,22 @@ pub struct TimelineRow {
     pub data: Value,
 }
 
+/// Which quote-to-cash entries a caller's timeline holds: the quotes, contracts and
+/// payments in each read scope (`None`: no permission, none of them).
+#[derive(Debug, Clone, Default)]
+pub struct TimelineAccess {
+    pub quotes: Option<ScopeFilter>,
+    pub contracts: Option<ScopeFilter>,
+    pub payments: Option<ScopeFilter>,
+}
+
 /// Stage changes, field changes, activities, tasks, outputs, quote and contract status
 /// changes and payments of a deal, newest first,
 /// strictly before `(at, ref_id)` when given.
 pub fn timeline(
     conn: &mut PgConnection,
     id: Uuid,
+    access: &TimelineAccess,
     before: Option<(DateTime<Utc>, String)>,
     limit: i64,
 ) -> QueryResult<Vec<TimelineRow>> {
@@ -684,29 +694,38 @@ pub fn timeline(
         FROM opportunity_outputs p WHERE p.deleted_at IS NULL AND p.opportunity_id = ",
     );
     sql.bind::<SqlUuid, _>(id);
-    sql.push(
-        " UNION ALL SELECT st.at, 'quote', 's:' || st.id, \
-        jsonb_build_object('quote_id', q.id, 'number', q.number, 'revision', q.revision, 'from_status', st.from_status, \
-        'to_status', st.to_status, 'total', q.total::text, 'actor_id', st.actor_id, 'reason', st.reason) \
-        FROM status_transitions st JOIN quotes q ON q.id = st.entity_id \
-        WHERE st.entity_type = 'quote' AND q.deleted_at IS NULL AND q.opportunity_id = ",
-    );
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(
-        " UNION ALL SELECT st.at, 'contract', 's:' || st.id, \
-        jsonb_build_object('contract_id', k.id, 'number', k.number, 'from_status', st.from_status, \
-        'to_status', st.to_status, 'amount', k.amount::text, 'actor_id', st.actor_id, 'reason', st.reason) \
-        FROM status_transitions st JOIN contracts k ON k.id = st.entity_id \
-        WHERE st.entity_type = 'contract' AND k.deleted_at IS NULL AND k.opportunity_id = ",
-    );
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(
-        " UNION ALL SELECT y.created_at, 'payment', 'y:' || y.id, \
-        jsonb_build_object('payment_id', y.id, 'contract_id', y.contract_id, 'amount', y.amount::text, \
-        'received_on', y.received_on, 'method', y.method, 'reference', y.reference) \
-        FROM payments y JOIN contracts k ON k.id = y.contract_id WHERE k.opportunity_id = ",
-    );
-    sql.bind::<SqlUuid, _>(id);
+    if let Some(scope) = &access.quotes {
+        sql.push(
+            " UNION ALL SELECT st.at, 'quote', 's:' || st.id, \
+            jsonb_build_object('quote_id', q.id, 'number', q.number, 'revision', q.revision, 'from_status', st.from_status, \
+            'to_status', st.to_status, 'total', q.total::text, 'actor_id', st.actor_id, 'reason', st.reason) \
+            FROM status_transitions st JOIN quotes q ON q.id = st.entity_id \
+            WHERE st.entity_type = 'quote' AND q.deleted_at IS NULL AND q.opportunity_id = ",
+        );
+        sql.bind::<SqlUuid, _>(id);
+        sql.scope("q", scope);
+    }
+    if let Some(scope) = &access.contracts {
+        sql.push(
+            " UNION ALL SELECT st.at, 'contract', 's:' || st.id, \
+            jsonb_build_object('contract_id', k.id, 'number', k.number, 'from_status', st.from_status, \
+            'to_status', st.to_status, 'amount', k.amount::text, 'actor_id', st.actor_id, 'reason', st.reason) \
+            FROM status_transitions st JOIN contracts k ON k.id = st.entity_id \
+            WHERE st.entity_type = 'contract' AND k.deleted_at IS NULL AND k.opportunity_id = ",
+        );
+        sql.bind::<SqlUuid, _>(id);
+        sql.scope("k", scope);
+    }
+    if let Some(scope) = &access.payments {
+        sql.push(
+            " UNION ALL SELECT y.created_at, 'payment', 'y:' || y.id, \
+            jsonb_build_object('payment_id', y.id, 'contract_id', y.contract_id, 'amount', y.amount::text, \
+            'received_on', y.received_on, 'method', y.method, 'reference', y.reference) \
+            FROM payments y JOIN contracts k ON k.id = y.contract_id WHERE k.opportunity_id = ",
+        );
+        sql.bind::<SqlUuid, _>(id);
+        sql.scope("y", scope);
+    }
     sql.push(") t");
     if let Some((at, r)) = before {
         sql.push(" WHERE (t.at, t.ref_id) < (");

@@ -487,18 +487,26 @@ pub async fn account_history(
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    history(&state, scope, RES, id.into_inner(), q.into_inner(), |c, s, id| {
-        Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some())
-    })
+    history(
+        &state,
+        &auth,
+        scope,
+        RES,
+        id.into_inner(),
+        q.into_inner(),
+        |c, s, id| Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some()),
+    )
     .await
 }
 
 /// Whether a record is live and inside a scope.
 pub type Visible = fn(&mut PgConnection, &ScopeFilter, Uuid) -> crm_db::QueryResult<bool>;
 
-/// Audit history of any record, newest first (shared by every resource).
+/// Audit history of any record, newest first (shared by every resource), with the
+/// caller's field permissions applied to the changes.
 pub async fn history(
     state: &AppState,
+    auth: &Auth,
     scope: ScopeFilter,
     resource: &'static str,
     id: Uuid,
@@ -525,7 +533,14 @@ pub async fn history(
         None
     };
     Ok(HttpResponse::Ok().json(Page {
-        items: rows.into_iter().map(AuditEntry::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| {
+                let mut e = AuditEntry::from(r);
+                custom::shape_changes(&auth.principal, resource, &mut e.changes);
+                e
+            })
+            .collect(),
         next_cursor,
     }))
 }

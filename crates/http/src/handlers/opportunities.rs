@@ -885,9 +885,15 @@ pub async fn opportunity_history(
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Read)?;
-    super::accounts::history(&state, scope, RES, id.into_inner(), q.into_inner(), |c, s, id| {
-        Ok(opps::find(c, s, id, Liveness::Live, false)?.is_some())
-    })
+    super::accounts::history(
+        &state,
+        &auth,
+        scope,
+        RES,
+        id.into_inner(),
+        q.into_inner(),
+        |c, s, id| Ok(opps::find(c, s, id, Liveness::Live, false)?.is_some()),
+    )
     .await
 }
 
@@ -951,11 +957,18 @@ pub async fn timeline(
             Some((c.at, c.id))
         }
     };
+    // Quote, contract and payment entries only as far as the caller may read those.
+    let part = |resource: &str| auth.scope(resource, Action::Read).map(|s| auth.principal.filter(s));
+    let access = opps::TimelineAccess {
+        quotes: part("quotes"),
+        contracts: part("contracts"),
+        payments: part("payments"),
+    };
     let rows = state
         .db
         .run(move |c| {
             opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
-            Ok::<_, ApiError>(opps::timeline(c, id, before, limit + 1)?)
+            Ok::<_, ApiError>(opps::timeline(c, id, &access, before, limit + 1)?)
         })
         .await?;
     let more = rows.len() as i64 > limit;
@@ -975,9 +988,49 @@ pub async fn timeline(
         None
     };
     Ok(HttpResponse::Ok().json(Page {
-        items: rows.into_iter().map(TimelineEntry::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| {
+                let mut e = TimelineEntry::from(r);
+                shape_timeline(&auth.principal, &mut e);
+                e
+            })
+            .collect(),
         next_cursor,
     }))
+}
+
+/// Field permissions on timeline entries: field changes shaped like history, and the
+/// deal's amount and probability in stage changes hidden or masked like the fields.
+fn shape_timeline(p: &crm_domain::access::Principal, e: &mut TimelineEntry) {
+    if !p.restricts(RES) {
+        return;
+    }
+    match e.kind.as_str() {
+        "field_change" => {
+            if let Some(ch) = e.data.get_mut("changes") {
+                custom::shape_changes(p, RES, ch);
+            }
+        }
+        "stage_change" => {
+            if let Some(map) = e.data.as_object_mut() {
+                for k in ["amount", "probability"] {
+                    match p.field_access(RES, k) {
+                        crm_domain::fields::FieldAccess::Hidden => {
+                            map.remove(k);
+                        }
+                        crm_domain::fields::FieldAccess::Masked => {
+                            if let Some(v) = map.get_mut(k) {
+                                *v = crm_domain::fields::mask(v);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn build_checklist(c: &mut PgConnection, row: &OpportunityRow) -> ApiResult<Checklist> {
