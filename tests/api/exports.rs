@@ -332,6 +332,30 @@ async fn export_columns_are_the_fields_a_read_returns() {
 }
 
 #[actix_web::test]
+async fn an_export_over_the_row_limit_is_refused_and_not_recorded() {
+    let app = crm_test_support::app::start_with(|c| c.export_max_rows = 2).await;
+    let director = app.token(app.org.director);
+    for name in ["One Ltd", "Two Ltd"] {
+        app.account(&director, name).await;
+    }
+    let r = app.get("/api/v1/accounts/export", &director).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    app.account(&director, "Three Ltd").await;
+    let r = app.get("/api/v1/accounts/export", &director).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.code(), "export_too_large");
+    assert_eq!(r.body["max_rows"], 2);
+    // A narrower filter fits.
+    let r = app.get("/api/v1/accounts/export?q=Two", &director).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(parse_csv(&r.text).len(), 2);
+    assert_eq!(
+        app.db.count("SELECT count(*) FROM audit_log WHERE action = 'exported'"),
+        2
+    );
+}
+
+#[actix_web::test]
 async fn exports_wait_for_a_slot_and_answer_429_when_none_frees() {
     let app = crm_test_support::app::start_with(|c| {
         c.export_slots = 1;

@@ -932,6 +932,21 @@ async fn searchable_fields_join_q_and_withheld_fields_cannot_be_searched() {
     }
     assert!(found(&app.get("/api/v1/contacts?q=%E6%9D%A8%E8%BF%87", &rep).await));
     assert!(found(&app.get("/api/v1/contacts?q=%E5%BE%92%E5%BC%9F", &rep).await));
+    // A searchable field cannot become a type search does not cover.
+    let v = app
+        .get("/api/v1/admin/fields/contacts/nickname", &admin)
+        .await
+        .etag_version();
+    let r = app
+        .patch(
+            "/api/v1/admin/fields/contacts/nickname",
+            &admin,
+            v,
+            json!({"type": "integer"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "searchable");
     // Turning search off drops the index.
     let v = app
         .get("/api/v1/admin/fields/contacts/nickname", &admin)

@@ -25,6 +25,8 @@ pub struct HttpConfig {
     pub auth_cache_ttl: Duration,
     /// Exports that may run at once (each holds its document in memory).
     pub export_slots: usize,
+    /// Rows an export may hold; a larger result answers 422 `export_too_large`.
+    pub export_max_rows: usize,
     /// How long an export waits for a free slot before answering 429.
     pub export_wait: Duration,
 }
@@ -69,6 +71,7 @@ impl HttpConfig {
             body_limit: 1024 * 1024,
             auth_cache_ttl: Duration::from_secs(60),
             export_slots: 2,
+            export_max_rows: 100_000,
             export_wait: Duration::from_secs(15),
         }
     }

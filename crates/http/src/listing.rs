@@ -22,8 +22,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::meta;
 use crate::state::AppState;
 
-/// Rows an export may hold; a larger result asks the caller to narrow the filters.
-pub const MAX_EXPORT_ROWS: usize = 100_000;
 /// Rows read per query while exporting.
 const EXPORT_PAGE: i64 = 1_000;
 
@@ -304,6 +302,7 @@ pub async fn export<L: Listing>(
     let actor = auth.actor();
     let cache = state.fields.clone();
     let heading = opts.header.unwrap_or_default();
+    let max_rows = state.config.export_max_rows;
     let export_id = Uuid::now_v7();
     let (body, rows) = state
         .db
@@ -326,12 +325,12 @@ pub async fn export<L: Listing>(
                         Some(EXPORT_PAGE),
                     )?;
                     rows += items.len();
-                    if rows > MAX_EXPORT_ROWS {
+                    if rows > max_rows {
                         return Err(ApiError::unprocessable(
                             "export_too_large",
-                            format!("more than {MAX_EXPORT_ROWS} records match; narrow the filters"),
+                            format!("more than {max_rows} records match; narrow the filters"),
                         )
-                        .with_extra("max_rows", json!(MAX_EXPORT_ROWS)));
+                        .with_extra("max_rows", json!(max_rows)));
                     }
                     for item in &items {
                         let v = shaper.one(item);

@@ -77,6 +77,9 @@ struct ServeArgs {
     /// CSV exports that may run at once (each holds up to 100,000 rows in memory).
     #[arg(long, env = "CRM_EXPORT_SLOTS", default_value_t = 2)]
     export_slots: usize,
+    /// Rows one CSV export may hold.
+    #[arg(long, env = "CRM_EXPORT_MAX_ROWS", default_value_t = 100_000)]
+    export_max_rows: usize,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -268,6 +271,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.access_ttl = Duration::from_secs(args.access_ttl_secs);
     cfg.trust_proxy = args.trust_proxy;
     cfg.export_slots = args.export_slots;
+    cfg.export_max_rows = args.export_max_rows.max(1);
     let state = AppState::new(Db::new(pool), cfg);
     spawn_auth_listener(url, state.clone());
     spawn_housekeeping(state.db.clone());

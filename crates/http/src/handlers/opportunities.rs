@@ -281,8 +281,9 @@ crate::impl_listing!(OpportunityFilter, Opportunity, RES, "o", opps, |c, rows| w
 ///
 /// Needs `opportunities:export`. UTF-8 with a BOM; one column per field the caller may see
 /// (masked fields masked), custom fields as `custom.<key>`; `header=zh|en` puts labels
-/// in the heading row. `cursor` and `limit` do not apply; more than 100,000 matching
-/// records answer 422 `export_too_large`. Recorded in the audit trail and as the
+/// in the heading row. `cursor` and `limit` do not apply; more matching records than
+/// `CRM_EXPORT_MAX_ROWS` (default 100,000) answer 422 `export_too_large`. Recorded in
+/// the audit trail and as the
 /// `opportunity.exported` event.
 #[utoipa::path(
     tag = "opportunities",
