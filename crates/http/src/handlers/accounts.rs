@@ -487,16 +487,9 @@ pub async fn account_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    history(
-        &state,
-        &auth,
-        scope,
-        RES,
-        id.into_inner(),
-        q.into_inner(),
-        |c, s, id| Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some()),
-    )
+    history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+        Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some())
+    })
     .await
 }
 
@@ -508,12 +501,12 @@ pub type Visible = fn(&mut PgConnection, &ScopeFilter, Uuid) -> crm_db::QueryRes
 pub async fn history(
     state: &AppState,
     auth: &Auth,
-    scope: ScopeFilter,
     resource: &'static str,
     id: Uuid,
     q: HistoryQuery,
     visible: Visible,
 ) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(resource, Action::Read)?;
     let limit = crm_domain::listing::limit(q.limit)?;
     let before = q.cursor.as_deref().map(decode_id_cursor).transpose()?;
     let rows = state

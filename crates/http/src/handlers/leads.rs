@@ -513,16 +513,9 @@ pub async fn lead_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    super::accounts::history(
-        &state,
-        &auth,
-        scope,
-        RES,
-        id.into_inner(),
-        q.into_inner(),
-        |c, s, id| Ok(leads::find(c, s, id, Liveness::Live, false)?.is_some()),
-    )
+    super::accounts::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+        Ok(leads::find(c, s, id, Liveness::Live, false)?.is_some())
+    })
     .await
 }
 
