@@ -11,12 +11,18 @@ async fn logging_activities_touches_the_linked_records() {
     let aid = acc["id"].as_str().unwrap();
     let contact = app.contact(&rep, aid, "赵敏").await;
     let deal = app.deal(&rep, json!({"name": "Deal", "account_id": aid})).await;
+    let day = |back: i64| {
+        (app.state.clock.today() - chrono::Duration::days(back))
+            .format("%Y-%m-%dT10:00:00Z")
+            .to_string()
+    };
+    let (visit_at, old_at) = (day(30), day(300));
     let r = app
         .post(
             "/api/v1/activities",
             &rep,
             json!({"type": "visit", "subject": "Site visit", "content": "Met the team", "duration_minutes": 90,
-                   "contact_id": contact["id"], "opportunity_id": deal["id"], "occurred_at": "2026-01-05T10:00:00Z"}),
+                   "contact_id": contact["id"], "opportunity_id": deal["id"], "occurred_at": visit_at}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -31,17 +37,17 @@ async fn logging_activities_touches_the_linked_records() {
         format!("/api/v1/opportunities/{}", deal["id"].as_str().unwrap()),
     ] {
         let x = app.get(&path, &rep).await;
-        assert_eq!(x.body["last_activity_at"], "2026-01-05T10:00:00Z", "{path}");
+        assert_eq!(x.body["last_activity_at"], visit_at.as_str(), "{path}");
     }
     // An older activity does not move last_activity_at backwards; the version is untouched.
     app.post(
         "/api/v1/activities",
         &rep,
-        json!({"type": "note", "subject": "Old note", "account_id": aid, "occurred_at": "2025-01-01T00:00:00Z"}),
+        json!({"type": "note", "subject": "Old note", "account_id": aid, "occurred_at": old_at}),
     )
     .await;
     let a = app.get(&format!("/api/v1/accounts/{aid}"), &rep).await;
-    assert_eq!(a.body["last_activity_at"], "2026-01-05T10:00:00Z");
+    assert_eq!(a.body["last_activity_at"], visit_at.as_str());
     assert_eq!(a.body["version"], 1);
 
     let list = app.get(&format!("/api/v1/activities?account_id={aid}"), &rep).await;
@@ -56,6 +62,11 @@ async fn logging_activities_touches_the_linked_records() {
         ),
         (
             json!({"type": "call", "subject": "x", "account_id": aid, "occurred_at": "2999-01-01T00:00:00Z"}),
+            "occurred_at",
+        ),
+        // Loose dates were accepted before (issue 9): a follow-up "logged" in 2000.
+        (
+            json!({"type": "call", "subject": "x", "account_id": aid, "occurred_at": "2000-01-01T00:00:00Z"}),
             "occurred_at",
         ),
         (json!({"type": "fax", "subject": "x", "account_id": aid}), "type"),

@@ -4,7 +4,7 @@
 use crm_test_support::app::start;
 use serde_json::json;
 
-use crate::q2c::{approvals_of, deal, product, quote};
+use crate::q2c::{approvals_of, deal, product, quote, signed};
 
 #[actix_web::test]
 async fn the_full_lead_to_cash_path_through_the_api() {
@@ -318,6 +318,9 @@ async fn payment_plans_allocations_and_receivables() {
         .iter()
         .map(|i| i["id"].as_str().unwrap().to_owned())
         .collect();
+    // Payments apply to installments once the contract is signed (before, they are
+    // prepayments held as credit).
+    signed(&app, &rep, &kid).await;
 
     // Reps do not record payments; finance does.
     let r = app
@@ -374,14 +377,28 @@ async fn payment_plans_allocations_and_receivables() {
     assert_eq!(plan.body["installments"][0]["ageing"], "31-60");
     assert_eq!(plan.body["installments"][0]["outstanding"], "100.00");
     assert_eq!(plan.body["installments"][2]["overdue"], false);
-    // Over-payment: what is beyond every due stays unapplied.
+    // Over-payment: beyond the contract amount only within the configured tolerance,
+    // and what is beyond every due stays unapplied.
+    let over = json!({"contract_id": kid, "amount": "900.00", "method": "bank_transfer"});
+    let r = app.post("/api/v1/payments", &finance, over.clone()).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.code(), "exceeds_contract");
+    assert_eq!(r.body["remaining"], "800.00");
+    let admin = app.token(app.org.admin);
     let r = app
-        .post(
-            "/api/v1/payments",
-            &finance,
-            json!({"contract_id": kid, "amount": "900.00", "method": "bank_transfer"}),
+        .send(
+            crm_test_support::app::request(
+                actix_web::http::Method::PUT,
+                "/api/v1/admin/settings/payments",
+                Some(&admin),
+            )
+            .set_json(
+                json!({"overpayment_tolerance": "100.00", "accept_prepayments": true, "prepayment_wins_pct": "10"}),
+            ),
         )
         .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.post("/api/v1/payments", &finance, over).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["unapplied"], "100.00");
     let sum: f64 = r.body["allocations"]

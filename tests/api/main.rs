@@ -11,6 +11,7 @@ mod contracts;
 mod errors;
 mod exports;
 mod fields;
+mod integrity;
 mod leads;
 mod ops;
 mod paging;

@@ -2,11 +2,11 @@
 
 use actix_web::http::Method;
 use crm_test_support::app::request;
-use crm_test_support::app::start;
+use crm_test_support::app::{start, start_with};
 
 #[actix_web::test]
 async fn health_ready_and_metrics() {
-    let app = start().await;
+    let app = start_with(|c| c.metrics_token = Some("metrics-token-for-tests".into())).await;
     let r = app.send(request(Method::GET, "/healthz", None)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "ok");
@@ -16,7 +16,9 @@ async fn health_ready_and_metrics() {
 
     let token = app.token(app.org.admin);
     assert_eq!(app.get("/api/v1/accounts", &token).await.status, 200);
-    let r = app.send(request(Method::GET, "/metrics", None)).await;
+    let r = app
+        .send(request(Method::GET, "/metrics", Some("metrics-token-for-tests")))
+        .await;
     assert_eq!(r.status, 200);
     assert!(
         r.text

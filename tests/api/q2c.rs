@@ -72,3 +72,30 @@ where
     assert_eq!(r.status, 200, "approvals: {}", r.text);
     r.body["items"].as_array().unwrap().clone()
 }
+
+/// Takes a draft contract through legal review to signed (as its rep, legal approving).
+pub async fn signed<S, B>(app: &TestApp<S>, rep: &str, contract_id: &str)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = app
+        .post(&format!("/api/v1/contracts/{contract_id}/submit"), rep, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "legal_review", "submit: {}", r.text);
+    let legal = app.token(app.org.legal);
+    let a = approvals_of(app, rep, "contract", contract_id).await;
+    let approval = a[0]["id"].as_str().unwrap();
+    let r = app
+        .post(&format!("/api/v1/approvals/{approval}/approve"), &legal, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "approved", "legal: {}", r.text);
+    let r = app
+        .post(
+            &format!("/api/v1/contracts/{contract_id}/sign"),
+            rep,
+            json!({"signed_copy_ref": "files/signed.pdf"}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "signed", "sign: {}", r.text);
+}

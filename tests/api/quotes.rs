@@ -125,8 +125,17 @@ async fn quote_totals_are_computed_by_the_server() {
     assert_eq!(q["effective_discount_pct"], "12.60");
     assert_eq!(q["tax_amount"], "2508.00");
     assert_eq!(q["total"], "24358.00");
-    assert_eq!(q["cost_total"], "12000.00");
-    assert_eq!(q["gross_margin"], "9850.00");
+    // Costs and margins are for the director, not the rep (issue 9).
+    assert!(q.get("cost_total").is_none() && q.get("gross_margin").is_none(), "{q}");
+    assert_eq!(q["free_text_lines"], 1);
+    let full = app
+        .get(
+            &format!("/api/v1/quotes/{}", q["id"].as_str().unwrap()),
+            &app.token(app.org.director),
+        )
+        .await;
+    assert_eq!(full.body["cost_total"], "12000.00");
+    assert_eq!(full.body["gross_margin"], "9850.00");
 
     // Client-sent totals are not accepted; bad lines change nothing.
     let id = q["id"].as_str().unwrap();
@@ -698,6 +707,7 @@ async fn concurrent_approvals_give_one_decision_per_approver_and_one_outcome_per
 async fn only_one_quote_per_deal_is_accepted_and_declines_can_lose_the_deal() {
     let app = start().await;
     let rep = app.token(app.org.rep_east1);
+    let svc = product(&app, &app.token(app.org.admin), "SVC", "100.00", "0").await;
     let (deal_id, _) = deal(&app, &rep).await;
     let mut sent = Vec::new();
     for _ in 0..2 {
@@ -705,7 +715,7 @@ async fn only_one_quote_per_deal_is_accepted_and_declines_can_lose_the_deal() {
             &app,
             &rep,
             &deal_id,
-            json!([{"description": "svc", "quantity": "1", "unit_price": "100.00"}]),
+            json!([{"product_id": svc["id"], "quantity": "1"}]),
             "0",
         )
         .await;
@@ -755,12 +765,13 @@ async fn sent_quotes_expire_after_their_validity() {
     let app = start().await;
     let admin = app.token(app.org.admin);
     let rep = app.token(app.org.rep_east1);
+    let svc = product(&app, &admin, "SVC", "100.00", "0").await;
     let (deal_id, _) = deal(&app, &rep).await;
     let q = quote(
         &app,
         &rep,
         &deal_id,
-        json!([{"description": "svc", "quantity": "1", "unit_price": "100.00"}]),
+        json!([{"product_id": svc["id"], "quantity": "1"}]),
         "0",
     )
     .await;

@@ -621,6 +621,7 @@ fn seed_in_tx(c: &mut PgConnection) -> QueryResult<Q2cReport> {
                     Utc,
                 ),
                 version: 1,
+                prepayment: false,
             });
             report.payments += 1;
         }

@@ -516,6 +516,7 @@ diesel::table! {
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         version -> Int4,
+        prepayment -> Bool,
     }
 }
 

@@ -18,17 +18,20 @@ pub enum Action {
     Export,
     /// Reassigning a record's owner.
     Assign,
+    /// Moving a closed (won or lost) deal out of its closed stage.
+    Reopen,
     Admin,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Read,
         Action::Create,
         Action::Update,
         Action::Delete,
         Action::Export,
         Action::Assign,
+        Action::Reopen,
         Action::Admin,
     ];
 
@@ -40,6 +43,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Export => "export",
             Action::Assign => "assign",
+            Action::Reopen => "reopen",
             Action::Admin => "admin",
         }
     }
@@ -127,7 +131,15 @@ pub const RESOURCES: &[ResourceDef] = &[
     },
     ResourceDef {
         name: "opportunities",
-        actions: RECORD_ACTIONS,
+        actions: &[
+            Action::Read,
+            Action::Create,
+            Action::Update,
+            Action::Delete,
+            Action::Export,
+            Action::Assign,
+            Action::Reopen,
+        ],
     },
     ResourceDef {
         name: "activities",
@@ -304,17 +316,59 @@ impl Principal {
         }
     }
 
-    /// The caller's access to a field of an object.
+    /// The caller's access to a field of an object, derived fields (see
+    /// [`crate::fields::DERIVED`]) limited by their sources.
     pub fn field_access(&self, object: &str, field: &str) -> crate::fields::FieldAccess {
-        self.field_access
-            .iter()
-            .find(|(o, f, _)| o == object && f == field)
-            .map_or(crate::fields::FieldAccess::Full, |(_, _, a)| *a)
+        self.access_at(object, field, 0)
     }
 
-    /// Whether any field of the object is restricted for the caller.
+    fn access_at(&self, object: &str, field: &str, depth: usize) -> crate::fields::FieldAccess {
+        let own = self
+            .field_access
+            .iter()
+            .find(|(o, f, _)| o == object && f == field)
+            .map_or(crate::fields::FieldAccess::Full, |(_, _, a)| *a);
+        if depth > 4 {
+            return own;
+        }
+        crate::fields::derived_from(object, field)
+            .iter()
+            .map(|(o, f)| self.access_at(o, f, depth + 1))
+            .fold(own, std::cmp::min)
+    }
+
+    /// Restricts formula fields as far as their inputs are restricted (a formula over a
+    /// hidden amount would reveal it). `formulas`: (object, `custom.<key>`, inputs).
+    pub fn restrict_formulas(&mut self, formulas: &[(String, String, Vec<String>)]) {
+        use crate::fields::FieldAccess;
+        // Formulas may use formulas: a few passes reach a fixed point.
+        for _ in 0..4 {
+            let mut changed = false;
+            for (object, field, inputs) in formulas {
+                let own = self.field_access(object, field);
+                let limit = inputs
+                    .iter()
+                    .map(|i| self.field_access(object, i))
+                    .fold(FieldAccess::Full, std::cmp::min);
+                if limit < own {
+                    self.field_access.retain(|(o, f, _)| !(o == object && f == field));
+                    self.field_access.push((object.clone(), field.clone(), limit));
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// Whether any field of the object is restricted for the caller (directly or
+    /// through a derived field's sources).
     pub fn restricts(&self, object: &str) -> bool {
         self.field_access.iter().any(|(o, _, _)| o == object)
+            || crate::fields::DERIVED
+                .iter()
+                .any(|(o, f, _)| *o == object && self.field_access(o, f) < crate::fields::FieldAccess::Full)
     }
 
     /// A stable key identifying the caller, e.g. for idempotency records.
@@ -358,6 +412,42 @@ mod tests {
             api_key_id: None,
             field_access: Vec::new(),
         }
+    }
+
+    #[test]
+    fn derived_fields_and_formulas_are_no_more_visible_than_their_sources() {
+        use crate::fields::FieldAccess::*;
+        let mut p = principal(PermissionSet::default());
+        assert!(!p.restricts("opportunities"));
+        p.field_access.push(("opportunities".into(), "amount".into(), Hidden));
+        assert_eq!(p.field_access("opportunities", "weighted_amount"), Hidden);
+        assert_eq!(p.field_access("opportunities", "probability"), Full);
+        p.field_access.push(("products".into(), "standard_cost".into(), Masked));
+        assert!(p.restricts("quotes"));
+        assert_eq!(p.field_access("quotes", "cost_total"), Masked);
+        assert_eq!(p.field_access("quotes", "gross_margin_pct"), Masked);
+        assert_eq!(p.field_access("quotes", "total"), Full);
+        let formulas = vec![
+            (
+                "opportunities".to_owned(),
+                "custom.commission".to_owned(),
+                vec!["amount".to_owned()],
+            ),
+            (
+                "opportunities".to_owned(),
+                "custom.double".to_owned(),
+                vec!["custom.commission".to_owned()],
+            ),
+            (
+                "opportunities".to_owned(),
+                "custom.seats_x2".to_owned(),
+                vec!["custom.seats".to_owned()],
+            ),
+        ];
+        p.restrict_formulas(&formulas);
+        assert_eq!(p.field_access("opportunities", "custom.commission"), Hidden);
+        assert_eq!(p.field_access("opportunities", "custom.double"), Hidden);
+        assert_eq!(p.field_access("opportunities", "custom.seats_x2"), Full);
     }
 
     #[test]

@@ -433,6 +433,35 @@ impl FieldAccess {
     }
 }
 
+/// A field qualified by its object: (object, field).
+pub type FieldRef = (&'static str, &'static str);
+
+/// A derived field: (object, field, sources).
+pub type Derived = (&'static str, &'static str, &'static [FieldRef]);
+
+/// Built-in fields computed from other fields, as (object, field, sources), each source
+/// `(object, field)`. A derived field is never more visible than its least visible
+/// source: with a deal's amount hidden, its weighted amount (amount x probability) is
+/// hidden too, and with product costs hidden, quote cost totals and margins are.
+pub const DERIVED: &[Derived] = &[
+    (
+        "opportunities",
+        "weighted_amount",
+        &[("opportunities", "amount"), ("opportunities", "probability")],
+    ),
+    ("quotes", "cost_total", &[("products", "standard_cost")]),
+    ("quotes", "gross_margin", &[("quotes", "cost_total")]),
+    ("quotes", "gross_margin_pct", &[("quotes", "cost_total")]),
+];
+
+/// The sources of a derived built-in field (empty for a stored one).
+pub fn derived_from(object: &str, field: &str) -> &'static [FieldRef] {
+    DERIVED
+        .iter()
+        .find(|(o, f, _)| *o == object && *f == field)
+        .map_or(&[], |(_, _, src)| src)
+}
+
 /// Masks a value: phones keep head and tail (138****1234), other text keeps its first
 /// character.
 pub fn mask(v: &Value) -> Value {

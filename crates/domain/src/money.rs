@@ -281,6 +281,65 @@ pub fn rmb_upper(amount: Decimal) -> String {
     s
 }
 
+/// How payments are bounded and when a prepayment counts (the `payments` setting).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRules {
+    /// How much the payments on a contract may exceed its amount (held as unapplied
+    /// credit); beyond that a payment is refused.
+    pub overpayment_tolerance: Decimal,
+    /// Whether money may be recorded on a contract that is not signed yet (as a
+    /// prepayment, held unapplied until the contract is signed).
+    pub accept_prepayments: bool,
+    /// Prepayments on one contract reaching this percentage of its amount count as
+    /// "payment received" for the Won criteria; `None`: only a signed contract (or a
+    /// payment on one) does.
+    pub prepayment_wins_pct: Option<Decimal>,
+}
+
+impl Default for PaymentRules {
+    fn default() -> Self {
+        PaymentRules {
+            overpayment_tolerance: Decimal::ZERO,
+            accept_prepayments: true,
+            prepayment_wins_pct: Some(Decimal::from(10)),
+        }
+    }
+}
+
+/// Why a payment is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    #[error("the contract is not signed and prepayments are not accepted")]
+    NotSigned,
+    #[error("payments on this contract would exceed its amount by more than the tolerance")]
+    ExceedsContract {
+        /// What may still be received.
+        remaining: Decimal,
+    },
+}
+
+/// Checks a new payment on a contract: whether it is a prepayment (contract not
+/// signed), and that the contract's payments stay within its amount plus tolerance.
+pub fn check_payment(
+    rules: &PaymentRules,
+    contract_amount: Decimal,
+    received: Decimal,
+    amount: Decimal,
+    signed: bool,
+) -> Result<bool, PaymentError> {
+    if !signed && !rules.accept_prepayments {
+        return Err(PaymentError::NotSigned);
+    }
+    let cap = contract_amount + rules.overpayment_tolerance.max(Decimal::ZERO);
+    if received + amount > cap {
+        return Err(PaymentError::ExceedsContract {
+            remaining: cents((cap - received).max(Decimal::ZERO)),
+        });
+    }
+    Ok(!signed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,5 +510,31 @@ mod tests {
         assert_eq!(rmb_upper(d("100000000")), "壹亿元整");
         assert_eq!(rmb_upper(d("120050000.3")), "壹亿贰仟零伍万元叁角整");
         assert_eq!(rmb_upper(d("-8.01")), "负捌元零壹分");
+    }
+
+    #[test]
+    fn payments_stay_within_the_contract_plus_tolerance() {
+        let d = |s: &str| Decimal::from_str_exact(s).unwrap();
+        let rules = PaymentRules::default();
+        assert_eq!(check_payment(&rules, d("1.13"), d("0"), d("1.13"), true), Ok(false));
+        assert_eq!(
+            check_payment(&rules, d("1.13"), d("0"), d("1000000.00"), false),
+            Err(PaymentError::ExceedsContract { remaining: d("1.13") })
+        );
+        assert_eq!(check_payment(&rules, d("1000"), d("200"), d("800"), false), Ok(true));
+        assert_eq!(
+            check_payment(&rules, d("1000"), d("200"), d("900"), true),
+            Err(PaymentError::ExceedsContract { remaining: d("800.00") })
+        );
+        let loose = PaymentRules {
+            overpayment_tolerance: d("100"),
+            accept_prepayments: false,
+            prepayment_wins_pct: None,
+        };
+        assert_eq!(check_payment(&loose, d("1000"), d("200"), d("900"), true), Ok(false));
+        assert_eq!(
+            check_payment(&loose, d("1000"), d("0"), d("10"), false),
+            Err(PaymentError::NotSigned)
+        );
     }
 }

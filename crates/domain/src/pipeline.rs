@@ -218,35 +218,61 @@ pub enum MoveError {
     ReasonRequired,
 }
 
+/// A classified stage change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageChange {
+    pub kind: Move,
+    /// The deal leaves a closed (won or lost) stage: a reopening, whatever the target.
+    /// It needs the reopen permission and a reason.
+    pub reopens: bool,
+}
+
+impl StageChange {
+    /// Entry criteria apply to every entry into an open or won stage, whatever the
+    /// deal comes from: advancing, winning, and re-entering after being won or lost
+    /// (a reopened deal re-enters under that stage's criteria like any other entry).
+    /// Only going back to an earlier open stage and losing skip them.
+    pub fn checks_criteria(self) -> bool {
+        match self.kind {
+            Move::Forward | Move::Won | Move::Reopen => true,
+            Move::Backward => false,
+            Move::Lost => false,
+        }
+    }
+}
+
 /// Classifies a move and checks the rules that do not need data: moving backwards,
-/// losing and reopening need a reason.
-pub fn classify_move(from: StagePos, to: StagePos, same: bool, reason: Option<&str>) -> Result<Move, MoveError> {
+/// losing and leaving a closed stage need a reason.
+pub fn classify_move(from: StagePos, to: StagePos, same: bool, reason: Option<&str>) -> Result<StageChange, MoveError> {
     if same {
         return Err(MoveError::SameStage);
     }
     let has_reason = reason.is_some_and(|r| !r.trim().is_empty());
-    let mv = match (from.kind, to.kind) {
+    let reopens = from.kind != StageKind::Open;
+    let kind = match (from.kind, to.kind) {
         (_, StageKind::Lost) => Move::Lost,
-        (StageKind::Won | StageKind::Lost, StageKind::Open) => Move::Reopen,
-        (StageKind::Lost, StageKind::Won) => Move::Reopen,
         (_, StageKind::Won) => Move::Won,
+        (StageKind::Won | StageKind::Lost, StageKind::Open) => Move::Reopen,
         (StageKind::Open, StageKind::Open) if to.position < from.position => Move::Backward,
-        _ => Move::Forward,
+        (StageKind::Open, StageKind::Open) => Move::Forward,
     };
-    // Won -> won elsewhere, lost -> won, reopen, backward and lost need a reason.
-    let needs_reason = matches!(mv, Move::Backward | Move::Lost | Move::Reopen)
-        || (from.kind != StageKind::Open && to.kind != StageKind::Open);
+    let needs_reason = reopens || matches!(kind, Move::Backward | Move::Lost);
     if needs_reason && !has_reason {
         return Err(MoveError::ReasonRequired);
     }
-    Ok(mv)
+    Ok(StageChange { kind, reopens })
 }
 
 impl Move {
-    /// Entry criteria apply when a deal advances (forward or to won), not when it
-    /// goes back, is lost, or is reopened.
-    pub fn checks_criteria(self) -> bool {
-        matches!(self, Move::Forward | Move::Won)
+    /// The name used in stage history events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Move::Forward => "forward",
+            Move::Backward => "backward",
+            Move::Won => "won",
+            Move::Lost => "lost",
+            Move::Reopen => "reopen",
+        }
     }
 }
 
@@ -498,19 +524,42 @@ mod tests {
             pos(6, StageKind::Won),
             pos(7, StageKind::Lost),
         );
-        assert_eq!(classify_move(q, d, false, None), Ok(Move::Forward));
+        let kind = |r: Result<StageChange, MoveError>| r.map(|c| c.kind);
+        assert_eq!(kind(classify_move(q, d, false, None)), Ok(Move::Forward));
         assert_eq!(classify_move(d, q, false, None), Err(MoveError::ReasonRequired));
         assert_eq!(classify_move(d, q, false, Some("  ")), Err(MoveError::ReasonRequired));
-        assert_eq!(classify_move(d, q, false, Some("budget cut")), Ok(Move::Backward));
-        assert_eq!(classify_move(d, won, false, None), Ok(Move::Won));
+        assert_eq!(kind(classify_move(d, q, false, Some("budget cut"))), Ok(Move::Backward));
+        assert_eq!(kind(classify_move(d, won, false, None)), Ok(Move::Won));
         assert_eq!(classify_move(d, lost, false, None), Err(MoveError::ReasonRequired));
-        assert_eq!(classify_move(d, lost, false, Some("price")), Ok(Move::Lost));
+        assert_eq!(kind(classify_move(d, lost, false, Some("price"))), Ok(Move::Lost));
         assert_eq!(classify_move(won, d, false, None), Err(MoveError::ReasonRequired));
-        assert_eq!(classify_move(lost, d, false, Some("back")), Ok(Move::Reopen));
+        assert_eq!(kind(classify_move(lost, d, false, Some("back"))), Ok(Move::Reopen));
         assert_eq!(classify_move(lost, won, false, None), Err(MoveError::ReasonRequired));
         assert_eq!(classify_move(d, d, true, Some("x")), Err(MoveError::SameStage));
-        assert!(Move::Forward.checks_criteria() && Move::Won.checks_criteria());
-        assert!(!Move::Backward.checks_criteria() && !Move::Lost.checks_criteria() && !Move::Reopen.checks_criteria());
+    }
+
+    #[test]
+    fn every_entry_into_an_open_or_won_stage_checks_its_criteria() {
+        let (q, d, won, lost) = (
+            pos(1, StageKind::Open),
+            pos(2, StageKind::Open),
+            pos(6, StageKind::Won),
+            pos(7, StageKind::Lost),
+        );
+        let ch = |f, t| classify_move(f, t, false, Some("r")).unwrap();
+        // The reported hole: lost -> won and lost -> open used to skip every criterion.
+        let lost_to_won = ch(lost, won);
+        assert_eq!(lost_to_won.kind, Move::Won);
+        assert!(lost_to_won.reopens && lost_to_won.checks_criteria());
+        let lost_to_open = ch(lost, d);
+        assert!(lost_to_open.reopens && lost_to_open.checks_criteria());
+        let won_to_open = ch(won, q);
+        assert!(won_to_open.reopens && won_to_open.checks_criteria());
+        let won_to_lost = ch(won, lost);
+        assert!(won_to_lost.reopens && !won_to_lost.checks_criteria());
+        assert!(ch(q, d).checks_criteria() && !ch(q, d).reopens);
+        assert!(ch(d, won).checks_criteria());
+        assert!(!ch(d, q).checks_criteria() && !ch(d, lost).checks_criteria());
     }
 
     #[test]

@@ -17,8 +17,14 @@ pub struct HttpConfig {
     pub refresh_reuse_grace: Duration,
     /// Use `X-Forwarded-For` / `Forwarded` for the client address (behind a proxy).
     pub trust_proxy: bool,
+    /// Failures of one account from one address: the lock after them grows with each
+    /// further failure (progressive delay).
     pub email_throttle: ThrottleRule,
+    /// Failures from one address over all accounts.
     pub ip_throttle: ThrottleRule,
+    /// Failures of one account over all addresses (a distributed guess); the account's
+    /// known addresses are not held by this lock.
+    pub account_throttle: ThrottleRule,
     /// Largest accepted request body.
     pub body_limit: usize,
     /// How long cached principals live without an invalidation.
@@ -29,6 +35,9 @@ pub struct HttpConfig {
     pub export_max_rows: usize,
     /// How long an export waits for a free slot before answering 429.
     pub export_wait: Duration,
+    /// Bearer token that opens `/metrics` on the API listener; without it `/metrics`
+    /// is served there to nobody (use a separate metrics listener instead).
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for HttpConfig {
@@ -43,6 +52,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("trust_proxy", &self.trust_proxy)
             .field("body_limit", &self.body_limit)
             .field("export_slots", &self.export_slots)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -60,19 +70,28 @@ impl HttpConfig {
             trust_proxy: false,
             email_throttle: ThrottleRule {
                 max_failures: 5,
-                window: chrono::Duration::minutes(15),
-                lockout: chrono::Duration::minutes(15),
+                window: chrono::Duration::hours(1),
+                lockout: chrono::Duration::minutes(1),
+                max_lockout: chrono::Duration::hours(1),
             },
             ip_throttle: ThrottleRule {
                 max_failures: 50,
                 window: chrono::Duration::minutes(15),
                 lockout: chrono::Duration::minutes(15),
+                max_lockout: chrono::Duration::hours(1),
+            },
+            account_throttle: ThrottleRule {
+                max_failures: 20,
+                window: chrono::Duration::minutes(15),
+                lockout: chrono::Duration::minutes(15),
+                max_lockout: chrono::Duration::hours(1),
             },
             body_limit: 1024 * 1024,
             auth_cache_ttl: Duration::from_secs(60),
             export_slots: 2,
             export_max_rows: 100_000,
             export_wait: Duration::from_secs(15),
+            metrics_token: None,
         }
     }
 }

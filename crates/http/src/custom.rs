@@ -429,7 +429,13 @@ pub fn sort_columns(
     defs: &[FieldDefRow],
     base: &[SortColumn],
 ) -> Vec<SortColumn> {
-    let mut cols = base.to_vec();
+    // A sort (and the cursor it hands out) on a field the caller sees masked or not at
+    // all would reveal its values by order; such fields are not sortable for them.
+    let mut cols: Vec<SortColumn> = base
+        .iter()
+        .filter(|c| p.field_access(object, c.field.as_ref()) >= FieldAccess::ReadOnly)
+        .cloned()
+        .collect();
     for d in live(defs) {
         if p.field_access(object, &format!("custom.{}", d.key)) < FieldAccess::ReadOnly {
             continue;

@@ -16,8 +16,13 @@ use crate::state::AppState;
 
 /// A JSON body that parsed (unknown fields rejected) and passed `validator` rules.
 /// Keeps the raw bytes for the idempotency fingerprint.
+///
+/// Only an oversized body is refused while extracting. A wrong content type, bad JSON
+/// or a failed rule is kept in `value` and surfaces where the handler takes the value
+/// (`body.value?`), after its permission checks: a caller without the permission gets
+/// 403, never a 422 that describes what a valid request would look like.
 pub struct ValidJson<T> {
-    pub value: T,
+    pub value: Result<T, ApiError>,
     pub raw: web::Bytes,
 }
 
@@ -50,13 +55,6 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
             if declared_too_big {
                 return Err(too_large(limit));
             }
-            if !content_type_ok {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "the body must be JSON (Content-Type: application/json)",
-                ));
-            }
             let payload = payload
                 .await
                 .map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
@@ -65,8 +63,18 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                 Ok(Err(e)) => return Err(ApiError::bad_request("unreadable_body", e.to_string())),
                 Ok(Ok(b)) => b,
             };
-            let value = parse_json::<T>(&raw)?;
-            value.validate().map_err(|e| ApiError::validation(field_errors(&e)))?;
+            let value = if content_type_ok {
+                parse_json::<T>(&raw).and_then(|v| {
+                    v.validate().map_err(|e| ApiError::validation(field_errors(&e)))?;
+                    Ok(v)
+                })
+            } else {
+                Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "the body must be JSON (Content-Type: application/json)",
+                ))
+            };
             Ok(ValidJson { value, raw })
         })
     }
@@ -83,6 +91,21 @@ fn too_large(limit: usize) -> ApiError {
 /// Parses JSON: syntax errors are 400, shape errors (unknown field, wrong type, missing
 /// field) are 422 naming the field path.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    // Text can carry a NUL only as the escape `\u0000`; Postgres stores no NUL in text.
+    if raw.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(raw) {
+            let mut found = Vec::new();
+            nul_paths(&v, String::new(), &mut found);
+            if !found.is_empty() {
+                return Err(ApiError::validation(
+                    found
+                        .into_iter()
+                        .map(|f| FieldError::new(f, "invalid_character", "must not contain NUL characters"))
+                        .collect(),
+                ));
+            }
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -114,6 +137,35 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// Paths (`name`, `lines[0].description`, keys too) of strings holding a NUL.
+fn nul_paths(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+    use serde_json::Value;
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => out.push(path),
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                nul_paths(x, format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, x) in map {
+                if k.contains('\0') {
+                    out.push(join(&k.replace('\0', "")));
+                }
+                nul_paths(x, join(k), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -333,6 +385,17 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
 pub struct ListQuery<T> {
     pub query: T,
     pub custom: Vec<(String, String)>,
+    /// Names of the other parameters given (checked against field permissions).
+    pub keys: Vec<String>,
+}
+
+/// Names of the parameters of a query string.
+fn param_names(qs: &str) -> Vec<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(qs)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
 }
 
 impl<T: DeserializeOwned> FromRequest for ListQuery<T> {
@@ -344,7 +407,8 @@ impl<T: DeserializeOwned> FromRequest for ListQuery<T> {
             let (rest, custom) = crate::custom::split_query(req.query_string())?;
             let query = serde_urlencoded::from_str::<T>(&rest)
                 .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))?;
-            Ok(ListQuery { query, custom })
+            let keys = param_names(&rest);
+            Ok(ListQuery { query, custom, keys })
         })())
     }
 }
@@ -372,8 +436,9 @@ impl<T: DeserializeOwned> FromRequest for ExportQuery<T> {
             let enc = |p: &[(String, String)]| serde_urlencoded::to_string(p).unwrap_or_default();
             let options = serde_urlencoded::from_str(&enc(&opts)).map_err(bad)?;
             let query = serde_urlencoded::from_str::<T>(&enc(&list)).map_err(bad)?;
+            let keys = list.iter().map(|(k, _)| k.clone()).collect();
             Ok(ExportQuery {
-                list: ListQuery { query, custom },
+                list: ListQuery { query, custom, keys },
                 options,
                 raw: req.query_string().to_owned(),
             })

@@ -27,6 +27,8 @@ const EXPORT_PAGE: i64 = 1_000;
 
 /// What every list query shares besides its typed filters.
 pub struct Params {
+    /// Names of the built-in query parameters given.
+    pub keys: Vec<String>,
     pub since: Option<DateTime<Utc>>,
     pub sort: Option<String>,
     pub cursor: Option<String>,
@@ -111,6 +113,22 @@ fn check(p: &Params) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses filters on built-in fields the caller sees masked or not at all: each
+/// answer would confirm or deny a guess at the value (`amount_gte=...`).
+pub fn guard_filters(principal: &Principal, object: &str, keys: &[String]) -> ApiResult<()> {
+    for k in keys {
+        if let Some(field) = meta::filter_field(object, k) {
+            if principal.field_access(object, field) < FieldAccess::ReadOnly {
+                return Err(ApiError::bad_request(
+                    "filter_not_allowed",
+                    format!("`{k}` filters on `{field}`, which you may not read"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Validates the list parameters against the field definitions and loads one page.
 fn load_page<L: Listing>(
     c: &mut PgConnection,
@@ -121,6 +139,7 @@ fn load_page<L: Listing>(
     cursor: Option<&str>,
     page_size: Option<i64>,
 ) -> ApiResult<Loaded<L::Item>> {
+    guard_filters(principal, L::RES, &p.keys)?;
     filter.set_custom(
         custom::parse_filters(principal, L::RES, defs, &p.custom)?,
         custom::search_scope(principal, L::RES, defs),

@@ -182,7 +182,69 @@ pub const OPPORTUNITIES: &[Builtin] = &[
     sys(f("last_activity_at", "最近跟进", "Last activity", "datetime")),
 ];
 
-/// Built-in fields of an object (with the common system fields).
+pub const PRODUCTS: &[Builtin] = &[
+    req(f("code", "产品编码", "Code", "text")),
+    req(f("name", "产品名称", "Name", "text")),
+    f("unit", "单位", "Unit", "text"),
+    f("category", "类别", "Category", "text"),
+    req(f("list_price", "标准价", "List price", "money")),
+    f("standard_cost", "标准成本", "Standard cost", "money"),
+    f("tax_rate", "税率", "Tax rate", "percent"),
+    f("active", "在售", "Active", "boolean"),
+];
+
+pub const QUOTES: &[Builtin] = &[
+    sys(f("opportunity_id", "商机", "Opportunity", "record_ref")),
+    sys(f("number", "报价单号", "Number", "text")),
+    sys(f("revision", "版本", "Revision", "integer")),
+    sys(f("status", "状态", "Status", "single_select")),
+    f("currency", "币种", "Currency", "text"),
+    f("price_book_id", "价格表", "Price book", "record_ref"),
+    f("valid_until", "有效期至", "Valid until", "date"),
+    f("header_discount_pct", "整单折扣", "Header discount", "percent"),
+    f("lines", "明细", "Lines", "long_text"),
+    sys(f("list_total", "标准价合计", "List total", "money")),
+    sys(f("subtotal", "小计", "Subtotal", "money")),
+    sys(f(
+        "header_discount_amount",
+        "整单折扣额",
+        "Header discount amount",
+        "money",
+    )),
+    sys(f("discount_amount", "折扣额", "Discount amount", "money")),
+    sys(f(
+        "effective_discount_pct",
+        "综合折扣率",
+        "Effective discount",
+        "percent",
+    )),
+    sys(f("net_amount", "未税金额", "Net amount", "money")),
+    sys(f("tax_amount", "税额", "Tax", "money")),
+    sys(f("total", "含税总额", "Total", "money")),
+    sys(f("cost_total", "成本合计", "Cost total", "money")),
+    sys(f("gross_margin", "毛利", "Gross margin", "money")),
+    sys(f("gross_margin_pct", "毛利率", "Gross margin %", "percent")),
+    f("terms", "条款", "Terms", "long_text"),
+    sys(f("owner_id", "负责人", "Owner", "user_ref")),
+    sys(f("team_id", "团队", "Team", "text")),
+];
+
+/// The built-in field a list query parameter filters on, if any.
+pub fn filter_field(object: &str, param: &str) -> Option<&'static str> {
+    let field = match param {
+        "amount_gte" | "amount_lte" => "amount",
+        "close_after" | "close_before" => "expected_close_date",
+        "created_after" | "created_before" => "created_at",
+        "updated_after" | "updated_before" | "updated_since" => "updated_at",
+        "account_type" => "type",
+        "tag" => "tags",
+        "unanswered" => "first_response_at",
+        "stalled" => "stage_entered_at",
+        other => other,
+    };
+    builtins(object).into_iter().find(|b| b.key == field).map(|b| b.key)
+}
+
 /// Built-in fields the list's `q` search looks in: (key, column) as the repository
 /// searches them.
 pub fn search_fields(object: &str) -> &'static [(&'static str, &'static str)] {
@@ -201,12 +263,15 @@ pub fn searched(object: &str, key: &str) -> bool {
     search_fields(object).iter().any(|(k, _)| *k == key)
 }
 
+/// Built-in fields of an object (with the common system fields).
 pub fn builtins(object: &str) -> Vec<&'static Builtin> {
     let own: &[Builtin] = match object {
         "accounts" => ACCOUNTS,
         "contacts" => CONTACTS,
         "leads" => LEADS,
         "opportunities" => OPPORTUNITIES,
+        "products" => PRODUCTS,
+        "quotes" => QUOTES,
         _ => &[],
     };
     own.iter().chain(COMMON_TAIL.iter()).collect()

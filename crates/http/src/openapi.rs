@@ -65,6 +65,15 @@ impl Modify for SecurityAddon {
                 "Integration API key created under /api/v1/admin/api-keys",
             ))),
         );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The operator's CRM_METRICS_TOKEN (Prometheus scrape)"))
+                    .build(),
+            ),
+        );
     }
 }
 

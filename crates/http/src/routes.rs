@@ -179,7 +179,9 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(settings::get_numbering)
         .service(settings::put_numbering)
         .service(settings::get_company)
-        .service(settings::put_company);
+        .service(settings::put_company)
+        .service(settings::get_payments)
+        .service(settings::put_payments);
 }
 
 /// The OpenAPI document collected from the routes.
@@ -202,6 +204,26 @@ async fn openapi_json() -> HttpResponse {
 
 async fn no_route() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("route"))
+}
+
+/// The separate metrics listener (`CRM_METRICS_BIND`): `/metrics` only, no token.
+pub fn metrics_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(health::OpenMetrics)
+        .service(health::metrics)
+        .default_service(web::to(no_route))
+        .wrap(from_fn(observe))
 }
 
 /// The application: middleware, extractor error handlers, routes, docs.

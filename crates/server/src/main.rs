@@ -80,6 +80,12 @@ struct ServeArgs {
     /// Rows one CSV export may hold.
     #[arg(long, env = "CRM_EXPORT_MAX_ROWS", default_value_t = 100_000)]
     export_max_rows: usize,
+    /// Bearer token that opens /metrics on the API listener (unset: not served there).
+    #[arg(long, env = "CRM_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// A separate listener serving only /metrics, without a token (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "CRM_METRICS_BIND")]
+    metrics_bind: Option<String>,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -272,6 +278,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.trust_proxy = args.trust_proxy;
     cfg.export_slots = args.export_slots;
     cfg.export_max_rows = args.export_max_rows.max(1);
+    cfg.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
     let state = AppState::new(Db::new(pool), cfg);
     spawn_auth_listener(url, state.clone());
     spawn_housekeeping(state.db.clone());
@@ -282,13 +289,27 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     tracing::info!(bind = %args.bind, workers, "listening; API docs at /docs");
     let app_state = state.clone();
-    actix_web::HttpServer::new(move || crm_http::routes::app(app_state.clone()))
+    let api = actix_web::HttpServer::new(move || crm_http::routes::app(app_state.clone()))
         .workers(workers)
         .shutdown_timeout(30)
         .bind(&args.bind)
         .with_context(|| format!("binding {}", args.bind))?
-        .run()
-        .await?;
+        .run();
+    match &args.metrics_bind {
+        Some(bind) => {
+            tracing::info!(bind = %bind, "metrics listener");
+            let metrics_state = state.clone();
+            let metrics = actix_web::HttpServer::new(move || crm_http::routes::metrics_app(metrics_state.clone()))
+                .workers(1)
+                .bind(bind)
+                .with_context(|| format!("binding {bind}"))?
+                .run();
+            let (a, m) = futures_util::future::join(api, metrics).await;
+            a?;
+            m?;
+        }
+        None => api.await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -110,7 +110,12 @@ where
     }
 
     pub async fn send(&self, req: TestRequest) -> Resp {
-        let req = req.peer_addr("10.1.2.3:5555".parse().unwrap()).to_request();
+        self.send_from(req, "10.1.2.3").await
+    }
+
+    /// Sends a request from a client address.
+    pub async fn send_from(&self, req: TestRequest, ip: &str) -> Resp {
+        let req = req.peer_addr(format!("{ip}:5555").parse().unwrap()).to_request();
         let resp = test::call_service(&self.svc, req).await;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -150,6 +155,16 @@ where
         self.send(
             request(Method::POST, "/api/v1/auth/login", None)
                 .set_json(serde_json::json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    /// Logs in from a client address.
+    pub async fn login_from(&self, email: &str, password: &str, ip: &str) -> Resp {
+        self.send_from(
+            request(Method::POST, "/api/v1/auth/login", None)
+                .set_json(serde_json::json!({"email": email, "password": password})),
+            ip,
         )
         .await
     }

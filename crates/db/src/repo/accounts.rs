@@ -173,7 +173,9 @@ pub fn list_changed(
     Ok((page, deleted))
 }
 
-/// Ids of rows of `table` (alias-free) soft-deleted after `since`, in the caller's scope.
+/// Ids a device syncing `table` since `since` must drop: rows soft-deleted since then
+/// in the caller's scope, and rows that left the caller's scope since then (reassigned
+/// to an owner or team the caller does not reach) and are not back in it.
 pub fn deleted_since(
     conn: &mut PgConnection,
     table: &'static str,
@@ -190,7 +192,23 @@ pub fn deleted_since(
     sql.scope("t", scope);
     sql.push(" ORDER BY t.deleted_at, t.id LIMIT 10000");
     let rows: Vec<Id> = sql.into_query().load(conn)?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    let mut ids: Vec<Uuid> = rows.into_iter().map(|r| r.id).collect();
+    if *scope != ScopeFilter::All {
+        let mut sql = Sql::new("SELECT DISTINCT d.record_id AS id FROM scope_departures d WHERE d.resource = ");
+        sql.bind::<diesel::sql_types::Text, _>(table);
+        sql.push(" AND d.left_at > ");
+        sql.bind::<Timestamptz, _>(since);
+        sql.scope("d", scope);
+        sql.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM {table} t WHERE t.id = d.record_id AND t.deleted_at IS NULL"
+        ));
+        sql.scope("t", scope);
+        sql.push(") LIMIT 10000");
+        let gone: Vec<Id> = sql.into_query().load(conn)?;
+        let seen: std::collections::HashSet<Uuid> = ids.iter().copied().collect();
+        ids.extend(gone.into_iter().map(|g| g.id).filter(|id| !seen.contains(id)));
+    }
+    Ok(ids)
 }
 
 /// Which records a lookup may return.

@@ -179,7 +179,15 @@ pub fn live_for_quote(conn: &mut PgConnection, quote_id: Uuid) -> QueryResult<Op
 
 /// Whether a deal has a signed (signed, active or completed) contract, and whether any
 /// payment was received on its contracts.
-pub fn deal_evidence(conn: &mut PgConnection, opportunity_id: Uuid) -> QueryResult<(bool, bool)> {
+/// Evidence for a deal's Won criteria: (a contract is signed, a payment counts as
+/// received). A payment counts when it was received on a signed contract, or when
+/// prepayments on one contract reach `prepayment_wins_pct` percent of its amount (the
+/// configured prepayment rule; `None`: prepayments alone never count).
+pub fn deal_evidence(
+    conn: &mut PgConnection,
+    opportunity_id: Uuid,
+    prepayment_wins_pct: Option<Decimal>,
+) -> QueryResult<(bool, bool)> {
     let signed: i64 = contracts::table
         .filter(contracts::opportunity_id.eq(opportunity_id))
         .filter(contracts::deleted_at.is_null())
@@ -190,9 +198,38 @@ pub fn deal_evidence(conn: &mut PgConnection, opportunity_id: Uuid) -> QueryResu
         .inner_join(contracts::table)
         .filter(contracts::opportunity_id.eq(opportunity_id))
         .filter(contracts::deleted_at.is_null())
+        .filter(payments::prepayment.eq(false))
         .count()
         .get_result(conn)?;
-    Ok((signed > 0, paid > 0))
+    if paid > 0 {
+        return Ok((signed > 0, true));
+    }
+    let Some(pct) = prepayment_wins_pct else {
+        return Ok((signed > 0, false));
+    };
+    let prepaid: Vec<(Decimal, Option<Decimal>)> = payments::table
+        .inner_join(contracts::table)
+        .filter(contracts::opportunity_id.eq(opportunity_id))
+        .filter(contracts::deleted_at.is_null())
+        .filter(contracts::status.ne("terminated"))
+        .filter(payments::prepayment.eq(true))
+        .group_by((contracts::id, contracts::amount))
+        .select((contracts::amount, diesel::dsl::sum(payments::amount)))
+        .load(conn)?;
+    let hundred = Decimal::from(100);
+    let enough = prepaid
+        .iter()
+        .any(|(amount, sum)| sum.unwrap_or_default() * hundred >= *amount * pct && *amount > Decimal::ZERO);
+    Ok((signed > 0, enough))
+}
+
+/// Sum of the payments received on a contract.
+pub fn received_total(conn: &mut PgConnection, contract_id: Uuid) -> QueryResult<Decimal> {
+    let s: Option<Decimal> = payments::table
+        .filter(payments::contract_id.eq(contract_id))
+        .select(diesel::dsl::sum(payments::amount))
+        .first(conn)?;
+    Ok(s.unwrap_or_default())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -412,6 +449,8 @@ pub struct PaymentRow {
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub version: i32,
+    /// Received before the contract was signed; held as unapplied credit until then.
+    pub prepayment: bool,
 }
 
 pub const PAYMENT_SORT: &[SortColumn] = &[

@@ -308,6 +308,24 @@ pub fn effective_access(conn: &mut PgConnection, role_ids: &[Uuid]) -> QueryResu
     Ok(out)
 }
 
+/// Live formula fields of every object, as (object, `custom.<key>`, input fields).
+pub fn formula_inputs(conn: &mut PgConnection) -> QueryResult<Vec<(String, String, Vec<String>)>> {
+    let rows: Vec<(String, String, Value)> = fd::table
+        .filter(fd::field_type.eq("formula"))
+        .filter(fd::archived_at.is_null())
+        .select((fd::object, fd::key, fd::settings))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(object, key, settings)| {
+            let expr = settings.get("expr")?.as_str()?.to_owned();
+            let f = crm_domain::fields::Formula::parse(&expr).ok()?;
+            let inputs = f.fields().into_iter().map(str::to_owned).collect();
+            Some((object, format!("custom.{key}"), inputs))
+        })
+        .collect())
+}
+
 pub fn role_restrictions(conn: &mut PgConnection, role_id: Uuid) -> QueryResult<Vec<(String, String, String)>> {
     fp::table
         .filter(fp::role_id.eq(role_id))

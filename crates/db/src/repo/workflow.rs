@@ -13,6 +13,13 @@ pub fn setting(conn: &mut PgConnection, key: &str) -> QueryResult<Option<Value>>
     settings::table.find(key).select(settings::value).first(conn).optional()
 }
 
+/// The payment rules (`payments` setting), defaults where unset or unreadable.
+pub fn payment_rules(conn: &mut PgConnection) -> QueryResult<crm_domain::money::PaymentRules> {
+    Ok(setting(conn, "payments")?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default())
+}
+
 pub fn put_setting(conn: &mut PgConnection, key: &str, value: &Value) -> QueryResult<()> {
     diesel::insert_into(settings::table)
         .values((settings::key.eq(key), settings::value.eq(value)))

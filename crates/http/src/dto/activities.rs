@@ -73,7 +73,7 @@ pub struct CreateActivity {
     pub subject: String,
     #[validate(length(max = 20000))]
     pub content: Option<String>,
-    /// Defaults to now; may not be more than 5 minutes in the future.
+    /// Defaults to now; at most 5 minutes in the future and a year in the past.
     pub occurred_at: Option<DateTime<Utc>>,
     #[validate(range(min = 0, max = 10080))]
     pub duration_minutes: Option<i32>,

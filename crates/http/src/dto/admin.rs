@@ -83,9 +83,20 @@ pub struct User {
     /// A service user for integrations (API keys); cannot log in with a password.
     pub is_service: bool,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Failed logins since the last successful one (only on `GET /admin/users/{id}`).
+    pub login_security: Option<LoginSecurity>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
+}
+
+/// Failed logins of an account since its last successful login.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginSecurity {
+    pub failed_since_login: i32,
+    pub last_failed_at: Option<DateTime<Utc>>,
+    /// Client address of the last failure.
+    pub last_failed_from: Option<String>,
 }
 
 impl User {
@@ -101,6 +112,7 @@ impl User {
             is_active: r.is_active,
             is_service: r.is_service,
             last_login_at: r.last_login_at,
+            login_security: None,
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,

@@ -23,6 +23,8 @@ pub struct ApprovalDefinition {
     pub object_type: ApprovalObject,
     /// When the definition applies: same condition format as stage entry criteria, over
     /// the submitted record, e.g. `{"field": "discount_pct", "op": "gt", "value": "15"}`.
+    /// Quotes add `discount_pct` (effective discount), `amount` (total),
+    /// `free_text_lines` and `free_text_amount` (lines without a product, priced freely).
     /// Null means always.
     #[schema(value_type = Option<Object>)]
     pub condition: Option<Value>,

@@ -42,4 +42,8 @@ pub struct TokenResponse {
     pub token_type: String,
     /// Lifetime of the access token in seconds.
     pub expires_in: i64,
+    /// Failed logins on this account since its previous successful login (0 on refresh).
+    pub failed_logins_since_last: i32,
+    /// When the last of those failures happened.
+    pub last_failed_login_at: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -443,8 +443,10 @@ pub struct Payment {
     pub reference: Option<String>,
     pub note: Option<String>,
     pub allocations: Vec<Allocation>,
-    /// Not applied to any installment (over-payment or no plan yet); apply later with
-    /// `POST /payments/{id}/allocate`.
+    /// Received before the contract was signed: held unapplied until it is.
+    pub prepayment: bool,
+    /// Not applied to any installment (over-payment, prepayment or no plan yet); apply
+    /// later with `POST /payments/{id}/allocate`.
     #[schema(value_type = String)]
     pub unapplied: Decimal,
     pub owner_id: Uuid,
@@ -472,6 +474,7 @@ impl Payment {
             amount: money(r.amount),
             received_on: r.received_on,
             method: PaymentMethod::parse(&r.method).unwrap_or(PaymentMethod::Other),
+            prepayment: r.prepayment,
             reference: r.reference,
             note: r.note,
             unapplied: money(r.amount - applied),

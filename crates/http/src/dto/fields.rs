@@ -26,6 +26,15 @@ str_enum! {
 }
 
 str_enum! {
+    /// Objects whose fields a role can restrict: those with custom fields, and products
+    /// and quotes (standard cost, cost totals, margins).
+    RestrictedObject {
+        Accounts => "accounts", Contacts => "contacts", Leads => "leads", Opportunities => "opportunities",
+        Products => "products", Quotes => "quotes"
+    }
+}
+
+str_enum! {
     /// A role's restriction on a field.
     Restriction { Hidden => "hidden", Masked => "masked", ReadOnly => "read_only" }
 }
@@ -249,7 +258,7 @@ pub struct Meta {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRestriction {
-    pub object: FieldObject,
+    pub object: RestrictedObject,
     /// Built-in field name or `custom.<key>`.
     pub field: String,
     pub access: Restriction,

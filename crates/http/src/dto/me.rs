@@ -40,7 +40,7 @@ str_enum! {
     /// What a permission allows.
     PermissionAction {
         Read => "read", Create => "create", Update => "update", Delete => "delete",
-        Export => "export", Assign => "assign", Admin => "admin"
+        Export => "export", Assign => "assign", Reopen => "reopen", Admin => "admin"
     }
 }
 
@@ -53,6 +53,7 @@ impl From<Action> for PermissionAction {
             Action::Delete => PermissionAction::Delete,
             Action::Export => PermissionAction::Export,
             Action::Assign => PermissionAction::Assign,
+            Action::Reopen => PermissionAction::Reopen,
             Action::Admin => PermissionAction::Admin,
         }
     }
@@ -67,6 +68,7 @@ impl From<PermissionAction> for Action {
             PermissionAction::Delete => Action::Delete,
             PermissionAction::Export => Action::Export,
             PermissionAction::Assign => Action::Assign,
+            PermissionAction::Reopen => Action::Reopen,
             PermissionAction::Admin => Action::Admin,
         }
     }

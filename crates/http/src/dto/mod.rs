@@ -69,7 +69,9 @@ pub struct SyncPage<T: ToSchema> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
-    /// With `updated_since`: ids deleted since then (first page only).
+    /// With `updated_since`: ids to drop from a local copy (first page only): records
+    /// deleted since then, and records that left the caller's data scope since then
+    /// (reassigned to someone the caller does not reach).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_ids: Option<Vec<Uuid>>,
 }

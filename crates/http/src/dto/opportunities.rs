@@ -132,8 +132,9 @@ pub struct CreateOpportunity {
     #[validate(length(equal = 3))]
     pub currency: Option<String>,
     pub expected_close_date: Option<NaiveDate>,
-    /// Defaults to the stage's probability.
-    #[validate(range(min = 0, max = 100))]
+    /// Defaults to the stage's probability. An open deal's probability is 0 to 99: 100
+    /// is reached only by winning it.
+    #[validate(range(min = 0, max = 99))]
     pub probability: Option<i32>,
     /// Defaults to the caller; another owner needs `opportunities:assign`.
     pub owner_id: Option<Uuid>,
@@ -169,7 +170,9 @@ pub struct UpdateOpportunity {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<NaiveDate>)]
     pub expected_close_date: Option<Option<NaiveDate>>,
-    #[validate(range(min = 0, max = 100))]
+    /// 0 to 99 on an open deal (100 is reached only by winning it); a won or lost deal's
+    /// probability follows its stage and cannot be set.
+    #[validate(range(min = 0, max = 99))]
     pub probability: Option<i32>,
     /// Reassigning needs `opportunities:assign`.
     pub owner_id: Option<Uuid>,

@@ -15,8 +15,9 @@ use super::opportunities::Opportunity;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DealGroup {
     pub count: i64,
-    #[schema(value_type = String)]
-    pub amount: Decimal,
+    /// Sum of the deals' amounts; null when the caller may not read deal amounts.
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
     /// The most recent deals (at most 20).
     #[schema(value_type = Vec<Opportunity>)]
     pub items: Vec<serde_json::Value>,
@@ -50,7 +51,8 @@ pub struct AccountOverview {
     /// Contact birthdays in the next 30 days.
     pub key_dates: Vec<KeyDate>,
     /// The 10 most recent quotes on the account's deals (quotes in scope).
-    pub recent_quotes: Vec<super::quotes::Quote>,
+    #[schema(value_type = Vec<super::quotes::Quote>)]
+    pub recent_quotes: Vec<serde_json::Value>,
     /// The 20 most recent contracts (contracts in scope).
     pub contracts: Vec<super::contracts::Contract>,
     /// The 10 most recent payments (payments in scope).

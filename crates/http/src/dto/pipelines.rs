@@ -285,12 +285,12 @@ pub struct BoardColumn {
     pub stage: Stage,
     /// Deals in the stage (matching the filters, in the caller's scope).
     pub count: i64,
-    /// Sum of amounts.
-    #[schema(value_type = String)]
-    pub amount: Decimal,
-    /// Sum of amount x probability.
-    #[schema(value_type = String)]
-    pub weighted_amount: Decimal,
+    /// Sum of amounts; null when the caller may not read deal amounts.
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
+    /// Sum of amount x probability; null when the caller may not read weighted amounts.
+    #[schema(value_type = Option<String>)]
+    pub weighted_amount: Option<Decimal>,
     /// The first cards, most recently updated first.
     #[schema(value_type = Vec<Opportunity>)]
     pub cards: Vec<serde_json::Value>,
@@ -305,8 +305,10 @@ pub struct Board {
     pub pipeline_id: Uuid,
     pub columns: Vec<BoardColumn>,
     pub total_count: i64,
-    #[schema(value_type = String)]
-    pub total_amount: Decimal,
-    #[schema(value_type = String)]
-    pub total_weighted_amount: Decimal,
+    /// Null when the caller may not read deal amounts.
+    #[schema(value_type = Option<String>)]
+    pub total_amount: Option<Decimal>,
+    /// Null when the caller may not read weighted amounts.
+    #[schema(value_type = Option<String>)]
+    pub total_weighted_amount: Option<Decimal>,
 }

@@ -111,6 +111,9 @@ pub struct Quote {
     /// discount_amount / list_total, percent; what approval rules look at.
     #[schema(value_type = String, example = "16.20")]
     pub effective_discount_pct: Decimal,
+    /// Lines without a product: priced freely, with no list price to measure a discount
+    /// against. The seeded approval rule sends such quotes to the sales director.
+    pub free_text_lines: i32,
     /// subtotal - header discount: the taxable amount.
     #[schema(value_type = String)]
     pub net_amount: Decimal,
@@ -158,6 +161,7 @@ impl Quote {
             price_book_id: r.price_book_id,
             valid_until: r.valid_until,
             header_discount_pct: money(r.header_discount_pct),
+            free_text_lines: lines.iter().filter(|l| l.product_id.is_none()).count() as i32,
             lines: lines.into_iter().map(QuoteLine::from).collect(),
             list_total: money(r.list_total),
             subtotal: money(r.subtotal),

@@ -52,3 +52,30 @@ pub struct CompanyInfo {
     #[validate(length(max = 50))]
     pub tax_id: Option<String>,
 }
+
+/// How payments (回款) are bounded and when a prepayment wins a deal.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// How much a contract's payments may exceed its amount (kept as unapplied credit);
+    /// beyond it a payment is refused with 422 `exceeds_contract`. Default "0.00".
+    #[schema(value_type = String, example = "0.00")]
+    pub overpayment_tolerance: rust_decimal::Decimal,
+    /// Whether money may be recorded on a contract not signed yet (a prepayment, held
+    /// unapplied until the contract is signed). Default true.
+    pub accept_prepayments: bool,
+    /// Prepayments on one contract reaching this percentage of its amount count as the
+    /// Won criterion "payment received"; null: only a signed contract does. Default "10.00".
+    #[schema(value_type = Option<String>, example = "10.00")]
+    pub prepayment_wins_pct: Option<rust_decimal::Decimal>,
+}
+
+impl From<crm_domain::money::PaymentRules> for PaymentSettings {
+    fn from(r: crm_domain::money::PaymentRules) -> Self {
+        PaymentSettings {
+            overpayment_tolerance: super::money(r.overpayment_tolerance),
+            accept_prepayments: r.accept_prepayments,
+            prepayment_wins_pct: r.prepayment_wins_pct.map(super::money),
+        }
+    }
+}

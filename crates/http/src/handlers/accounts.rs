@@ -5,6 +5,7 @@ use crm_db::repo::accounts::{self, AccountChanges, AccountFilter, Liveness, NewA
 use crm_db::repo::audit;
 use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::fields::FieldAccess;
 use crm_domain::{diff, normalize};
 use diesel::prelude::*;
 use serde_json::json;
@@ -64,9 +65,10 @@ pub async fn list_accounts(
 
 /// The typed filter and the shared list parameters of a list or export query.
 fn list_filter(q: ListQuery<AccountListQuery>) -> (AccountFilter, listing::Params) {
-    let ListQuery { query: q, custom } = q;
+    let ListQuery { query: q, custom, keys } = q;
     let params = listing::Params {
         since: q.updated_since,
+        keys,
         sort: q.sort,
         cursor: q.cursor,
         limit: q.limit,
@@ -154,7 +156,7 @@ pub async fn create_account(
     let cache = state.fields.clone();
     let read = read_scope(&auth);
     let allow_duplicate = q.allow_duplicate;
-    let dto = body.value;
+    let dto = body.value?;
     let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
@@ -280,7 +282,7 @@ pub async fn update_account(
     let cache = state.fields.clone();
     let read = read_scope(&auth);
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
@@ -578,6 +580,7 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
             let account_shape = Shaper::new(&principal, RES, cache.get(c, RES)?);
             let contact_shape = Shaper::new(&principal, "contacts", cache.get(c, "contacts")?);
             let deal_shape = Shaper::new(&principal, "opportunities", cache.get(c, "opportunities")?);
+            let show_amount = principal.field_access("opportunities", "amount") >= FieldAccess::ReadOnly;
             let contacts: Vec<Contact> = match &contact_scope {
                 Some(s) => {
                     let spec = ListSpec::new(contacts::SORT_COLUMNS, "name", None, None, Some(100), "overview")?;
@@ -608,7 +611,8 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                         let rows = opps::list(c, s, &filter, &spec)?.items;
                         DealGroup {
                             count: t.map_or(0, |t| t.count),
-                            amount: crate::dto::money(t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount)),
+                            amount: show_amount
+                                .then(|| crate::dto::money(t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount))),
                             items: super::opportunities::with_contacts(c, rows)?
                                 .iter()
                                 .map(|o| deal_shape.one(o))
@@ -663,7 +667,10 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                 recent_activities,
                 open_tasks,
                 key_dates,
-                recent_quotes: q2c.0,
+                recent_quotes: {
+                    let quote_shape = Shaper::new(&principal, "quotes", Default::default());
+                    q2c.0.iter().map(|q| quote_shape.one(q)).collect()
+                },
                 contracts: q2c.1,
                 recent_payments: q2c.2,
                 receivable: q2c.3,
@@ -753,7 +760,7 @@ fn quote_to_cash(
 fn empty_group() -> crate::dto::overview::DealGroup {
     crate::dto::overview::DealGroup {
         count: 0,
-        amount: crate::dto::money(rust_decimal::Decimal::ZERO),
+        amount: None,
         items: Vec::new(),
     }
 }

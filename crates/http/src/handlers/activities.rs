@@ -46,6 +46,16 @@ fn visible(c: &mut PgConnection, auth: &Auth, kind: &str, id: Uuid) -> ApiResult
 }
 
 /// List follow-ups in the caller's scope.
+/// A follow-up is logged when it happened: not in the future (5 minutes of clock
+/// skew allowed) and at most a year back (older history comes in by import).
+fn check_occurred(errs: &mut Errors, at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) {
+    if at > now + Duration::minutes(5) {
+        errs.add("occurred_at", "out_of_range", "must not be in the future");
+    } else if at < now - Duration::days(366) {
+        errs.add("occurred_at", "out_of_range", "must be within the last year");
+    }
+}
+
 #[utoipa::path(
     tag = "activities",
     params(ActivityListQuery),
@@ -111,14 +121,12 @@ pub async fn create_activity(
     body: ValidJson<CreateActivity>,
 ) -> ApiResult<HttpResponse> {
     auth.require(ACT, Action::Create)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let subject = errs.required_text("subject", &dto.subject);
-    let now = Utc::now();
+    let now = state.clock.now();
     let occurred_at = dto.occurred_at.unwrap_or(now);
-    if occurred_at > now + Duration::minutes(5) {
-        errs.add("occurred_at", "out_of_range", "must not be in the future");
-    }
+    check_occurred(&mut errs, occurred_at, now);
     if dto.lead_id.is_none() && dto.account_id.is_none() && dto.contact_id.is_none() && dto.opportunity_id.is_none() {
         errs.add(
             "lead_id",
@@ -233,11 +241,11 @@ pub async fn update_activity(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(ACT, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let subject = dto.subject.as_deref().map(|s| errs.required_text("subject", s));
-    if dto.occurred_at.is_some_and(|t| t > Utc::now() + Duration::minutes(5)) {
-        errs.add("occurred_at", "out_of_range", "must not be in the future");
+    if let Some(at) = dto.occurred_at {
+        check_occurred(&mut errs, at, state.clock.now());
     }
     let mut ch = ActivityChanges {
         activity_type: dto.activity_type.map(|t| t.as_str().to_owned()),
@@ -452,7 +460,7 @@ pub async fn create_task(
     body: ValidJson<CreateTask>,
 ) -> ApiResult<HttpResponse> {
     auth.require(TASK, Action::Create)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let title = errs.required_text("title", &dto.title);
     if let (Some(r), Some(d)) = (dto.reminder_at, dto.due_at) {
@@ -535,7 +543,7 @@ pub async fn update_task(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(TASK, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let title = dto.title.as_deref().map(|t| errs.required_text("title", t));
     let mut ch = TaskChanges {

@@ -65,7 +65,7 @@ pub async fn create_api_key(
     body: ValidJson<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     if dto.expires_at.is_some_and(|e| e <= Utc::now()) {

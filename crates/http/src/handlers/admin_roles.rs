@@ -139,7 +139,7 @@ pub async fn create_role(
     body: ValidJson<CreateRole>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, access::Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let valid_key = dto.key.len() >= 2
         && dto.key.chars().next().is_some_and(|c| c.is_ascii_lowercase())
@@ -220,7 +220,7 @@ pub async fn update_role(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, access::Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     let description = dto.description.map(|d| errs.text(d));

@@ -56,7 +56,7 @@ pub async fn create_team(
     body: ValidJson<CreateTeam>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     errs.into_result()?;
@@ -107,7 +107,7 @@ pub async fn update_team(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     errs.into_result()?;

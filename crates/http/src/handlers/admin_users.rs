@@ -148,7 +148,7 @@ pub async fn create_user(
     body: ValidJson<CreateUser>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     let email = errs.email("email", Some(dto.email)).unwrap_or_default();
@@ -210,7 +210,19 @@ pub async fn create_user(
 pub async fn get_user(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let user = state.db.run(move |c| load_user(c, id)).await?;
+    let user = state
+        .db
+        .run(move |c| {
+            let mut user = load_user(c, id)?;
+            let s = auth_repo::login_security(c, id)?;
+            user.login_security = Some(crate::dto::admin::LoginSecurity {
+                failed_since_login: s.failed_since_login,
+                last_failed_at: s.last_failed_at,
+                last_failed_from: s.last_failed_from,
+            });
+            Ok::<_, ApiError>(user)
+        })
+        .await?;
     let version = user.version;
     Ok(with_etag(&user, version))
 }
@@ -239,7 +251,7 @@ pub async fn update_user(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     let email = dto.email.map(|e| errs.email("email", Some(e)).unwrap_or_default());
@@ -317,6 +329,10 @@ pub async fn update_user(
                 }
                 if ch.is_active == Some(false) || password_changed {
                     auth_repo::revoke_user(c, id)?;
+                }
+                if password_changed {
+                    // A reset lifts the account's login locks (the owner gets straight in).
+                    auth_repo::clear_account_throttles(c, &before_row.email)?;
                 }
                 let after = load_user(c, id)?;
                 let mut changes = diff::changes(&to_json(&before), &to_json(&after));

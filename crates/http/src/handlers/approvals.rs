@@ -113,10 +113,25 @@ fn may_see(c: &mut PgConnection, auth: &Auth, inst: &InstanceRow) -> ApiResult<b
     })
 }
 
-fn build(c: &mut PgConnection, inst: InstanceRow) -> ApiResult<Approval> {
+fn build(c: &mut PgConnection, auth: &Auth, inst: InstanceRow) -> ApiResult<Approval> {
     let tasks = repo::tasks_of(c, &[inst.id])?;
     let history = repo::history(c, &[inst.id])?;
-    Ok(Approval::build(inst, tasks, history))
+    let mut a = Approval::build(inst, tasks, history);
+    shape_record(auth, a.object_type, &mut a.record);
+    Ok(a)
+}
+
+/// The submitted record as the caller may read it: field permissions of its object
+/// apply to the snapshot too (a quote's cost and margin, say).
+fn shape_record(auth: &Auth, object: ApprovalObject, record: &mut Value) {
+    let resource = match object {
+        ApprovalObject::Quote => "quotes",
+        ApprovalObject::Contract => "contracts",
+        ApprovalObject::Opportunity => "opportunities",
+    };
+    if auth.principal.restricts(resource) {
+        crate::custom::shape(&auth.principal, resource, &[], record);
+    }
 }
 
 /// List approval definitions.
@@ -177,7 +192,7 @@ pub async fn create_definition(
     body: ValidJson<CreateApprovalDefinition>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let name = crm_domain::normalize::clean_text(&dto.name);
     if name.is_empty() {
         return Err(ApiError::field("name", "required", "must not be blank"));
@@ -237,7 +252,7 @@ pub async fn update_definition(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let name = match dto.name.as_deref().map(crm_domain::normalize::clean_text) {
         Some(n) if n.is_empty() => return Err(ApiError::field("name", "required", "must not be blank")),
         other => other,
@@ -363,7 +378,12 @@ pub async fn my_approvals(
             object_id: i.object_id,
             approval_status: ApprovalStatus::parse(&i.status).unwrap_or(ApprovalStatus::Pending),
             requester_id: i.requester_id,
-            record: i.snapshot.get("record").cloned().unwrap_or(Value::Null),
+            record: {
+                let object = ApprovalObject::parse(&i.object_type).unwrap_or(ApprovalObject::Quote);
+                let mut record = i.snapshot.get("record").cloned().unwrap_or(Value::Null);
+                shape_record(&auth, object, &mut record);
+                record
+            },
             task: ApprovalTask::from(t),
         })
         .collect();
@@ -392,7 +412,7 @@ pub async fn list_approvals(
             let mut out = Vec::new();
             for inst in rows {
                 if may_see(c, &viewer, &inst)? {
-                    out.push(build(c, inst)?);
+                    out.push(build(c, &viewer, inst)?);
                 }
             }
             Ok::<_, ApiError>(out)
@@ -419,7 +439,7 @@ pub async fn get_approval(state: web::Data<AppState>, auth: Auth, id: web::Path<
             if !may_see(c, &viewer, &inst)? {
                 return Err(ApiError::not_found("approval"));
             }
-            build(c, inst)
+            build(c, &viewer, inst)
         })
         .await?;
     Ok(HttpResponse::Ok().json(a))
@@ -435,7 +455,7 @@ async fn decide(
     approve: bool,
 ) -> ApiResult<HttpResponse> {
     let comment = body
-        .value
+        .value?
         .comment
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
@@ -453,7 +473,7 @@ async fn decide(
         let (inst, outcome) = approval::decide(c, &actor, now, id, approve, comment.as_deref())?;
         apply(c, &actor, &inst, outcome)?;
         let inst = repo::find_instance(c, inst.id, false)?.ok_or_else(|| ApiError::internal("approval vanished"))?;
-        Outcome::ok(&build(c, inst)?)
+        Outcome::ok(&build(c, &writer, inst)?)
     })
     .await
 }
@@ -523,13 +543,13 @@ pub async fn delegate_approval(
     body: ValidJson<Delegate>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let comment = dto.comment.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let now = state.clock.now();
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let inst = approval::delegate(c, &writer.actor(), now, id, dto.user_id, comment.as_deref())?;
-        Outcome::ok(&build(c, inst)?)
+        Outcome::ok(&build(c, &writer, inst)?)
     })
     .await
 }
@@ -554,7 +574,7 @@ pub async fn withdraw_approval(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let comment = body
-        .value
+        .value?
         .comment
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
@@ -562,9 +582,14 @@ pub async fn withdraw_approval(
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let actor = writer.actor();
+        // An approval the caller cannot see answers 404, as get and approve do.
+        match repo::find_instance(c, id, false)? {
+            Some(inst) if may_see(c, &writer, &inst)? => {}
+            _ => return Err(ApiError::not_found("approval")),
+        }
         let inst = approval::withdraw(c, &actor, now, id, comment.as_deref())?;
         apply(c, &actor, &inst, ApprovalOutcome::Withdrawn)?;
-        Outcome::ok(&build(c, inst)?)
+        Outcome::ok(&build(c, &writer, inst)?)
     })
     .await
 }

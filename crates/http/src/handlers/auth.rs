@@ -1,8 +1,9 @@
 //! `/api/v1/auth`: login, token refresh, logout.
 
+use actix_web::HttpMessage;
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use crm_db::repo::{auth as auth_repo, users};
+use crm_db::repo::{audit, auth as auth_repo, users};
 use crm_domain::{normalize, secrets};
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -28,10 +29,19 @@ fn refresh_ttl(state: &AppState) -> chrono::Duration {
     chrono::Duration::from_std(state.config.refresh_ttl).unwrap_or(chrono::Duration::days(30))
 }
 
+/// Addresses an account logged in from within this time are "known" to it.
+const KNOWN_ADDRESS_DAYS: i64 = 90;
+
 /// Log in with e-mail and password.
 ///
-/// Repeated failures for one e-mail or one client address are throttled (429 with
-/// `Retry-After`). The answer never tells whether the e-mail exists.
+/// Failures are throttled per account and address together (5 failures lock that pair,
+/// for a time that doubles with every further failure), per address over all accounts,
+/// and per account over all addresses (a distributed guess). The owner logging in from
+/// an address they used before is not held by the account-wide lock, and an
+/// administrator's password reset lifts every lock of the account. A lock is recorded
+/// as the `user.login_locked` event for the user's and admins' attention, and the next
+/// successful login reports the failures since the last one. Throttled: 429 with
+/// `Retry-After`. The answer never tells whether the e-mail exists.
 #[utoipa::path(
     tag = "auth",
     request_body = LoginRequest,
@@ -46,23 +56,32 @@ pub async fn login(
     req: HttpRequest,
     body: ValidJson<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let LoginRequest { email, password } = body.value;
+    let LoginRequest { email, password } = body.value?;
     let email = normalize::fold_width(email.trim()).to_lowercase();
     let ip = client_ip(&req, state.config.trust_proxy);
-    let email_key = format!("email:{email}");
+    let pair_key = format!("pair:{email}|{ip}");
     let ip_key = format!("ip:{ip}");
+    let account_key = format!("account:{email}");
 
-    let keys = vec![email_key.clone(), ip_key.clone()];
-    let lookup = email.clone();
+    let keys = vec![pair_key.clone(), ip_key.clone(), account_key.clone()];
+    let (lookup, addr) = (email.clone(), ip.clone());
     let (locked, user) = state
         .db
         .run(move |c| {
-            let locked = auth_repo::locked_until(c, &keys)?;
-            let user = match locked {
-                Some(_) => None,
-                None => users::find_by_email(c, &lookup)?,
+            let locks = auth_repo::locks(c, &keys)?;
+            let user = users::find_by_email(c, &lookup)?;
+            let known = match &user {
+                Some(u) => auth_repo::known_address(c, u.id, &addr, chrono::Duration::days(KNOWN_ADDRESS_DAYS))?,
+                None => false,
             };
-            Ok::<_, ApiError>((locked, user))
+            // The account-wide lock holds strangers only; the pair and address locks
+            // hold everyone.
+            let locked = locks
+                .into_iter()
+                .filter(|(k, _)| !(known && k.starts_with("account:")))
+                .map(|(_, until)| until)
+                .max();
+            Ok::<_, ApiError>((locked, user.filter(|_| locked.is_none())))
         })
         .await?;
     if let Some(until) = locked {
@@ -87,14 +106,49 @@ pub async fn login(
 
     let user = match (verified, user) {
         (true, Some(u)) => u,
-        _ => {
-            let rules = (state.config.email_throttle, state.config.ip_throttle);
+        (_, user) => {
+            let rules = (
+                state.config.email_throttle,
+                state.config.ip_throttle,
+                state.config.account_throttle,
+            );
+            let request_id = req
+                .extensions()
+                .get::<crate::middleware::RequestId>()
+                .map(|r| r.0.clone());
+            let victim = user.map(|u| u.id);
+            let from = ip.clone();
             state
                 .db
                 .run(move |c| {
                     c.transaction(|c| {
-                        auth_repo::record_failure(c, &email_key, rules.0)?;
-                        auth_repo::record_failure(c, &ip_key, rules.1)
+                        let pair = auth_repo::record_failure(c, &pair_key, rules.0)?;
+                        auth_repo::record_failure(c, &ip_key, rules.1)?;
+                        let account = auth_repo::record_failure(c, &account_key, rules.2)?;
+                        if let Some(user_id) = victim {
+                            auth_repo::note_failed_login(c, user_id, &from)?;
+                            if let Some(until) = pair.max(account) {
+                                // For the user's and the admins' attention (notifications
+                                // read the event).
+                                let actor = audit::Actor {
+                                    user_id: Uuid::nil(),
+                                    api_key_id: None,
+                                    request_id,
+                                };
+                                let scope = if account.is_some() { "account" } else { "address" };
+                                audit::record(
+                                    c,
+                                    &actor,
+                                    "users",
+                                    user_id,
+                                    "login_locked",
+                                    serde_json::Map::new(),
+                                    serde_json::json!({"user_id": user_id, "address": from,
+                                                       "locked_until": until, "lock": scope}),
+                                )?;
+                            }
+                        }
+                        Ok::<_, diesel::result::Error>(())
                     })
                     .map_err(ApiError::from)
                 })
@@ -107,13 +161,15 @@ pub async fn login(
     let family = Uuid::now_v7();
     let ttl = refresh_ttl(&state);
     let user_id = user.id;
-    state
+    let security = state
         .db
         .run(move |c| {
             c.transaction(|c| {
-                auth_repo::clear_failures(c, &email_key)?;
+                auth_repo::clear_failures(c, &pair_key)?;
+                let security = auth_repo::note_login(c, user_id, &ip)?;
                 auth_repo::insert_refresh_token(c, user_id, family, &refresh_hash, ttl)?;
-                users::touch_login(c, user_id)
+                users::touch_login(c, user_id)?;
+                Ok::<_, diesel::result::Error>(security)
             })
             .map_err(ApiError::from)
         })
@@ -126,6 +182,8 @@ pub async fn login(
             refresh_token,
             token_type: "Bearer".into(),
             expires_in,
+            failed_logins_since_last: security.failed_since_login,
+            last_failed_login_at: security.last_failed_at.filter(|_| security.failed_since_login > 0),
         }))
 }
 
@@ -150,7 +208,7 @@ enum RefreshOutcome {
 )]
 #[post("/auth/refresh")]
 pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>) -> ApiResult<HttpResponse> {
-    let hash = secrets::sha256(body.value.refresh_token.as_bytes());
+    let hash = secrets::sha256(body.value?.refresh_token.as_bytes());
     let ttl = refresh_ttl(&state);
     let grace = chrono::Duration::from_std(state.config.refresh_reuse_grace).unwrap_or_default();
     let outcome = state
@@ -159,6 +217,11 @@ pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>
             c.transaction(|c| {
                 let row = auth_repo::find_refresh_token(c, &hash)?
                     .ok_or_else(|| ApiError::unauthorized("invalid_refresh_token", "the refresh token is not valid"))?;
+                // A disabled account says so, whatever became of its tokens (disabling
+                // revokes them, which would otherwise read as re-use).
+                let user = users::find(c, row.user_id)?
+                    .filter(|u| u.is_active)
+                    .ok_or_else(|| ApiError::unauthorized("account_disabled", "the account is disabled"))?;
                 // A rotated token presented again is theft (someone else may hold it:
                 // end the session), unless it is the client retrying a refresh whose
                 // answer it never got: within the grace period, while the token that
@@ -181,9 +244,6 @@ pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>
                         "the refresh token has expired",
                     ));
                 }
-                let user = users::find(c, row.user_id)?
-                    .filter(|u| u.is_active)
-                    .ok_or_else(|| ApiError::unauthorized("account_disabled", "the account is disabled"))?;
                 // (On a retry this moves `used_at` to the new successor's creation.)
                 auth_repo::mark_used(c, row.id)?;
                 let (token, new_hash) = new_refresh_token();
@@ -213,6 +273,8 @@ pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>
                     refresh_token: token,
                     token_type: "Bearer".into(),
                     expires_in,
+                    failed_logins_since_last: 0,
+                    last_failed_login_at: None,
                 }))
         }
     }

@@ -67,9 +67,10 @@ pub async fn list_contacts(
 
 /// The typed filter and the shared list parameters of a list or export query.
 fn list_filter(q: ListQuery<ContactListQuery>) -> (ContactFilter, listing::Params) {
-    let ListQuery { query: q, custom } = q;
+    let ListQuery { query: q, custom, keys } = q;
     let params = listing::Params {
         since: q.updated_since,
+        keys,
         sort: q.sort,
         cursor: q.cursor,
         limit: q.limit,
@@ -153,7 +154,7 @@ pub async fn create_contact(
     let cache = state.fields.clone();
     let read = scope_or_own(&auth, RES);
     let allow_duplicate = q.allow_duplicate;
-    let dto = body.value;
+    let dto = body.value?;
     let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
@@ -282,7 +283,7 @@ pub async fn update_contact(
     custom::guard_write(&auth.principal, RES, &body.raw)?;
     let cache = state.fields.clone();
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));

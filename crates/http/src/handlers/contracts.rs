@@ -13,7 +13,7 @@ use crm_db::repo::{audit, quotes, workflow};
 use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
 use crm_domain::diff;
-use crm_domain::money::{allocate, cents, AllocationError, Due};
+use crm_domain::money::{allocate, cents, check_payment, AllocationError, Due, PaymentError};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -213,7 +213,7 @@ pub async fn create_contract(
     body: ValidJson<CreateContract>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.require(RES, Action::Create)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let title = dto.title.as_deref().map(|t| errs.required_text("title", t));
     let amount = check_amount(&mut errs, "amount", dto.amount);
@@ -291,11 +291,11 @@ pub async fn create_contract(
                     .as_deref()
                     .map(|c| c.trim().to_ascii_uppercase())
                     .unwrap_or_else(|| deal.currency.clone());
-                if currency.len() != 3 || !currency.chars().all(|ch| ch.is_ascii_uppercase()) {
+                if crm_domain::normalize::currency(&currency).is_none() {
                     return Err(ApiError::field(
                         "currency",
                         "invalid_format",
-                        "an ISO 4217 code such as CNY",
+                        "an active ISO 4217 currency code such as CNY",
                     ));
                 }
                 (amount.unwrap_or_default(), currency, json!([]))
@@ -406,7 +406,7 @@ pub async fn update_contract(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let ch = contract_changes(
         &mut errs,
@@ -554,7 +554,8 @@ pub async fn sign_contract(
     id: web::Path<Uuid>,
     body: ValidJson<SignContract>,
 ) -> ApiResult<HttpResponse> {
-    let dto = body.value;
+    auth.require(RES, Action::Update)?;
+    let dto = body.value?;
     let copy = dto.signed_copy_ref.trim().to_owned();
     if copy.is_empty() {
         return Err(ApiError::field("signed_copy_ref", "required", "must not be blank"));
@@ -636,7 +637,8 @@ pub async fn complete_contract(
     id: web::Path<Uuid>,
     body: ValidJson<ContractAction>,
 ) -> ApiResult<HttpResponse> {
-    let comment = body.value.comment.clone();
+    auth.require(RES, Action::Update)?;
+    let comment = body.value?.comment.clone();
     act(
         &state,
         &auth,
@@ -681,7 +683,8 @@ pub async fn terminate_contract(
     id: web::Path<Uuid>,
     body: ValidJson<TerminateContract>,
 ) -> ApiResult<HttpResponse> {
-    let dto = body.value;
+    auth.require(RES, Action::Update)?;
+    let dto = body.value?;
     let reason = dto.reason.trim().to_owned();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "required", "must not be blank"));
@@ -796,7 +799,7 @@ pub async fn create_amendment(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let description = errs.required_text("description", &dto.description);
     let ch = contract_changes(
@@ -895,7 +898,7 @@ pub async fn set_payment_plan(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let mut items: Vec<(chrono::NaiveDate, Decimal, Option<String>)> = Vec::new();
     for (i, it) in dto.installments.into_iter().enumerate() {
@@ -1046,7 +1049,7 @@ pub async fn create_invoice(
     body: ValidJson<CreateInvoice>,
 ) -> ApiResult<HttpResponse> {
     auth.require(PAY, Action::Create)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let amount = check_amount(&mut errs, "amount", dto.amount);
     if amount.is_some_and(|a| a <= Decimal::ZERO) {
@@ -1286,8 +1289,14 @@ pub async fn get_payment(state: web::Data<AppState>, auth: Auth, id: web::Path<U
 /// Record a payment received (回款) on a contract. It is allocated to installments,
 /// explicitly or oldest-first; an allocation never exceeds what is due, and anything
 /// beyond stays `unapplied` (over-payment). A partial payment leaves the installment
-/// partly outstanding. A payment on a deal still open (a prepayment) makes it Won
-/// through the normal stage move when the Won stage's criteria allow.
+/// partly outstanding. A contract's payments never exceed its amount plus the
+/// configured tolerance (422 `exceeds_contract` with `remaining`).
+///
+/// On a contract not yet signed the payment is a prepayment (`prepayment: true`): held
+/// unapplied until the contract is signed, refused (409 `contract_not_signed`) when the
+/// payment settings do not accept prepayments. Payments win an open deal through the
+/// normal stage move only as the Won criteria allow: a payment on a signed contract, or
+/// prepayments reaching the configured share of the contract amount.
 #[utoipa::path(
     tag = "payments",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
@@ -1307,7 +1316,7 @@ pub async fn create_payment(
     body: ValidJson<CreatePayment>,
 ) -> ApiResult<HttpResponse> {
     auth.require(PAY, Action::Create)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let amount = check_amount(&mut errs, "amount", Some(dto.amount)).unwrap_or_default();
     if amount <= Decimal::ZERO {
@@ -1333,7 +1342,38 @@ pub async fn create_payment(
             return Err(ApiError::conflict("invalid_transition", "the contract is terminated"));
         }
         repo::lock_plan(c, k.id)?;
-        let allocs = allocate(amount, &dues(c, k.id)?, wanted.as_deref()).map_err(allocation_error)?;
+        let rules = workflow::payment_rules(c)?;
+        let signed = matches!(k.status.as_str(), "signed" | "active" | "completed");
+        let received = repo::received_total(c, k.id)?;
+        let prepayment = check_payment(&rules, k.amount, received, amount, signed).map_err(|e| match e {
+            PaymentError::NotSigned => ApiError::conflict(
+                "contract_not_signed",
+                format!("the contract is {}; payments are recorded once it is signed", k.status),
+            ),
+            PaymentError::ExceedsContract { remaining } => ApiError::unprocessable(
+                "exceeds_contract",
+                format!(
+                    "{} more can be received on this contract (amount {} plus a tolerance of {})",
+                    money(remaining),
+                    money(k.amount),
+                    money(rules.overpayment_tolerance)
+                ),
+            )
+            .with_extra("remaining", json!(money(remaining))),
+        })?;
+        // A prepayment is held as unapplied credit until the contract is signed.
+        let allocs = if prepayment {
+            if wanted.is_some() {
+                return Err(ApiError::field(
+                    "allocations",
+                    "not_signed",
+                    "a prepayment on an unsigned contract stays unapplied until it is signed",
+                ));
+            }
+            Vec::new()
+        } else {
+            allocate(amount, &dues(c, k.id)?, wanted.as_deref()).map_err(allocation_error)?
+        };
         let row = repo::insert_payment(
             c,
             &PaymentRow {
@@ -1350,6 +1390,7 @@ pub async fn create_payment(
                 created_by: Some(writer.user_id),
                 created_at: chrono::Utc::now(),
                 version: 1,
+                prepayment,
             },
         )?;
         repo::add_allocations(c, row.id, &allocs)?;
@@ -1383,10 +1424,18 @@ pub async fn allocate_payment(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(PAY, Action::Update)?;
     let id = id.into_inner();
-    let wanted = explicit(&body.value.allocations)?;
+    let wanted = explicit(&body.value?.allocations)?;
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let row = repo::find_payment(c, &scope, id, true)?.ok_or_else(|| ApiError::not_found("payment"))?;
+        let k = repo::find(c, &ScopeFilter::All, row.contract_id, true)?
+            .ok_or_else(|| ApiError::internal("payment without contract"))?;
+        if !matches!(k.status.as_str(), "signed" | "active" | "completed") {
+            return Err(ApiError::conflict(
+                "contract_not_signed",
+                format!("the contract is {}; payments are applied once it is signed", k.status),
+            ));
+        }
         repo::lock_plan(c, row.contract_id)?;
         let before = load_payment(c, row.clone())?;
         let allocs =

@@ -22,7 +22,7 @@ use crate::auth::{notify_auth_changed, Auth};
 use crate::dto::fields::{
     AccessDto, CreateField, FieldDefinition, FieldList, FieldListQuery, FieldObject, FieldPermissions,
     FieldRestriction, FieldTypeDto, FlaggedList, FlaggedValue, Layout, LayoutQuery, LayoutSection, Meta, MetaField,
-    MetaOption, Migration, PutLayout, Restriction, UpdateField,
+    MetaOption, Migration, PutLayout, RestrictedObject, Restriction, UpdateField,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
@@ -299,7 +299,7 @@ pub async fn create_field(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let object = object(&path)?;
-    let dto = body.value;
+    let dto = body.value?;
     if !valid_key(&dto.key) {
         return Err(ApiError::field(
             "key",
@@ -422,7 +422,7 @@ pub async fn update_field(
     auth.require(RES, Action::Admin)?;
     let (o, key) = path.into_inner();
     let object = object(&o)?;
-    let dto = body.value;
+    let dto = body.value?;
     let writer = auth.clone();
     let row = state
         .db
@@ -656,7 +656,7 @@ pub async fn get_field_permissions(
             .into_iter()
             .filter_map(|(o, f, a)| {
                 Some(FieldRestriction {
-                    object: FieldObject::parse(&o)?,
+                    object: RestrictedObject::parse(&o)?,
                     field: f,
                     access: Restriction::parse(&a)?,
                 })
@@ -685,7 +685,7 @@ pub async fn put_field_permissions(
 ) -> ApiResult<HttpResponse> {
     auth.require("roles", Action::Admin)?;
     let id = id.into_inner();
-    let items = body.value.items;
+    let items = body.value?.items;
     let writer = auth.clone();
     let saved = state
         .db
@@ -697,6 +697,7 @@ pub async fn put_field_permissions(
                 for (i, it) in items.iter().enumerate() {
                     let object = it.object.as_str();
                     let known = match it.field.strip_prefix("custom.") {
+                        Some(_) if FieldObject::parse(object).is_none() => false,
                         Some(k) => fields::find(c, object, k, false)?.is_some(),
                         None => builtins(object).iter().any(|b| b.key == it.field && b.key != "id"),
                     };
@@ -918,7 +919,7 @@ pub async fn put_layout(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let object = object(&path)?;
-    let dto = body.value;
+    let dto = body.value?;
     let writer = auth.clone();
     let row = state
         .db

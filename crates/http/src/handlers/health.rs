@@ -47,16 +47,48 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
 }
 
+/// Marks an app whose `/metrics` needs no token (the separate metrics listener).
+#[derive(Clone, Copy)]
+pub struct OpenMetrics;
+
 /// Prometheus metrics: requests by route and status, latency histogram, pool usage.
+///
+/// On the API listener it needs `Authorization: Bearer <CRM_METRICS_TOKEN>` (401
+/// otherwise) and is not served at all when no token is configured (404); a separate
+/// listener (`CRM_METRICS_BIND`) serves it without a token.
 #[utoipa::path(
     tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "Missing or wrong metrics token", body = crate::error::Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "Not served on this listener", body = crate::error::Problem,
+            content_type = "application/problem+json")
+    ),
+    security(("metrics_token" = []))
 )]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>, req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    if req.app_data::<OpenMetrics>().is_none() {
+        let Some(expected) = state.config.metrics_token.as_deref() else {
+            return Err(ApiError::not_found("route"));
+        };
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crm_domain::secrets::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::unauthorized(
+                "metrics_token_required",
+                "send Authorization: Bearer <metrics token>",
+            ));
+        }
+    }
     let (open, idle) = state.db.state();
     let max = state.db.pool().max_size();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(open, idle, max))
+        .body(state.metrics.render(open, idle, max)))
 }

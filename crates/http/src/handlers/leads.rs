@@ -72,9 +72,10 @@ pub async fn list_leads(
 
 /// The typed filter and the shared list parameters of a list or export query.
 fn list_filter(q: ListQuery<LeadListQuery>) -> (LeadFilter, listing::Params) {
-    let ListQuery { query: q, custom } = q;
+    let ListQuery { query: q, custom, keys } = q;
     let params = listing::Params {
         since: q.updated_since,
+        keys,
         sort: q.sort,
         cursor: q.cursor,
         limit: q.limit,
@@ -161,7 +162,7 @@ pub async fn create_lead(
     let cache = state.fields.clone();
     let read = scope_or_own(&auth, RES, Action::Read);
     let allow_duplicate = q.allow_duplicate;
-    let dto = body.value;
+    let dto = body.value?;
     let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let person_name = errs.required_text("person_name", &dto.person_name);
@@ -296,7 +297,7 @@ pub async fn update_lead(
     custom::guard_write(&auth.principal, RES, &body.raw)?;
     let cache = state.fields.clone();
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let custom_in = dto.custom.clone();
     let mut errs = Errors::default();
     let person_name = dto.person_name.as_deref().map(|n| errs.required_text("person_name", n));
@@ -538,7 +539,7 @@ pub async fn assign_leads(
     body: ValidJson<AssignLeads>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Assign)?;
-    let dto = body.value;
+    let dto = body.value?;
     let cache = state.fields.clone();
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
@@ -605,7 +606,7 @@ pub async fn convert_lead(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let cache = state.fields.clone();
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {

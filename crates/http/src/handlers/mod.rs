@@ -130,7 +130,8 @@ where
     let writer = auth.clone();
     crate::idempotency::post(state, auth, key, req, raw, crate::idempotency::keep, move |c| {
         let row = find(c, &scope, id)?.ok_or_else(|| ApiError::not_found(what))?;
-        crate::idempotency::Outcome::ok(&f(c, &writer, row)?)
+        let out = f(c, &writer, row)?;
+        crate::idempotency::Outcome::ok(&crate::custom::shaped(&writer.principal, resource, &[], &out))
     })
     .await
 }

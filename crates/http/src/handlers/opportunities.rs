@@ -10,7 +10,7 @@ use crm_db::repo::opportunities::{
 };
 use crm_db::repo::{audit, contacts, pipelines};
 use crm_domain::access::{Action, Scope, ScopeFilter};
-use crm_domain::pipeline::{classify_move, unmet, Evidence, Move, MoveError, StageKind, StagePos};
+use crm_domain::pipeline::{classify_move, unmet, Evidence, MoveError, StageKind, StagePos};
 use crm_domain::{diff, normalize};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
@@ -92,8 +92,12 @@ pub fn check_amount(errs: &mut Errors, field: &str, v: Option<Decimal>) -> Optio
 
 fn check_currency(errs: &mut Errors, v: &str) -> String {
     let up = v.trim().to_ascii_uppercase();
-    if up.len() != 3 || !up.chars().all(|c| c.is_ascii_uppercase()) {
-        errs.add("currency", "invalid_format", "an ISO 4217 code such as CNY or USD");
+    if normalize::currency(&up).is_none() {
+        errs.add(
+            "currency",
+            "invalid_format",
+            "an active ISO 4217 currency code such as CNY or USD",
+        );
     }
     up
 }
@@ -195,7 +199,10 @@ fn unmet_criteria(
             opps::output_codes(c, id)?,
             opps::activity_types(c, id)?,
             crm_db::repo::quotes::statuses_of(c, id)?,
-            crm_db::repo::contracts::deal_evidence(c, id)?,
+            {
+                let rules = crm_db::repo::workflow::payment_rules(c)?;
+                crm_db::repo::contracts::deal_evidence(c, id, rules.prepayment_wins_pct)?
+            },
         ),
         None => (Vec::new(), Vec::new(), Vec::new(), Vec::new(), (false, false)),
     };
@@ -242,9 +249,10 @@ pub async fn list_opportunities(
 
 /// The typed filter and the shared list parameters of a list or export query.
 fn list_filter(q: ListQuery<OpportunityListQuery>) -> (OpportunityFilter, listing::Params) {
-    let ListQuery { query: q, custom } = q;
+    let ListQuery { query: q, custom, keys } = q;
     let params = listing::Params {
         since: q.updated_since,
+        keys,
         sort: q.sort,
         cursor: q.cursor,
         limit: q.limit,
@@ -328,7 +336,7 @@ pub async fn create_opportunity(
     auth.require(RES, Action::Create)?;
     custom::guard_write(&auth.principal, RES, &body.raw)?;
     let cache = state.fields.clone();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     let amount = check_amount(&mut errs, "amount", dto.amount);
@@ -525,7 +533,7 @@ pub async fn update_opportunity(
     custom::guard_write(&auth.principal, RES, &body.raw)?;
     let cache = state.fields.clone();
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     let amount = dto.amount.map(|a| check_amount(&mut errs, "amount", a));
@@ -556,6 +564,13 @@ pub async fn update_opportunity(
                 let before_row = opps::find(c, &scope, id, Liveness::Live, true)?
                     .ok_or_else(|| ApiError::not_found("opportunity"))?;
                 if_match.0.check(before_row.version)?;
+                if ch.probability.is_some_and(|p| p != before_row.probability) && before_row.status != "open" {
+                    return Err(ApiError::field(
+                        "probability",
+                        "closed_deal",
+                        "a won or lost deal's probability follows its stage",
+                    ));
+                }
                 let before = one(c, before_row.clone())?;
                 let defs = cache.get(c, RES)?;
                 if custom_in.is_some()
@@ -631,10 +646,13 @@ pub async fn update_opportunity(
 
 /// Move a deal to another stage of its pipeline.
 ///
-/// Advancing checks the target stage's entry criteria: when any is unmet the answer is
-/// 422 `stage_criteria_unmet` with `unmet` listing every missing field, task or output.
-/// Moving backwards, losing (the reason becomes the lost reason) and reopening a closed
-/// deal need a `reason`. Every move is recorded in the stage history.
+/// Every entry into an open or won stage checks that stage's entry criteria, whether
+/// the deal advances, wins or comes back from won or lost: when any is unmet the answer
+/// is 422 `stage_criteria_unmet` with `unmet` listing every missing field, task or
+/// output. Moving backwards and losing (the reason becomes the lost reason) need a
+/// `reason`; moving a won or lost deal anywhere (reopening) needs a `reason` and the
+/// `opportunities:reopen` permission (403 otherwise). Every move is recorded in the
+/// stage history.
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"),
@@ -660,7 +678,7 @@ pub async fn move_stage(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let reason = dto.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
     let writer = auth.clone();
     let cache = state.fields.clone();
@@ -702,6 +720,18 @@ pub fn move_deal(
                 "a reason is required to move backwards, lose or reopen",
             ),
         })?;
+    if mv.reopens {
+        let allowed = writer
+            .principal
+            .scope(RES, Action::Reopen)
+            .is_some_and(|s| writer.principal.reaches(s, before_row.owner_id, before_row.team_id));
+        if !allowed {
+            return Err(ApiError::forbidden(format!(
+                "the deal is {}; reopening it needs the permission opportunities:reopen",
+                before_row.status
+            )));
+        }
+    }
     let before = one(c, before_row.clone())?;
     if mv.checks_criteria() {
         let missing = unmet_criteria(c, Some(id), &to, &to_json(&before))?;
@@ -733,15 +763,9 @@ pub fn move_deal(
     let (b, a) = (to_json(&before), to_json(&after));
     let mut changes = diff::changes(&b, &a);
     changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
-    let movement = match mv {
-        Move::Forward => "forward",
-        Move::Backward => "backward",
-        Move::Won => "won",
-        Move::Lost => "lost",
-        Move::Reopen => "reopen",
-    };
+    let movement = mv.kind.as_str();
     let payload = json!({
-        "opportunity": a, "move": movement, "reason": reason,
+        "opportunity": a, "move": movement, "reopened": mv.reopens, "reason": reason,
         "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
     });
     audit::record(c, &writer.actor(), RES, id, "stage_changed", changes, payload)?;
@@ -909,8 +933,24 @@ pub async fn stage_history(state: web::Data<AppState>, auth: Auth, id: web::Path
             Ok::<_, ApiError>(opps::stage_history(c, id)?)
         })
         .await?;
+    // The amount and probability a deal entered each stage with are the fields' own
+    // history: readable only as far as the fields are.
+    let readable = |f: &str| auth.principal.field_access(RES, f) >= crm_domain::fields::FieldAccess::ReadOnly;
+    let (amount, probability) = (readable("amount"), readable("probability"));
     Ok(HttpResponse::Ok().json(StageHistory {
-        items: rows.into_iter().map(StageVisit::from).collect(),
+        items: rows
+            .into_iter()
+            .map(StageVisit::from)
+            .map(|mut v| {
+                if !amount {
+                    v.amount = None;
+                }
+                if !probability {
+                    v.probability = None;
+                }
+                v
+            })
+            .collect(),
     }))
 }
 
@@ -1113,7 +1153,7 @@ pub async fn set_checklist_task(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let (id, stage_id, task) = path.into_inner();
-    let done = body.value.done;
+    let done = body.value?.done;
     let writer = auth.clone();
     let list = state
         .db
@@ -1195,7 +1235,7 @@ pub async fn create_output(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let title = errs.required_text("title", &dto.title);
     let url = errs.website("url", dto.url);

@@ -7,6 +7,7 @@ use crm_db::repo::opportunities::{self as opps, OpportunityFilter};
 use crm_db::repo::{audit, pipelines};
 use crm_db::sql::ListSpec;
 use crm_domain::access::Action;
+use crm_domain::fields::FieldAccess;
 use crm_domain::pipeline::split_months;
 use crm_domain::pipeline::{check_criteria, Item};
 use crm_domain::{diff, normalize};
@@ -244,6 +245,23 @@ pub async fn board(
         Some(per_stage),
         "list",
     )?;
+    let given: Vec<String> = [
+        ("owner_id", q.owner_id.is_some()),
+        ("team_id", q.team_id.is_some()),
+        ("amount_gte", q.amount_gte.is_some()),
+        ("amount_lte", q.amount_lte.is_some()),
+        ("close_after", q.close_after.is_some()),
+        ("close_before", q.close_before.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| k.to_owned())
+    .collect();
+    crate::listing::guard_filters(&auth.principal, "opportunities", &given)?;
+    // Sums over a field the caller may not read would reveal it (one deal per column
+    // is enough): they are null for such callers.
+    let readable = |f: &str| auth.principal.field_access("opportunities", f) >= FieldAccess::ReadOnly;
+    let (show_amount, show_weighted) = (readable("amount"), readable("weighted_amount"));
     let mut filter = OpportunityFilter {
         owner_id: q.owner_id,
         team_id: q.team_id,
@@ -304,8 +322,8 @@ pub async fn board(
         columns.push(BoardColumn {
             stage: Stage::from(s),
             count,
-            amount: crate::dto::money(amount),
-            weighted_amount: crate::dto::money(weighted),
+            amount: show_amount.then(|| crate::dto::money(amount)),
+            weighted_amount: show_weighted.then(|| crate::dto::money(weighted)),
             cards: page.items.iter().map(|o| shaper.one(o)).collect(),
             next_cursor: page.next_cursor,
         });
@@ -314,8 +332,8 @@ pub async fn board(
         pipeline_id: id,
         columns,
         total_count,
-        total_amount: crate::dto::money(total_amount),
-        total_weighted_amount: crate::dto::money(total_weighted),
+        total_amount: show_amount.then(|| crate::dto::money(total_amount)),
+        total_weighted_amount: show_weighted.then(|| crate::dto::money(total_weighted)),
     }))
 }
 
@@ -339,7 +357,7 @@ pub async fn create_pipeline(
     body: ValidJson<CreatePipeline>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
     for (i, s) in dto.stages.iter().enumerate() {
@@ -436,7 +454,7 @@ pub async fn update_pipeline(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     if dto.archived == Some(true) && dto.is_default == Some(true) {
@@ -499,7 +517,7 @@ pub async fn create_stage(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let s = body.value;
+    let s = body.value?;
     let mut errs = Errors::default();
     if !valid_code(&s.code) {
         errs.add(
@@ -616,7 +634,7 @@ pub async fn update_stage(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     if let Some(t) = &dto.key_tasks {
@@ -738,7 +756,7 @@ pub async fn reorder_stages(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let order = body.value.stage_ids;
+    let order = body.value?.stage_ids;
     let writer = auth.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         pipelines::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;

@@ -30,6 +30,11 @@ use crate::state::AppState;
 
 const RES: &str = "products";
 
+/// A product as the caller may read it (standard cost follows field permissions).
+fn shaped(auth: &Auth, p: &Product) -> serde_json::Value {
+    crate::custom::shaped(&auth.principal, RES, &[], p)
+}
+
 /// Checks a percentage: 0..=100 with at most two decimals.
 pub fn check_pct(errs: &mut Errors, field: &str, v: Option<Decimal>) -> Option<Decimal> {
     let v = v?;
@@ -116,7 +121,11 @@ pub async fn list_products(
         })
         .await?;
     Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(Product::from).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|r| shaped(&auth, &Product::from(r)))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -137,7 +146,7 @@ pub async fn get_product(state: web::Data<AppState>, auth: Auth, id: web::Path<U
         .run(move |c| products::find(c, id, false)?.ok_or_else(|| ApiError::not_found("product")))
         .await?;
     let v = row.version;
-    Ok(with_etag(&Product::from(row), v))
+    Ok(with_etag(&shaped(&auth, &Product::from(row)), v))
 }
 
 /// Create a product (`products:admin`).
@@ -160,7 +169,7 @@ pub async fn create_product(
     body: ValidJson<CreateProduct>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let new = NewProduct {
         id: Uuid::now_v7(),
@@ -183,7 +192,7 @@ pub async fn create_product(
         let dto = Product::from(row);
         let data = serde_json::to_value(&dto).unwrap_or_default();
         audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(&dto, format!("/api/v1/products/{}", dto.id))
+        Outcome::created(&shaped(&writer, &dto), format!("/api/v1/products/{}", dto.id))
     })
     .await
 }
@@ -211,7 +220,7 @@ pub async fn update_product(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let ch = ProductChanges {
         code: dto.code.as_deref().map(|c| check_code(&mut errs, c)),
@@ -254,7 +263,7 @@ pub async fn update_product(
         })
         .await?;
     let v = row.version;
-    Ok(with_etag(&Product::from(row), v))
+    Ok(with_etag(&shaped(&auth, &Product::from(row)), v))
 }
 
 fn load_book(c: &mut PgConnection, id: Uuid) -> ApiResult<PriceBook> {
@@ -344,11 +353,15 @@ pub async fn create_price_book(
     body: ValidJson<CreatePriceBook>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let currency = dto.currency.as_deref().unwrap_or("CNY").trim().to_ascii_uppercase();
-    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_uppercase()) {
-        errs.add("currency", "invalid_format", "an ISO 4217 code such as CNY or USD");
+    if crm_domain::normalize::currency(&currency).is_none() {
+        errs.add(
+            "currency",
+            "invalid_format",
+            "an active ISO 4217 currency code such as CNY or USD",
+        );
     }
     let new = NewPriceBook {
         id: Uuid::now_v7(),
@@ -408,7 +421,7 @@ pub async fn update_price_book(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     if dto.is_default == Some(false) {
         errs.add("is_default", "invalid", "make another book the default instead");

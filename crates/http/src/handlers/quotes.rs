@@ -46,16 +46,29 @@ pub fn load(c: &mut PgConnection, row: QuoteRow) -> ApiResult<Quote> {
     Ok(Quote::from_row(row, lines))
 }
 
+/// A quote as the caller may read it (cost and margin follow field permissions).
+fn shaped(auth: &Auth, q: &Quote) -> Value {
+    crate::custom::shaped(&auth.principal, RES, &[], q)
+}
+
 fn to_json(q: &Quote) -> Value {
     serde_json::to_value(q).unwrap_or_default()
 }
 
 /// The record approval conditions see: the quote plus `discount_pct` (the effective
-/// discount) and `amount` (the total).
+/// discount), `amount` (the total), `free_text_lines` (lines without a product, whose
+/// discount cannot be measured) and `free_text_amount` (their net).
 pub fn approval_record(q: &Quote) -> Value {
     let mut v = to_json(q);
     v["discount_pct"] = json!(q.effective_discount_pct);
     v["amount"] = json!(q.total);
+    let free: Decimal = q
+        .lines
+        .iter()
+        .filter(|l| l.product_id.is_none())
+        .map(|l| l.net_amount)
+        .sum();
+    v["free_text_amount"] = json!(crate::dto::money(free));
     v
 }
 
@@ -217,6 +230,13 @@ fn pick_book(
         }
     }
     Ok(products::default_book(c, &deal.currency)?)
+}
+
+/// A quote cannot be made valid until a day already past (it would be born expired).
+fn check_validity(errs: &mut Errors, valid_until: Option<NaiveDate>, today: NaiveDate) {
+    if valid_until.is_some_and(|d| d < today) {
+        errs.add("valid_until", "out_of_range", "must be today or later");
+    }
 }
 
 fn quote_number(c: &mut PgConnection, year: i32) -> ApiResult<String> {
@@ -395,6 +415,10 @@ pub async fn list_quotes(
             })
         })
         .await?;
+    let page = Page {
+        items: page.items.iter().map(|q| shaped(&auth, q)).collect::<Vec<_>>(),
+        next_cursor: page.next_cursor,
+    };
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -418,13 +442,14 @@ pub async fn create_quote(
     body: ValidJson<CreateQuote>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.require(RES, Action::Create)?;
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let header = check_pct(&mut errs, "header_discount_pct", dto.header_discount_pct).unwrap_or_default();
+    let today = state.clock.today();
+    check_validity(&mut errs, dto.valid_until, today);
     let terms = errs.text(dto.terms);
     errs.into_result()?;
     let writer = auth.clone();
-    let today = state.clock.today();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         // The deal row lock serialises revision numbers.
         let deal = visible_deal(c, &writer, dto.opportunity_id, true)?;
@@ -467,7 +492,7 @@ pub async fn create_quote(
         let q = load(c, row)?;
         let data = to_json(&q);
         audit::record(c, &writer.actor(), RES, id, "created", diff::created(&data), data)?;
-        Outcome::created(&q, format!("/api/v1/quotes/{id}"))
+        Outcome::created(&shaped(&writer, &q), format!("/api/v1/quotes/{id}"))
     })
     .await
 }
@@ -492,7 +517,7 @@ pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uui
         })
         .await?;
     let v = q.version;
-    Ok(super::with_etag(&q, v))
+    Ok(super::with_etag(&shaped(&auth, &q), v))
 }
 
 /// Change a draft (or rejected) quote (`If-Match` required). `lines` replaces every
@@ -520,11 +545,12 @@ pub async fn update_quote(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
-    let dto = body.value;
+    let dto = body.value?;
     let mut errs = Errors::default();
     let header = dto
         .header_discount_pct
         .and_then(|v| check_pct(&mut errs, "header_discount_pct", Some(v)));
+    check_validity(&mut errs, dto.valid_until.flatten(), state.clock.today());
     let terms = dto.terms.map(|t| errs.text(t));
     errs.into_result()?;
     let writer = auth.clone();
@@ -592,7 +618,7 @@ pub async fn update_quote(
         })
         .await?;
     let v = q.version;
-    Ok(super::with_etag(&q, v))
+    Ok(super::with_etag(&shaped(&auth, &q), v))
 }
 
 /// Delete a draft quote (soft).
@@ -800,7 +826,8 @@ pub async fn decline_quote(
     id: web::Path<Uuid>,
     body: ValidJson<DeclineQuote>,
 ) -> ApiResult<HttpResponse> {
-    let dto = body.value;
+    auth.require(RES, Action::Update)?;
+    let dto = body.value?;
     let reason = dto.reason.trim().to_owned();
     if reason.is_empty() {
         return Err(ApiError::field("reason", "required", "must not be blank"));
@@ -914,7 +941,7 @@ pub async fn revise_quote(
         let mut data = to_json(&q);
         data["revised_from"] = json!(id);
         audit::record(c, &writer.actor(), RES, new_id, "created", diff::created(&data), data)?;
-        Outcome::created(&q, format!("/api/v1/quotes/{new_id}"))
+        Outcome::created(&shaped(&writer, &q), format!("/api/v1/quotes/{new_id}"))
     })
     .await
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
 use crate::auth::Auth;
-use crate::dto::settings::{CompanyInfo, Numbering, NumberingSeries};
+use crate::dto::settings::{CompanyInfo, Numbering, NumberingSeries, PaymentSettings};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -99,7 +99,7 @@ pub async fn put_numbering(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let series = series.into_inner();
-    let mut n = body.value;
+    let mut n = body.value?;
     n.example = None;
     let ok = |s: &str| {
         s.chars()
@@ -171,7 +171,7 @@ pub async fn put_company(
     body: ValidJson<CompanyInfo>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let info = body.value;
+    let info = body.value?;
     if info.name.trim().is_empty() {
         return Err(ApiError::field("name", "required", "must not be blank"));
     }
@@ -199,4 +199,81 @@ pub async fn put_company(
         })
         .await?;
     Ok(HttpResponse::Ok().json(info))
+}
+
+/// How payments are bounded and when a prepayment wins a deal.
+#[utoipa::path(
+    tag = "admin",
+    responses((status = 200, description = "Payment rules", body = PaymentSettings), Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/admin/settings/payments")]
+pub async fn get_payments(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let rules = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(workflow::payment_rules(c)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(PaymentSettings::from(rules)))
+}
+
+/// Set the payment rules: the over-payment tolerance, whether prepayments are taken on
+/// unsigned contracts, and the share of prepayment that counts as "payment received".
+#[utoipa::path(
+    tag = "admin",
+    request_body = PaymentSettings,
+    responses((status = 200, description = "Payment rules", body = PaymentSettings), BadRequest, Unauthorized, Forbidden,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[put("/admin/settings/payments")]
+pub async fn put_payments(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<PaymentSettings>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let dto = body.value?;
+    let mut errs = crate::dto::Errors::default();
+    let tolerance =
+        super::opportunities::check_amount(&mut errs, "overpayment_tolerance", Some(dto.overpayment_tolerance))
+            .unwrap_or_default();
+    let pct = super::products::check_pct(&mut errs, "prepayment_wins_pct", dto.prepayment_wins_pct);
+    if pct.is_some_and(|p| p.is_zero()) {
+        errs.add(
+            "prepayment_wins_pct",
+            "out_of_range",
+            "must be above 0 (or null to turn the rule off)",
+        );
+    }
+    errs.into_result()?;
+    let rules = crm_domain::money::PaymentRules {
+        overpayment_tolerance: tolerance,
+        accept_prepayments: dto.accept_prepayments,
+        prepayment_wins_pct: pct,
+    };
+    let value = serde_json::to_value(&rules).map_err(|e| ApiError::internal(e.to_string()))?;
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = workflow::setting(c, "payments")?;
+                workflow::put_setting(c, "payments", &value)?;
+                let mut changes = serde_json::Map::new();
+                changes.insert("payments".into(), json!({"before": before, "after": value}));
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    "settings",
+                    uuid::Uuid::nil(),
+                    "updated",
+                    changes,
+                    value.clone(),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(PaymentSettings::from(rules)))
 }
