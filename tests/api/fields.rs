@@ -125,7 +125,8 @@ async fn custom_values_are_validated_stored_and_audited() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let c = &r.body["custom"];
-    assert_eq!(c["employees"], "250");
+    // An integer field's value is a JSON integer, as /meta and the spec say.
+    assert_eq!(c["employees"], 250);
     assert_eq!(c["credit_limit"], "10000.00", "default applied");
     assert_eq!(c["channels"], json!(["shop", "web"]));
     assert_eq!(c["ceo_email"], "ceo@good.cn");
@@ -145,7 +146,7 @@ async fn custom_values_are_validated_stored_and_audited() {
     assert!(r.body["custom"].get("vip").is_none());
     let hist = app.get(&format!("/api/v1/accounts/{id}/history"), &rep).await;
     let changes = &hist.body["items"][0]["changes"];
-    assert_eq!(changes["custom.employees"], json!({"before": "250", "after": "400"}));
+    assert_eq!(changes["custom.employees"], json!({"before": 250, "after": 400}));
     assert_eq!(changes["custom.vip"], json!({"before": true, "after": null}));
     assert_eq!(changes["custom.per_head"], json!({"before": "40", "after": "25"}));
 }
@@ -576,7 +577,7 @@ async fn definition_changes_are_checked_against_existing_data() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         app.get(&format!("/api/v1/accounts/{c_id}"), &rep).await.body["custom"]["size"],
-        "1"
+        1
     );
     // Required is enforced on create and when clearing.
     let r = app.post("/api/v1/accounts", &rep, json!({"name": "D"})).await;
@@ -613,7 +614,7 @@ async fn definition_changes_are_checked_against_existing_data() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         app.get(&format!("/api/v1/accounts/{c_id}"), &rep).await.body["custom"]["size"],
-        "1"
+        1
     );
     let _ = a;
 

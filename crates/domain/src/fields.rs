@@ -216,7 +216,10 @@ pub fn check_value(spec: &FieldSpec, v: &Value, mode: Mode) -> Result<Value, Val
                 return Err(err("invalid_type", "must be an integer"));
             }
             bounds(s, d)?;
-            Ok(Value::String(d.trunc().normalize().to_string()))
+            // A JSON integer, as `/meta` and the spec say (within ±2^62, exact).
+            let n = rust_decimal::prelude::ToPrimitive::to_i64(&d.trunc())
+                .ok_or_else(|| err("invalid_type", "must be an integer"))?;
+            Ok(Value::from(n))
         }
         FieldType::Decimal | FieldType::Money | FieldType::Percent => {
             let d = decimal_of(v).ok_or_else(|| {
@@ -670,8 +673,9 @@ mod tests {
                 .count(),
             300
         );
-        assert_eq!(ok(Integer, json!({"min": 0, "max": 10}), json!(7)), json!("7"));
-        assert_eq!(ok(Integer, json!({}), json!("42")), json!("42"));
+        assert_eq!(ok(Integer, json!({"min": 0, "max": 10}), json!(7)), json!(7));
+        assert_eq!(ok(Integer, json!({}), json!("42")), json!(42));
+        assert_eq!(ok(Integer, json!({}), json!("-42.0")), json!(-42));
         assert_eq!(bad(Integer, json!({}), json!(1.5)), "invalid_type");
         assert_eq!(bad(Integer, json!({"max": 10}), json!(11)), "out_of_range");
         assert_eq!(ok(Decimal, json!({"scale": 3}), json!("1.5")), json!("1.500"));

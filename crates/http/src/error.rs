@@ -27,10 +27,54 @@ pub struct Problem {
     /// Per-field validation errors (for `validation_failed`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldErrorDto>,
-    /// The existing record a duplicate collides with (for `duplicate`).
+    /// The existing record a duplicate collides with (`duplicate`): its `id`, and for
+    /// accounts and leads `name` and `matched_on`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub existing: Option<Value>,
+    pub existing: Option<ExistingRecord>,
+    /// Every entry criterion not met (`stage_criteria_unmet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
+    pub unmet: Option<Vec<crate::dto::pipelines::Criterion>>,
+    /// The stage whose criteria are unmet (`stage_criteria_unmet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_id: Option<uuid::Uuid>,
+    /// The record's status when an action does not apply to it (`invalid_transition`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_status: Option<String>,
+    /// What installments add up to (`plan_total_mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub planned: Option<String>,
+    /// The contract amount they must add up to (`plan_total_mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub contract_amount: Option<String>,
+    /// What is left (`exceeds_installment`, `exceeds_contract`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub remaining: Option<String>,
+    /// The export row limit (`export_too_large`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<i64>,
+    /// The approval step nobody can approve (`no_approver`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// The caller's decision and the approval's status (`already_decided`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_status: Option<String>,
+}
+
+/// The record a duplicate collides with.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExistingRecord {
+    pub id: uuid::Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What matched: e.g. `name`, `phone`, `email`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_on: Option<String>,
 }
 
 /// One invalid field.
@@ -198,11 +242,24 @@ impl ResponseError for ApiError {
             code: self.code.to_owned(),
             errors: self.errors.iter().cloned().map(FieldErrorDto::from).collect(),
             existing: None,
+            unmet: None,
+            stage_id: None,
+            current_status: None,
+            planned: None,
+            contract_amount: None,
+            remaining: None,
+            max_rows: None,
+            step: None,
+            task_status: None,
+            approval_status: None,
         })
         .unwrap_or(Value::Null);
         if let Value::Object(map) = &mut body {
             for (k, v) in &self.extra {
-                map.insert(k.clone(), v.clone());
+                // RFC 9457's own members are never overwritten by an extension.
+                if !matches!(k.as_str(), "type" | "title" | "status" | "detail" | "code" | "errors") {
+                    map.insert(k.clone(), v.clone());
+                }
             }
         }
         let mut resp = HttpResponse::build(self.status);

@@ -198,7 +198,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Serves the OpenAPI document (built once).
 async fn openapi_json() -> HttpResponse {
     static SPEC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let body = SPEC.get_or_init(|| openapi().to_json().unwrap_or_default());
+    let body = SPEC.get_or_init(|| crate::openapi::spec().to_string());
     HttpResponse::Ok().content_type("application/json").body(body.as_str())
 }
 

@@ -110,7 +110,7 @@ str_enum! {
 
 str_enum! {
     /// Status of one approver's decision.
-    TaskStatus {
+    DecisionStatus {
         Pending => "pending", Approved => "approved", Rejected => "rejected", Skipped => "skipped",
         Delegated => "delegated", Escalated => "escalated", Withdrawn => "withdrawn"
     }
@@ -123,7 +123,7 @@ pub struct ApprovalTask {
     pub approval_id: Uuid,
     pub step_index: i32,
     pub approver_id: Uuid,
-    pub status: TaskStatus,
+    pub status: DecisionStatus,
     pub comment: Option<String>,
     /// The task this one was delegated or escalated from.
     pub delegated_from: Option<Uuid>,
@@ -139,7 +139,7 @@ impl From<TaskRow> for ApprovalTask {
             approval_id: r.instance_id,
             step_index: r.step_index,
             approver_id: r.approver_id,
-            status: TaskStatus::parse(&r.status).unwrap_or(TaskStatus::Pending),
+            status: DecisionStatus::parse(&r.status).unwrap_or(DecisionStatus::Pending),
             comment: r.comment,
             delegated_from: r.delegated_from,
             due_at: r.due_at,

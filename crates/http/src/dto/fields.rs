@@ -59,7 +59,8 @@ pub struct FieldDefinition {
     pub required: bool,
     /// Opportunities: required when entering this stage and every later one.
     pub required_from_stage_id: Option<Uuid>,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON value the field's type accepts (a string, number, boolean or list).
+    #[schema(value_type = Value)]
     pub default_value: Option<Value>,
     pub position: i32,
     pub group: Option<String>,
@@ -116,7 +117,8 @@ pub enum Migration {
     /// (or the field's default when `value` is omitted).
     SetDefault {
         #[serde(default)]
-        #[schema(value_type = Option<Object>)]
+        /// Any JSON value the field's type accepts.
+        #[schema(value_type = Value)]
         value: Option<Value>,
     },
     /// Leave their values as they are and list them under `.../flagged`.
@@ -140,7 +142,8 @@ pub struct CreateField {
     #[serde(default)]
     pub required: bool,
     pub required_from_stage_id: Option<Uuid>,
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON value the field's type accepts (a string, number, boolean or list).
+    #[schema(value_type = Value)]
     pub default_value: Option<Value>,
     #[serde(default)]
     pub position: i32,
@@ -178,7 +181,8 @@ pub struct UpdateField {
     #[schema(value_type = Option<Uuid>)]
     pub required_from_stage_id: Option<Option<Uuid>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON value the field's type accepts; null clears it.
+    #[schema(value_type = Value)]
     pub default_value: Option<Option<Value>>,
     pub position: Option<i32>,
     #[serde(default, deserialize_with = "double_option")]
@@ -198,7 +202,8 @@ pub struct UpdateField {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FlaggedValue {
     pub record_id: Uuid,
-    #[schema(value_type = Option<Object>)]
+    /// The stored value, whatever its JSON type.
+    #[schema(value_type = Value)]
     pub value: Option<Value>,
     /// `invalid_after_change` or `missing_required`.
     pub reason: String,

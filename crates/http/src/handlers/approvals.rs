@@ -329,7 +329,7 @@ pub async fn my_approvals(
     let limit = crm_domain::listing::limit(q.limit)?;
     let status = match q.status.as_deref().unwrap_or("pending") {
         "all" => None,
-        s if crate::dto::approvals::TaskStatus::parse(s).is_some() => Some(s.to_owned()),
+        s if crate::dto::approvals::DecisionStatus::parse(s).is_some() => Some(s.to_owned()),
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_query",

@@ -99,7 +99,7 @@ pub fn invalid_transition(kind: &str, status: &str, action: &str, allowed: &str)
         "invalid_transition",
         format!("cannot {action} a {kind} that is {status}; it must be {allowed}"),
     )
-    .with_extra("status", serde_json::json!(status))
+    .with_extra("current_status", serde_json::json!(status))
 }
 
 /// Finds a record in scope, locked for update.
