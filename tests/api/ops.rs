@@ -280,3 +280,138 @@ async fn demo_seed_is_idempotent_and_consistent() {
         .iter()
         .all(|a| a["owner_id"] == rep1));
 }
+
+/// A method the document does not list on a known path is 405 with `Allow`; an unknown
+/// path stays 404. Literal routes win over `{id}` (`PATCH /accounts/export`).
+#[actix_web::test]
+async fn unlisted_methods_are_405_with_allow() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let r = app.send(request(Method::PUT, "/api/v1/accounts", Some(&rep))).await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.code(), "method_not_allowed");
+    assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD, POST"));
+    assert_eq!(r.header("content-type").as_deref(), Some("application/problem+json"));
+    let r = app
+        .send(request(Method::PATCH, "/api/v1/accounts/export", Some(&rep)).set_json(serde_json::json!({})))
+        .await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.header("allow").as_deref(), Some("GET, HEAD"));
+    let id = uuid::Uuid::now_v7();
+    let r = app
+        .send(request(Method::PUT, &format!("/api/v1/accounts/{id}"), Some(&rep)))
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow").as_deref(), Some("DELETE, GET, HEAD, PATCH"));
+    assert_eq!(
+        app.send(request(Method::GET, "/api/v1/nowhere", Some(&rep)))
+            .await
+            .status,
+        404
+    );
+}
+
+/// Every `$ref` in the document points at a component that exists.
+#[test]
+fn every_reference_resolves() {
+    fn walk(v: &serde_json::Value, spec: &serde_json::Value, bad: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    if spec.pointer(r.trim_start_matches('#')).is_none() {
+                        bad.push(r.to_owned());
+                    }
+                }
+                m.values().for_each(|x| walk(x, spec, bad));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, spec, bad)),
+            _ => {}
+        }
+    }
+    let spec = crm_http::openapi::spec();
+    let mut bad = Vec::new();
+    walk(&spec, &spec, &mut bad);
+    bad.sort();
+    bad.dedup();
+    assert!(bad.is_empty(), "unresolved references: {bad:?}");
+}
+
+/// The document states what the server accepts: enum values as sent on the wire,
+/// header shapes, limits, and no outside validator on the docs page.
+#[actix_web::test]
+async fn the_document_describes_the_wire() {
+    let spec = crm_http::openapi::spec();
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["DataScope"]["enum"],
+        serde_json::json!(["own", "team", "team_and_below", "all"])
+    );
+    assert_eq!(
+        schemas["TaskStatus"]["enum"],
+        serde_json::json!(["open", "done", "cancelled"])
+    );
+    let op = &spec["paths"]["/api/v1/accounts/{id}"]["patch"];
+    let if_match = op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "If-Match")
+        .unwrap();
+    assert_eq!(if_match["schema"]["pattern"], crm_http::openapi::IF_MATCH_PATTERN);
+    let list = &spec["paths"]["/api/v1/accounts"]["get"];
+    let limit = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 200);
+    assert_eq!(schemas["CreateAccount"]["properties"]["name"]["maxLength"], 200);
+    assert!(spec["paths"]["/api/v1/auth/login"]["post"]["security"] == serde_json::json!([]));
+    assert!(list.get("security").is_none(), "the default security is declared once");
+    let problem = &schemas["Problem"]["properties"];
+    for member in [
+        "unmet",
+        "stage_id",
+        "planned",
+        "contract_amount",
+        "current_status",
+        "remaining",
+    ] {
+        assert!(problem.get(member).is_some(), "Problem documents `{member}`");
+    }
+    // Swagger UI sends the spec to no outside validator.
+    let app = start().await;
+    let r = app
+        .send(request(Method::GET, "/docs/swagger-initializer.js", None))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains("\"validatorUrl\": \"none\""), "{}", r.text);
+}
+
+/// Problem extensions never replace RFC 9457's members: an invalid transition keeps
+/// the integer `status` and names the record's status `current_status`.
+#[actix_web::test]
+async fn problem_status_stays_the_http_status() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let (deal_id, _) = crate::q2c::deal(&app, &rep).await;
+    let r = app
+        .post(
+            "/api/v1/contracts",
+            &rep,
+            serde_json::json!({"opportunity_id": deal_id, "amount": "10.00"}),
+        )
+        .await;
+    let kid = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/contracts/{kid}/activate"),
+            &rep,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["status"], 409);
+    assert_eq!(r.body["current_status"], "draft");
+}

@@ -114,6 +114,8 @@ pub struct ErrorDetails {
     pub errors: Vec<FieldError>,
     pub extra: Map<String, Value>,
     pub retry_after: Option<u64>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
     /// Never sent to the client; logged with the request id.
     pub cause: Option<String>,
 }
@@ -146,6 +148,7 @@ impl ApiError {
             errors: Vec::new(),
             extra: Map::new(),
             retry_after: None,
+            allow: None,
             cause: None,
         }))
     }
@@ -218,6 +221,12 @@ impl ApiError {
         e
     }
 
+    /// The methods a 405 lists in `Allow`.
+    pub fn with_allow(mut self, methods: String) -> Self {
+        self.0.allow = Some(methods);
+        self
+    }
+
     pub fn with_extra(mut self, key: &str, value: Value) -> Self {
         self.extra.insert(key.to_owned(), value);
         self
@@ -269,6 +278,9 @@ impl ResponseError for ApiError {
         ));
         if let Some(secs) = self.retry_after {
             resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let Some(allow) = &self.allow {
+            resp.insert_header((header::ALLOW, allow.as_str()));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

@@ -106,6 +106,21 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
             }
         }
     }
+    // JSON Schema counts 82.0 as an integer; so does the server (numbers with no
+    // fraction become integers before the typed parse).
+    let normalised;
+    let raw = if has_integral_float(raw) {
+        match serde_json::from_slice::<serde_json::Value>(raw) {
+            Ok(mut v) => {
+                integral_floats_to_integers(&mut v);
+                normalised = serde_json::to_vec(&v).unwrap_or_default();
+                normalised.as_slice()
+            }
+            Err(_) => raw,
+        }
+    } else {
+        raw
+    };
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -137,6 +152,29 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// Whether the body may hold a number like `82.0` or `1e3` (a cheap byte scan first).
+fn has_integral_float(raw: &[u8]) -> bool {
+    raw.windows(2)
+        .any(|w| w[0].is_ascii_digit() && matches!(w[1], b'.' | b'e' | b'E'))
+}
+
+/// Numbers with no fraction (`82.0`, `1e3`) become integers.
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// Paths (`name`, `lines[0].description`, keys too) of strings holding a NUL.
@@ -351,7 +389,14 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
 }
 
 /// Error handler for `web::Path`: 400 for a malformed id or segment.
-pub fn path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+pub fn path_error(err: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    // `PATCH /accounts/export` reached `PATCH /accounts/{id}`: the path is another
+    // route's, which does not take this method.
+    if let Some(methods) = crate::routes::allowed_methods(req.path()) {
+        if !methods.iter().any(|m| m == req.method().as_str()) {
+            return crate::routes::method_not_allowed(req.method().as_str(), methods).into();
+        }
+    }
     let msg = match &err {
         actix_web::error::PathError::Deserialize(e) => e.to_string(),
         other => other.to_string(),

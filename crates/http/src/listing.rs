@@ -104,7 +104,7 @@ macro_rules! impl_listing {
 }
 
 fn check(p: &Params) -> ApiResult<()> {
-    if p.since.is_some() && p.sort.is_some() {
+    if p.since.is_some() && p.sort.as_deref().is_some_and(|s| !s.trim().is_empty()) {
         return Err(ApiError::bad_request(
             "invalid_sort",
             "updated_since lists are in updated_at order; omit sort",

@@ -229,6 +229,114 @@ pub const QUOTES: &[Builtin] = &[
     sys(f("team_id", "团队", "Team", "text")),
 ];
 
+/// Fields every reader of the object sees, whatever the role: what identifies the
+/// record, where it sits and who owns it, and the bookkeeping fields. Field
+/// permissions cannot restrict them, so a response always carries them.
+pub fn protected(object: &str) -> &'static [&'static str] {
+    const COMMON: [&str; 5] = ["id", "created_at", "updated_at", "created_by", "version"];
+    match object {
+        "accounts" => &[
+            "id",
+            "created_at",
+            "updated_at",
+            "created_by",
+            "version",
+            "name",
+            "owner_id",
+            "team_id",
+            "custom",
+        ],
+        "contacts" => &[
+            "id",
+            "created_at",
+            "updated_at",
+            "created_by",
+            "version",
+            "name",
+            "account_id",
+            "owner_id",
+            "team_id",
+            "custom",
+        ],
+        "leads" => &[
+            "id",
+            "created_at",
+            "updated_at",
+            "created_by",
+            "version",
+            "person_name",
+            "source",
+            "status",
+            "owner_id",
+            "team_id",
+            "custom",
+        ],
+        "opportunities" => &[
+            "id",
+            "created_at",
+            "updated_at",
+            "created_by",
+            "version",
+            "name",
+            "account_id",
+            "contacts",
+            "pipeline_id",
+            "stage_id",
+            "status",
+            "owner_id",
+            "team_id",
+            "stage_entered_at",
+            "custom",
+        ],
+        "products" => &[
+            "id",
+            "created_at",
+            "updated_at",
+            "version",
+            "code",
+            "name",
+            "unit",
+            "list_price",
+            "tax_rate",
+            "active",
+        ],
+        "quotes" => &[
+            "id",
+            "created_at",
+            "updated_at",
+            "created_by",
+            "version",
+            "opportunity_id",
+            "number",
+            "revision",
+            "status",
+            "currency",
+            "lines",
+            "list_total",
+            "subtotal",
+            "header_discount_pct",
+            "header_discount_amount",
+            "discount_amount",
+            "effective_discount_pct",
+            "free_text_lines",
+            "net_amount",
+            "tax_amount",
+            "total",
+            "owner_id",
+            "team_id",
+            "editable",
+            "status_changed_at",
+        ],
+        _ => &COMMON,
+    }
+}
+
+/// Field types whose values can be shown masked (text-like): others can be hidden or
+/// made read-only, not masked, so a value keeps its JSON type for every reader.
+pub fn maskable(field_type: &str) -> bool {
+    matches!(field_type, "text" | "long_text" | "phone" | "email" | "url")
+}
+
 /// The built-in field a list query parameter filters on, if any.
 pub fn filter_field(object: &str, param: &str) -> Option<&'static str> {
     let field = match param {

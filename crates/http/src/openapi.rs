@@ -15,10 +15,11 @@ use crate::error::{FieldErrorDto, Problem};
             errors are RFC 9457 problem+json with a stable `code`. Lists use keyset pagination \
             (`limit`, `cursor` -> `next_cursor`). Reads return `ETag`; updates need `If-Match`. \
             POST accepts `Idempotency-Key`. Records outside the caller's data scope answer 404.",
-        license(name = "MIT OR Apache-2.0")
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+        contact(name = "CRM API team")
     ),
     modifiers(&SecurityAddon),
-    components(schemas(Problem, FieldErrorDto, crate::dto::fields::FieldObject)),
+    components(schemas(Problem, FieldErrorDto, crate::dto::fields::FieldObject, crate::dto::settings::NumberingSeries)),
     tags(
         (name = "auth", description = "Login, token refresh, logout"),
         (name = "me", description = "The caller"),
@@ -134,6 +135,11 @@ pub fn finish(mut doc: Value) -> Value {
     }
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("security".into(), default_security.clone());
+        // Relative: the document describes the server that serves it.
+        obj.insert(
+            "servers".into(),
+            json!([{"url": "/", "description": "The server this document is served from"}]),
+        );
     }
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut() {
@@ -146,8 +152,221 @@ pub fn finish(mut doc: Value) -> Value {
             }
         }
     }
+    relax_restrictable(&mut doc);
+    describe_inputs(&mut doc);
     mark_free_form(&mut doc);
     doc
+}
+
+/// Text without NUL characters (Postgres stores none).
+pub const TEXT_PATTERN: &str = "^[^\\u0000]*$";
+/// Text that is not blank (and has no NUL).
+pub const NON_BLANK_PATTERN: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
+/// Money as input: a decimal string, at most two decimals, not negative, below 10^16.
+pub const MONEY_PATTERN: &str = "^[0-9]{1,16}(\\.[0-9]{1,2})?$";
+/// Money that must be positive (payments, invoices, installments, allocations).
+pub const POSITIVE_MONEY_PATTERN: &str = "^([1-9][0-9]{0,15}(\\.[0-9]{1,2})?|0\\.([1-9][0-9]?|0[1-9]))$";
+/// A percentage 0..=100 with at most two decimals.
+pub const PERCENT_PATTERN: &str = "^(100(\\.00?)?|[0-9]{1,2}(\\.[0-9]{1,2})?)$";
+/// A positive quantity below 10^12 with at most four decimals.
+pub const QUANTITY_PATTERN: &str = "^([1-9][0-9]{0,11}(\\.[0-9]{1,4})?|0\\.[0-9]{0,3}[1-9])$";
+/// A phone number: digits with + ( ) - . and spaces, 5 to 20 digits; blank means none.
+pub const PHONE_PATTERN: &str = "^( *|\\+?[ ().-]*([0-9][ ().-]*){5,20})$";
+/// An e-mail address; blank means none.
+pub const EMAIL_PATTERN: &str = "^( *|[!-?A-~]{1,64}@[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+)$";
+/// A web address (`https://` assumed without a scheme); blank means none.
+pub const WEB_PATTERN: &str = "^( *|(https?://)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)+(:[0-9]{1,5})?([/?#][!-~]*)?)$";
+
+/// Request bodies state what the server accepts: formats of money, percentages,
+/// quantities, phones, e-mails, web addresses and currencies (by property), non-blank
+/// names, and text without NUL everywhere else.
+fn describe_inputs(doc: &mut Value) {
+    let mut roots: Vec<String> = Vec::new();
+    if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
+        for item in paths.values() {
+            for op in item.as_object().into_iter().flat_map(|m| m.values()) {
+                if let Some(content) = op.pointer("/requestBody/content").and_then(Value::as_object) {
+                    for c in content.values() {
+                        if let Some(r) = c.pointer("/schema/$ref").and_then(Value::as_str) {
+                            roots.push(r.trim_start_matches("#/components/schemas/").to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Every schema a request body reaches.
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    while let Some(name) = roots.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(schema) = schemas.get(&name) {
+            collect_refs(schema, &mut roots);
+        }
+    }
+    let currencies: Vec<Value> = crm_domain::normalize::CURRENCIES.iter().map(|c| json!(c)).collect();
+    for name in &seen {
+        if let Some(schema) = schemas.get_mut(name) {
+            describe_properties(name, schema, &currencies);
+        }
+    }
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(r) = map.get("$ref").and_then(Value::as_str) {
+                out.push(r.trim_start_matches("#/components/schemas/").to_owned());
+            }
+            for x in map.values() {
+                collect_refs(x, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+fn is_string_schema(v: &Value) -> bool {
+    match v.get("type") {
+        Some(Value::String(t)) => t == "string",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+        _ => false,
+    }
+}
+
+/// The pattern a request property has by its schema and name.
+fn input_pattern(schema: &str, property: &str) -> Option<&'static str> {
+    let positive_money = matches!(
+        (schema, property),
+        (
+            "CreatePayment" | "CreateInvoice" | "InstallmentInput" | "Allocation",
+            "amount"
+        )
+    );
+    Some(match property {
+        _ if positive_money => POSITIVE_MONEY_PATTERN,
+        "amount" | "list_price" | "standard_cost" | "unit_price" | "estimated_budget" | "overpayment_tolerance" => {
+            MONEY_PATTERN
+        }
+        "discount_pct" | "header_discount_pct" | "tax_rate" | "prepayment_wins_pct" => PERCENT_PATTERN,
+        "quantity" => QUANTITY_PATTERN,
+        "phone" | "mobile" => PHONE_PATTERN,
+        "email" => EMAIL_PATTERN,
+        "website" => WEB_PATTERN,
+        "name" | "title" | "subject" | "person_name" => NON_BLANK_PATTERN,
+        _ => return None,
+    })
+}
+
+fn describe_properties(schema_name: &str, schema: &mut Value, currencies: &[Value]) {
+    let Some(map) = schema.as_object_mut() else { return };
+    for (key, v) in map.iter_mut() {
+        match (key.as_str(), v) {
+            ("properties", Value::Object(props)) => {
+                for (name, prop) in props.iter_mut() {
+                    describe_property(schema_name, name, prop, currencies);
+                }
+            }
+            ("oneOf" | "anyOf" | "allOf", Value::Array(items)) => {
+                for x in items.iter_mut() {
+                    describe_properties(schema_name, x, currencies);
+                }
+            }
+            ("items", x) => describe_properties(schema_name, x, currencies),
+            _ => {}
+        }
+    }
+}
+
+fn describe_property(schema: &str, name: &str, prop: &mut Value, currencies: &[Value]) {
+    if name == "custom" {
+        // Keys of custom fields: which exist is configuration (`GET /meta/{object}`).
+        prop["propertyNames"] = json!({"pattern": "^[a-z][a-z0-9_]{0,39}$"});
+        return;
+    }
+    // Arrays of strings: the items.
+    if let Some(items) = prop.get_mut("items") {
+        if is_string_schema(items)
+            && items.get("pattern").is_none()
+            && items.get("format").is_none()
+            && items.get("enum").is_none()
+        {
+            items["pattern"] = json!(TEXT_PATTERN);
+        }
+    }
+    if !is_string_schema(prop) || prop.get("enum").is_some() || prop.get("format").is_some() {
+        return;
+    }
+    if name == "currency" {
+        prop["enum"] = Value::Array(
+            currencies
+                .iter()
+                .cloned()
+                .chain(prop.get("type").filter(|t| t.is_array()).map(|_| Value::Null))
+                .collect(),
+        );
+        if let Some(m) = prop.as_object_mut() {
+            m.remove("minLength");
+            m.remove("maxLength");
+        }
+        return;
+    }
+    if prop.get("pattern").is_none() {
+        prop["pattern"] = json!(input_pattern(schema, name).unwrap_or(TEXT_PATTERN));
+    }
+}
+
+/// Records whose fields a role may hide: only the fields no role can lose are
+/// required in responses (`meta::protected`); the others are absent for a caller who
+/// may not read them.
+fn relax_restrictable(doc: &mut Value) {
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let objects = [
+        ("Account", "accounts"),
+        ("Contact", "contacts"),
+        ("Lead", "leads"),
+        ("Opportunity", "opportunities"),
+        ("Product", "products"),
+        ("Quote", "quotes"),
+    ];
+    for (name, schema) in schemas.iter_mut() {
+        for (record, object) in objects {
+            let target = if name == record {
+                Some(&mut *schema)
+            } else if *name == format!("Page_{record}") || *name == format!("SyncPage_{record}") {
+                schema.pointer_mut("/properties/items/items")
+            } else {
+                None
+            };
+            let Some(target) = target else { continue };
+            if target.get("$ref").is_some() {
+                continue;
+            }
+            let protected = crate::meta::protected(object);
+            if let Some(req) = target.get_mut("required").and_then(Value::as_array_mut) {
+                req.retain(|f| f.as_str().is_some_and(|f| protected.contains(&f)));
+            }
+            if let Some(desc) = target.get_mut("description") {
+                if let Some(d) = desc.as_str() {
+                    let meta = if matches!(object, "products" | "quotes") {
+                        String::new()
+                    } else {
+                        format!(" `GET /api/v1/meta/{object}` lists the caller's access.")
+                    };
+                    *desc = json!(format!(
+                        "{d}\n\nFields a role may not read are absent (hidden) or masked text.{meta}"
+                    ));
+                }
+            }
+        }
+    }
 }
 
 fn finish_operation(op: &mut Value, default_security: &Value) {
@@ -165,6 +384,21 @@ fn finish_operation(op: &mut Value, default_security: &Value) {
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
         for p in params.iter_mut() {
             let name = p.get("name").and_then(Value::as_str).unwrap_or("").to_owned();
+            if p.get("in").and_then(Value::as_str) == Some("query") {
+                if let Some(schema) = p.get_mut("schema") {
+                    let free = is_string_schema(schema)
+                        && schema.get("format").is_none()
+                        && schema.get("enum").is_none()
+                        && schema.get("pattern").is_none();
+                    if free {
+                        let pattern = match name.as_str() {
+                            "amount_gte" | "amount_lte" => MONEY_PATTERN,
+                            _ => TEXT_PATTERN,
+                        };
+                        schema["pattern"] = json!(pattern);
+                    }
+                }
+            }
             let schema = match name.as_str() {
                 "If-Match" => Some(json!({"type": "string", "pattern": IF_MATCH_PATTERN, "maxLength": 16})),
                 "Idempotency-Key" => {
@@ -181,6 +415,14 @@ fn finish_operation(op: &mut Value, default_security: &Value) {
         }
     }
     if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+        // A reused Idempotency-Key with another body is a 422 wherever a key is taken.
+        if idempotent && !responses.contains_key("422") {
+            responses.insert(
+                "422".into(),
+                json!({"description": "The Idempotency-Key was used for a different request (`idempotency_key_reused`).",
+                       "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
+            );
+        }
         for (status, resp) in responses.iter_mut() {
             let Some(resp) = resp.as_object_mut() else { continue };
             let headers = resp.entry("headers").or_insert_with(|| json!({}));

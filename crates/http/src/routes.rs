@@ -202,8 +202,74 @@ async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(body.as_str())
 }
 
-async fn no_route() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("route"))
+/// Path templates of the document, split into segments, with their methods.
+fn route_table() -> &'static [(Vec<String>, Vec<String>)] {
+    static TABLE: std::sync::OnceLock<Vec<(Vec<String>, Vec<String>)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let spec = crate::openapi::spec();
+        let mut out = Vec::new();
+        if let Some(paths) = spec.get("paths").and_then(|p| p.as_object()) {
+            for (path, item) in paths {
+                let segments = path.split('/').map(str::to_owned).collect();
+                let mut methods: Vec<String> = item
+                    .as_object()
+                    .map(|m| m.keys().map(|k| k.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                out.push((segments, methods));
+            }
+        }
+        out
+    })
+}
+
+/// The methods the document lists for a concrete path, if it knows the path.
+pub fn allowed_methods(path: &str) -> Option<Vec<String>> {
+    let given: Vec<&str> = path.split('/').collect();
+    // Like the router: literal segments win over parameters (`/accounts/export` is not
+    // `/accounts/{id}`), so the best match is the one with the most literal segments.
+    let mut best: Option<(usize, Vec<String>)> = None;
+    for (segments, methods) in route_table() {
+        let matches = segments.len() == given.len()
+            && segments
+                .iter()
+                .zip(&given)
+                .all(|(s, g)| s == g || (s.starts_with('{') && s.ends_with('}') && !g.is_empty()));
+        if !matches {
+            continue;
+        }
+        let literal = segments.iter().filter(|s| !s.starts_with('{')).count();
+        match &mut best {
+            Some((n, m)) if *n == literal => m.extend(methods.iter().cloned()),
+            Some((n, _)) if *n > literal => {}
+            _ => best = Some((literal, methods.clone())),
+        }
+    }
+    best.map(|(_, mut m)| {
+        m.sort();
+        m.dedup();
+        m
+    })
+}
+
+/// No route matched: 405 with `Allow` for a known path and another method, else 404.
+async fn no_route(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    match allowed_methods(req.path()) {
+        Some(methods) => Err(method_not_allowed(req.method().as_str(), methods)),
+        None => Err(ApiError::not_found("route")),
+    }
+}
+
+/// 405 `method_not_allowed` with `Allow`.
+pub fn method_not_allowed(method: &str, methods: Vec<String>) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here; allowed: {}", methods.join(", ")),
+    )
+    .with_allow(methods.join(", "))
 }
 
 /// The separate metrics listener (`CRM_METRICS_BIND`): `/metrics` only, no token.
@@ -253,7 +319,13 @@ pub fn app(
                 .map(|s| s.route("/openapi.json", web::get().to(openapi_json))),
         )
         .split_for_parts();
-    let docs = SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::new(["/api/v1/openapi.json"]));
+    // No outside validator: the page would otherwise send the spec's address to
+    // validator.swagger.io from every browser that opens it under a real host name.
+    let docs = SwaggerUi::new("/docs/{_:.*}").config(
+        utoipa_swagger_ui::Config::new(["/api/v1/openapi.json"])
+            .validator_url("none")
+            .try_it_out_enabled(true),
+    );
     app.service(docs)
         .route(
             "/docs",

@@ -94,21 +94,28 @@ impl From<AccountRow> for Account {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     /// Defaults to `prospect`.
     #[serde(rename = "type", default)]
     pub account_type: Option<AccountType>,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub industry: Option<String>,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub region: Option<String>,
     #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
     pub address: Option<String>,
     #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
     pub phone: Option<String>,
     #[validate(length(max = 254))]
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
     pub website: Option<String>,
     pub tier: Option<Tier>,
     pub source: Option<Source>,
@@ -116,6 +123,7 @@ pub struct CreateAccount {
     /// Defaults to the caller; another owner needs `accounts:assign`.
     pub owner_id: Option<Uuid>,
     #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
     pub notes: Option<String>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
     #[schema(value_type = Option<Object>)]
@@ -127,31 +135,32 @@ pub struct CreateAccount {
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(rename = "type")]
     pub account_type: Option<AccountType>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub industry: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub region: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 500)]
     #[validate(length(max = 500))]
     pub address: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     #[validate(length(max = 40))]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 254)]
     #[validate(length(max = 254))]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 500)]
     #[validate(length(max = 500))]
     pub website: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -166,7 +175,7 @@ pub struct UpdateAccount {
     /// Reassigning needs `accounts:assign`; the team follows the new owner.
     pub owner_id: Option<Uuid>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     #[validate(length(max = 10000))]
     pub notes: Option<Option<String>>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
@@ -180,6 +189,7 @@ pub struct UpdateAccount {
 #[into_params(parameter_in = Query)]
 pub struct AccountListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -229,6 +239,7 @@ pub struct CreateQuery {
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

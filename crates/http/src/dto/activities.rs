@@ -70,16 +70,21 @@ pub struct CreateActivity {
     #[serde(rename = "type")]
     pub activity_type: ActivityType,
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub subject: String,
     #[validate(length(max = 20000))]
+    #[schema(max_length = 20000)]
     pub content: Option<String>,
     /// Defaults to now; at most 5 minutes in the future and a year in the past.
     pub occurred_at: Option<DateTime<Utc>>,
     #[validate(range(min = 0, max = 10080))]
+    #[schema(minimum = 0, maximum = 10080)]
     pub duration_minutes: Option<i32>,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub outcome: Option<String>,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub next_step: Option<String>,
     pub lead_id: Option<Uuid>,
     pub account_id: Option<Uuid>,
@@ -93,22 +98,23 @@ pub struct UpdateActivity {
     #[serde(rename = "type")]
     pub activity_type: Option<ActivityType>,
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub subject: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 20000)]
     #[validate(length(max = 20000))]
     pub content: Option<Option<String>>,
     pub occurred_at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(value_type = Option<i32>, minimum = 0, maximum = 10080)]
     #[validate(range(min = 0, max = 10080))]
     pub duration_minutes: Option<Option<i32>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub outcome: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub next_step: Option<Option<String>>,
 }
@@ -117,6 +123,7 @@ pub struct UpdateActivity {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ActivityListQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `occurred_at`, `created_at`, `updated_at`; default `-occurred_at`.
@@ -207,8 +214,10 @@ impl From<TaskRow> for Task {
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub title: String,
     #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     pub due_at: Option<DateTime<Utc>>,
     /// Must not be after `due_at`.
@@ -225,9 +234,10 @@ pub struct CreateTask {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTask {
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub title: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     #[validate(length(max = 10000))]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -247,6 +257,7 @@ pub struct UpdateTask {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TaskListQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `due_at` (no due date last), `created_at`, `updated_at`; default `due_at`.
@@ -274,6 +285,7 @@ str_enum! {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MyTasksQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// overdue (due before now), today (due today in `utc_offset`), upcoming (due after today).
@@ -281,6 +293,7 @@ pub struct MyTasksQuery {
     #[param(inline)]
     pub due: Option<DueWindow>,
     /// The caller's UTC offset for "today", e.g. `+08:00` (default).
+    #[param(pattern = "^[+-]?(0?[0-9]|1[0-4]):[0-5][0-9]$")]
     pub utc_offset: Option<String>,
     /// Default `open`.
     #[param(inline)]

@@ -51,6 +51,7 @@ pub struct TeamList {
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     pub kind: TeamKind,
     pub parent_id: Option<Uuid>,
@@ -60,6 +61,7 @@ pub struct CreateTeam {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeam {
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub kind: Option<TeamKind>,
     /// Move under another team (`null` makes it a root). Cycles are refused.
@@ -148,13 +150,17 @@ impl From<UserRow> for UserSummary {
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     #[validate(length(min = 3, max = 254))]
+    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// At least 8 characters. Omit for service users.
     #[validate(length(min = 8, max = 256))]
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
     #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
     pub phone: Option<String>,
     pub team_id: Option<Uuid>,
     pub manager_id: Option<Uuid>,
@@ -178,14 +184,17 @@ impl std::fmt::Debug for CreateUser {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     #[validate(length(min = 3, max = 254))]
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Sets a new password and signs the user out everywhere.
     #[validate(length(min = 8, max = 256))]
+    #[schema(min_length = 8, max_length = 256)]
     pub password: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     #[validate(length(max = 40))]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -215,6 +224,7 @@ impl std::fmt::Debug for UpdateUser {
 #[into_params(parameter_in = Query)]
 pub struct UserListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -270,10 +280,13 @@ pub struct RoleList {
 pub struct CreateRole {
     /// Lower-case letters, digits and `_`, starting with a letter (2..50).
     #[validate(length(min = 2, max = 50))]
+    #[schema(min_length = 2, max_length = 50)]
     pub key: String,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     pub permissions: Vec<Permission>,
 }
@@ -282,9 +295,10 @@ pub struct CreateRole {
 #[serde(deny_unknown_fields)]
 pub struct UpdateRole {
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub description: Option<Option<String>>,
     /// Replaces the role's permissions.
@@ -358,11 +372,13 @@ pub struct ApiKeyList {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// A service user (`is_service`), e.g. the DingTalk integration.
     pub user_id: Uuid,
     /// Role key the key acts with.
     #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
     pub role: String,
     pub expires_at: Option<DateTime<Utc>>,
 }

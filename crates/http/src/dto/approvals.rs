@@ -71,12 +71,14 @@ pub struct ApprovalDefinitionList {
 #[serde(deny_unknown_fields)]
 pub struct CreateApprovalDefinition {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     pub object_type: ApprovalObject,
     #[schema(value_type = Option<Object>)]
     pub condition: Option<Value>,
     /// Default 100.
     #[validate(range(min = 0, max = 10000))]
+    #[schema(minimum = 0, maximum = 10000)]
     pub priority: Option<i32>,
     #[schema(value_type = Vec<Object>)]
     pub steps: Value,
@@ -89,11 +91,13 @@ pub struct CreateApprovalDefinition {
 #[serde(deny_unknown_fields)]
 pub struct UpdateApprovalDefinition {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Object>)]
     pub condition: Option<Option<Value>>,
     #[validate(range(min = 0, max = 10000))]
+    #[schema(minimum = 0, maximum = 10000)]
     pub priority: Option<i32>,
     #[schema(value_type = Option<Vec<Object>>)]
     pub steps: Option<Value>,
@@ -252,10 +256,20 @@ pub struct InboxItem {
 #[into_params(parameter_in = Query)]
 pub struct InboxQuery {
     /// Default `pending`; `all` for every task.
-    pub status: Option<String>,
+    #[param(inline)]
+    pub status: Option<InboxStatus>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
+}
+
+str_enum! {
+    /// Which of the caller's decisions `GET /me/approvals` lists.
+    InboxStatus {
+        Pending => "pending", Approved => "approved", Rejected => "rejected", Skipped => "skipped",
+        Delegated => "delegated", Escalated => "escalated", Withdrawn => "withdrawn", All => "all"
+    }
 }
 
 /// Query of `GET /approvals`.
@@ -274,6 +288,7 @@ pub struct ApprovalsQuery {
 pub struct Decision {
     /// Required to reject.
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
@@ -283,6 +298,7 @@ pub struct Decision {
 pub struct Delegate {
     pub user_id: Uuid,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 

@@ -84,26 +84,36 @@ pub struct CreateContact {
     /// The account this person works at; must be visible to the caller.
     pub account_id: Uuid,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub title: Option<String>,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub department: Option<String>,
     #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
     pub mobile: Option<String>,
     #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
     pub phone: Option<String>,
     #[validate(length(max = 254))]
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub wechat: Option<String>,
     pub birthday: Option<NaiveDate>,
     pub decision_role: Option<DecisionRole>,
     #[validate(length(max = 5000))]
+    #[schema(max_length = 5000)]
     pub preferences: Option<String>,
     #[validate(length(max = 5000))]
+    #[schema(max_length = 5000)]
     pub pain_points: Option<String>,
     #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
     pub notes: Option<String>,
     /// Defaults to the caller; another owner needs `contacts:assign`.
     pub owner_id: Option<Uuid>,
@@ -119,29 +129,30 @@ pub struct UpdateContact {
     /// Move the contact to another (visible) account.
     pub account_id: Option<Uuid>,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     #[validate(length(max = 200))]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     #[validate(length(max = 200))]
     pub department: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     #[validate(length(max = 40))]
     pub mobile: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     #[validate(length(max = 40))]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 254)]
     #[validate(length(max = 254))]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub wechat: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -151,15 +162,15 @@ pub struct UpdateContact {
     #[schema(value_type = Option<DecisionRole>)]
     pub decision_role: Option<Option<DecisionRole>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     #[validate(length(max = 5000))]
     pub preferences: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     #[validate(length(max = 5000))]
     pub pain_points: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     #[validate(length(max = 10000))]
     pub notes: Option<Option<String>>,
     /// Reassigning needs `contacts:assign`; the team follows the new owner.
@@ -175,6 +186,7 @@ pub struct UpdateContact {
 #[into_params(parameter_in = Query)]
 pub struct ContactListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -95,16 +95,19 @@ pub struct CreateContract {
     pub opportunity_id: Option<Uuid>,
     /// Defaults to the deal name.
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub title: Option<String>,
     /// Required without a quote.
     #[schema(value_type = Option<String>, example = "113000.00")]
     pub amount: Option<Decimal>,
     /// Without a quote; default the deal's currency.
     #[validate(length(equal = 3))]
+    #[schema(min_length = 3, max_length = 3)]
     pub currency: Option<String>,
     pub start_date: Option<NaiveDate>,
     pub end_date: Option<NaiveDate>,
     #[validate(length(max = 20000))]
+    #[schema(max_length = 20000)]
     pub terms: Option<String>,
 }
 
@@ -113,6 +116,7 @@ pub struct CreateContract {
 #[serde(deny_unknown_fields)]
 pub struct UpdateContract {
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub title: Option<String>,
     #[schema(value_type = Option<String>)]
     pub amount: Option<Decimal>,
@@ -123,7 +127,7 @@ pub struct UpdateContract {
     #[schema(value_type = Option<NaiveDate>)]
     pub end_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 20000)]
     #[validate(length(max = 20000))]
     pub terms: Option<Option<String>>,
 }
@@ -134,6 +138,7 @@ pub struct UpdateContract {
 pub struct SignContract {
     /// Reference to the customer-stamped copy (file key or URL).
     #[validate(length(min = 1, max = 1000))]
+    #[schema(min_length = 1, max_length = 1000)]
     pub signed_copy_ref: String,
     /// Default now.
     pub signed_at: Option<DateTime<Utc>>,
@@ -144,6 +149,7 @@ pub struct SignContract {
 #[serde(deny_unknown_fields)]
 pub struct TerminateContract {
     #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// Also mark an open deal Lost with this reason (through the normal stage move).
     #[serde(default)]
@@ -155,6 +161,7 @@ pub struct TerminateContract {
 #[serde(deny_unknown_fields)]
 pub struct ContractAction {
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
@@ -163,6 +170,7 @@ pub struct ContractAction {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ContractListQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `created_at`, `updated_at`, `number`, `amount`; `-` for descending. Default `-created_at`.
@@ -211,8 +219,10 @@ pub struct AmendmentList {
 #[serde(deny_unknown_fields)]
 pub struct CreateAmendment {
     #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
     pub description: String,
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub title: Option<String>,
     #[schema(value_type = Option<String>)]
     pub amount: Option<Decimal>,
@@ -223,7 +233,7 @@ pub struct CreateAmendment {
     #[schema(value_type = Option<NaiveDate>)]
     pub end_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 20000)]
     #[validate(length(max = 20000))]
     pub terms: Option<Option<String>>,
 }
@@ -325,6 +335,7 @@ pub struct InstallmentInput {
     #[schema(value_type = String, example = "33900.00")]
     pub amount: Decimal,
     #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -334,6 +345,7 @@ pub struct InstallmentInput {
 #[serde(deny_unknown_fields)]
 pub struct SetPaymentPlan {
     #[validate(length(min = 1, max = 120), nested)]
+    #[schema(min_items = 1, max_items = 120)]
     pub installments: Vec<InstallmentInput>,
 }
 
@@ -404,6 +416,7 @@ pub struct CreateInvoice {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InvoiceListQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `created_at`, `issued_on`; `-` for descending. Default `-created_at`.
@@ -500,12 +513,15 @@ pub struct CreatePayment {
     pub method: PaymentMethod,
     /// Bank reference, cheque number ...
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub reference: Option<String>,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub note: Option<String>,
     /// Explicit allocation; by default the oldest open installments are paid first and
     /// anything beyond what is due stays unapplied.
     #[validate(length(max = 120))]
+    #[schema(max_items = 120)]
     pub allocations: Option<Vec<Allocation>>,
 }
 
@@ -515,6 +531,7 @@ pub struct CreatePayment {
 pub struct AllocatePayment {
     /// Default: oldest open installments first.
     #[validate(length(max = 120))]
+    #[schema(max_items = 120)]
     pub allocations: Option<Vec<Allocation>>,
 }
 
@@ -523,6 +540,7 @@ pub struct AllocatePayment {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PaymentListQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `created_at`, `received_on`, `amount`; `-` for descending. Default `-received_on`.
@@ -551,6 +569,7 @@ pub struct ReceivablesQuery {
     /// Only rows with something overdue.
     pub overdue: Option<bool>,
     /// Rows, 1..=500 (default 100), most overdue first.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 

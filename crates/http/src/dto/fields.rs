@@ -130,12 +130,16 @@ pub enum Migration {
 #[serde(deny_unknown_fields)]
 pub struct CreateField {
     #[validate(length(min = 1, max = 40))]
+    #[schema(min_length = 1, max_length = 40)]
     pub key: String,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub label_zh: String,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub label_en: String,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub help_text: Option<String>,
     #[serde(rename = "type")]
     pub field_type: FieldTypeDto,
@@ -148,6 +152,7 @@ pub struct CreateField {
     #[serde(default)]
     pub position: i32,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub group: Option<String>,
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -166,11 +171,13 @@ pub struct CreateField {
 #[serde(deny_unknown_fields)]
 pub struct UpdateField {
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub label_zh: Option<String>,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub label_en: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub help_text: Option<Option<String>>,
     /// Changing the type re-checks every stored value.
@@ -186,7 +193,7 @@ pub struct UpdateField {
     pub default_value: Option<Option<Value>>,
     pub position: Option<i32>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub group: Option<Option<String>>,
     /// Replaces the settings; narrowing them re-checks every stored value.
@@ -274,6 +281,7 @@ pub struct FieldRestriction {
 #[serde(deny_unknown_fields)]
 pub struct FieldPermissions {
     #[validate(length(max = 500))]
+    #[schema(max_items = 500)]
     pub items: Vec<FieldRestriction>,
 }
 
@@ -320,8 +328,10 @@ pub struct PutLayout {
     /// Opportunities only: a layout for one pipeline.
     pub pipeline_id: Option<Uuid>,
     #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[validate(length(min = 1, max = 50))]
+    #[schema(min_items = 1, max_items = 50)]
     pub sections: Vec<LayoutSection>,
 }
 

@@ -107,30 +107,41 @@ impl From<LeadRow> for Lead {
 #[serde(deny_unknown_fields)]
 pub struct CreateLead {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub person_name: String,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub company: Option<String>,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub title: Option<String>,
     #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
     pub mobile: Option<String>,
     #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
     pub phone: Option<String>,
     #[validate(length(max = 254))]
+    #[schema(max_length = 254)]
     pub email: Option<String>,
     pub source: Source,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub campaign: Option<String>,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub region: Option<String>,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub industry: Option<String>,
     #[serde(default)]
     #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
     pub tags: Vec<String>,
     #[schema(value_type = Option<String>, example = "50000.00")]
     pub estimated_budget: Option<Decimal>,
     #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
     pub notes: Option<String>,
     /// Assign straight away to this owner (needs `leads:assign` unless it is the caller).
     /// Without it the lead is new and owned by its creator.
@@ -145,53 +156,56 @@ pub struct CreateLead {
 #[serde(deny_unknown_fields)]
 pub struct UpdateLead {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub person_name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     #[validate(length(max = 200))]
     pub company: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     #[validate(length(max = 200))]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     #[validate(length(max = 40))]
     pub mobile: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 40)]
     #[validate(length(max = 40))]
     pub phone: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 254)]
     #[validate(length(max = 254))]
     pub email: Option<Option<String>>,
     pub source: Option<Source>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     #[validate(length(max = 200))]
     pub campaign: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub region: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub industry: Option<Option<String>>,
     #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub estimated_budget: Option<Option<Decimal>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     #[validate(length(max = 10000))]
     pub notes: Option<Option<String>>,
     /// contacted, qualified or disqualified (with `disqualify_reason`); assignment and
     /// conversion have their own endpoints.
     pub status: Option<LeadStatusDto>,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub disqualify_reason: Option<String>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
     #[schema(value_type = Option<Object>)]
@@ -204,6 +218,7 @@ pub struct UpdateLead {
 #[into_params(parameter_in = Query)]
 pub struct LeadListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `person_name`, `created_at`, `updated_at`; `-` for descending. Default `-created_at`.
@@ -236,6 +251,7 @@ pub struct LeadListQuery {
 #[serde(deny_unknown_fields)]
 pub struct AssignLeads {
     #[validate(length(min = 1, max = 500))]
+    #[schema(min_items = 1, max_items = 500)]
     pub lead_ids: Vec<Uuid>,
     pub owner_id: Uuid,
 }
@@ -253,6 +269,7 @@ pub struct ConvertAccount {
     pub id: Option<Uuid>,
     /// Name of the new account; defaults to the lead's company (or person).
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     #[serde(rename = "type")]
     pub account_type: Option<AccountType>,
@@ -267,6 +284,7 @@ pub struct ConvertAccount {
 pub struct ConvertOpportunity {
     /// Defaults to "<company> - <person>".
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Defaults to the default pipeline.
     pub pipeline_id: Option<Uuid>,

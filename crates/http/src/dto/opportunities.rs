@@ -115,12 +115,14 @@ impl Opportunity {
 #[serde(deny_unknown_fields)]
 pub struct CreateOpportunity {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     pub account_id: Uuid,
     /// Must be a contact of the account.
     pub primary_contact_id: Option<Uuid>,
     #[serde(default)]
     #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
     pub contacts: Vec<DealContact>,
     /// Defaults to the default pipeline.
     pub pipeline_id: Option<Uuid>,
@@ -130,18 +132,22 @@ pub struct CreateOpportunity {
     pub amount: Option<Decimal>,
     /// ISO 4217, default CNY.
     #[validate(length(equal = 3))]
+    #[schema(min_length = 3, max_length = 3)]
     pub currency: Option<String>,
     pub expected_close_date: Option<NaiveDate>,
     /// Defaults to the stage's probability. An open deal's probability is 0 to 99: 100
     /// is reached only by winning it.
     #[validate(range(min = 0, max = 99))]
+    #[schema(minimum = 0, maximum = 99)]
     pub probability: Option<i32>,
     /// Defaults to the caller; another owner needs `opportunities:assign`.
     pub owner_id: Option<Uuid>,
     #[serde(default)]
     #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
     pub competitors: Vec<String>,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub next_step: Option<String>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
     #[schema(value_type = Option<Object>)]
@@ -154,6 +160,7 @@ pub struct CreateOpportunity {
 #[serde(deny_unknown_fields)]
 pub struct UpdateOpportunity {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     pub account_id: Option<Uuid>,
     #[serde(default, deserialize_with = "double_option")]
@@ -161,11 +168,13 @@ pub struct UpdateOpportunity {
     pub primary_contact_id: Option<Option<Uuid>>,
     /// Replaces the other contacts.
     #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
     pub contacts: Option<Vec<DealContact>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, example = "120000.00")]
     pub amount: Option<Option<Decimal>>,
     #[validate(length(equal = 3))]
+    #[schema(min_length = 3, max_length = 3)]
     pub currency: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<NaiveDate>)]
@@ -173,13 +182,15 @@ pub struct UpdateOpportunity {
     /// 0 to 99 on an open deal (100 is reached only by winning it); a won or lost deal's
     /// probability follows its stage and cannot be set.
     #[validate(range(min = 0, max = 99))]
+    #[schema(minimum = 0, maximum = 99)]
     pub probability: Option<i32>,
     /// Reassigning needs `opportunities:assign`.
     pub owner_id: Option<Uuid>,
     #[validate(length(max = 20))]
+    #[schema(max_items = 20)]
     pub competitors: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub next_step: Option<Option<String>>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
@@ -194,6 +205,7 @@ pub struct MoveStage {
     pub stage_id: Uuid,
     /// Required to move backwards, to lose (becomes the lost reason) and to reopen.
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub reason: Option<String>,
 }
 
@@ -203,6 +215,7 @@ pub struct MoveStage {
 #[into_params(parameter_in = Query)]
 pub struct OpportunityListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page (or of a board column).
     pub cursor: Option<String>,
@@ -324,14 +337,19 @@ pub struct CreateOutput {
     pub stage_id: Option<Uuid>,
     /// A required-output code defined in the pipeline.
     #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
     pub output_code: Option<String>,
     #[validate(length(max = 300))]
+    #[schema(max_length = 300)]
     pub title: String,
     #[validate(length(max = 5000))]
+    #[schema(max_length = 5000)]
     pub notes: Option<String>,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub url: Option<String>,
     #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
     pub file_ref: Option<String>,
 }
 

@@ -23,8 +23,10 @@ str_enum! {
 pub struct StageItem {
     /// Stable code (lower-case letters, digits, `_`).
     #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
     pub code: String,
     #[validate(length(min = 1, max = 300))]
+    #[schema(min_length = 1, max_length = 300)]
     pub title: String,
 }
 
@@ -179,11 +181,14 @@ pub struct PipelineQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateStage {
     #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
     pub code: String,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     pub kind: StageKindDto,
     #[validate(range(min = 0, max = 100))]
+    #[schema(minimum = 0, maximum = 100)]
     pub probability: i32,
     #[serde(default)]
     #[validate(nested)]
@@ -194,9 +199,11 @@ pub struct CreateStage {
     #[serde(default)]
     pub entry_criteria: Vec<Criterion>,
     #[validate(range(min = 1, max = 3650))]
+    #[schema(minimum = 1, maximum = 3650)]
     pub stalled_after_days: Option<i32>,
     /// 1-based position to insert at; appended when absent.
     #[validate(range(min = 1))]
+    #[schema(minimum = 1)]
     pub position: Option<i32>,
 }
 
@@ -204,8 +211,10 @@ pub struct CreateStage {
 #[serde(deny_unknown_fields)]
 pub struct CreatePipeline {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     #[serde(default)]
     pub is_default: bool,
@@ -218,9 +227,10 @@ pub struct CreatePipeline {
 #[serde(deny_unknown_fields)]
 pub struct UpdatePipeline {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub description: Option<Option<String>>,
     /// Make this the default pipeline (the previous default stops being one).
@@ -234,9 +244,11 @@ pub struct UpdatePipeline {
 #[serde(deny_unknown_fields)]
 pub struct UpdateStage {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     pub kind: Option<StageKindDto>,
     #[validate(range(min = 0, max = 100))]
+    #[schema(minimum = 0, maximum = 100)]
     pub probability: Option<i32>,
     #[validate(nested)]
     pub key_tasks: Option<Vec<StageItem>>,
@@ -255,6 +267,7 @@ pub struct UpdateStage {
 pub struct ReorderStages {
     /// Every live stage of the pipeline, in the new order.
     #[validate(length(min = 1, max = 100))]
+    #[schema(min_items = 1, max_items = 100)]
     pub stage_ids: Vec<Uuid>,
 }
 
@@ -264,6 +277,7 @@ pub struct ReorderStages {
 #[into_params(parameter_in = Query)]
 pub struct BoardQuery {
     /// Cards per stage, 1..=100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     pub owner_id: Option<Uuid>,
     pub team_id: Option<Uuid>,

@@ -59,13 +59,17 @@ impl From<ProductRow> for Product {
 #[serde(deny_unknown_fields)]
 pub struct CreateProduct {
     #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
     pub code: String,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     /// Default 件.
     #[validate(length(max = 20))]
+    #[schema(max_length = 20)]
     pub unit: Option<String>,
     #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
     pub category: Option<String>,
     #[schema(value_type = String, example = "9800.00")]
     pub list_price: Decimal,
@@ -82,13 +86,16 @@ pub struct CreateProduct {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProduct {
     #[validate(length(min = 1, max = 50))]
+    #[schema(min_length = 1, max_length = 50)]
     pub code: Option<String>,
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     #[validate(length(max = 20))]
+    #[schema(max_length = 20)]
     pub unit: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 100)]
     #[validate(length(max = 100))]
     pub category: Option<Option<String>>,
     #[schema(value_type = Option<String>)]
@@ -106,6 +113,7 @@ pub struct UpdateProduct {
 #[into_params(parameter_in = Query)]
 pub struct ProductListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `code`, `name`, `list_price`, `created_at`, `updated_at`; `-` for descending. Default `code`.
@@ -174,9 +182,11 @@ pub struct PriceInput {
 #[serde(deny_unknown_fields)]
 pub struct CreatePriceBook {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     /// ISO 4217, default CNY.
     #[validate(length(equal = 3))]
+    #[schema(min_length = 3, max_length = 3)]
     pub currency: Option<String>,
     /// A, B, C or D.
     pub tier: Option<String>,
@@ -184,6 +194,7 @@ pub struct CreatePriceBook {
     pub is_default: bool,
     #[serde(default)]
     #[validate(length(max = 5000))]
+    #[schema(max_items = 5000)]
     pub entries: Vec<PriceInput>,
 }
 
@@ -192,6 +203,7 @@ pub struct CreatePriceBook {
 #[serde(deny_unknown_fields)]
 pub struct UpdatePriceBook {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
@@ -202,10 +214,12 @@ pub struct UpdatePriceBook {
     /// Prices to add or change.
     #[serde(default)]
     #[validate(length(max = 5000))]
+    #[schema(max_items = 5000)]
     pub set_prices: Vec<PriceInput>,
     /// Products whose price to remove.
     #[serde(default)]
     #[validate(length(max = 5000))]
+    #[schema(max_items = 5000)]
     pub remove_products: Vec<Uuid>,
 }
 

@@ -195,8 +195,10 @@ pub struct LineInput {
     pub product_id: Option<Uuid>,
     /// Required without a product.
     #[validate(length(max = 1000))]
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
     #[validate(length(max = 20))]
+    #[schema(max_length = 20)]
     pub unit: Option<String>,
     #[schema(value_type = String, example = "2")]
     pub quantity: Decimal,
@@ -225,9 +227,11 @@ pub struct CreateQuote {
     #[schema(value_type = Option<String>, example = "5.00")]
     pub header_discount_pct: Option<Decimal>,
     #[validate(length(max = 10000))]
+    #[schema(max_length = 10000)]
     pub terms: Option<String>,
     #[serde(default)]
     #[validate(length(max = 200), nested)]
+    #[schema(max_items = 200)]
     pub lines: Vec<LineInput>,
 }
 
@@ -241,10 +245,11 @@ pub struct UpdateQuote {
     #[schema(value_type = Option<String>)]
     pub header_discount_pct: Option<Decimal>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 10000)]
     #[validate(length(max = 10000))]
     pub terms: Option<Option<String>>,
     #[validate(length(max = 200), nested)]
+    #[schema(max_items = 200)]
     pub lines: Option<Vec<LineInput>>,
 }
 
@@ -254,6 +259,7 @@ pub struct UpdateQuote {
 #[into_params(parameter_in = Query)]
 pub struct QuoteListQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
     /// `created_at`, `updated_at`, `number`, `total`; `-` for descending. Default `-created_at`.
@@ -270,6 +276,7 @@ pub struct QuoteListQuery {
 #[serde(deny_unknown_fields)]
 pub struct QuoteAction {
     #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 
@@ -278,6 +285,7 @@ pub struct QuoteAction {
 #[serde(deny_unknown_fields)]
 pub struct DeclineQuote {
     #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// Also mark the deal Lost with this reason (through the normal stage move).
     #[serde(default)]

@@ -16,14 +16,17 @@ str_enum! {
 #[serde(deny_unknown_fields)]
 pub struct Numbering {
     #[validate(length(max = 20))]
+    #[schema(max_length = 20)]
     pub prefix: String,
     /// Zero-padded width of the sequence, 1..=12.
     #[validate(range(min = 1, max = 12))]
+    #[schema(minimum = 1, maximum = 12)]
     pub digits: u8,
     #[serde(default = "yes")]
     pub include_year: bool,
     #[serde(default = "dash")]
     #[validate(length(max = 3))]
+    #[schema(max_length = 3)]
     pub separator: String,
     /// The first number of this year under the pattern (read-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,13 +46,17 @@ fn dash() -> String {
 #[serde(deny_unknown_fields)]
 pub struct CompanyInfo {
     #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
     pub name: String,
     #[validate(length(max = 500))]
+    #[schema(max_length = 500)]
     pub address: Option<String>,
     #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
     pub phone: Option<String>,
     /// Unified social credit code / tax id.
     #[validate(length(max = 50))]
+    #[schema(max_length = 50)]
     pub tax_id: Option<String>,
 }
 

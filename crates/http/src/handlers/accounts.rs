@@ -510,7 +510,13 @@ pub async fn history(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(resource, Action::Read)?;
     let limit = crm_domain::listing::limit(q.limit)?;
-    let before = q.cursor.as_deref().map(decode_id_cursor).transpose()?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(decode_id_cursor)
+        .transpose()?;
     let rows = state
         .db
         .run(move |c| {

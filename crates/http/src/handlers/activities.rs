@@ -377,12 +377,17 @@ pub async fn list_tasks(
 fn parse_offset(raw: Option<&str>) -> ApiResult<FixedOffset> {
     let raw = raw.unwrap_or("+08:00");
     let bad = || ApiError::bad_request("invalid_query", "utc_offset must look like +08:00 or -05:30");
+    // Exactly `[+-]HH:MM` or `[+-]H:MM`, hours 0..=14 (the documented pattern).
     let (sign, rest) = match raw.as_bytes().first() {
         Some(b'+') => (1, &raw[1..]),
         Some(b'-') => (-1, &raw[1..]),
         _ => (1, raw),
     };
     let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(h) || !digits(m) || h.len() > 2 || m.len() != 2 {
+        return Err(bad());
+    }
     let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
     if !(0..=14).contains(&h) || !(0..60).contains(&m) {
         return Err(bad());

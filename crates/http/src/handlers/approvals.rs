@@ -327,18 +327,12 @@ pub async fn my_approvals(
 ) -> ApiResult<HttpResponse> {
     let q = q.into_inner();
     let limit = crm_domain::listing::limit(q.limit)?;
-    let status = match q.status.as_deref().unwrap_or("pending") {
-        "all" => None,
-        s if crate::dto::approvals::DecisionStatus::parse(s).is_some() => Some(s.to_owned()),
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "status must be a task status (pending, approved, rejected, skipped, delegated, escalated, withdrawn) or all",
-            ))
-        }
+    let status = match q.status.unwrap_or(crate::dto::approvals::InboxStatus::Pending) {
+        crate::dto::approvals::InboxStatus::All => None,
+        s => Some(s.as_str().to_owned()),
     };
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let before = match q.cursor.as_deref() {
+    let before = match q.cursor.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => None,
         Some(raw) => {
             let c: InboxCursor = engine

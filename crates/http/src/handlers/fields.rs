@@ -696,16 +696,34 @@ pub async fn put_field_permissions(
                 let mut rows: Vec<(String, String, String)> = Vec::new();
                 for (i, it) in items.iter().enumerate() {
                     let object = it.object.as_str();
-                    let known = match it.field.strip_prefix("custom.") {
-                        Some(_) if FieldObject::parse(object).is_none() => false,
-                        Some(k) => fields::find(c, object, k, false)?.is_some(),
-                        None => builtins(object).iter().any(|b| b.key == it.field && b.key != "id"),
+                    // The field's type, when the object has such a field.
+                    let field_type: Option<String> = match it.field.strip_prefix("custom.") {
+                        Some(_) if FieldObject::parse(object).is_none() => None,
+                        Some(k) => fields::find(c, object, k, false)?.map(|d| d.field_type),
+                        None => builtins(object)
+                            .iter()
+                            .find(|b| b.key == it.field)
+                            .map(|b| b.field_type.to_owned()),
                     };
-                    if !known {
+                    let Some(field_type) = field_type else {
                         errs.push(FieldError::new(
                             format!("items[{i}].field"),
                             "not_found",
                             format!("{object} has no field `{}`", it.field),
+                        ));
+                        continue;
+                    };
+                    if crate::meta::protected(object).contains(&it.field.as_str()) {
+                        errs.push(FieldError::new(
+                            format!("items[{i}].field"),
+                            "not_restrictable",
+                            format!("every reader of {object} sees `{}`", it.field),
+                        ));
+                    } else if it.access == Restriction::Masked && !crate::meta::maskable(&field_type) {
+                        errs.push(FieldError::new(
+                            format!("items[{i}].access"),
+                            "not_maskable",
+                            format!("a {field_type} field can be hidden or read-only, not masked"),
                         ));
                     } else if rows.iter().any(|(o, f, _)| o == object && *f == it.field) {
                         errs.push(FieldError::new(

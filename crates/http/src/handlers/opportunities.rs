@@ -980,7 +980,7 @@ pub async fn timeline(
     let q = q.into_inner();
     let limit = crm_domain::listing::limit(q.limit)?;
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let before = match q.cursor.as_deref() {
+    let before = match q.cursor.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => None,
         Some(raw) => {
             let c: TimelineCursor = engine

@@ -49,7 +49,7 @@ fn with_example(mut n: Numbering, year: i32) -> Numbering {
 /// The numbering pattern of a document series (`contract`, `quote`, `invoice`).
 #[utoipa::path(
     tag = "admin",
-    params(("series" = String, Path, description = "Document series: `contract`, `quote` or `invoice`")),
+    params(("series" = NumberingSeries, Path, description = "Document series")),
     responses((status = 200, description = "The pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound),
     security(("bearer_auth" = []), ("api_key" = []))
 )]
@@ -84,7 +84,7 @@ pub async fn get_numbering(
 /// each year and never skip a number.
 #[utoipa::path(
     tag = "admin",
-    params(("series" = String, Path, description = "Document series: `contract`, `quote` or `invoice`")),
+    params(("series" = NumberingSeries, Path, description = "Document series")),
     request_body = Numbering,
     responses((status = 200, description = "The new pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound,
         PayloadTooLarge, UnsupportedMediaType, Unprocessable),
