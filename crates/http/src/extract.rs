@@ -63,7 +63,17 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
                 Ok(Err(e)) => return Err(ApiError::bad_request("unreadable_body", e.to_string())),
                 Ok(Ok(b)) => b,
             };
-            let value = if content_type_ok {
+            let is_object = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            let value = if content_type_ok && !is_object && !raw.iter().all(u8::is_ascii_whitespace) {
+                // Serde would read a struct from an array (`[null, null]`) too.
+                parse_json::<serde_json::Value>(&raw).and_then(|_| {
+                    Err(ApiError::validation(vec![FieldError::new(
+                        "",
+                        "invalid_type",
+                        "the body must be a JSON object",
+                    )]))
+                })
+            } else if content_type_ok {
                 parse_json::<T>(&raw).and_then(|v| {
                     v.validate().map_err(|e| ApiError::validation(field_errors(&e)))?;
                     Ok(v)

@@ -154,8 +154,65 @@ pub fn finish(mut doc: Value) -> Value {
     }
     relax_restrictable(&mut doc);
     describe_inputs(&mut doc);
+    add_links(&mut doc);
     mark_free_form(&mut doc);
     doc
+}
+
+/// OpenAPI links from each create (`POST /x` answering 201 with the record) to the
+/// operations on the created record (`/x/{id}`, `/x/{id}/...`): the id from the body,
+/// and for changes the `If-Match` from the `ETag`. Clients and stateful testers can
+/// chain them.
+fn add_links(doc: &mut Value) {
+    let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
+        return;
+    };
+    let mut plan: Vec<(String, Value)> = Vec::new();
+    for (path, item) in paths {
+        let creates = item
+            .pointer("/post/responses/201/content/application~1json/schema")
+            .is_some();
+        if !creates {
+            continue;
+        }
+        let prefix = format!("{path}/{{id}}");
+        let mut links = serde_json::Map::new();
+        for (other, ops) in paths {
+            if !(other == &prefix || other.starts_with(&format!("{prefix}/"))) {
+                continue;
+            }
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                let Some(op_id) = op.get("operationId").and_then(Value::as_str) else {
+                    continue;
+                };
+                let mut params = serde_json::Map::new();
+                params.insert("path.id".into(), json!("$response.body#/id"));
+                let takes_if_match = op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ps| ps.iter().any(|p| p["name"] == "If-Match"));
+                if takes_if_match {
+                    params.insert("header.If-Match".into(), json!("$response.header.ETag"));
+                }
+                links.insert(
+                    op_id.to_owned(),
+                    json!({"operationId": op_id, "parameters": params,
+                           "description": format!("{} the created record", method.to_ascii_uppercase())}),
+                );
+            }
+        }
+        if !links.is_empty() {
+            plan.push((path.clone(), Value::Object(links)));
+        }
+    }
+    for (path, links) in plan {
+        if let Some(resp) = doc.pointer_mut(&format!(
+            "/paths/{}/post/responses/201",
+            path.replace('~', "~0").replace('/', "~1")
+        )) {
+            resp["links"] = links;
+        }
+    }
 }
 
 /// Text without NUL characters (Postgres stores none).
@@ -241,6 +298,10 @@ fn is_string_schema(v: &Value) -> bool {
 
 /// The pattern a request property has by its schema and name.
 fn input_pattern(schema: &str, property: &str) -> Option<&'static str> {
+    // The company block printed on quotes is free text, phone included.
+    if schema == "CompanyInfo" && property != "name" {
+        return None;
+    }
     let positive_money = matches!(
         (schema, property),
         (
@@ -265,6 +326,10 @@ fn input_pattern(schema: &str, property: &str) -> Option<&'static str> {
 
 fn describe_properties(schema_name: &str, schema: &mut Value, currencies: &[Value]) {
     let Some(map) = schema.as_object_mut() else { return };
+    // Request bodies refuse unknown fields (serde `deny_unknown_fields`), nested ones too.
+    if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+        map.insert("additionalProperties".into(), json!(false));
+    }
     for (key, v) in map.iter_mut() {
         match (key.as_str(), v) {
             ("properties", Value::Object(props)) => {

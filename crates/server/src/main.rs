@@ -80,6 +80,10 @@ struct ServeArgs {
     /// Rows one CSV export may hold.
     #[arg(long, env = "CRM_EXPORT_MAX_ROWS", default_value_t = 100_000)]
     export_max_rows: usize,
+    /// Failed logins from one client address (all accounts) before it is locked out for
+    /// 15 minutes; raise it when many users share one address (NAT, proxy).
+    #[arg(long, env = "CRM_LOGIN_IP_MAX_FAILURES", default_value_t = 50)]
+    login_ip_max_failures: i32,
     /// Bearer token that opens /metrics on the API listener (unset: not served there).
     #[arg(long, env = "CRM_METRICS_TOKEN", hide_env_values = true)]
     metrics_token: Option<String>,
@@ -279,6 +283,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.export_slots = args.export_slots;
     cfg.export_max_rows = args.export_max_rows.max(1);
     cfg.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
+    cfg.ip_throttle.max_failures = args.login_ip_max_failures.max(1);
     let state = AppState::new(Db::new(pool), cfg);
     spawn_auth_listener(url, state.clone());
     spawn_housekeeping(state.db.clone());

@@ -99,6 +99,7 @@ pub struct CreateContract {
     pub title: Option<String>,
     /// Required without a quote.
     #[schema(value_type = Option<String>, example = "113000.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub amount: Option<Decimal>,
     /// Without a quote; default the deal's currency.
     #[validate(length(equal = 3))]
@@ -119,6 +120,7 @@ pub struct UpdateContract {
     #[schema(max_length = 300)]
     pub title: Option<String>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub amount: Option<Decimal>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<NaiveDate>)]
@@ -225,6 +227,7 @@ pub struct CreateAmendment {
     #[schema(max_length = 300)]
     pub title: Option<String>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub amount: Option<Decimal>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<NaiveDate>)]
@@ -333,6 +336,7 @@ pub struct PaymentPlan {
 pub struct InstallmentInput {
     pub due_date: NaiveDate,
     #[schema(value_type = String, example = "33900.00")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub amount: Decimal,
     #[validate(length(max = 500))]
     #[schema(max_length = 500)]
@@ -403,9 +407,11 @@ pub struct CreateInvoice {
     /// The installment invoiced; the amount defaults to what is not yet invoiced on it.
     pub installment_id: Option<Uuid>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub amount: Option<Decimal>,
     /// Tax rate in percent used to split out the VAT part, default "13.00".
     #[schema(value_type = Option<String>, example = "13.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub tax_rate: Option<Decimal>,
     /// Default today.
     pub issued_on: Option<NaiveDate>,
@@ -440,6 +446,7 @@ str_enum! {
 pub struct Allocation {
     pub installment_id: Uuid,
     #[schema(value_type = String, example = "33900.00")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub amount: Decimal,
 }
 
@@ -507,6 +514,7 @@ impl Payment {
 pub struct CreatePayment {
     pub contract_id: Uuid,
     #[schema(value_type = String, example = "33900.00")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub amount: Decimal,
     /// Default today.
     pub received_on: Option<NaiveDate>,

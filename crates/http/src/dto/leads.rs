@@ -139,6 +139,7 @@ pub struct CreateLead {
     #[schema(max_items = 20)]
     pub tags: Vec<String>,
     #[schema(value_type = Option<String>, example = "50000.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub estimated_budget: Option<Decimal>,
     #[validate(length(max = 10000))]
     #[schema(max_length = 10000)]
@@ -194,7 +195,7 @@ pub struct UpdateLead {
     #[validate(length(max = 20))]
     #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::decimal_str::nullable")]
     #[schema(value_type = Option<String>)]
     pub estimated_budget: Option<Option<Decimal>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -290,6 +291,7 @@ pub struct ConvertOpportunity {
     pub pipeline_id: Option<Uuid>,
     /// Defaults to the lead's estimated budget.
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub amount: Option<Decimal>,
     pub expected_close_date: Option<NaiveDate>,
 }

@@ -129,6 +129,7 @@ pub struct CreateOpportunity {
     /// Defaults to the pipeline's first stage; a later stage must meet its entry criteria.
     pub stage_id: Option<Uuid>,
     #[schema(value_type = Option<String>, example = "120000.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub amount: Option<Decimal>,
     /// ISO 4217, default CNY.
     #[validate(length(equal = 3))]
@@ -170,7 +171,7 @@ pub struct UpdateOpportunity {
     #[validate(length(max = 50))]
     #[schema(max_items = 50)]
     pub contacts: Option<Vec<DealContact>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::decimal_str::nullable")]
     #[schema(value_type = Option<String>, example = "120000.00")]
     pub amount: Option<Option<Decimal>>,
     #[validate(length(equal = 3))]

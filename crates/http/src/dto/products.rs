@@ -72,11 +72,14 @@ pub struct CreateProduct {
     #[schema(max_length = 100)]
     pub category: Option<String>,
     #[schema(value_type = String, example = "9800.00")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub list_price: Decimal,
     #[schema(value_type = Option<String>, example = "4200.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub standard_cost: Option<Decimal>,
     /// Percent; default "13.00".
     #[schema(value_type = Option<String>, example = "13.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub tax_rate: Option<Decimal>,
     pub active: Option<bool>,
 }
@@ -99,10 +102,13 @@ pub struct UpdateProduct {
     #[validate(length(max = 100))]
     pub category: Option<Option<String>>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub list_price: Option<Decimal>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub standard_cost: Option<Decimal>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub tax_rate: Option<Decimal>,
     pub active: Option<bool>,
 }
@@ -174,6 +180,7 @@ pub struct PriceBookEntry {
 pub struct PriceInput {
     pub product_id: Uuid,
     #[schema(value_type = String, example = "8800.00")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub unit_price: Decimal,
 }
 

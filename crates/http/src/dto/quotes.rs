@@ -201,15 +201,19 @@ pub struct LineInput {
     #[schema(max_length = 20)]
     pub unit: Option<String>,
     #[schema(value_type = String, example = "2")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub quantity: Decimal,
     /// Defaults to the list price; required without a product.
     #[schema(value_type = Option<String>, example = "9800.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub unit_price: Option<Decimal>,
     /// Percent, default "0".
     #[schema(value_type = Option<String>, example = "5.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub discount_pct: Option<Decimal>,
     /// Percent; defaults to the product's rate, or "13.00" without a product.
     #[schema(value_type = Option<String>, example = "13.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub tax_rate: Option<Decimal>,
 }
 
@@ -225,6 +229,7 @@ pub struct CreateQuote {
     pub valid_until: Option<NaiveDate>,
     /// Percent off the subtotal, default "0".
     #[schema(value_type = Option<String>, example = "5.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub header_discount_pct: Option<Decimal>,
     #[validate(length(max = 10000))]
     #[schema(max_length = 10000)]
@@ -243,6 +248,7 @@ pub struct UpdateQuote {
     #[schema(value_type = Option<NaiveDate>)]
     pub valid_until: Option<Option<NaiveDate>>,
     #[schema(value_type = Option<String>)]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub header_discount_pct: Option<Decimal>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, max_length = 10000)]

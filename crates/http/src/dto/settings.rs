@@ -67,6 +67,7 @@ pub struct PaymentSettings {
     /// How much a contract's payments may exceed its amount (kept as unapplied credit);
     /// beyond it a payment is refused with 422 `exceeds_contract`. Default "0.00".
     #[schema(value_type = String, example = "0.00")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
     pub overpayment_tolerance: rust_decimal::Decimal,
     /// Whether money may be recorded on a contract not signed yet (a prepayment, held
     /// unapplied until the contract is signed). Default true.
@@ -74,6 +75,7 @@ pub struct PaymentSettings {
     /// Prepayments on one contract reaching this percentage of its amount count as the
     /// Won criterion "payment received"; null: only a signed contract does. Default "10.00".
     #[schema(value_type = Option<String>, example = "10.00")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
     pub prepayment_wins_pct: Option<rust_decimal::Decimal>,
 }
 
