@@ -107,13 +107,32 @@ pub fn check_criteria(
     fields: &[&str],
     stages: &[(String, Vec<Item>, Vec<Item>)],
 ) -> Vec<(usize, String)> {
+    check_criteria_at(criteria, fields, stages, 1)
+}
+
+/// How deep `any_of` / `all_of` may nest criteria (a criterion at the top is level 1).
+pub const MAX_CRITERIA_DEPTH: usize = 3;
+
+fn check_criteria_at(
+    criteria: &[Criterion],
+    fields: &[&str],
+    stages: &[(String, Vec<Item>, Vec<Item>)],
+    depth: usize,
+) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (i, c) in criteria.iter().enumerate() {
         if let Criterion::AnyOf { criteria: inner } | Criterion::AllOf { criteria: inner } = c {
+            if depth >= MAX_CRITERIA_DEPTH {
+                out.push((
+                    i,
+                    format!("any_of/all_of nest at most {MAX_CRITERIA_DEPTH} levels deep"),
+                ));
+                continue;
+            }
             if inner.is_empty() {
                 out.push((i, "any_of/all_of needs at least one criterion".to_owned()));
             }
-            for (_, p) in check_criteria(inner, fields, stages) {
+            for (_, p) in check_criteria_at(inner, fields, stages, depth + 1) {
                 out.push((i, p));
             }
             continue;
@@ -485,6 +504,11 @@ mod tests {
             {"kind": "task_done", "stage": "closing", "task": "nope"}]}, {"kind": "all_of", "criteria": []}]))
         .unwrap();
         assert_eq!(check_criteria(&bad, &[], &stages).len(), 2);
+        // The document spells out three levels; deeper nesting is refused.
+        let deep: Vec<Criterion> = serde_json::from_value(json!([{"kind": "any_of", "criteria": [
+            {"kind": "all_of", "criteria": [{"kind": "any_of", "criteria": [{"kind": "contract_signed"}]}]}]}]))
+        .unwrap();
+        assert_eq!(check_criteria(&deep, &[], &stages).len(), 1);
     }
 
     #[test]

@@ -152,11 +152,108 @@ pub fn finish(mut doc: Value) -> Value {
             }
         }
     }
+    reference_page_items(&mut doc);
     relax_restrictable(&mut doc);
     describe_inputs(&mut doc);
     add_links(&mut doc);
+    bound_criteria(&mut doc);
     mark_free_form(&mut doc);
     doc
+}
+
+/// Entry criteria nest (`any_of` / `all_of`) at most three levels deep, as the server
+/// checks: the document spells the levels out as `Criterion`, `CriterionNested` and
+/// `CriterionLeaf` rather than one recursive schema (which several generators drop),
+/// each a `oneOf` of named variants with `kind` as the discriminator.
+fn bound_criteria(doc: &mut Value) {
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(Value::Array(variants)) = schemas.get("Criterion").and_then(|c| c.get("oneOf")).cloned() else {
+        return;
+    };
+    let kind_of = |v: &Value| {
+        v.pointer("/properties/kind/enum/0")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let pascal = |k: &str| {
+        k.split('_')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<String>()
+    };
+    schemas.insert(
+        "Expression".into(),
+        json!({"type": "object", "additionalProperties": {},
+               "description": "A condition over a record's fields: `{\"all\"|\"any\": [...]}`, `{\"not\": ...}` or \
+                `{\"field\", \"op\", \"value\"}` with op eq, ne, gt, gte, lt, lte, in, not_in, present, blank or contains."}),
+    );
+    let mut leaves: Vec<(String, String)> = Vec::new();
+    let mut groups: Vec<(String, Value)> = Vec::new();
+    for v in variants {
+        let Some(kind) = kind_of(&v) else { continue };
+        if kind == "any_of" || kind == "all_of" {
+            groups.push((kind, v));
+            continue;
+        }
+        let name = format!("Criterion{}", pascal(&kind));
+        let mut v = v;
+        if v.pointer("/properties/expr").is_some() {
+            v["properties"]["expr"] = json!({"$ref": "#/components/schemas/Expression"});
+        }
+        schemas.insert(name.clone(), v);
+        leaves.push((kind, name));
+    }
+    let union = |members: &[(String, String)], description: &str| {
+        let refs: Vec<Value> = members
+            .iter()
+            .map(|(_, n)| json!({"$ref": format!("#/components/schemas/{n}")}))
+            .collect();
+        let mapping: serde_json::Map<String, Value> = members
+            .iter()
+            .map(|(k, n)| (k.clone(), json!(format!("#/components/schemas/{n}"))))
+            .collect();
+        json!({"description": description, "oneOf": refs,
+               "discriminator": {"propertyName": "kind", "mapping": mapping}})
+    };
+    schemas.insert(
+        "CriterionLeaf".into(),
+        union(
+            &leaves,
+            "A criterion inside a nested `any_of` / `all_of` (no further nesting).",
+        ),
+    );
+    // Two group levels: `Criterion` groups hold `CriterionNested`, whose groups hold leaves.
+    for (level, items, prefix, description) in [
+        (
+            "CriterionNested",
+            "CriterionLeaf",
+            "CriterionNested",
+            "A criterion inside `any_of` / `all_of`.",
+        ),
+        (
+            "Criterion",
+            "CriterionNested",
+            "Criterion",
+            "An entry criterion. `unmet` lists in 422 answers use the same objects.",
+        ),
+    ] {
+        let mut members = leaves.clone();
+        for (kind, v) in &groups {
+            let name = format!("{prefix}{}", pascal(kind));
+            let mut g = v.clone();
+            g["properties"]["criteria"]["items"] = json!({"$ref": format!("#/components/schemas/{items}")});
+            g["properties"]["criteria"]["minItems"] = json!(1);
+            schemas.insert(name.clone(), g);
+            members.push((kind.clone(), name));
+        }
+        schemas.insert(level.into(), union(&members, description));
+    }
 }
 
 /// OpenAPI links from each create (`POST /x` answering 201 with the record) to the
@@ -383,6 +480,28 @@ fn describe_property(schema: &str, name: &str, prop: &mut Value, currencies: &[V
     }
     if prop.get("pattern").is_none() {
         prop["pattern"] = json!(input_pattern(schema, name).unwrap_or(TEXT_PATTERN));
+    }
+}
+
+/// `Page<T>` schemas inline their items; point them at the item's component instead,
+/// so there is one schema per record type (and generated clients get one type).
+fn reference_page_items(doc: &mut Value) {
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let names: Vec<String> = schemas.keys().cloned().collect();
+    for name in names {
+        let Some(item) = name.strip_prefix("Page_").or_else(|| name.strip_prefix("SyncPage_")) else {
+            continue;
+        };
+        let component = schemas.get(item).cloned();
+        if let (Some(component), Some(page)) = (component, schemas.get_mut(&name)) {
+            if let Some(items) = page.pointer_mut("/properties/items/items") {
+                if *items == component {
+                    *items = json!({"$ref": format!("#/components/schemas/{item}")});
+                }
+            }
+        }
     }
 }
 

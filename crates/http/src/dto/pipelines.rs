@@ -43,7 +43,10 @@ pub enum Criterion {
     /// A quote of the deal has this status.
     QuoteStatus { status: String },
     /// Probability is at least this value.
-    MinProbability { value: i32 },
+    MinProbability {
+        #[schema(minimum = 0, maximum = 100)]
+        value: i32,
+    },
     /// An activity of one of these types (any when empty) was logged on the deal.
     ActivityLogged {
         #[serde(default)]

@@ -45,7 +45,6 @@ fn visible(c: &mut PgConnection, auth: &Auth, kind: &str, id: Uuid) -> ApiResult
     })
 }
 
-/// List follow-ups in the caller's scope.
 /// A follow-up is logged when it happened: not in the future (5 minutes of clock
 /// skew allowed) and at most a year back (older history comes in by import).
 fn check_occurred(errs: &mut Errors, at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) {
@@ -56,6 +55,7 @@ fn check_occurred(errs: &mut Errors, at: chrono::DateTime<Utc>, now: chrono::Dat
     }
 }
 
+/// List follow-ups in the caller's scope.
 #[utoipa::path(
     tag = "activities",
     params(ActivityListQuery),
