@@ -415,3 +415,63 @@ async fn problem_status_stays_the_http_status() {
     assert_eq!(r.body["status"], 409);
     assert_eq!(r.body["current_status"], "draft");
 }
+
+/// Every problem code a handler module creates is documented (`x-problem-codes`) on
+/// the operations of its tags for that status, so the list cannot fall behind the code.
+#[test]
+fn problem_codes_in_handlers_are_documented() {
+    let spec = crm_http::openapi::spec();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/http/src/handlers");
+    fn tags_of(file: &str) -> Vec<String> {
+        let t: &[&str] = match file {
+            "activities" => &["activities", "tasks"],
+            f if f.starts_with("admin_") || f == "settings" => &["admin"],
+            "approvals" => &["approvals", "admin"],
+            "contracts" => &["contracts", "payments"],
+            "directory" => &["organisation"],
+            "health" => &["ops"],
+            "pipelines" => &["pipelines", "admin"],
+            other => return vec![other.to_owned()],
+        };
+        t.iter().map(|s| (*s).to_owned()).collect()
+    }
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if file == "mod" {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        for (call, status) in [
+            ("ApiError::conflict(", "409"),
+            ("ApiError::unprocessable(", "422"),
+            ("ApiError::bad_request(", "400"),
+            ("ApiError::unauthorized(", "401"),
+        ] {
+            for (at, _) in src.match_indices(call) {
+                let rest = src[at + call.len()..].trim_start();
+                let Some(code) = rest.strip_prefix('"').and_then(|r| r.split('"').next()) else {
+                    continue;
+                };
+                let documented = spec["paths"].as_object().unwrap().values().any(|item| {
+                    item.as_object().unwrap().values().any(|op| {
+                        let tagged = op["tags"]
+                            .as_array()
+                            .is_some_and(|t| t.iter().any(|t| tags_of(&file).iter().any(|x| x == t)));
+                        tagged
+                            && op["responses"][status]["x-problem-codes"]
+                                .as_array()
+                                .is_some_and(|c| c.iter().any(|c| c == code))
+                    })
+                });
+                if !documented {
+                    missing.push(format!("{file}.rs: {status} {code}"));
+                }
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "undocumented problem codes: {missing:#?}");
+}

@@ -157,6 +157,7 @@ pub fn finish(mut doc: Value) -> Value {
     describe_inputs(&mut doc);
     add_links(&mut doc);
     bound_criteria(&mut doc);
+    document_problem_codes(&mut doc);
     mark_free_form(&mut doc);
     doc
 }
@@ -253,6 +254,229 @@ fn bound_criteria(doc: &mut Value) {
             members.push((kind.clone(), name));
         }
         schemas.insert(level.into(), union(&members, description));
+    }
+}
+
+/// Problem `code`s by status that any operation with such a response may carry.
+const GENERIC_CODES: &[(&str, &[&str])] = &[
+    (
+        "401",
+        &[
+            "unauthenticated",
+            "invalid_token",
+            "token_expired",
+            "session_revoked",
+            "account_disabled",
+            "invalid_api_key",
+        ],
+    ),
+    ("403", &["forbidden"]),
+    ("404", &["not_found"]),
+    ("409", &["conflict", "concurrent_update"]),
+    ("412", &["stale_version"]),
+    ("413", &["payload_too_large"]),
+    ("415", &["unsupported_media_type"]),
+    (
+        "422",
+        &["validation_failed", "invalid_reference", "constraint_violation"],
+    ),
+    ("428", &["precondition_required"]),
+    ("503", &["not_ready"]),
+];
+
+/// Problem `code`s particular to the operations of one tag, by status.
+const TAG_CODES: &[(&str, &str, &[&str])] = &[
+    ("auth", "400", &["not_a_session"]),
+    (
+        "auth",
+        "401",
+        &[
+            "invalid_credentials",
+            "invalid_refresh_token",
+            "refresh_token_expired",
+            "refresh_token_reused",
+        ],
+    ),
+    ("auth", "429", &["too_many_attempts"]),
+    ("accounts", "409", &["duplicate"]),
+    ("contacts", "409", &["duplicate"]),
+    ("contacts", "422", &["account_deleted"]),
+    ("leads", "409", &["duplicate", "lead_converted"]),
+    ("leads", "422", &["lead_not_convertible"]),
+    ("opportunities", "409", &["same_stage"]),
+    (
+        "opportunities",
+        "422",
+        &[
+            "stage_criteria_unmet",
+            "account_deleted",
+            "no_default_pipeline",
+            "no_open_stage",
+        ],
+    ),
+    ("pipelines", "409", &["default_pipeline", "duplicate", "stage_in_use"]),
+    ("fields", "409", &["definition_conflicts_with_data", "duplicate"]),
+    ("products", "409", &["duplicate"]),
+    (
+        "quotes",
+        "409",
+        &[
+            "invalid_transition",
+            "locked",
+            "immutable",
+            "already_accepted",
+            "not_draft",
+        ],
+    ),
+    (
+        "quotes",
+        "422",
+        &["no_lines", "deal_deleted", "quote_expired", "no_approver"],
+    ),
+    (
+        "approvals",
+        "409",
+        &["already_decided", "already_approver", "approval_pending", "not_pending"],
+    ),
+    ("approvals", "422", &["no_approver"]),
+    (
+        "contracts",
+        "409",
+        &[
+            "invalid_transition",
+            "locked",
+            "immutable",
+            "duplicate",
+            "plan_in_use",
+            "approval_pending",
+        ],
+    ),
+    (
+        "contracts",
+        "422",
+        &["plan_total_mismatch", "quote_not_accepted", "no_approver"],
+    ),
+    ("payments", "409", &["invalid_transition", "contract_not_signed"]),
+    (
+        "payments",
+        "422",
+        &[
+            "exceeds_contract",
+            "exceeds_installment",
+            "exceeds_due",
+            "exceeds_payment",
+            "unknown_installment",
+            "not_positive",
+        ],
+    ),
+    (
+        "admin",
+        "409",
+        &[
+            "duplicate",
+            "in_use",
+            "builtin_role",
+            "default_pipeline",
+            "stage_in_use",
+        ],
+    ),
+    ("ops", "401", &["metrics_token_required"]),
+];
+
+/// Each error response names the problem codes it can carry: `x-problem-codes` and
+/// the description list the generic codes of its status, the codes of its tag, and
+/// those its parameters bring (`invalid_query`, `invalid_if_match`, ...), so a client
+/// can switch on `code`.
+fn document_problem_codes(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for op in item.values_mut() {
+            let tags: Vec<String> = op
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|t| t.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            let params: Vec<(String, String)> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            (
+                                p["name"].as_str().unwrap_or("").to_owned(),
+                                p["in"].as_str().unwrap_or("").to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let has = |name: &str| params.iter().any(|(n, _)| n == name);
+            let has_in = |place: &str| params.iter().any(|(_, i)| i == place);
+            let has_body = op.get("requestBody").is_some();
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (status, resp) in responses.iter_mut() {
+                if !(status.starts_with('4') || status.starts_with('5')) {
+                    continue;
+                }
+                let mut codes: Vec<&str> = GENERIC_CODES
+                    .iter()
+                    .filter(|(s, _)| s == status)
+                    .flat_map(|(_, c)| c.iter().copied())
+                    .collect();
+                for (tag, s, c) in TAG_CODES {
+                    if s == status && tags.iter().any(|t| t == tag) {
+                        codes.extend(c.iter().copied());
+                    }
+                }
+                match status.as_str() {
+                    "400" => {
+                        codes.push("invalid_character");
+                        if has_body {
+                            codes.push("malformed_json");
+                            codes.push("unreadable_body");
+                        }
+                        if has_in("query") {
+                            codes.push("invalid_query");
+                        }
+                        if has_in("path") {
+                            codes.push("invalid_path");
+                        }
+                        if has("cursor") {
+                            codes.extend(["invalid_cursor", "invalid_limit"]);
+                        }
+                        if has("sort") {
+                            codes.extend(["invalid_sort", "filter_not_allowed"]);
+                        }
+                        if has("If-Match") {
+                            codes.push("invalid_if_match");
+                        }
+                        if has("Idempotency-Key") {
+                            codes.push("invalid_idempotency_key");
+                        }
+                    }
+                    "422" if has("Idempotency-Key") => codes.push("idempotency_key_reused"),
+                    "422" if has("header") => codes.push("export_too_large"),
+                    "429" if has("header") => codes.push("export_busy"),
+                    _ => {}
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                codes.retain(|c| seen.insert(*c));
+                if codes.is_empty() {
+                    continue;
+                }
+                if let Some(r) = resp.as_object_mut() {
+                    let listed = codes.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+                    let desc = r.get("description").and_then(Value::as_str).unwrap_or("").to_owned();
+                    r.insert("description".into(), json!(format!("{desc} Codes: {listed}.")));
+                    r.insert("x-problem-codes".into(), json!(codes));
+                }
+            }
+        }
     }
 }
 
