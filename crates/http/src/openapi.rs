@@ -640,10 +640,43 @@ fn input_pattern(schema: &str, property: &str) -> Option<&'static str> {
         "phone" | "mobile" => PHONE_PATTERN,
         "email" => EMAIL_PATTERN,
         "website" => WEB_PATTERN,
-        "name" | "title" | "subject" | "person_name" => NON_BLANK_PATTERN,
+        _ if NON_BLANK.contains(&(schema, property)) => NON_BLANK_PATTERN,
         _ => return None,
     })
 }
+
+/// Request properties the server refuses blank (`Errors::required_text`).
+const NON_BLANK: &[(&str, &str)] = &[
+    ("CreateAccount", "name"),
+    ("UpdateAccount", "name"),
+    ("CreateContact", "name"),
+    ("UpdateContact", "name"),
+    ("CreateLead", "person_name"),
+    ("UpdateLead", "person_name"),
+    ("CreateOpportunity", "name"),
+    ("UpdateOpportunity", "name"),
+    ("CreateOutput", "title"),
+    ("CreateActivity", "subject"),
+    ("UpdateActivity", "subject"),
+    ("CreateTask", "title"),
+    ("UpdateTask", "title"),
+    ("CreateApiKey", "name"),
+    ("CreateRole", "name"),
+    ("UpdateRole", "name"),
+    ("CreateTeam", "name"),
+    ("UpdateTeam", "name"),
+    ("CreateUser", "name"),
+    ("UpdateUser", "name"),
+    ("UpdateContract", "title"),
+    ("CreateAmendment", "description"),
+    ("CreatePipeline", "name"),
+    ("UpdatePipeline", "name"),
+    ("CreateStage", "name"),
+    ("UpdateStage", "name"),
+    ("CreateProduct", "name"),
+    ("UpdateProduct", "name"),
+    ("UpdateProduct", "unit"),
+];
 
 fn describe_properties(schema_name: &str, schema: &mut Value, currencies: &[Value]) {
     let Some(map) = schema.as_object_mut() else { return };
