@@ -15,7 +15,7 @@ use diesel::PgConnection;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 
 const RES: &str = "approvals";
 
@@ -51,16 +51,16 @@ impl Outcome {
     }
 }
 
-fn steps_of(def: &DefinitionRow) -> ApiResult<Vec<Step>> {
+fn steps_of(def: &DefinitionRow) -> AppResult<Vec<Step>> {
     serde_json::from_value(def.steps.clone())
-        .map_err(|e| ApiError::internal(format!("approval definition {} has unreadable steps: {e}", def.id)))
+        .map_err(|e| AppError::internal(format!("approval definition {} has unreadable steps: {e}", def.id)))
 }
 
-fn condition_of(def: &DefinitionRow) -> ApiResult<Option<Expr>> {
+fn condition_of(def: &DefinitionRow) -> AppResult<Option<Expr>> {
     match &def.condition {
         None | Some(Value::Null) => Ok(None),
         Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
-            ApiError::internal(format!(
+            AppError::internal(format!(
                 "approval definition {} has an unreadable condition: {e}",
                 def.id
             ))
@@ -73,7 +73,7 @@ pub fn matching_definition(
     c: &mut PgConnection,
     object_type: &str,
     record: &Value,
-) -> ApiResult<Option<DefinitionRow>> {
+) -> AppResult<Option<DefinitionRow>> {
     for def in repo::active_definitions(c, object_type)? {
         if condition_of(&def)?.is_none_or(|e| e.eval(record)) {
             return Ok(Some(def));
@@ -84,7 +84,7 @@ pub fn matching_definition(
 
 /// Who approves `step` for this requester and owner. The requester never approves
 /// their own request; when nobody else qualifies, the requester's manager does.
-fn resolve(c: &mut PgConnection, step: &Step, requester: Uuid, owner_team: Option<Uuid>) -> ApiResult<Vec<Uuid>> {
+fn resolve(c: &mut PgConnection, step: &Step, requester: Uuid, owner_team: Option<Uuid>) -> AppResult<Vec<Uuid>> {
     let requester_row = users::find(c, requester)?;
     let requester_team = requester_row.as_ref().and_then(|u| u.team_id);
     let mut ids = match &step.approvers {
@@ -137,11 +137,11 @@ fn open_step(
     index: usize,
     now: DateTime<Utc>,
     owner_team: Option<Uuid>,
-) -> ApiResult<Vec<Uuid>> {
+) -> AppResult<Vec<Uuid>> {
     let step = &steps[index];
     let approvers = resolve(c, step, inst.requester_id, owner_team)?;
     if approvers.is_empty() {
-        return Err(ApiError::unprocessable(
+        return Err(AppError::rule(
             "no_approver",
             format!(
                 "nobody can approve step `{}`; ask an administrator to fix the approval definition",
@@ -180,7 +180,7 @@ fn open_step(
     Ok(approvers)
 }
 
-fn event(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, action: &str, extra: Value) -> ApiResult<()> {
+fn event(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, action: &str, extra: Value) -> AppResult<()> {
     let mut payload = json!({
         "instance_id": inst.id, "object_type": inst.object_type, "object_id": inst.object_id,
         "status": inst.status, "current_step": inst.current_step, "requester_id": inst.requester_id,
@@ -195,9 +195,9 @@ fn event(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, action: &str, 
 /// Submits a record: the matching definition opens its first applicable step; with no
 /// matching definition (or no applicable step) the record is auto-approved, and that is
 /// recorded as an instance too.
-pub fn submit(c: &mut PgConnection, actor: &Actor, now: DateTime<Utc>, s: Submission<'_>) -> ApiResult<InstanceRow> {
+pub fn submit(c: &mut PgConnection, actor: &Actor, now: DateTime<Utc>, s: Submission<'_>) -> AppResult<InstanceRow> {
     if repo::pending_for(c, s.object_type, s.object_id)?.is_some() {
-        return Err(ApiError::conflict(
+        return Err(AppError::conflict(
             "approval_pending",
             "an approval of this record is already pending",
         ));
@@ -261,21 +261,21 @@ fn owner_team(inst: &InstanceRow) -> Option<Uuid> {
         .and_then(|s| s.parse().ok())
 }
 
-fn definition_steps(c: &mut PgConnection, inst: &InstanceRow) -> ApiResult<Vec<Step>> {
+fn definition_steps(c: &mut PgConnection, inst: &InstanceRow) -> AppResult<Vec<Step>> {
     let Some(id) = inst.definition_id else {
         return Ok(Vec::new());
     };
-    let def = repo::find_definition(c, id, false)?.ok_or_else(|| ApiError::internal("approval definition missing"))?;
+    let def = repo::find_definition(c, id, false)?.ok_or_else(|| AppError::internal("approval definition missing"))?;
     steps_of(&def)
 }
 
 /// Locks the instance and finds the caller's pending task on it.
-fn my_task(c: &mut PgConnection, instance_id: Uuid, user: Uuid) -> ApiResult<(InstanceRow, TaskRow)> {
-    let inst = repo::find_instance(c, instance_id, true)?.ok_or_else(|| ApiError::not_found("approval"))?;
+fn my_task(c: &mut PgConnection, instance_id: Uuid, user: Uuid) -> AppResult<(InstanceRow, TaskRow)> {
+    let inst = repo::find_instance(c, instance_id, true)?.ok_or_else(|| AppError::NotFound("approval"))?;
     let tasks = repo::tasks_of(c, &[inst.id])?;
     let mine: Vec<&TaskRow> = tasks.iter().filter(|t| t.approver_id == user).collect();
     if mine.is_empty() {
-        return Err(ApiError::not_found("approval"));
+        return Err(AppError::NotFound("approval"));
     }
     if let Some(t) = mine.iter().find(|t| t.status == "pending") {
         if inst.status == "pending" {
@@ -283,7 +283,7 @@ fn my_task(c: &mut PgConnection, instance_id: Uuid, user: Uuid) -> ApiResult<(In
         }
     }
     let last = mine.last().map(|t| t.status.clone()).unwrap_or_default();
-    Err(ApiError::conflict(
+    Err(AppError::conflict(
         "already_decided",
         format!(
             "nothing to decide here: the approval is {} and your task is {last}",
@@ -302,7 +302,7 @@ pub fn decide(
     instance_id: Uuid,
     approve: bool,
     comment: Option<&str>,
-) -> ApiResult<(InstanceRow, Outcome)> {
+) -> AppResult<(InstanceRow, Outcome)> {
     let (inst, task) = my_task(c, instance_id, actor.user_id)?;
     let step = task.step_index;
     let verdict = if approve { "approved" } else { "rejected" };
@@ -394,13 +394,13 @@ pub fn delegate(
     instance_id: Uuid,
     to: Uuid,
     comment: Option<&str>,
-) -> ApiResult<InstanceRow> {
+) -> AppResult<InstanceRow> {
     let (inst, task) = my_task(c, instance_id, actor.user_id)?;
     if to == actor.user_id {
-        return Err(ApiError::field("user_id", "invalid", "delegate to someone else"));
+        return Err(AppError::field("user_id", "invalid", "delegate to someone else"));
     }
     if to == inst.requester_id {
-        return Err(ApiError::field(
+        return Err(AppError::field(
             "user_id",
             "requester",
             "the requester cannot approve their own request",
@@ -408,13 +408,13 @@ pub fn delegate(
     }
     match users::find(c, to)? {
         Some(u) if u.is_active && !u.is_service => {}
-        _ => return Err(ApiError::field("user_id", "not_found", "no active user with this id")),
+        _ => return Err(AppError::field("user_id", "not_found", "no active user with this id")),
     }
     if repo::pending_in_step(c, inst.id, task.step_index)?
         .iter()
         .any(|t| t.approver_id == to)
     {
-        return Err(ApiError::conflict(
+        return Err(AppError::conflict(
             "already_approver",
             "this user already has this decision to make",
         ));
@@ -462,13 +462,13 @@ pub fn withdraw(
     now: DateTime<Utc>,
     instance_id: Uuid,
     comment: Option<&str>,
-) -> ApiResult<InstanceRow> {
-    let inst = repo::find_instance(c, instance_id, true)?.ok_or_else(|| ApiError::not_found("approval"))?;
+) -> AppResult<InstanceRow> {
+    let inst = repo::find_instance(c, instance_id, true)?.ok_or_else(|| AppError::NotFound("approval"))?;
     if inst.requester_id != actor.user_id {
-        return Err(ApiError::forbidden("only the requester can withdraw a request"));
+        return Err(AppError::forbidden("only the requester can withdraw a request"));
     }
     if inst.status != "pending" {
-        return Err(ApiError::conflict(
+        return Err(AppError::conflict(
             "not_pending",
             format!("this approval is already {}", inst.status),
         ));
@@ -492,7 +492,7 @@ pub fn withdraw(
 /// Escalates pending tasks past their due time to the approver's manager (who gets a
 /// fresh due time). Tasks whose approver has no manager stay as they are. Returns the
 /// number escalated.
-pub fn escalate_due(c: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<usize> {
+pub fn escalate_due(c: &mut PgConnection, now: DateTime<Utc>) -> AppResult<usize> {
     let actor = Actor::system();
     let mut done = 0;
     for task in repo::overdue_tasks(c, now, 200)? {
@@ -558,4 +558,29 @@ pub fn escalate_due(c: &mut PgConnection, now: DateTime<Utc>) -> ApiResult<usize
 /// The outcome an instance stands at.
 pub fn outcome(inst: &InstanceRow) -> Outcome {
     Outcome::of(&inst.status)
+}
+
+/// Applies an instance's outcome to the record it is about (a quote or a contract).
+pub fn apply_outcome(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, outcome: Outcome) -> AppResult<()> {
+    match inst.object_type.as_str() {
+        "quote" => crate::quotes::on_approval(c, actor, inst.object_id, outcome),
+        "contract" => crate::contracts::on_approval(c, actor, inst.object_id, outcome),
+        _ => Ok(()),
+    }
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub escalated: usize,
+    pub quotes_expired: usize,
+}
+
+/// The time-based sweep, inside the caller's transaction: overdue decisions escalate to
+/// the approver's manager, sent quotes past their validity expire.
+pub fn sweep(c: &mut PgConnection, ctx: &crate::Ctx) -> AppResult<Swept> {
+    Ok(Swept {
+        escalated: escalate_due(c, ctx.now())?,
+        quotes_expired: crate::quotes::expire_due(c, ctx.today())?,
+    })
 }

@@ -290,6 +290,28 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The system itself (scheduled work, consequences of other operations): every
+    /// permission the model knows, on every record, no field restrictions, no user.
+    pub fn system() -> Principal {
+        Principal {
+            user_id: Uuid::nil(),
+            email: "system".into(),
+            name: "System".into(),
+            team_id: None,
+            team_subtree: Vec::new(),
+            role_keys: vec!["system".into()],
+            permissions: PermissionSet::from_grants(RESOURCES.iter().flat_map(|r| {
+                r.actions.iter().map(move |a| Grant {
+                    resource: r.name.to_owned(),
+                    action: *a,
+                    scope: Scope::All,
+                })
+            })),
+            api_key_id: None,
+            field_access: Vec::new(),
+        }
+    }
+
     /// The data scope the caller has for `resource:action`, or `None` when not allowed.
     pub fn scope(&self, resource: &str, action: Action) -> Option<Scope> {
         self.permissions.scope(resource, action)

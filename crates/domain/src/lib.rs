@@ -10,6 +10,7 @@ pub mod money;
 pub mod normalize;
 pub mod pipeline;
 pub mod secrets;
+pub mod status;
 pub mod validation;
 
 pub use access::{Action, Grant, PermissionSet, Principal, Scope};

@@ -180,6 +180,11 @@ impl Auth {
         Ok(self.principal.filter(self.require(resource, action)?))
     }
 
+    /// The operation context of this caller.
+    pub fn ctx(&self, clock: &crm_app::Clock) -> crm_app::Ctx {
+        crm_app::Ctx::user(self.principal.clone(), self.request_id.clone(), clock.clone())
+    }
+
     /// Who is writing, for audit entries and events.
     pub fn actor(&self) -> Actor {
         Actor {

@@ -7,12 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crm_db::repo::accounts::Liveness;
 use crm_db::repo::fields::{self, CustomCond, FieldDefRow, NUM_MISSING};
-use crm_db::repo::{accounts, contacts, opportunities, users};
 use crm_db::sql::{SearchScope, SortColumn, SortType};
-use crm_domain::access::{Action, Principal, Scope};
-use crm_domain::fields::{check_value, mask, FieldAccess, FieldType, Formula, Mode, RefTarget};
+use crm_domain::access::Principal;
+use crm_domain::fields::{check_value, mask, FieldAccess, FieldType, Mode};
 use crm_domain::FieldError;
 use diesel::PgConnection;
 use parking_lot::RwLock;
@@ -197,128 +195,6 @@ pub fn guard_write(p: &Principal, object: &str, raw: &[u8]) -> ApiResult<()> {
         Ok(())
     } else {
         Err(ApiError::validation(errs))
-    }
-}
-
-/// A write of custom values.
-pub struct CustomWrite<'a> {
-    pub object: &'a str,
-    pub defs: &'a [FieldDefRow],
-    /// The `custom` object of the request body, if any.
-    pub input: Option<&'a Map<String, Value>>,
-    /// The record's current custom values (None on create).
-    pub existing: Option<&'a Value>,
-    /// The record's built-in fields (API names), for formulas.
-    pub record: &'a Value,
-}
-
-/// Validates, merges and completes custom values; returns the new `custom` object.
-/// Errors name `custom.<key>`.
-pub fn apply(c: &mut PgConnection, p: &Principal, w: CustomWrite<'_>) -> ApiResult<Value> {
-    let creating = w.existing.is_none();
-    let mut out: Map<String, Value> = w.existing.and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    let mut errs: Vec<FieldError> = Vec::new();
-    let field = |k: &str| format!("custom.{k}");
-    if let Some(input) = w.input {
-        for (k, v) in input {
-            let Some(def) = live(w.defs).find(|d| &d.key == k) else {
-                errs.push(FieldError::new(field(k), "unknown_field", "no such custom field"));
-                continue;
-            };
-            if p.field_access(w.object, &field(k)) < FieldAccess::Full {
-                errs.push(FieldError::new(field(k), "read_only", "you may not change this field"));
-                continue;
-            }
-            let spec = def.spec();
-            match check_value(&spec, v, Mode::Write) {
-                Err(e) => errs.push(FieldError::new(field(k), e.code, e.message)),
-                Ok(Value::Null) => {
-                    if def.required {
-                        errs.push(FieldError::new(field(k), "required", "this field is required"));
-                    }
-                    out.remove(k);
-                }
-                Ok(norm) => {
-                    if let Err(e) = check_reference(c, p, &spec, &norm) {
-                        errs.push(FieldError::new(field(k), "not_found", e));
-                        continue;
-                    }
-                    out.insert(k.clone(), norm);
-                }
-            }
-        }
-    }
-    if creating {
-        for def in live(w.defs) {
-            if out.contains_key(&def.key) {
-                continue;
-            }
-            if let Some(d) = def.default_value.clone().filter(|d| !d.is_null()) {
-                out.insert(def.key.clone(), d);
-            } else if def.required && def.field_type() != FieldType::Formula {
-                errs.push(FieldError::new(field(&def.key), "required", "this field is required"));
-            }
-        }
-    }
-    if !errs.is_empty() {
-        errs.sort_by(|a, b| a.field.cmp(&b.field));
-        return Err(ApiError::validation(errs));
-    }
-    // Formulas last, over the merged values.
-    let mut record = w.record.as_object().cloned().unwrap_or_default();
-    record.insert("custom".into(), Value::Object(out.clone()));
-    for def in live(w.defs).filter(|d| d.field_type() == FieldType::Formula) {
-        let expr = def.spec().settings.expr.and_then(|e| Formula::parse(&e).ok());
-        match expr.and_then(|f| f.eval(&record)) {
-            Some(d) => {
-                let mut d = d.round_dp_with_strategy(4, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-                d = d.normalize();
-                out.insert(def.key.clone(), Value::String(d.to_string()));
-            }
-            None => {
-                out.remove(&def.key);
-            }
-        }
-    }
-    Ok(Value::Object(out))
-}
-
-fn check_reference(
-    c: &mut PgConnection,
-    p: &Principal,
-    spec: &crm_domain::fields::FieldSpec,
-    v: &Value,
-) -> Result<(), String> {
-    let Some(id) = v.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) else {
-        return Ok(());
-    };
-    let scope = |resource: &str| p.filter(p.scope(resource, Action::Read).unwrap_or(Scope::Own));
-    let found = match (spec.field_type, spec.settings.target) {
-        (FieldType::UserRef, _) => users::find(c, id).ok().flatten().is_some_and(|u| u.is_active),
-        (FieldType::RecordRef, Some(RefTarget::Account)) => {
-            accounts::find(c, &scope("accounts"), id, Liveness::Live, false)
-                .ok()
-                .flatten()
-                .is_some()
-        }
-        (FieldType::RecordRef, Some(RefTarget::Contact)) => {
-            contacts::find(c, &scope("contacts"), id, Liveness::Live, false)
-                .ok()
-                .flatten()
-                .is_some()
-        }
-        (FieldType::RecordRef, Some(RefTarget::Opportunity)) => {
-            opportunities::find(c, &scope("opportunities"), id, Liveness::Live, false)
-                .ok()
-                .flatten()
-                .is_some()
-        }
-        _ => true,
-    };
-    if found {
-        Ok(())
-    } else {
-        Err("no such record".into())
     }
 }
 

@@ -293,6 +293,48 @@ impl ResponseError for ApiError {
     }
 }
 
+/// An operation's typed failure as problem+json, with the codes the API has always
+/// used.
+impl From<crm_app::AppError> for ApiError {
+    fn from(e: crm_app::AppError) -> Self {
+        use crm_app::AppError as E;
+        match e {
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Forbidden(msg) => ApiError::forbidden(msg),
+            E::Validation(errors) => ApiError::validation(errors),
+            E::Conflict { code, detail, extra } => {
+                let mut err = ApiError::conflict(code, detail);
+                err.extra = extra;
+                err
+            }
+            E::Rule { code, detail, extra } => {
+                let mut err = ApiError::unprocessable(code, detail);
+                err.extra = extra;
+                err
+            }
+            E::CriteriaUnmet {
+                stage_id,
+                stage_code,
+                unmet,
+            } => {
+                let listed: Vec<crate::dto::pipelines::Criterion> = unmet
+                    .iter()
+                    .filter_map(crate::dto::pipelines::Criterion::from_domain)
+                    .collect();
+                ApiError::unprocessable(
+                    "stage_criteria_unmet",
+                    format!("{} entry criteria of stage `{stage_code}` are not met", listed.len()),
+                )
+                .with_extra("unmet", serde_json::to_value(listed).unwrap_or_default())
+                .with_extra("stage_id", serde_json::json!(stage_id))
+            }
+            E::Stale { current } => ApiError::stale(current),
+            E::Db(e) => ApiError::from(e),
+            E::Internal(msg) => ApiError::internal(msg),
+        }
+    }
+}
+
 impl From<DieselError> for ApiError {
     fn from(e: DieselError) -> Self {
         match &e {

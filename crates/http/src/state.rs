@@ -1,9 +1,6 @@
 //! Shared application state.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-
-use chrono::{DateTime, NaiveDate, Utc};
 
 use crm_db::Db;
 
@@ -27,30 +24,7 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
 }
 
-/// The injectable clock: the system clock plus an offset that tests can advance.
-#[derive(Clone, Default)]
-pub struct Clock {
-    offset_secs: Arc<AtomicI64>,
-}
-
-/// Business dates (due dates, validity, ageing) are China Standard Time (UTC+8, no DST).
-pub const BUSINESS_UTC_OFFSET_HOURS: i64 = 8;
-
-impl Clock {
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
-    }
-
-    /// Today's business date.
-    pub fn today(&self) -> NaiveDate {
-        (self.now() + chrono::Duration::hours(BUSINESS_UTC_OFFSET_HOURS)).date_naive()
-    }
-
-    /// Moves the clock forward (tests).
-    pub fn advance(&self, by: chrono::Duration) {
-        self.offset_secs.fetch_add(by.num_seconds(), Ordering::SeqCst);
-    }
-}
+pub use crm_app::clock::{Clock, BUSINESS_UTC_OFFSET_HOURS};
 
 impl AppState {
     pub fn new(db: Db, config: HttpConfig) -> Self {

@@ -231,7 +231,8 @@ pub fn find(
 }
 
 /// Inserts a deal and opens its first stage visit.
-pub fn insert(conn: &mut PgConnection, new: &NewOpportunity, by: Uuid) -> QueryResult<OpportunityRow> {
+/// Inserts a deal and opens its first stage visit; `by` is who created it (`None`: the system).
+pub fn insert(conn: &mut PgConnection, new: &NewOpportunity, by: Option<Uuid>) -> QueryResult<OpportunityRow> {
     let row: OpportunityRow = diesel::insert_into(opportunities::table)
         .values(new)
         .returning(OpportunityRow::as_returning())
@@ -241,7 +242,7 @@ pub fn insert(conn: &mut PgConnection, new: &NewOpportunity, by: Uuid) -> QueryR
             stage_history::opportunity_id.eq(row.id),
             stage_history::to_stage_id.eq(row.stage_id),
             stage_history::entered_at.eq(row.stage_entered_at),
-            stage_history::changed_by.eq(Some(by)),
+            stage_history::changed_by.eq(by),
             stage_history::amount.eq(row.amount),
             stage_history::probability.eq(Some(row.probability)),
         ))
@@ -281,12 +282,15 @@ pub struct StageMove {
     pub closed_at: Option<DateTime<Utc>>,
     pub lost_reason: Option<String>,
     pub reason: Option<String>,
-    pub by: Uuid,
+    /// Who moved it (`None`: the system).
+    pub by: Option<Uuid>,
+    /// When (the business clock).
+    pub at: DateTime<Utc>,
 }
 
 /// Moves a deal: closes the current stage visit and opens the next one, in one go.
 pub fn move_stage(conn: &mut PgConnection, before: &OpportunityRow, mv: &StageMove) -> QueryResult<OpportunityRow> {
-    let now = Utc::now();
+    let now = mv.at;
     diesel::update(
         stage_history::table
             .filter(stage_history::opportunity_id.eq(before.id))
@@ -313,7 +317,7 @@ pub fn move_stage(conn: &mut PgConnection, before: &OpportunityRow, mv: &StageMo
             stage_history::from_stage_id.eq(Some(before.stage_id)),
             stage_history::to_stage_id.eq(row.stage_id),
             stage_history::entered_at.eq(now),
-            stage_history::changed_by.eq(Some(mv.by)),
+            stage_history::changed_by.eq(mv.by),
             stage_history::amount.eq(row.amount),
             stage_history::probability.eq(Some(row.probability)),
             stage_history::reason.eq(&mv.reason),

@@ -221,6 +221,30 @@ pub fn money(mut d: rust_decimal::Decimal) -> rust_decimal::Decimal {
     d
 }
 
+/// Checks an amount: not negative, at most two decimals (money is never rounded silently).
+pub fn check_amount(errs: &mut Errors, field: &str, v: Option<rust_decimal::Decimal>) -> Option<rust_decimal::Decimal> {
+    let v = v?;
+    if v.is_sign_negative() {
+        errs.add(field, "out_of_range", "must not be negative");
+    } else if v.normalize().scale() > 2 {
+        errs.add(field, "too_precise", "at most two decimal places");
+    } else if v >= rust_decimal::Decimal::from(10_000_000_000_000_000i64) {
+        errs.add(field, "out_of_range", "too large");
+    }
+    Some(v.round_dp(2))
+}
+
+/// Checks a percentage: 0..=100 with at most two decimals.
+pub fn check_pct(errs: &mut Errors, field: &str, v: Option<rust_decimal::Decimal>) -> Option<rust_decimal::Decimal> {
+    let v = v?;
+    if v.is_sign_negative() || v > rust_decimal::Decimal::from(100) {
+        errs.add(field, "out_of_range", "a percentage between 0 and 100");
+    } else if v.normalize().scale() > 2 {
+        errs.add(field, "too_precise", "at most two decimal places");
+    }
+    Some(money(v))
+}
+
 /// Applies a cleaning function to a PATCH field, keeping absent/null/value apart.
 pub fn patch<T, U>(v: Option<Option<T>>, f: impl FnOnce(Option<T>) -> Option<U>) -> Option<Option<U>> {
     v.map(f)

@@ -12,9 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    decode_id_cursor, encode_id_cursor, prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden,
-    NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable,
-    UnsupportedMediaType,
+    prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::custom::{self, Shaper};
@@ -201,10 +200,10 @@ pub async fn create_account(
             }
         }
         let defs = cache.get(c, RES)?;
-        new.custom = custom::apply(
+        new.custom = crm_app::custom::apply(
             c,
             &writer.principal,
-            custom::CustomWrite {
+            crm_app::custom::CustomWrite {
                 object: RES,
                 defs: &defs,
                 input: custom_in.as_ref(),
@@ -317,10 +316,10 @@ pub async fn update_account(
                 if custom_in.is_some()
                     || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
                 {
-                    ch.custom = Some(custom::apply(
+                    ch.custom = Some(crm_app::custom::apply(
                         c,
                         &writer.principal,
-                        custom::CustomWrite {
+                        crm_app::custom::CustomWrite {
                             object: RES,
                             defs: &defs,
                             input: custom_in.as_ref(),
@@ -489,62 +488,10 @@ pub async fn account_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
         Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some())
     })
     .await
-}
-
-/// Whether a record is live and inside a scope.
-pub type Visible = fn(&mut PgConnection, &ScopeFilter, Uuid) -> crm_db::QueryResult<bool>;
-
-/// Audit history of any record, newest first (shared by every resource), with the
-/// caller's field permissions applied to the changes.
-pub async fn history(
-    state: &AppState,
-    auth: &Auth,
-    resource: &'static str,
-    id: Uuid,
-    q: HistoryQuery,
-    visible: Visible,
-) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(resource, Action::Read)?;
-    let limit = crm_domain::listing::limit(q.limit)?;
-    let before = q
-        .cursor
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(decode_id_cursor)
-        .transpose()?;
-    let rows = state
-        .db
-        .run(move |c| {
-            if !visible(c, &scope, id)? {
-                return Err(ApiError::not_found(resource.trim_end_matches('s')));
-            }
-            Ok(audit::history(c, resource, id, before, limit + 1)?)
-        })
-        .await?;
-    let more = rows.len() as i64 > limit;
-    let mut rows = rows;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|r| encode_id_cursor(r.id))
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(Page {
-        items: rows
-            .into_iter()
-            .map(|r| {
-                let mut e = AuditEntry::from(r);
-                custom::shape_changes(&auth.principal, resource, &mut e.changes);
-                e
-            })
-            .collect(),
-        next_cursor,
-    }))
 }
 
 /// Customer 360: the account, its contacts, open / won / lost deals with totals, recent
@@ -619,7 +566,7 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                             count: t.map_or(0, |t| t.count),
                             amount: show_amount
                                 .then(|| crate::dto::money(t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount))),
-                            items: super::opportunities::with_contacts(c, rows)?
+                            items: crate::views::with_contacts(c, rows)?
                                 .iter()
                                 .map(|o| deal_shape.one(o))
                                 .collect(),
@@ -711,7 +658,7 @@ fn quote_to_cash(
             ..Default::default()
         };
         for row in quotes::list(c, s, &filter, &spec)?.items {
-            out.0.push(super::quotes::load(c, row)?);
+            out.0.push(crate::views::quote(c, row)?);
         }
     }
     if let Some(s) = contract_scope {

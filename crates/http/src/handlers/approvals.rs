@@ -20,7 +20,6 @@ use super::{
     with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
     Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::approval::{self, Outcome as ApprovalOutcome};
 use crate::auth::Auth;
 use crate::dto::approvals::{
     Approval, ApprovalDefinition, ApprovalDefinitionList, ApprovalList, ApprovalObject, ApprovalStatus, ApprovalTask,
@@ -32,6 +31,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
+use crm_app::approvals::{self as approval, Outcome as ApprovalOutcome};
 
 const RES: &str = "approvals";
 
@@ -81,11 +81,7 @@ fn check_definition_steps(c: &mut PgConnection, v: &Value) -> ApiResult<Value> {
 
 /// Applies an approval outcome to the record it is about.
 pub fn apply(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, outcome: ApprovalOutcome) -> ApiResult<()> {
-    match inst.object_type.as_str() {
-        "quote" => super::quotes::on_approval(c, actor, inst.object_id, outcome),
-        "contract" => super::contracts::on_approval(c, actor, inst.object_id, outcome),
-        _ => Ok(()),
-    }
+    Ok(approval::apply_outcome(c, actor, inst, outcome)?)
 }
 
 /// Whether the caller may see an approval: requester, approver, approvals admin, or
@@ -605,19 +601,13 @@ pub async fn sweep_now(state: web::Data<AppState>, auth: Auth) -> ApiResult<Http
 
 /// The sweep itself, one transaction.
 pub async fn sweep(state: &AppState) -> ApiResult<SweepResult> {
-    let now = state.clock.now();
-    let today = state.clock.today();
-    state
+    let ctx = crm_app::Ctx::system(state.clock.clone());
+    let swept = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let escalated = approval::escalate_due(c, now)?;
-                let quotes_expired = super::quotes::expire_due(c, today)?;
-                Ok::<_, ApiError>(SweepResult {
-                    escalated,
-                    quotes_expired,
-                })
-            })
-        })
-        .await
+        .run(move |c| c.transaction(|c| approval::sweep(c, &ctx)).map_err(ApiError::from))
+        .await?;
+    Ok(SweepResult {
+        escalated: swept.escalated,
+        quotes_expired: swept.quotes_expired,
+    })
 }

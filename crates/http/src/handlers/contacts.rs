@@ -205,10 +205,10 @@ pub async fn create_contact(
             }
         }
         let defs = cache.get(c, RES)?;
-        new.custom = custom::apply(
+        new.custom = crm_app::custom::apply(
             c,
             &writer.principal,
-            custom::CustomWrite {
+            crm_app::custom::CustomWrite {
                 object: RES,
                 defs: &defs,
                 input: custom_in.as_ref(),
@@ -324,10 +324,10 @@ pub async fn update_contact(
                 if custom_in.is_some()
                     || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
                 {
-                    ch.custom = Some(custom::apply(
+                    ch.custom = Some(crm_app::custom::apply(
                         c,
                         &writer.principal,
-                        custom::CustomWrite {
+                        crm_app::custom::CustomWrite {
                             object: RES,
                             defs: &defs,
                             input: custom_in.as_ref(),
@@ -480,7 +480,7 @@ pub async fn contact_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    super::accounts::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
         Ok(contacts::find(c, s, id, Liveness::Live, false)?.is_some())
     })
     .await

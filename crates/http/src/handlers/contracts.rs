@@ -14,20 +14,19 @@ use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
 use crm_domain::diff;
 use crm_domain::money::{allocate, cents, check_payment, AllocationError, Due, PaymentError};
+use crm_domain::status::{ContractAction as Act, ContractStatus as Status};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::opportunities::{check_amount, close_deal};
-use super::products::check_pct;
-use super::quotes::format_number;
 use super::{
     with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
     Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::approval::{self, Outcome as ApprovalOutcome, Submission};
 use crate::auth::Auth;
+use crate::dto::check_amount;
+use crate::dto::check_pct;
 use crate::dto::contracts::{
     AgeingBuckets, AllocatePayment, Allocation, Amendment, AmendmentList, Contract, ContractAction, ContractListQuery,
     ContractStatus, CreateAmendment, CreateContract, CreateInvoice, CreatePayment, Installment, Invoice,
@@ -40,6 +39,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
+use crm_app::approvals::{self as approval, Outcome as ApprovalOutcome, Submission};
+use crm_app::numbering::format_number;
 
 const RES: &str = "contracts";
 const PAY: &str = "payments";
@@ -59,8 +60,7 @@ fn contract_number(c: &mut PgConnection, year: i32) -> ApiResult<String> {
     ))
 }
 
-/// Changes a contract's status with the transition log, audit entry and
-/// `contract.<action>` event.
+/// Changes a contract's status (an operation of the app) for the answer.
 fn set_status(
     c: &mut PgConnection,
     actor: &audit::Actor,
@@ -70,77 +70,9 @@ fn set_status(
     signed: Option<(chrono::DateTime<chrono::Utc>, String)>,
     reason: Option<&str>,
 ) -> ApiResult<Contract> {
-    let termination = if to == ContractStatus::Terminated { reason } else { None };
-    let row = repo::set_status(c, before.id, to.as_str(), signed, termination)?;
-    let user = Some(actor.user_id).filter(|u| !u.is_nil());
-    workflow::transition(
-        c,
-        "contract",
-        before.id,
-        Some(&before.status),
-        to.as_str(),
-        user,
-        reason,
-    )?;
-    let k = Contract::from(row);
-    let mut changes = serde_json::Map::new();
-    changes.insert("status".into(), json!({"before": before.status, "after": to.as_str()}));
-    let mut payload = to_json(&k);
-    payload["reason"] = json!(reason);
-    audit::record(c, actor, RES, k.id, action, changes, payload)?;
-    Ok(k)
-}
-
-/// Applies the legal-review outcome to the contract.
-pub fn on_approval(
-    c: &mut PgConnection,
-    actor: &audit::Actor,
-    contract_id: Uuid,
-    outcome: ApprovalOutcome,
-) -> ApiResult<()> {
-    let Some(row) = repo::find(c, &ScopeFilter::All, contract_id, true)? else {
-        return Ok(());
-    };
-    if row.status != ContractStatus::LegalReview.as_str() {
-        return Ok(());
-    }
-    match outcome {
-        ApprovalOutcome::Pending => {}
-        ApprovalOutcome::Approved => {
-            set_status(
-                c,
-                actor,
-                &row,
-                ContractStatus::PendingSignature,
-                "review_passed",
-                None,
-                None,
-            )?;
-        }
-        ApprovalOutcome::Rejected => {
-            set_status(
-                c,
-                actor,
-                &row,
-                ContractStatus::Draft,
-                "review_rejected",
-                None,
-                Some("legal review rejected"),
-            )?;
-        }
-        ApprovalOutcome::Withdrawn => {
-            set_status(
-                c,
-                actor,
-                &row,
-                ContractStatus::Draft,
-                "review_withdrawn",
-                None,
-                Some("review withdrawn"),
-            )?;
-        }
-    }
-    Ok(())
+    let to = Status::parse(to.as_str()).ok_or_else(|| ApiError::internal("unknown contract status"))?;
+    let row = crm_app::contracts::set_status(c, actor, before, to, action, signed, reason)?;
+    Ok(Contract::from(row))
 }
 
 /// A deal the caller's `contracts:create` reaches (404 otherwise, so nothing leaks).
@@ -481,8 +413,17 @@ where
     super::locked_action(state, auth, key, req, raw, (RES, "contract"), find, id, f).await
 }
 
-fn wrong_status(row: &ContractRow, action: &str, allowed: &str) -> ApiError {
-    super::invalid_transition("contract", &row.status, action, allowed)
+/// The contract's status machine: where `action` leads from the row's status.
+fn transition(row: &ContractRow, action: Act) -> ApiResult<Status> {
+    Status::parse(&row.status)
+        .ok_or_else(|| ApiError::internal(format!("contract {} has status {}", row.id, row.status)))?
+        .apply(action)
+        .map_err(super::transition_error)
+}
+
+/// Whether the contract binds (signed, active or completed).
+fn signed(row: &ContractRow) -> bool {
+    Status::parse(&row.status).is_some_and(Status::is_signed)
 }
 
 /// Send a draft contract to legal review through the approval engine (the seeded
@@ -504,9 +445,7 @@ pub async fn submit_contract(
 ) -> ApiResult<HttpResponse> {
     let now = state.clock.now();
     act(&state, &auth, key, &req, b"", id.into_inner(), move |c, w, row| {
-        if row.status != "draft" {
-            return Err(wrong_status(&row, "submit", "draft"));
-        }
+        transition(&row, Act::Submit)?;
         let actor = w.actor();
         let k = set_status(c, &actor, &row, ContractStatus::LegalReview, "submitted", None, None)?;
         let mut record = to_json(&k);
@@ -526,7 +465,7 @@ pub async fn submit_contract(
         )?;
         let outcome = approval::outcome(&inst);
         if outcome == ApprovalOutcome::Approved {
-            on_approval(c, &actor, k.id, outcome)?;
+            crm_app::contracts::on_approval(c, &actor, k.id, outcome)?;
         }
         let row =
             repo::find(c, &ScopeFilter::All, k.id, false)?.ok_or_else(|| ApiError::internal("contract vanished"))?;
@@ -554,6 +493,7 @@ pub async fn sign_contract(
     id: web::Path<Uuid>,
     body: ValidJson<SignContract>,
 ) -> ApiResult<HttpResponse> {
+    let clock = state.clock.clone();
     auth.require(RES, Action::Update)?;
     let dto = body.value?;
     let copy = dto.signed_copy_ref.trim().to_owned();
@@ -576,9 +516,7 @@ pub async fn sign_contract(
         &body.raw,
         id.into_inner(),
         move |c, w, row| {
-            if row.status != "pending_signature" {
-                return Err(wrong_status(&row, "sign", "pending_signature"));
-            }
+            transition(&row, Act::Sign)?;
             let k = set_status(
                 c,
                 &w.actor(),
@@ -588,7 +526,7 @@ pub async fn sign_contract(
                 Some((dto.signed_at.unwrap_or(now), copy)),
                 None,
             )?;
-            close_deal(c, w, k.opportunity_id, true, None)?;
+            crm_app::opportunities::close_deal(c, &w.ctx(&clock), k.opportunity_id, true, None)?;
             Ok(k)
         },
     )
@@ -611,9 +549,7 @@ pub async fn activate_contract(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     act(&state, &auth, key, &req, b"", id.into_inner(), move |c, w, row| {
-        if row.status != "signed" {
-            return Err(wrong_status(&row, "activate", "signed"));
-        }
+        transition(&row, Act::Activate)?;
         set_status(c, &w.actor(), &row, ContractStatus::Active, "activated", None, None)
     })
     .await
@@ -647,9 +583,7 @@ pub async fn complete_contract(
         &body.raw,
         id.into_inner(),
         move |c, w, row| {
-            if row.status != "active" {
-                return Err(wrong_status(&row, "complete", "active"));
-            }
+            transition(&row, Act::Complete)?;
             set_status(
                 c,
                 &w.actor(),
@@ -683,6 +617,7 @@ pub async fn terminate_contract(
     id: web::Path<Uuid>,
     body: ValidJson<TerminateContract>,
 ) -> ApiResult<HttpResponse> {
+    let clock = state.clock.clone();
     auth.require(RES, Action::Update)?;
     let dto = body.value?;
     let reason = dto.reason.trim().to_owned();
@@ -697,18 +632,13 @@ pub async fn terminate_contract(
         &body.raw,
         id.into_inner(),
         move |c, w, row| {
-            match row.status.as_str() {
-                "completed" | "terminated" => {
-                    return Err(wrong_status(&row, "terminate", "not yet completed or terminated"))
-                }
-                "legal_review" => {
-                    return Err(ApiError::conflict(
-                        "locked",
-                        "legal review is pending; withdraw the approval first",
-                    ))
-                }
-                _ => {}
+            if row.status == Status::LegalReview.as_str() {
+                return Err(ApiError::conflict(
+                    "locked",
+                    "legal review is pending; withdraw the approval first",
+                ));
             }
+            transition(&row, Act::Terminate)?;
             let k = set_status(
                 c,
                 &w.actor(),
@@ -720,7 +650,7 @@ pub async fn terminate_contract(
             )?;
             if dto.mark_lost {
                 w.require("opportunities", Action::Update)?;
-                close_deal(c, w, row.opportunity_id, false, Some(reason.clone()))?;
+                crm_app::opportunities::close_deal(c, &w.ctx(&clock), row.opportunity_id, false, Some(reason.clone()))?;
             }
             Ok(k)
         },
@@ -917,7 +847,7 @@ pub async fn set_payment_plan(
         .run(move |c| {
             c.transaction(|c| {
                 let k = repo::find(c, &scope, id, true)?.ok_or_else(|| ApiError::not_found("contract"))?;
-                if matches!(k.status.as_str(), "completed" | "terminated") {
+                if Status::parse(&k.status).is_some_and(Status::is_final) {
                     return Err(ApiError::conflict(
                         "invalid_transition",
                         format!("the contract is {}", k.status),
@@ -1061,7 +991,7 @@ pub async fn create_invoice(
     let today = state.clock.today();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let k = payable_contract(c, &writer, Action::Create, dto.contract_id)?;
-        if !matches!(k.status.as_str(), "signed" | "active" | "completed") {
+        if !signed(&k) {
             return Err(ApiError::conflict(
                 "invalid_transition",
                 format!("invoices are issued on signed contracts; this one is {}", k.status),
@@ -1315,6 +1245,7 @@ pub async fn create_payment(
     key: IdempotencyKey,
     body: ValidJson<CreatePayment>,
 ) -> ApiResult<HttpResponse> {
+    let clock = state.clock.clone();
     auth.require(PAY, Action::Create)?;
     let dto = body.value?;
     let mut errs = Errors::default();
@@ -1343,7 +1274,7 @@ pub async fn create_payment(
         }
         repo::lock_plan(c, k.id)?;
         let rules = workflow::payment_rules(c)?;
-        let signed = matches!(k.status.as_str(), "signed" | "active" | "completed");
+        let signed = signed(&k);
         let received = repo::received_total(c, k.id)?;
         let prepayment = check_payment(&rules, k.amount, received, amount, signed).map_err(|e| match e {
             PaymentError::NotSigned => ApiError::conflict(
@@ -1397,7 +1328,7 @@ pub async fn create_payment(
         let p = load_payment(c, row)?;
         let data = serde_json::to_value(&p).unwrap_or_default();
         audit::record(c, &writer.actor(), PAY, p.id, "received", diff::created(&data), data)?;
-        close_deal(c, &writer, k.opportunity_id, true, None)?;
+        crm_app::opportunities::close_deal(c, &writer.ctx(&clock), k.opportunity_id, true, None)?;
         Outcome::created(&p, format!("/api/v1/payments/{}", p.id))
     })
     .await
@@ -1430,7 +1361,7 @@ pub async fn allocate_payment(
         let row = repo::find_payment(c, &scope, id, true)?.ok_or_else(|| ApiError::not_found("payment"))?;
         let k = repo::find(c, &ScopeFilter::All, row.contract_id, true)?
             .ok_or_else(|| ApiError::internal("payment without contract"))?;
-        if !matches!(k.status.as_str(), "signed" | "active" | "completed") {
+        if !signed(&k) {
             return Err(ApiError::conflict(
                 "contract_not_signed",
                 format!("the contract is {}; payments are applied once it is signed", k.status),

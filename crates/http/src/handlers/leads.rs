@@ -13,7 +13,6 @@ use diesel::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::opportunities::{check_amount, create_in_tx, NewDeal};
 use super::{
     prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
     PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
@@ -21,6 +20,7 @@ use super::{
 use crate::auth::Auth;
 use crate::custom::{self, Shaper};
 use crate::dto::accounts::{AccountType, AuditEntry, CreateQuery, HistoryQuery};
+use crate::dto::check_amount;
 use crate::dto::leads::{
     AssignLeads, AssignResult, ConversionResult, ConvertLead, CreateLead, Lead, LeadListQuery, UpdateLead,
 };
@@ -225,10 +225,10 @@ pub async fn create_lead(
         }
         let defs = cache.get(c, RES)?;
         let record = json!({"estimated_budget": new.estimated_budget});
-        new.custom = custom::apply(
+        new.custom = crm_app::custom::apply(
             c,
             &writer.principal,
-            custom::CustomWrite {
+            crm_app::custom::CustomWrite {
                 object: RES,
                 defs: &defs,
                 input: custom_in.as_ref(),
@@ -342,10 +342,10 @@ pub async fn update_lead(
                     || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
                 {
                     let budget = ch.estimated_budget.unwrap_or(before.estimated_budget);
-                    ch.custom = Some(custom::apply(
+                    ch.custom = Some(crm_app::custom::apply(
                         c,
                         &writer.principal,
-                        custom::CustomWrite {
+                        crm_app::custom::CustomWrite {
                             object: RES,
                             defs: &defs,
                             input: custom_in.as_ref(),
@@ -514,7 +514,7 @@ pub async fn lead_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    super::accounts::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
         Ok(leads::find(c, s, id, Liveness::Live, false)?.is_some())
     })
     .await
@@ -609,6 +609,7 @@ pub async fn convert_lead(
     let dto = body.value?;
     let cache = state.fields.clone();
     let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let lead = leads::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("lead"))?;
         if let (Some(account_id), Some(contact_id)) = (lead.converted_account_id, lead.converted_contact_id) {
@@ -645,10 +646,10 @@ pub async fn convert_lead(
                     .map(normalize::clean_text)
                     .filter(|n| !n.is_empty())
                     .unwrap_or(default_name);
-                let deal = create_in_tx(
+                let deal = crm_app::opportunities::create(
                     c,
-                    &writer,
-                    NewDeal {
+                    &ctx,
+                    crm_app::opportunities::NewDeal {
                         name,
                         account_id,
                         primary_contact_id: Some(contact_id),
@@ -666,7 +667,7 @@ pub async fn convert_lead(
                         custom: None,
                     },
                 )
-                .map_err(|e| prefix_fields(e, "opportunity."))?;
+                .map_err(|e| prefix_fields(ApiError::from(e), "opportunity."))?;
                 Some(deal.id)
             }
         };

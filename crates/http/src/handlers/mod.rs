@@ -93,13 +93,9 @@ pub fn resolve_owner(c: &mut PgConnection, auth: &Auth, resource: &str, owner_id
     Ok(owner.team_id)
 }
 
-/// 409 `invalid_transition`: `action` is not allowed on a `kind` in `status`.
-pub fn invalid_transition(kind: &str, status: &str, action: &str, allowed: &str) -> ApiError {
-    ApiError::conflict(
-        "invalid_transition",
-        format!("cannot {action} a {kind} that is {status}; it must be {allowed}"),
-    )
-    .with_extra("current_status", serde_json::json!(status))
+/// 409 `invalid_transition` for a status machine's refusal, naming the current status.
+pub fn transition_error(e: crm_domain::status::InvalidTransition) -> ApiError {
+    ApiError::conflict("invalid_transition", e.to_string()).with_extra("current_status", serde_json::json!(e.status))
 }
 
 /// Finds a record in scope, locked for update.

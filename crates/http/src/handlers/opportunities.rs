@@ -5,15 +5,11 @@ use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use crm_db::repo::accounts::{self, Liveness};
-use crm_db::repo::opportunities::{
-    self as opps, NewOpportunity, OpportunityChanges, OpportunityFilter, OpportunityRow, StageMove,
-};
-use crm_db::repo::{audit, contacts, pipelines};
-use crm_domain::access::{Action, Scope, ScopeFilter};
-use crm_domain::pipeline::{classify_move, unmet, Evidence, MoveError, StageKind, StagePos};
+use crm_db::repo::opportunities::{self as opps, OpportunityChanges, OpportunityFilter, OpportunityRow};
+use crm_db::repo::{audit, pipelines};
+use crm_domain::access::Action;
 use crm_domain::{diff, normalize};
 use diesel::prelude::*;
-use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -21,48 +17,27 @@ use super::{
     prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
     PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
+use crm_app::opportunities;
+
 use crate::auth::Auth;
 use crate::custom::{self, Shaper};
 use crate::dto::accounts::HistoryQuery;
 use crate::dto::accounts::{AuditEntry, CreateQuery};
 use crate::dto::opportunities::{
-    Checklist, ChecklistItem, ChecklistStage, CreateOpportunity, CreateOutput, DealContact, DealRole, MoveStage,
-    Opportunity, OpportunityListQuery, Output, OutputList, OutputStatus, SetTask, StageHistory, StageVisit,
-    TimelineEntry, UpdateOpportunity,
+    Checklist, ChecklistItem, ChecklistStage, CreateOpportunity, CreateOutput, DealContact, MoveStage, Opportunity,
+    OpportunityListQuery, Output, OutputList, OutputStatus, SetTask, StageHistory, StageVisit, TimelineEntry,
+    UpdateOpportunity,
 };
-use crate::dto::pipelines::{Criterion, Stage, StageItem};
-use crate::dto::{patch, Errors, Page, SyncPage};
+use crate::dto::pipelines::{Stage, StageItem};
+use crate::dto::{check_amount, patch, Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::listing::{self, ExportOptions};
 use crate::state::AppState;
+use crate::views::with_contacts;
 
 const RES: &str = "opportunities";
-
-/// Rows to DTOs with their other contacts (one query for the whole batch).
-pub fn with_contacts(c: &mut PgConnection, rows: Vec<OpportunityRow>) -> crm_db::QueryResult<Vec<Opportunity>> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let links = if ids.is_empty() {
-        Vec::new()
-    } else {
-        opps::contacts_of(c, &ids)?
-    };
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let mine = links
-                .iter()
-                .filter(|(o, _, _)| *o == r.id)
-                .map(|(_, contact, role)| DealContact {
-                    contact_id: *contact,
-                    role: DealRole::parse(role).unwrap_or(DealRole::Other),
-                })
-                .collect();
-            Opportunity::from_row(r, mine)
-        })
-        .collect())
-}
 
 fn one(c: &mut PgConnection, row: OpportunityRow) -> ApiResult<Opportunity> {
     Ok(with_contacts(c, vec![row])?.remove(0))
@@ -70,24 +45,6 @@ fn one(c: &mut PgConnection, row: OpportunityRow) -> ApiResult<Opportunity> {
 
 fn to_json(o: &Opportunity) -> serde_json::Value {
     serde_json::to_value(o).unwrap_or_default()
-}
-
-fn read_scope(auth: &Auth, resource: &str) -> ScopeFilter {
-    auth.principal
-        .filter(auth.scope(resource, Action::Read).unwrap_or(Scope::Own))
-}
-
-/// Checks an amount: not negative, at most two decimals (money is never rounded silently).
-pub fn check_amount(errs: &mut Errors, field: &str, v: Option<Decimal>) -> Option<Decimal> {
-    let v = v?;
-    if v.is_sign_negative() {
-        errs.add(field, "out_of_range", "must not be negative");
-    } else if v.normalize().scale() > 2 {
-        errs.add(field, "too_precise", "at most two decimal places");
-    } else if v >= Decimal::from(10_000_000_000_000_000i64) {
-        errs.add(field, "out_of_range", "too large");
-    }
-    Some(v.round_dp(2))
 }
 
 fn check_currency(errs: &mut Errors, v: &str) -> String {
@@ -112,122 +69,11 @@ fn clean_list(v: Vec<String>) -> Vec<String> {
     out
 }
 
-/// The deal's other contacts must be visible contacts.
-fn check_contacts(c: &mut PgConnection, auth: &Auth, list: &[DealContact]) -> ApiResult<Vec<(Uuid, String)>> {
-    let scope = read_scope(auth, "contacts");
-    let mut out = Vec::new();
-    for (i, dc) in list.iter().enumerate() {
-        if contacts::find(c, &scope, dc.contact_id, Liveness::Live, false)?.is_none() {
-            return Err(ApiError::field(
-                &format!("contacts[{i}].contact_id"),
-                "not_found",
-                "no such contact",
-            ));
-        }
-        if out.iter().any(|(id, _)| *id == dc.contact_id) {
-            return Err(ApiError::field(
-                &format!("contacts[{i}].contact_id"),
-                "duplicate",
-                "listed twice",
-            ));
-        }
-        out.push((dc.contact_id, dc.role.as_str().to_owned()));
-    }
-    Ok(out)
-}
-
-/// The primary contact must be a visible contact of the deal's account.
-fn check_primary(c: &mut PgConnection, auth: &Auth, contact: Uuid, account: Uuid) -> ApiResult<()> {
-    let scope = read_scope(auth, "contacts");
-    match contacts::find(c, &scope, contact, Liveness::Live, false)? {
-        Some(ct) if ct.account_id == account => Ok(()),
-        Some(_) => Err(ApiError::field(
-            "primary_contact_id",
-            "wrong_account",
-            "the contact belongs to another account",
-        )),
-        None => Err(ApiError::field("primary_contact_id", "not_found", "no such contact")),
-    }
-}
-
-fn visible_account(c: &mut PgConnection, auth: &Auth, id: Uuid) -> ApiResult<()> {
-    match accounts::find(c, &read_scope(auth, "accounts"), id, Liveness::Live, false)? {
-        Some(_) => Ok(()),
-        None => Err(ApiError::field("account_id", "not_found", "no such account")),
-    }
-}
-
-fn stage_pos(s: &pipelines::StageRow) -> StagePos {
-    StagePos {
-        position: s.position,
-        kind: StageKind::parse(&s.kind).unwrap_or(StageKind::Open),
-    }
-}
-
-/// Entry criteria of `stage` not met by the deal; `record` is the deal as JSON.
-fn unmet_criteria(
-    c: &mut PgConnection,
-    deal: Option<Uuid>,
-    stage: &pipelines::StageRow,
-    record: &serde_json::Value,
-) -> ApiResult<Vec<Criterion>> {
-    let mut criteria: Vec<crm_domain::pipeline::Criterion> = serde_json::from_value(stage.entry_criteria.clone())
-        .map_err(|e| ApiError::internal(format!("stage {} has unreadable criteria: {e}", stage.id)))?;
-    // Custom fields "required from stage X on" apply to X and every later stage.
-    if stage.kind != "lost" {
-        for def in crm_db::repo::fields::list(c, RES, false)? {
-            let Some(from) = def.required_from_stage_id else {
-                continue;
-            };
-            let applies = match pipelines::find_stage(c, from)? {
-                Some(s) => s.pipeline_id == stage.pipeline_id && s.position <= stage.position,
-                None => false,
-            };
-            if applies {
-                criteria.push(crm_domain::pipeline::Criterion::FieldRequired {
-                    field: format!("custom.{}", def.key),
-                });
-            }
-        }
-    }
-    if criteria.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (tasks, outputs, activities, quotes, (contract_signed, payment_received)) = match deal {
-        Some(id) => (
-            opps::tasks_done(c, id)?,
-            opps::output_codes(c, id)?,
-            opps::activity_types(c, id)?,
-            crm_db::repo::quotes::statuses_of(c, id)?,
-            {
-                let rules = crm_db::repo::workflow::payment_rules(c)?;
-                crm_db::repo::contracts::deal_evidence(c, id, rules.prepayment_wins_pct)?
-            },
-        ),
-        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new(), (false, false)),
-    };
-    let ev = Evidence {
-        record: Some(record),
-        tasks_done: &tasks,
-        outputs: &outputs,
-        activity_types: &activities,
-        quote_statuses: &quotes,
-        contract_signed,
-        payment_received,
-    };
-    Ok(unmet(&criteria, &ev)
-        .iter()
-        .filter_map(Criterion::from_domain)
-        .collect())
-}
-
-fn criteria_error(stage: &pipelines::StageRow, unmet: Vec<Criterion>) -> ApiError {
-    ApiError::unprocessable(
-        "stage_criteria_unmet",
-        format!("{} entry criteria of stage `{}` are not met", unmet.len(), stage.code),
-    )
-    .with_extra("unmet", serde_json::to_value(unmet).unwrap_or_default())
-    .with_extra("stage_id", json!(stage.id))
+/// The other contacts as (contact id, role).
+fn links_of(list: &[DealContact]) -> Vec<(Uuid, String)> {
+    list.iter()
+        .map(|d| (d.contact_id, d.role.as_str().to_owned()))
+        .collect()
 }
 
 /// List deals in the caller's scope (keyset; `updated_since` for sync).
@@ -344,143 +190,35 @@ pub async fn create_opportunity(
     let next_step = errs.text(dto.next_step);
     let competitors = clean_list(dto.competitors);
     errs.into_result()?;
-    let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
+    let principal = auth.principal.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        create_in_tx(
+        let row = opportunities::create(
             c,
-            &writer,
-            NewDeal {
+            &ctx,
+            opportunities::NewDeal {
                 name,
                 account_id: dto.account_id,
                 primary_contact_id: dto.primary_contact_id,
-                contacts: dto.contacts,
+                contacts: links_of(&dto.contacts),
                 pipeline_id: dto.pipeline_id,
                 stage_id: dto.stage_id,
                 amount,
                 currency,
                 expected_close_date: dto.expected_close_date,
                 probability: dto.probability,
-                owner_id: dto.owner_id.unwrap_or(writer.user_id),
+                owner_id: dto.owner_id.unwrap_or(ctx.user_id()),
                 source_lead_id: None,
                 competitors,
                 next_step,
                 custom: dto.custom,
             },
-        )
-        .and_then(|o| {
-            let shaper = Shaper::new(&writer.principal, RES, cache.get(c, RES)?);
-            Outcome::created(&shaper.one(&o), format!("/api/v1/opportunities/{}", o.id))
-        })
+        )?;
+        let o = one(c, row)?;
+        let shaper = Shaper::new(&principal, RES, cache.get(c, RES)?);
+        Outcome::created(&shaper.one(&o), format!("/api/v1/opportunities/{}", o.id))
     })
     .await
-}
-
-/// What a new deal needs (also used by lead conversion).
-pub struct NewDeal {
-    pub name: String,
-    pub account_id: Uuid,
-    pub primary_contact_id: Option<Uuid>,
-    pub contacts: Vec<DealContact>,
-    pub pipeline_id: Option<Uuid>,
-    pub stage_id: Option<Uuid>,
-    pub amount: Option<Decimal>,
-    pub currency: String,
-    pub expected_close_date: Option<chrono::NaiveDate>,
-    pub probability: Option<i32>,
-    pub owner_id: Uuid,
-    pub source_lead_id: Option<Uuid>,
-    pub competitors: Vec<String>,
-    pub next_step: Option<String>,
-    pub custom: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// Creates a deal inside the caller's transaction, with audit and event.
-pub fn create_in_tx(c: &mut PgConnection, auth: &Auth, d: NewDeal) -> ApiResult<Opportunity> {
-    visible_account(c, auth, d.account_id)?;
-    if let Some(p) = d.primary_contact_id {
-        check_primary(c, auth, p, d.account_id)?;
-    }
-    let links = check_contacts(c, auth, &d.contacts)?;
-    let team_id = resolve_owner(c, auth, RES, d.owner_id)?;
-    let pipeline = match d.pipeline_id {
-        Some(id) => pipelines::find(c, id)?
-            .filter(|p| p.archived_at.is_none())
-            .ok_or_else(|| ApiError::field("pipeline_id", "not_found", "no such pipeline"))?,
-        None => pipelines::default_pipeline(c)?
-            .ok_or_else(|| ApiError::unprocessable("no_default_pipeline", "no default pipeline is configured"))?,
-    };
-    let stages = pipelines::stages_of(c, &[pipeline.id], false)?;
-    let first_open = stages
-        .iter()
-        .find(|s| s.kind == "open")
-        .ok_or_else(|| ApiError::unprocessable("no_open_stage", "the pipeline has no open stage"))?;
-    let stage = match d.stage_id {
-        Some(id) => stages
-            .iter()
-            .find(|s| s.id == id)
-            .ok_or_else(|| ApiError::field("stage_id", "not_found", "no such stage in the pipeline"))?,
-        None => first_open,
-    };
-    if stage.kind != "open" {
-        return Err(ApiError::field(
-            "stage_id",
-            "closed_stage",
-            "new deals start in an open stage",
-        ));
-    }
-    let new = NewOpportunity {
-        id: Uuid::now_v7(),
-        name: d.name,
-        account_id: d.account_id,
-        primary_contact_id: d.primary_contact_id,
-        pipeline_id: pipeline.id,
-        stage_id: stage.id,
-        amount: d.amount,
-        currency: d.currency,
-        expected_close_date: d.expected_close_date,
-        probability: d.probability.unwrap_or(stage.probability),
-        owner_id: d.owner_id,
-        team_id,
-        source_lead_id: d.source_lead_id,
-        competitors: d.competitors,
-        next_step: d.next_step,
-        status: "open".into(),
-        closed_at: None,
-        custom: json!({}),
-        created_by: Some(auth.user_id),
-    };
-    let defs = crm_db::repo::fields::list(c, RES, true)?;
-    let mut new = new;
-    new.custom = crate::custom::apply(
-        c,
-        &auth.principal,
-        crate::custom::CustomWrite {
-            object: RES,
-            defs: &defs,
-            input: d.custom.as_ref(),
-            existing: None,
-            record: &json!({"amount": new.amount, "probability": new.probability}),
-        },
-    )?;
-    if stage.id != first_open.id {
-        let record = json!({
-            "custom": new.custom,
-            "name": new.name, "account_id": new.account_id, "primary_contact_id": new.primary_contact_id,
-            "contacts": d.contacts, "amount": new.amount, "currency": new.currency,
-            "expected_close_date": new.expected_close_date, "probability": new.probability,
-            "owner_id": new.owner_id, "competitors": new.competitors, "next_step": new.next_step,
-        });
-        let missing = unmet_criteria(c, None, stage, &record)?;
-        if !missing.is_empty() {
-            return Err(criteria_error(stage, missing));
-        }
-    }
-    let row = opps::insert(c, &new, auth.user_id)?;
-    opps::set_contacts(c, row.id, &links)?;
-    let dto = one(c, row)?;
-    let data = to_json(&dto);
-    audit::record(c, &auth.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-    Ok(dto)
 }
 
 /// Get one deal.
@@ -557,6 +295,7 @@ pub async fn update_opportunity(
     let contacts_in = dto.contacts;
     let custom_in = dto.custom;
     let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     let o = state
         .db
         .run(move |c| {
@@ -578,10 +317,10 @@ pub async fn update_opportunity(
                 {
                     let amount = ch.amount.unwrap_or(before_row.amount);
                     let probability = ch.probability.unwrap_or(before_row.probability);
-                    ch.custom = Some(custom::apply(
+                    ch.custom = Some(crm_app::custom::apply(
                         c,
                         &writer.principal,
-                        custom::CustomWrite {
+                        crm_app::custom::CustomWrite {
                             object: RES,
                             defs: &defs,
                             input: custom_in.as_ref(),
@@ -594,13 +333,13 @@ pub async fn update_opportunity(
                     }
                 }
                 if let Some(a) = ch.account_id.filter(|a| *a != before_row.account_id) {
-                    visible_account(c, &writer, a)?;
+                    opportunities::check_account(c, &ctx, a)?;
                 }
                 let account = ch.account_id.unwrap_or(before_row.account_id);
                 let primary = ch.primary_contact_id.unwrap_or(before_row.primary_contact_id);
                 if let Some(p) = primary {
                     if ch.primary_contact_id.is_some() || ch.account_id.is_some() {
-                        check_primary(c, &writer, p, account)?;
+                        opportunities::check_primary(c, &ctx, p, account)?;
                     }
                 }
                 if let Some(owner) = ch.owner_id.filter(|o| *o != before_row.owner_id) {
@@ -609,7 +348,8 @@ pub async fn update_opportunity(
                 }
                 let mut contacts_changed = false;
                 if let Some(list) = &contacts_in {
-                    let links = check_contacts(c, &writer, list)?;
+                    let links = links_of(list);
+                    opportunities::check_contacts(c, &ctx, &links)?;
                     let current: Vec<(Uuid, String)> = before
                         .contacts
                         .iter()
@@ -680,7 +420,7 @@ pub async fn move_stage(
     let id = id.into_inner();
     let dto = body.value?;
     let reason = dto.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-    let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let before_row =
@@ -688,122 +428,11 @@ pub async fn move_stage(
         if let Some(m) = if_match.0 {
             m.check(before_row.version)?;
         }
-        let after = move_deal(c, &writer, before_row, dto.stage_id, reason)?;
-        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&after))
+        let moved = opportunities::move_deal(c, &ctx, before_row, dto.stage_id, reason)?;
+        let after = one(c, moved)?;
+        Outcome::ok(&Shaper::new(&ctx.principal, RES, cache.get(c, RES)?).one(&after))
     })
     .await
-}
-
-/// Moves a (locked) deal to a stage of its pipeline inside the caller's transaction:
-/// entry criteria, stage history, audit and the `opportunity.stage_changed` event. The
-/// one path every stage change takes, whether a user or the system (contract signed,
-/// payment received, quote declined) moves the deal.
-pub fn move_deal(
-    c: &mut PgConnection,
-    writer: &Auth,
-    before_row: OpportunityRow,
-    stage_id: Uuid,
-    reason: Option<String>,
-) -> ApiResult<Opportunity> {
-    let id = before_row.id;
-    let to = pipelines::find_stage(c, stage_id)?
-        .filter(|s| s.pipeline_id == before_row.pipeline_id && s.archived_at.is_none())
-        .ok_or_else(|| ApiError::field("stage_id", "not_found", "no such stage in this deal's pipeline"))?;
-    let from =
-        pipelines::find_stage(c, before_row.stage_id)?.ok_or_else(|| ApiError::internal("deal in a missing stage"))?;
-    let mv =
-        classify_move(stage_pos(&from), stage_pos(&to), from.id == to.id, reason.as_deref()).map_err(|e| match e {
-            MoveError::SameStage => ApiError::conflict("same_stage", e.to_string()),
-            MoveError::ReasonRequired => ApiError::field(
-                "reason",
-                "required",
-                "a reason is required to move backwards, lose or reopen",
-            ),
-        })?;
-    if mv.reopens {
-        let allowed = writer
-            .principal
-            .scope(RES, Action::Reopen)
-            .is_some_and(|s| writer.principal.reaches(s, before_row.owner_id, before_row.team_id));
-        if !allowed {
-            return Err(ApiError::forbidden(format!(
-                "the deal is {}; reopening it needs the permission opportunities:reopen",
-                before_row.status
-            )));
-        }
-    }
-    let before = one(c, before_row.clone())?;
-    if mv.checks_criteria() {
-        let missing = unmet_criteria(c, Some(id), &to, &to_json(&before))?;
-        if !missing.is_empty() {
-            return Err(criteria_error(&to, missing));
-        }
-    }
-    let now = Utc::now();
-    let kind = StageKind::parse(&to.kind).unwrap_or(StageKind::Open);
-    let (status, closed_at, lost_reason) = match kind {
-        StageKind::Won => ("won", Some(now), None),
-        StageKind::Lost => ("lost", Some(now), reason.clone()),
-        StageKind::Open => ("open", None, None),
-    };
-    let row = opps::move_stage(
-        c,
-        &before_row,
-        &StageMove {
-            to_stage: to.id,
-            status: status.into(),
-            probability: to.probability,
-            closed_at,
-            lost_reason,
-            reason: reason.clone(),
-            by: writer.user_id,
-        },
-    )?;
-    let after = one(c, row)?;
-    let (b, a) = (to_json(&before), to_json(&after));
-    let mut changes = diff::changes(&b, &a);
-    changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
-    let movement = mv.kind.as_str();
-    let payload = json!({
-        "opportunity": a, "move": movement, "reopened": mv.reopens, "reason": reason,
-        "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
-    });
-    audit::record(c, &writer.actor(), RES, id, "stage_changed", changes, payload)?;
-    Ok(after)
-}
-
-/// Closes an open deal as Won or Lost on the system's initiative (contract signed,
-/// payment received, final quote declined, contract terminated), through [`move_deal`].
-/// Returns the moved deal, or `None` when the deal is not open or, for Won, when the
-/// Won stage's entry criteria are still unmet (the deal then stays where it is).
-pub fn close_deal(
-    c: &mut PgConnection,
-    writer: &Auth,
-    deal_id: Uuid,
-    won: bool,
-    reason: Option<String>,
-) -> ApiResult<Option<Opportunity>> {
-    let Some(row) = opps::find(c, &ScopeFilter::All, deal_id, Liveness::Live, true)? else {
-        return Ok(None);
-    };
-    if row.status != "open" {
-        return Ok(None);
-    }
-    let kind = if won { "won" } else { "lost" };
-    let Some(stage) = pipelines::stages_of(c, &[row.pipeline_id], false)?
-        .into_iter()
-        .find(|s| s.kind == kind)
-    else {
-        return Ok(None);
-    };
-    match move_deal(c, writer, row, stage.id, reason) {
-        Ok(o) => Ok(Some(o)),
-        Err(e) if won && e.code == "stage_criteria_unmet" => {
-            tracing::info!(deal = %deal_id, "deal not moved to Won: entry criteria unmet");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Delete a deal (soft). `If-Match` is honoured when sent.
@@ -909,7 +538,7 @@ pub async fn opportunity_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    super::accounts::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
         Ok(opps::find(c, s, id, Liveness::Live, false)?.is_some())
     })
     .await

@@ -298,7 +298,7 @@ pub async fn board(
                 (false, _) => opps::board_totals(c, &ids, &scope, &filter)?,
             };
             let rows = opps::board_cards(c, &ids, &scope, &filter, per_stage)?;
-            let cards = super::opportunities::with_contacts(c, rows)?;
+            let cards = crate::views::with_contacts(c, rows)?;
             let shaper = crate::custom::Shaper::new(&principal, "opportunities", defs);
             Ok::<_, ApiError>((stages, totals, cards, shaper))
         })

@@ -12,17 +12,17 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::opportunities::check_amount;
 use super::{
     with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
     Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
+use crate::dto::check_amount;
 use crate::dto::products::{
     CreatePriceBook, CreateProduct, PriceBook, PriceBookEntry, PriceBookList, PriceInput, Product, ProductListQuery,
     UpdatePriceBook, UpdateProduct,
 };
-use crate::dto::{money, Errors, Page};
+use crate::dto::{check_pct, money, Errors, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -33,17 +33,6 @@ const RES: &str = "products";
 /// A product as the caller may read it (standard cost follows field permissions).
 fn shaped(auth: &Auth, p: &Product) -> serde_json::Value {
     crate::custom::shaped(&auth.principal, RES, &[], p)
-}
-
-/// Checks a percentage: 0..=100 with at most two decimals.
-pub fn check_pct(errs: &mut Errors, field: &str, v: Option<Decimal>) -> Option<Decimal> {
-    let v = v?;
-    if v.is_sign_negative() || v > Decimal::from(100) {
-        errs.add(field, "out_of_range", "a percentage between 0 and 100");
-    } else if v.normalize().scale() > 2 {
-        errs.add(field, "too_precise", "at most two decimal places");
-    }
-    Some(money(v))
 }
 
 fn check_code(errs: &mut Errors, code: &str) -> String {

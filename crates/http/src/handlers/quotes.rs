@@ -12,19 +12,19 @@ use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, ScopeFilter};
 use crm_domain::diff;
 use crm_domain::money::{compute_quote, rmb_upper, LineInput as MoneyLine};
+use crm_domain::status::{QuoteAction as Act, QuoteStatus as Status};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::opportunities::{check_amount, close_deal};
-use super::products::check_pct;
 use super::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired, Unauthorized,
     Unprocessable, UnsupportedMediaType,
 };
-use crate::approval::{self, Outcome as ApprovalOutcome, Submission};
 use crate::auth::Auth;
+use crate::dto::check_amount;
+use crate::dto::check_pct;
 use crate::dto::quotes::{
     CreateQuote, DeclineQuote, DocumentParty, LineInput, Quote, QuoteDocument, QuoteListQuery, QuoteStatus,
     StatusChange, StatusHistory, UpdateQuote,
@@ -34,17 +34,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
+use crate::views;
+use crm_app::approvals::{self as approval, Outcome as ApprovalOutcome, Submission};
 
 const RES: &str = "quotes";
 /// Tax rate of free-text lines unless given.
 const DEFAULT_TAX_RATE: i64 = 13;
 /// Validity of a new quote unless given.
 const DEFAULT_VALID_DAYS: i64 = 30;
-
-pub fn load(c: &mut PgConnection, row: QuoteRow) -> ApiResult<Quote> {
-    let lines = quotes::lines(c, &[row.id])?;
-    Ok(Quote::from_row(row, lines))
-}
 
 /// A quote as the caller may read it (cost and margin follow field permissions).
 fn shaped(auth: &Auth, q: &Quote) -> Value {
@@ -241,7 +238,7 @@ fn check_validity(errs: &mut Errors, valid_until: Option<NaiveDate>, today: Naiv
 
 fn quote_number(c: &mut PgConnection, year: i32) -> ApiResult<String> {
     let cfg = workflow::setting(c, "quote_numbering")?.unwrap_or(json!({}));
-    Ok(format_number(
+    Ok(crm_app::numbering::format_number(
         &cfg,
         "BJ",
         6,
@@ -250,34 +247,8 @@ fn quote_number(c: &mut PgConnection, year: i32) -> ApiResult<String> {
     ))
 }
 
-/// `<prefix>-<year>-<zero-padded sequence>` from a numbering setting
-/// (`{"prefix", "digits", "include_year", "separator"}`).
-pub fn format_number(cfg: &Value, default_prefix: &str, default_digits: usize, year: i32, n: i32) -> String {
-    let prefix = cfg.get("prefix").and_then(Value::as_str).unwrap_or(default_prefix);
-    let digits = cfg
-        .get("digits")
-        .and_then(Value::as_u64)
-        .map(|d| d.clamp(1, 12) as usize)
-        .unwrap_or(default_digits);
-    let sep = cfg.get("separator").and_then(Value::as_str).unwrap_or("-");
-    let with_year = cfg.get("include_year").and_then(Value::as_bool).unwrap_or(true);
-    let mut out = String::from(prefix);
-    if with_year {
-        if !out.is_empty() {
-            out.push_str(sep);
-        }
-        out.push_str(&year.to_string());
-    }
-    if !out.is_empty() {
-        out.push_str(sep);
-    }
-    out.push_str(&format!("{n:0digits$}"));
-    out
-}
-
-/// Changes a quote's status: the transition log, the audit entry and the
-/// `quote.<action>` event.
-pub fn set_status(
+/// Changes a quote's status (an operation of the app) and loads it for the answer.
+fn set_status(
     c: &mut PgConnection,
     actor: &audit::Actor,
     before: &QuoteRow,
@@ -285,61 +256,9 @@ pub fn set_status(
     action: &str,
     reason: Option<&str>,
 ) -> ApiResult<Quote> {
-    let row = quotes::set_status(c, before.id, to.as_str())?;
-    let user = Some(actor.user_id).filter(|u| !u.is_nil());
-    workflow::transition(c, "quote", before.id, Some(&before.status), to.as_str(), user, reason)?;
-    let q = load(c, row)?;
-    let mut changes = serde_json::Map::new();
-    changes.insert("status".into(), json!({"before": before.status, "after": to.as_str()}));
-    let mut payload = to_json(&q);
-    payload["reason"] = json!(reason);
-    audit::record(c, actor, RES, q.id, action, changes, payload)?;
-    Ok(q)
-}
-
-/// Applies an approval outcome to the quote it was about.
-pub fn on_approval(
-    c: &mut PgConnection,
-    actor: &audit::Actor,
-    quote_id: Uuid,
-    outcome: ApprovalOutcome,
-) -> ApiResult<()> {
-    let Some(row) = quotes::find(c, &ScopeFilter::All, quote_id, Liveness::Live, true)? else {
-        return Ok(());
-    };
-    if row.status != QuoteStatus::PendingApproval.as_str() {
-        return Ok(());
-    }
-    match outcome {
-        ApprovalOutcome::Pending => {}
-        ApprovalOutcome::Approved => {
-            set_status(c, actor, &row, QuoteStatus::Approved, "approved", None)?;
-        }
-        ApprovalOutcome::Rejected => {
-            set_status(c, actor, &row, QuoteStatus::Rejected, "rejected", None)?;
-        }
-        ApprovalOutcome::Withdrawn => {
-            set_status(
-                c,
-                actor,
-                &row,
-                QuoteStatus::Draft,
-                "withdrawn",
-                Some("approval withdrawn"),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Marks sent quotes past their validity expired. Returns how many.
-pub fn expire_due(c: &mut PgConnection, today: NaiveDate) -> ApiResult<usize> {
-    let actor = audit::Actor::system();
-    let rows = quotes::expired_candidates(c, today)?;
-    for row in &rows {
-        set_status(c, &actor, row, QuoteStatus::Expired, "expired", Some("validity ended"))?;
-    }
-    Ok(rows.len())
+    let to = Status::parse(to.as_str()).ok_or_else(|| ApiError::internal("unknown quote status"))?;
+    let row = crm_app::quotes::set_status(c, actor, before, to, action, reason)?;
+    views::quote(c, row)
 }
 
 fn visible_deal(c: &mut PgConnection, auth: &Auth, id: Uuid, lock: bool) -> ApiResult<OpportunityRow> {
@@ -489,7 +408,7 @@ pub async fn create_quote(
         )?;
         let row = quotes::write_lines(c, id, &QuoteChanges::default(), &lines, &totals, false)?;
         workflow::transition(c, "quote", id, None, "draft", Some(writer.user_id), None)?;
-        let q = load(c, row)?;
+        let q = views::quote(c, row)?;
         let data = to_json(&q);
         audit::record(c, &writer.actor(), RES, id, "created", diff::created(&data), data)?;
         Outcome::created(&shaped(&writer, &q), format!("/api/v1/quotes/{id}"))
@@ -513,7 +432,7 @@ pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uui
         .run(move |c| {
             let row =
                 quotes::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("quote"))?;
-            load(c, row)
+            views::quote(c, row)
         })
         .await?;
     let v = q.version;
@@ -562,10 +481,10 @@ pub async fn update_quote(
                     quotes::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("quote"))?;
                 if_match.0.check(before.version)?;
                 let status = QuoteStatus::parse(&before.status).unwrap_or(QuoteStatus::Draft);
-                if !matches!(status, QuoteStatus::Draft | QuoteStatus::Rejected) {
+                if !Status::parse(&before.status).is_some_and(Status::editable) {
                     return Err(locked_error(&before.status));
                 }
-                let old = load(c, before.clone())?;
+                let old = views::quote(c, before.clone())?;
                 let inputs: Vec<LineInput> = match dto.lines {
                     Some(l) => l,
                     // Re-price the current lines as they were entered.
@@ -596,7 +515,7 @@ pub async fn update_quote(
                     price_book_id: None,
                 };
                 let row = quotes::write_lines(c, id, &ch, &lines, &totals, true)?;
-                let mut after = load(c, row.clone())?;
+                let mut after = views::quote(c, row.clone())?;
                 if status == QuoteStatus::Rejected {
                     after = set_status(
                         c,
@@ -680,8 +599,12 @@ where
     super::locked_action(state, auth, key, req, raw, (RES, "quote"), find, id, f).await
 }
 
-fn wrong_status(row: &QuoteRow, action: &str, allowed: &str) -> ApiError {
-    super::invalid_transition("quote", &row.status, action, allowed)
+/// The quote's status machine: where `action` leads from the row's status.
+fn transition(row: &QuoteRow, action: Act) -> ApiResult<Status> {
+    Status::parse(&row.status)
+        .ok_or_else(|| ApiError::internal(format!("quote {} has status {}", row.id, row.status)))?
+        .apply(action)
+        .map_err(super::transition_error)
 }
 
 /// Submit a draft (or rejected) quote for approval. The matching approval definition
@@ -703,10 +626,8 @@ pub async fn submit_quote(
 ) -> ApiResult<HttpResponse> {
     let now = state.clock.now();
     act(&state, &auth, key, &req, b"", id.into_inner(), move |c, w, row| {
-        if row.status != "draft" && row.status != "rejected" {
-            return Err(wrong_status(&row, "submit", "draft or rejected"));
-        }
-        let q = load(c, row.clone())?;
+        transition(&row, Act::Submit)?;
+        let q = views::quote(c, row.clone())?;
         if q.lines.is_empty() {
             return Err(ApiError::unprocessable("no_lines", "a quote needs at least one line"));
         }
@@ -726,11 +647,11 @@ pub async fn submit_quote(
         )?;
         let outcome = approval::outcome(&inst);
         if outcome == ApprovalOutcome::Approved {
-            on_approval(c, &w.actor(), row.id, outcome)?;
+            crm_app::quotes::on_approval(c, &w.actor(), row.id, outcome)?;
         }
         let row = quotes::find(c, &ScopeFilter::All, row.id, Liveness::Live, false)?
             .ok_or_else(|| ApiError::internal("quote vanished"))?;
-        load(c, row)
+        views::quote(c, row)
     })
     .await
 }
@@ -752,9 +673,7 @@ pub async fn send_quote(
 ) -> ApiResult<HttpResponse> {
     let today = state.clock.today();
     act(&state, &auth, key, &req, b"", id.into_inner(), move |c, w, row| {
-        if row.status != "approved" {
-            return Err(wrong_status(&row, "send", "approved"));
-        }
+        transition(&row, Act::Send)?;
         if row.valid_until.is_some_and(|d| d < today) {
             return Err(ApiError::unprocessable(
                 "quote_expired",
@@ -784,9 +703,7 @@ pub async fn accept_quote(
 ) -> ApiResult<HttpResponse> {
     let today = state.clock.today();
     act(&state, &auth, key, &req, b"", id.into_inner(), move |c, w, row| {
-        if row.status != "sent" {
-            return Err(wrong_status(&row, "accept", "sent"));
-        }
+        transition(&row, Act::Accept)?;
         if row.valid_until.is_some_and(|d| d < today) {
             return Err(ApiError::unprocessable(
                 "quote_expired",
@@ -826,6 +743,7 @@ pub async fn decline_quote(
     id: web::Path<Uuid>,
     body: ValidJson<DeclineQuote>,
 ) -> ApiResult<HttpResponse> {
+    let clock = state.clock.clone();
     auth.require(RES, Action::Update)?;
     let dto = body.value?;
     let reason = dto.reason.trim().to_owned();
@@ -840,13 +758,11 @@ pub async fn decline_quote(
         &body.raw,
         id.into_inner(),
         move |c, w, row| {
-            if row.status != "sent" {
-                return Err(wrong_status(&row, "decline", "sent"));
-            }
+            transition(&row, Act::Decline)?;
             let q = set_status(c, &w.actor(), &row, QuoteStatus::Declined, "declined", Some(&reason))?;
             if dto.mark_lost {
                 w.require("opportunities", Action::Update)?;
-                close_deal(c, w, row.opportunity_id, false, Some(reason.clone()))?;
+                crm_app::opportunities::close_deal(c, &w.ctx(&clock), row.opportunity_id, false, Some(reason.clone()))?;
             }
             Ok(q)
         },
@@ -937,7 +853,7 @@ pub async fn revise_quote(
             Some(writer.user_id),
             Some(&format!("revision of {}", src.number)),
         )?;
-        let q = load(c, row)?;
+        let q = views::quote(c, row)?;
         let mut data = to_json(&q);
         data["revised_from"] = json!(id);
         audit::record(c, &writer.actor(), RES, new_id, "created", diff::created(&data), data)?;
@@ -990,7 +906,7 @@ pub async fn quote_document(state: web::Data<AppState>, auth: Auth, id: web::Pat
         .run(move |c| {
             let row =
                 quotes::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("quote"))?;
-            let q = load(c, row)?;
+            let q = views::quote(c, row)?;
             let deal = opps::find(c, &ScopeFilter::All, q.opportunity_id, Liveness::Live, false)?
                 .ok_or_else(|| ApiError::not_found("opportunity"))?;
             let account = accounts::find(c, &ScopeFilter::All, deal.account_id, Liveness::Live, false)?;

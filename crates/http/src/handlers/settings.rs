@@ -36,7 +36,7 @@ fn defaults(series: NumberingSeries) -> Numbering {
 
 fn with_example(mut n: Numbering, year: i32) -> Numbering {
     let cfg = serde_json::to_value(&n).unwrap_or_default();
-    n.example = Some(super::quotes::format_number(
+    n.example = Some(crm_app::numbering::format_number(
         &cfg,
         &n.prefix,
         n.digits as usize,
@@ -235,10 +235,9 @@ pub async fn put_payments(
     auth.require(RES, Action::Admin)?;
     let dto = body.value?;
     let mut errs = crate::dto::Errors::default();
-    let tolerance =
-        super::opportunities::check_amount(&mut errs, "overpayment_tolerance", Some(dto.overpayment_tolerance))
-            .unwrap_or_default();
-    let pct = super::products::check_pct(&mut errs, "prepayment_wins_pct", dto.prepayment_wins_pct);
+    let tolerance = crate::dto::check_amount(&mut errs, "overpayment_tolerance", Some(dto.overpayment_tolerance))
+        .unwrap_or_default();
+    let pct = crate::dto::check_pct(&mut errs, "prepayment_wins_pct", dto.prepayment_wins_pct);
     if pct.is_some_and(|p| p.is_zero()) {
         errs.add(
             "prepayment_wins_pct",

@@ -1,0 +1,22 @@
+//! Business operations of the CRM, one function per use case, callable from HTTP
+//! handlers, background workers, rules and importers alike. Each takes a [`Ctx`] (who
+//! acts, with what permissions, at what time) and runs inside the caller's transaction;
+//! failures are typed ([`AppError`]).
+//!
+//! Dependencies point one way: server -> http -> app -> db -> domain.
+
+pub mod approvals;
+pub mod clock;
+pub mod context;
+pub mod contracts;
+pub mod custom;
+pub mod error;
+pub mod numbering;
+pub mod opportunities;
+pub mod owners;
+pub mod quotes;
+pub mod record;
+
+pub use clock::Clock;
+pub use context::{ActorKind, Ctx};
+pub use error::{AppError, AppResult};

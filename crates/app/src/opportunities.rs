@@ -1,0 +1,375 @@
+//! Deals: creation, and the stage engine every stage change goes through (entry
+//! criteria, reopening, stage history, audit and the `opportunity.stage_changed`
+//! event), whether a person, a rule or the system moves the deal.
+
+use crm_db::repo::accounts::{self, Liveness};
+use crm_db::repo::opportunities::{self as opps, NewOpportunity, OpportunityRow, StageMove};
+use crm_db::repo::{audit, contacts, contracts, fields, pipelines, quotes, workflow};
+use crm_domain::access::{Action, ScopeFilter};
+use crm_domain::diff;
+use crm_domain::pipeline::{classify_move, unmet, Criterion, Evidence, MoveError, StageKind, StagePos};
+use diesel::PgConnection;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::context::Ctx;
+use crate::custom::{self, CustomWrite};
+use crate::error::{AppError, AppResult};
+use crate::owners::resolve_owner;
+use crate::record;
+
+const RES: &str = "opportunities";
+
+/// The deal's other contacts, as (contact id, role).
+pub fn contacts_of(c: &mut PgConnection, id: Uuid) -> AppResult<Vec<(Uuid, String)>> {
+    Ok(opps::contacts_of(c, &[id])?
+        .into_iter()
+        .map(|(_, contact, role)| (contact, role))
+        .collect())
+}
+
+/// The deal as conditions and audit entries see it.
+pub fn view(c: &mut PgConnection, row: &OpportunityRow) -> AppResult<Value> {
+    let links = contacts_of(c, row.id)?;
+    Ok(record::opportunity(row, &links))
+}
+
+fn stage_pos(s: &pipelines::StageRow) -> StagePos {
+    StagePos {
+        position: s.position,
+        kind: StageKind::parse(&s.kind).unwrap_or(StageKind::Open),
+    }
+}
+
+/// Entry criteria of `stage` not met by the deal (`None` for a deal being created);
+/// `record` is the deal's view ([`view`]). Custom fields "required from stage X on"
+/// apply to X and every later stage.
+pub fn unmet_criteria(
+    c: &mut PgConnection,
+    deal: Option<Uuid>,
+    stage: &pipelines::StageRow,
+    record: &Value,
+) -> AppResult<Vec<Criterion>> {
+    let mut criteria: Vec<Criterion> = serde_json::from_value(stage.entry_criteria.clone())
+        .map_err(|e| AppError::Internal(format!("stage {} has unreadable criteria: {e}", stage.id)))?;
+    if stage.kind != "lost" {
+        for def in fields::list(c, RES, false)? {
+            let Some(from) = def.required_from_stage_id else {
+                continue;
+            };
+            let applies = match pipelines::find_stage(c, from)? {
+                Some(s) => s.pipeline_id == stage.pipeline_id && s.position <= stage.position,
+                None => false,
+            };
+            if applies {
+                criteria.push(Criterion::FieldRequired {
+                    field: format!("custom.{}", def.key),
+                });
+            }
+        }
+    }
+    if criteria.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (tasks, outputs, activities, quote_statuses, (contract_signed, payment_received)) = match deal {
+        Some(id) => {
+            let rules = workflow::payment_rules(c)?;
+            (
+                opps::tasks_done(c, id)?,
+                opps::output_codes(c, id)?,
+                opps::activity_types(c, id)?,
+                quotes::statuses_of(c, id)?,
+                contracts::deal_evidence(c, id, rules.prepayment_wins_pct)?,
+            )
+        }
+        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new(), (false, false)),
+    };
+    let ev = Evidence {
+        record: Some(record),
+        tasks_done: &tasks,
+        outputs: &outputs,
+        activity_types: &activities,
+        quote_statuses: &quote_statuses,
+        contract_signed,
+        payment_received,
+    };
+    Ok(unmet(&criteria, &ev))
+}
+
+fn criteria_unmet(stage: &pipelines::StageRow, unmet: Vec<Criterion>) -> AppError {
+    AppError::CriteriaUnmet {
+        stage_id: stage.id,
+        stage_code: stage.code.clone(),
+        unmet,
+    }
+}
+
+/// Moves a (locked) deal to a stage of its pipeline inside the caller's transaction.
+/// Every entry into an open or won stage checks that stage's criteria; leaving a won
+/// or lost stage (reopening) needs `opportunities:reopen` reaching the deal.
+pub fn move_deal(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    before_row: OpportunityRow,
+    stage_id: Uuid,
+    reason: Option<String>,
+) -> AppResult<OpportunityRow> {
+    let id = before_row.id;
+    let to = pipelines::find_stage(c, stage_id)?
+        .filter(|s| s.pipeline_id == before_row.pipeline_id && s.archived_at.is_none())
+        .ok_or_else(|| AppError::field("stage_id", "not_found", "no such stage in this deal's pipeline"))?;
+    let from = pipelines::find_stage(c, before_row.stage_id)?
+        .ok_or_else(|| AppError::Internal("deal in a missing stage".into()))?;
+    let mv =
+        classify_move(stage_pos(&from), stage_pos(&to), from.id == to.id, reason.as_deref()).map_err(|e| match e {
+            MoveError::SameStage => AppError::conflict("same_stage", e.to_string()),
+            MoveError::ReasonRequired => AppError::field(
+                "reason",
+                "required",
+                "a reason is required to move backwards, lose or reopen",
+            ),
+        })?;
+    if mv.reopens {
+        let allowed = ctx
+            .principal
+            .scope(RES, Action::Reopen)
+            .is_some_and(|s| ctx.principal.reaches(s, before_row.owner_id, before_row.team_id));
+        if !allowed {
+            return Err(AppError::Forbidden(format!(
+                "the deal is {}; reopening it needs the permission opportunities:reopen",
+                before_row.status
+            )));
+        }
+    }
+    let before = view(c, &before_row)?;
+    if mv.checks_criteria() {
+        let missing = unmet_criteria(c, Some(id), &to, &before)?;
+        if !missing.is_empty() {
+            return Err(criteria_unmet(&to, missing));
+        }
+    }
+    let now = ctx.now();
+    let kind = StageKind::parse(&to.kind).unwrap_or(StageKind::Open);
+    let (status, closed_at, lost_reason) = match kind {
+        StageKind::Won => ("won", Some(now), None),
+        StageKind::Lost => ("lost", Some(now), reason.clone()),
+        StageKind::Open => ("open", None, None),
+    };
+    let row = opps::move_stage(
+        c,
+        &before_row,
+        &StageMove {
+            to_stage: to.id,
+            status: status.into(),
+            probability: to.probability,
+            closed_at,
+            lost_reason,
+            reason: reason.clone(),
+            by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
+            at: now,
+        },
+    )?;
+    let after = view(c, &row)?;
+    let mut changes = diff::changes(&before, &after);
+    changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
+    let payload = json!({
+        "opportunity": after, "move": mv.kind.as_str(), "reopened": mv.reopens, "reason": reason,
+        "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
+    });
+    audit::record(c, &ctx.actor(), RES, id, "stage_changed", changes, payload)?;
+    Ok(row)
+}
+
+/// Closes an open deal as Won or Lost as a consequence of something else (a contract
+/// signed, a payment received, the final quote declined, a contract terminated),
+/// through [`move_deal`]. `None` when the deal is not open or, for Won, when the Won
+/// stage's criteria are still unmet (the deal then stays where it is).
+pub fn close_deal(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    deal_id: Uuid,
+    won: bool,
+    reason: Option<String>,
+) -> AppResult<Option<OpportunityRow>> {
+    let Some(row) = opps::find(c, &ScopeFilter::All, deal_id, Liveness::Live, true)? else {
+        return Ok(None);
+    };
+    if row.status != "open" {
+        return Ok(None);
+    }
+    let kind = if won { "won" } else { "lost" };
+    let Some(stage) = pipelines::stages_of(c, &[row.pipeline_id], false)?
+        .into_iter()
+        .find(|s| s.kind == kind)
+    else {
+        return Ok(None);
+    };
+    match move_deal(c, ctx, row, stage.id, reason) {
+        Ok(o) => Ok(Some(o)),
+        Err(AppError::CriteriaUnmet { .. }) if won => {
+            tracing::info!(deal = %deal_id, "deal not moved to Won: entry criteria unmet");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What a new deal needs (also what lead conversion and rules pass).
+pub struct NewDeal {
+    pub name: String,
+    pub account_id: Uuid,
+    pub primary_contact_id: Option<Uuid>,
+    /// Other contacts, as (contact id, role).
+    pub contacts: Vec<(Uuid, String)>,
+    pub pipeline_id: Option<Uuid>,
+    pub stage_id: Option<Uuid>,
+    pub amount: Option<Decimal>,
+    pub currency: String,
+    pub expected_close_date: Option<chrono::NaiveDate>,
+    pub probability: Option<i32>,
+    pub owner_id: Uuid,
+    pub source_lead_id: Option<Uuid>,
+    pub competitors: Vec<String>,
+    pub next_step: Option<String>,
+    pub custom: Option<Map<String, Value>>,
+}
+
+/// The account must be a live account the actor may read.
+pub fn check_account(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<()> {
+    match accounts::find(c, &ctx.read_scope("accounts"), id, Liveness::Live, false)? {
+        Some(_) => Ok(()),
+        None => Err(AppError::field("account_id", "not_found", "no such account")),
+    }
+}
+
+/// The primary contact must be a visible contact of the deal's account.
+pub fn check_primary(c: &mut PgConnection, ctx: &Ctx, contact: Uuid, account: Uuid) -> AppResult<()> {
+    match contacts::find(c, &ctx.read_scope("contacts"), contact, Liveness::Live, false)? {
+        Some(ct) if ct.account_id == account => Ok(()),
+        Some(_) => Err(AppError::field(
+            "primary_contact_id",
+            "wrong_account",
+            "the contact belongs to another account",
+        )),
+        None => Err(AppError::field("primary_contact_id", "not_found", "no such contact")),
+    }
+}
+
+/// The deal's other contacts must be visible contacts, each listed once.
+pub fn check_contacts(c: &mut PgConnection, ctx: &Ctx, list: &[(Uuid, String)]) -> AppResult<()> {
+    let scope = ctx.read_scope("contacts");
+    let mut seen: Vec<Uuid> = Vec::new();
+    for (i, (contact, _)) in list.iter().enumerate() {
+        if contacts::find(c, &scope, *contact, Liveness::Live, false)?.is_none() {
+            return Err(AppError::field(
+                &format!("contacts[{i}].contact_id"),
+                "not_found",
+                "no such contact",
+            ));
+        }
+        if seen.contains(contact) {
+            return Err(AppError::field(
+                &format!("contacts[{i}].contact_id"),
+                "duplicate",
+                "listed twice",
+            ));
+        }
+        seen.push(*contact);
+    }
+    Ok(())
+}
+
+/// Creates a deal inside the caller's transaction, with audit and event. A deal starts
+/// in an open stage (the first one unless given); a later stage must meet its criteria.
+pub fn create(c: &mut PgConnection, ctx: &Ctx, d: NewDeal) -> AppResult<OpportunityRow> {
+    check_account(c, ctx, d.account_id)?;
+    if let Some(p) = d.primary_contact_id {
+        check_primary(c, ctx, p, d.account_id)?;
+    }
+    check_contacts(c, ctx, &d.contacts)?;
+    let team_id = resolve_owner(c, ctx, RES, d.owner_id)?;
+    let pipeline = match d.pipeline_id {
+        Some(id) => pipelines::find(c, id)?
+            .filter(|p| p.archived_at.is_none())
+            .ok_or_else(|| AppError::field("pipeline_id", "not_found", "no such pipeline"))?,
+        None => pipelines::default_pipeline(c)?
+            .ok_or_else(|| AppError::rule("no_default_pipeline", "no default pipeline is configured"))?,
+    };
+    let stages = pipelines::stages_of(c, &[pipeline.id], false)?;
+    let first_open = stages
+        .iter()
+        .find(|s| s.kind == "open")
+        .ok_or_else(|| AppError::rule("no_open_stage", "the pipeline has no open stage"))?;
+    let stage = match d.stage_id {
+        Some(id) => stages
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| AppError::field("stage_id", "not_found", "no such stage in the pipeline"))?,
+        None => first_open,
+    };
+    if stage.kind != "open" {
+        return Err(AppError::field(
+            "stage_id",
+            "closed_stage",
+            "new deals start in an open stage",
+        ));
+    }
+    let probability = d.probability.unwrap_or(stage.probability);
+    let defs = fields::list(c, RES, true)?;
+    let custom = custom::apply(
+        c,
+        &ctx.principal,
+        CustomWrite {
+            object: RES,
+            defs: &defs,
+            input: d.custom.as_ref(),
+            existing: None,
+            record: &json!({"amount": d.amount, "probability": probability}),
+        },
+    )?;
+    let new = NewOpportunity {
+        id: Uuid::now_v7(),
+        name: d.name,
+        account_id: d.account_id,
+        primary_contact_id: d.primary_contact_id,
+        pipeline_id: pipeline.id,
+        stage_id: stage.id,
+        amount: d.amount,
+        currency: d.currency,
+        expected_close_date: d.expected_close_date,
+        probability,
+        owner_id: d.owner_id,
+        team_id,
+        source_lead_id: d.source_lead_id,
+        competitors: d.competitors,
+        next_step: d.next_step,
+        status: "open".into(),
+        closed_at: None,
+        custom,
+        created_by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
+    };
+    if stage.id != first_open.id {
+        let contacts: Vec<Value> = d
+            .contacts
+            .iter()
+            .map(|(id, role)| json!({"contact_id": id, "role": role}))
+            .collect();
+        let record = json!({
+            "custom": new.custom,
+            "name": new.name, "account_id": new.account_id, "primary_contact_id": new.primary_contact_id,
+            "contacts": contacts, "amount": new.amount, "currency": new.currency,
+            "expected_close_date": new.expected_close_date, "probability": new.probability,
+            "owner_id": new.owner_id, "competitors": new.competitors, "next_step": new.next_step,
+        });
+        let missing = unmet_criteria(c, None, stage, &record)?;
+        if !missing.is_empty() {
+            return Err(criteria_unmet(stage, missing));
+        }
+    }
+    let row = opps::insert(c, &new, Some(ctx.user_id()).filter(|u| !u.is_nil()))?;
+    opps::set_contacts(c, row.id, &d.contacts)?;
+    let data = view(c, &row)?;
+    audit::record(c, &ctx.actor(), RES, row.id, "created", diff::created(&data), data)?;
+    Ok(row)
+}

@@ -1,0 +1,239 @@
+//! Operations called directly, without HTTP, by a rule actor and by the system, against
+//! a real test database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use crm_app::opportunities::{self, NewDeal};
+use crm_app::{AppError, Clock, Ctx};
+use crm_db::repo::accounts::{self, NewAccount};
+use crm_db::repo::opportunities as opps;
+use crm_db::repo::{auth, pipelines};
+use crm_domain::pipeline::Criterion;
+use crm_test_support::fixtures::create_org;
+use crm_test_support::TestDb;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
+use serde_json::json;
+use uuid::Uuid;
+
+fn principal(c: &mut PgConnection, user: Uuid) -> Arc<crm_domain::Principal> {
+    Arc::new(
+        auth::load_principal(c, user, None, chrono::Duration::days(1))
+            .unwrap()
+            .unwrap()
+            .principal,
+    )
+}
+
+fn account(c: &mut PgConnection, owner: Uuid, team: Option<Uuid>) -> Uuid {
+    accounts::insert(
+        c,
+        &NewAccount {
+            id: Uuid::now_v7(),
+            name: "Rule Co".into(),
+            name_norm: "rule co".into(),
+            account_type: "prospect".into(),
+            industry: None,
+            region: None,
+            address: None,
+            phone: None,
+            email: None,
+            website: None,
+            tier: None,
+            source: None,
+            parent_id: None,
+            owner_id: owner,
+            team_id: team,
+            notes: None,
+            custom: json!({}),
+            created_by: Some(owner),
+        },
+    )
+    .unwrap()
+    .id
+}
+
+fn deal(c: &mut PgConnection, ctx: &Ctx, account_id: Uuid, owner: Uuid) -> opps::OpportunityRow {
+    opportunities::create(
+        c,
+        ctx,
+        NewDeal {
+            name: "Automated deal".into(),
+            account_id,
+            primary_contact_id: None,
+            contacts: Vec::new(),
+            pipeline_id: None,
+            stage_id: None,
+            amount: Some(rust_decimal::Decimal::from(5000)),
+            currency: "CNY".into(),
+            expected_close_date: None,
+            probability: None,
+            owner_id: owner,
+            source_lead_id: None,
+            competitors: Vec::new(),
+            next_step: None,
+            custom: None,
+        },
+    )
+    .unwrap()
+}
+
+#[derive(QueryableByName)]
+struct Audit {
+    #[diesel(sql_type = Text)]
+    action: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<SqlUuid>)]
+    actor_id: Option<Uuid>,
+}
+
+fn audit_of(c: &mut PgConnection, id: Uuid) -> Vec<Audit> {
+    diesel::sql_query("SELECT action, actor_id FROM audit_log WHERE entity_id = $1 ORDER BY id")
+        .bind::<SqlUuid, _>(id)
+        .load(c)
+        .unwrap()
+}
+
+#[test]
+fn a_rule_moves_a_deal_under_the_stage_criteria_as_its_user() {
+    let db = TestDb::new();
+    let mut c = db.conn();
+    let org = create_org(&mut c);
+    let rule_id = Uuid::now_v7();
+    let ctx = Ctx::rule(rule_id, principal(&mut c, org.rep_east1), Clock::default());
+    let acc = account(&mut c, org.rep_east1, Some(org.east1));
+    let row = deal(&mut c, &ctx, acc, org.rep_east1);
+    let stages = pipelines::stages_of(&mut c, &[row.pipeline_id], false).unwrap();
+    let stage = |code: &str| stages.iter().find(|s| s.code == code).unwrap().clone();
+
+    // The same criteria as through the API, as a typed error.
+    let locked = opps::find(
+        &mut c,
+        &crm_domain::access::ScopeFilter::All,
+        row.id,
+        accounts::Liveness::Live,
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    let err = opportunities::move_deal(&mut c, &ctx, locked, stage("discovery").id, None).unwrap_err();
+    let AppError::CriteriaUnmet { stage_code, unmet, .. } = err else {
+        panic!("expected unmet criteria, got {err:?}");
+    };
+    assert_eq!(stage_code, "discovery");
+    assert!(unmet.contains(&Criterion::OutputAttached {
+        output: "first_call_notes".into()
+    }));
+
+    let qual = stage("qualification");
+    for task in ["confirm_need_budget", "workshop_agreed"] {
+        opps::set_task_done(&mut c, row.id, qual.id, task, true, org.rep_east1).unwrap();
+    }
+    opps::insert_output(
+        &mut c,
+        &opps::NewOutput {
+            id: Uuid::now_v7(),
+            opportunity_id: row.id,
+            stage_id: qual.id,
+            output_code: Some("first_call_notes".into()),
+            title: "notes".into(),
+            notes: None,
+            url: None,
+            file_ref: None,
+            author_id: None,
+        },
+    )
+    .unwrap();
+    let locked = opps::find(
+        &mut c,
+        &crm_domain::access::ScopeFilter::All,
+        row.id,
+        accounts::Liveness::Live,
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    let moved = opportunities::move_deal(&mut c, &ctx, locked, stage("discovery").id, None).unwrap();
+    assert_eq!(moved.stage_id, stage("discovery").id);
+    assert_eq!(moved.probability, stage("discovery").probability);
+    // Recorded as the rule's user, with the stage event.
+    let audit = audit_of(&mut c, row.id);
+    assert_eq!(
+        audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        ["created", "stage_changed"]
+    );
+    assert!(audit.iter().all(|a| a.actor_id == Some(org.rep_east1)));
+
+    // A rule acting as a rep may not reopen a lost deal either.
+    let lost = stage("lost");
+    let locked = opps::find(
+        &mut c,
+        &crm_domain::access::ScopeFilter::All,
+        row.id,
+        accounts::Liveness::Live,
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    opportunities::move_deal(&mut c, &ctx, locked, lost.id, Some("no budget".into())).unwrap();
+    let locked = opps::find(
+        &mut c,
+        &crm_domain::access::ScopeFilter::All,
+        row.id,
+        accounts::Liveness::Live,
+        true,
+    )
+    .unwrap()
+    .unwrap();
+    let err = opportunities::move_deal(&mut c, &ctx, locked, stage("discovery").id, Some("back".into())).unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+}
+
+#[test]
+fn the_system_closes_deals_on_its_own_time() {
+    let db = TestDb::new();
+    let mut c = db.conn();
+    let org = create_org(&mut c);
+    let clock = Clock::default();
+    clock.advance(chrono::Duration::days(3));
+    let system = Ctx::system(clock.clone());
+    let acc = account(&mut c, org.rep_east1, Some(org.east1));
+    // The system may create a deal for any owner (it holds every permission).
+    let row = deal(&mut c, &system, acc, org.rep_east1);
+    assert_eq!(row.created_by, None);
+
+    // Won needs the Won criteria: nothing happens yet.
+    assert!(opportunities::close_deal(&mut c, &system, row.id, true, None)
+        .unwrap()
+        .is_none());
+    // Lost always closes an open deal, at the clock's time.
+    let lost = opportunities::close_deal(&mut c, &system, row.id, false, Some("contract terminated".into()))
+        .unwrap()
+        .expect("closed");
+    assert_eq!(lost.status, "lost");
+    assert_eq!(lost.lost_reason.as_deref(), Some("contract terminated"));
+    let closed_at = lost.closed_at.unwrap();
+    assert!(
+        closed_at > Clock::default().now() + chrono::Duration::days(2),
+        "the injected clock"
+    );
+    // A closed deal is not closed again.
+    assert!(opportunities::close_deal(&mut c, &system, row.id, false, None)
+        .unwrap()
+        .is_none());
+
+    // Recorded with no user; the stage history says the system moved it.
+    let audit = audit_of(&mut c, row.id);
+    assert!(audit.iter().all(|a| a.actor_id.is_none()));
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let n: N =
+        diesel::sql_query("SELECT count(*) AS n FROM stage_history WHERE opportunity_id = $1 AND changed_by IS NULL")
+            .bind::<SqlUuid, _>(row.id)
+            .get_result(&mut c)
+            .unwrap();
+    assert_eq!(n.n, 2);
+}
