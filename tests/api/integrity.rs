@@ -73,7 +73,7 @@ async fn a_lost_deal_is_not_won_or_reopened_around_the_criteria() {
     assert_eq!(
         app.db.count(&format!(
             "SELECT count(*) FROM outbox_events WHERE aggregate_id = '{id}' \
-             AND event_type = 'opportunity.stage_changed' AND payload->'data'->>'reopened' = 'true'"
+             AND event_type = 'opportunity.stage_changed' AND payload->'detail'->>'reopened' = 'true'"
         )),
         1
     );

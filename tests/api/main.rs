@@ -9,6 +9,7 @@ mod auth;
 mod contacts;
 mod contracts;
 mod errors;
+mod events;
 mod exports;
 mod fields;
 mod integrity;

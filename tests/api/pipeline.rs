@@ -127,7 +127,7 @@ async fn entering_a_stage_requires_its_criteria() {
     assert_eq!(
         app.db.count(&format!(
             "SELECT count(*) FROM outbox_events WHERE aggregate_id = '{id}' AND event_type = 'opportunity.stage_changed' \
-             AND payload->'data'->'to_stage'->>'code' = 'discovery' AND payload->'data'->>'move' = 'forward'"
+             AND payload->'detail'->'to_stage'->>'code' = 'discovery' AND payload->'detail'->>'move' = 'forward'"
         )),
         1
     );

@@ -996,6 +996,26 @@ export interface paths {
         patch: operations["update_task"];
         trace?: never;
     };
+    "/api/v1/meta/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The event catalogue: the envelope schema, and per object its event types (with the
+         *     members of their `detail`) and the storage columns its `state` and `changes` use.
+         */
+        get: operations["event_catalogue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/meta/{object}": {
         parameters: {
             query?: never;
@@ -3264,6 +3284,39 @@ export interface components {
             contact_phone?: string | null;
             contact_email?: string | null;
         };
+        /** @description Every outbox event type, its envelope and the storage columns of its `state`. */
+        EventCatalogue: {
+            /**
+             * Format: int32
+             * @description The envelope's `schema_version`.
+             */
+            schema_version: number;
+            /** @description JSON Schema of the envelope every event has. */
+            envelope: {
+                [key: string]: unknown;
+            };
+            objects: components["schemas"]["EventObjectDto"][];
+        };
+        /** @description An object that events are about. */
+        EventObjectDto: {
+            /** @description `object.type` in its events (the API resource name). */
+            object: string;
+            /**
+             * @description Columns of `state` and the keys of `changes` (custom fields: `custom.<key>`);
+             *     empty for objects without a row of their own.
+             */
+            columns: components["schemas"]["StorageColumnDto"][];
+            events: components["schemas"]["EventTypeDto"][];
+        };
+        /** @description One event type. */
+        EventTypeDto: {
+            /** @description `<object in the singular>.<action>`, e.g. `opportunity.stage_changed`. */
+            type: string;
+            action: string;
+            description: string;
+            /** @description Members of the event's `detail`; empty when it has none. */
+            detail: string[];
+        };
         /** @description The record a duplicate collides with. */
         ExistingRecord: {
             /** Format: uuid */
@@ -4432,6 +4485,16 @@ export interface components {
         /** @description Status changes of a record, oldest first. */
         StatusHistory: {
             items: components["schemas"]["StatusChange"][];
+        };
+        /** @description One storage column. */
+        StorageColumnDto: {
+            name: string;
+            /**
+             * @description The Postgres type (`uuid`, `text`, `numeric`, `timestamp with time zone`, `jsonb` ...);
+             *     numerics are JSON numbers, timestamps RFC 3339 strings.
+             */
+            data_type: string;
+            nullable: boolean;
         };
         /** @description Result of an escalation sweep. */
         SweepResult: {
@@ -10844,6 +10907,38 @@ export interface operations {
             428: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    event_catalogue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Event types */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EventCatalogue"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -98,6 +98,10 @@ impl Ctx {
         audit::Actor {
             user_id: self.principal.user_id,
             api_key_id: self.principal.api_key_id,
+            rule_id: match self.kind {
+                ActorKind::Rule { rule_id } => Some(rule_id),
+                _ => None,
+            },
             request_id: self.request_id.clone(),
         }
     }

@@ -39,9 +39,8 @@ pub fn set_status(
     )?;
     let mut changes = serde_json::Map::new();
     changes.insert("status".into(), json!({"before": before.status, "after": to.as_str()}));
-    let mut payload = serde_json::to_value(&row).unwrap_or_default();
-    payload["reason"] = json!(reason);
-    audit::record(c, actor, RES, row.id, action, changes, payload)?;
+    let detail = json!({"from": before.status, "to": to.as_str(), "reason": reason});
+    audit::record(c, actor, RES, row.id, action, changes, detail)?;
     Ok(row)
 }
 

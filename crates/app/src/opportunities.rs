@@ -174,7 +174,7 @@ pub fn move_deal(
     let mut changes = diff::changes(&before, &after);
     changes.retain(|k, _| !matches!(k.as_str(), "stage_entered_at" | "weighted_amount"));
     let payload = json!({
-        "opportunity": after, "move": mv.kind.as_str(), "reopened": mv.reopens, "reason": reason,
+        "move": mv.kind.as_str(), "reopened": mv.reopens, "reason": reason,
         "from_stage": {"id": from.id, "code": from.code}, "to_stage": {"id": to.id, "code": to.code},
     });
     audit::record(c, &ctx.actor(), RES, id, "stage_changed", changes, payload)?;

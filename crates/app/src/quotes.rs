@@ -38,9 +38,8 @@ pub fn set_status(
     workflow::transition(c, "quote", before.id, Some(&before.status), to.as_str(), user, reason)?;
     let mut changes = serde_json::Map::new();
     changes.insert("status".into(), json!({"before": before.status, "after": to.as_str()}));
-    let mut payload = view(c, &row)?;
-    payload["reason"] = json!(reason);
-    audit::record(c, actor, RES, row.id, action, changes, payload)?;
+    let detail = json!({"from": before.status, "to": to.as_str(), "reason": reason});
+    audit::record(c, actor, RES, row.id, action, changes, detail)?;
     Ok(row)
 }
 

@@ -87,6 +87,23 @@ struct Audit {
     actor_id: Option<Uuid>,
 }
 
+/// Setup written directly, exempt from the audit requirement for this transaction.
+fn unaudited<T>(c: &mut PgConnection, f: impl FnOnce(&mut PgConnection) -> T) -> T {
+    diesel::sql_query("SELECT set_config('crm.unaudited_writes', 'allowed', true)")
+        .execute(c)
+        .unwrap();
+    let out = f(c);
+    diesel::sql_query("SELECT set_config('crm.unaudited_writes', '', true)")
+        .execute(c)
+        .unwrap();
+    out
+}
+
+/// The envelope of the last event of `id`.
+fn last_event(c: &mut PgConnection, id: Uuid) -> serde_json::Value {
+    crm_db::repo::audit::events_for(c, id).unwrap().pop().unwrap().payload
+}
+
 fn audit_of(c: &mut PgConnection, id: Uuid) -> Vec<Audit> {
     diesel::sql_query("SELECT action, actor_id FROM audit_log WHERE entity_id = $1 ORDER BY id")
         .bind::<SqlUuid, _>(id)
@@ -97,11 +114,13 @@ fn audit_of(c: &mut PgConnection, id: Uuid) -> Vec<Audit> {
 #[test]
 fn a_rule_moves_a_deal_under_the_stage_criteria_as_its_user() {
     let db = TestDb::new();
-    let mut c = db.conn();
-    let org = create_org(&mut c);
+    // Like a request: one transaction (rolled back here), audit enforced.
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let org = unaudited(&mut c, create_org);
     let rule_id = Uuid::now_v7();
     let ctx = Ctx::rule(rule_id, principal(&mut c, org.rep_east1), Clock::default());
-    let acc = account(&mut c, org.rep_east1, Some(org.east1));
+    let acc = unaudited(&mut c, |c| account(c, org.rep_east1, Some(org.east1)));
     let row = deal(&mut c, &ctx, acc, org.rep_east1);
     let stages = pipelines::stages_of(&mut c, &[row.pipeline_id], false).unwrap();
     let stage = |code: &str| stages.iter().find(|s| s.code == code).unwrap().clone();
@@ -163,6 +182,21 @@ fn a_rule_moves_a_deal_under_the_stage_criteria_as_its_user() {
         ["created", "stage_changed"]
     );
     assert!(audit.iter().all(|a| a.actor_id == Some(org.rep_east1)));
+    // The event: the rule as actor, the storage-form change, the move as detail.
+    let ev = last_event(&mut c, row.id);
+    assert_eq!(ev["schema_version"], 1);
+    assert_eq!(ev["type"], "opportunity.stage_changed");
+    assert_eq!(ev["actor"]["kind"], "rule");
+    assert_eq!(ev["actor"]["rule_id"], json!(rule_id));
+    assert_eq!(ev["actor"]["user_id"], json!(org.rep_east1));
+    assert_eq!(ev["object"]["id"], json!(row.id));
+    assert_eq!(ev["object"]["version"], json!(moved.version));
+    assert_eq!(ev["changes"]["stage_id"]["before"], json!(qual.id));
+    assert_eq!(ev["changes"]["stage_id"]["after"], json!(moved.stage_id));
+    assert_eq!(ev["state"]["stage_id"], json!(moved.stage_id));
+    assert_eq!(ev["detail"]["move"], "forward");
+    assert_eq!(ev["detail"]["to_stage"]["code"], "discovery");
+    assert!(ev["detail"].get("opportunity").is_none(), "no API representation");
 
     // A rule acting as a rep may not reopen a lost deal either.
     let lost = stage("lost");
@@ -192,12 +226,14 @@ fn a_rule_moves_a_deal_under_the_stage_criteria_as_its_user() {
 #[test]
 fn the_system_closes_deals_on_its_own_time() {
     let db = TestDb::new();
-    let mut c = db.conn();
-    let org = create_org(&mut c);
+    // Like a request: one transaction (rolled back here), audit enforced.
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let org = unaudited(&mut c, create_org);
     let clock = Clock::default();
     clock.advance(chrono::Duration::days(3));
     let system = Ctx::system(clock.clone());
-    let acc = account(&mut c, org.rep_east1, Some(org.east1));
+    let acc = unaudited(&mut c, |c| account(c, org.rep_east1, Some(org.east1)));
     // The system may create a deal for any owner (it holds every permission).
     let row = deal(&mut c, &system, acc, org.rep_east1);
     assert_eq!(row.created_by, None);
@@ -225,6 +261,11 @@ fn the_system_closes_deals_on_its_own_time() {
     // Recorded with no user; the stage history says the system moved it.
     let audit = audit_of(&mut c, row.id);
     assert!(audit.iter().all(|a| a.actor_id.is_none()));
+    let ev = last_event(&mut c, row.id);
+    assert_eq!(ev["actor"]["kind"], "system");
+    assert_eq!(ev["actor"]["user_id"], serde_json::Value::Null);
+    assert_eq!(ev["state"]["status"], "lost");
+    assert_eq!(ev["changes"]["status"], json!({"before": "open", "after": "lost"}));
     #[derive(QueryableByName)]
     struct N {
         #[diesel(sql_type = BigInt)]

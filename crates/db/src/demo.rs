@@ -229,6 +229,8 @@ pub fn seed(conn: &mut PgConnection, hash: &dyn Fn(&str) -> String) -> QueryResu
 fn seed_in_tx(c: &mut PgConnection, hash: &dyn Fn(&str) -> String) -> QueryResult<DemoReport> {
     // Serialise concurrent seeders (e.g. two instances starting together).
     diesel::sql_query("SELECT pg_advisory_xact_lock(4242001)").execute(c)?;
+    // Seed data is written directly, not as audited business writes.
+    diesel::sql_query("SET LOCAL crm.unaudited_writes = 'allowed'").execute(c)?;
     if users::find_by_email(c, ADMIN_EMAIL)?.is_some() {
         return Ok(DemoReport {
             seeded: false,

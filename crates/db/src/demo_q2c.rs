@@ -251,6 +251,8 @@ impl Batch {
 pub fn seed(c: &mut PgConnection) -> QueryResult<Q2cReport> {
     c.transaction(|c| {
         diesel::sql_query("SELECT pg_advisory_xact_lock(4242003)").execute(c)?;
+        // Seed data is written directly, not as audited business writes.
+        diesel::sql_query("SET LOCAL crm.unaudited_writes = 'allowed'").execute(c)?;
         #[derive(QueryableByName)]
         struct Flag {
             #[diesel(sql_type = Bool)]

@@ -109,6 +109,7 @@ diesel::table! {
         entity_id -> Uuid,
         action -> Text,
         changes -> Jsonb,
+        rule_id -> Nullable<Uuid>,
     }
 }
 
@@ -122,6 +123,7 @@ diesel::table! {
         actor_id -> Nullable<Uuid>,
         occurred_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
+        event_id -> Uuid,
     }
 }
 

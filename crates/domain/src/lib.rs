@@ -3,6 +3,7 @@
 pub mod access;
 pub mod approvals;
 pub mod diff;
+pub mod events;
 pub mod expr;
 pub mod fields;
 pub mod listing;

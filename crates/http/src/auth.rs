@@ -190,6 +190,7 @@ impl Auth {
         Actor {
             user_id: self.principal.user_id,
             api_key_id: self.principal.api_key_id,
+            rule_id: None,
             request_id: self.request_id.clone(),
         }
     }

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
     accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, contacts, contracts,
-    directory, fields, health, leads, me, opportunities, pipelines, products, quotes, settings,
+    directory, events, fields, health, leads, me, opportunities, pipelines, products, quotes, settings,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -92,6 +92,7 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(activities::get_task)
         .service(activities::update_task)
         .service(activities::delete_task)
+        .service(events::event_catalogue)
         .service(fields::meta)
         .service(fields::get_layout)
         .service(fields::list_fields)

@@ -175,7 +175,19 @@ impl TestDb {
         }
     }
 
+    /// A direct connection for setting up and inspecting data. Its writes are exempt
+    /// from the audit requirement (`crm.unaudited_writes`); the app's pool is not.
     pub fn conn(&self) -> PgConnection {
+        let mut c = PgConnection::establish(&self.url).unwrap();
+        diesel::sql_query("SET crm.unaudited_writes = 'allowed'")
+            .execute(&mut c)
+            .unwrap();
+        c
+    }
+
+    /// A connection like the app's pool gives: writes to business records need their
+    /// audit entry and event (`crm_db::repo::audit::record`) before commit.
+    pub fn app_conn(&self) -> PgConnection {
         PgConnection::establish(&self.url).unwrap()
     }
 

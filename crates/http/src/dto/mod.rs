@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod auth;
 pub mod contacts;
 pub mod contracts;
+pub mod events;
 pub mod fields;
 pub mod leads;
 pub mod me;

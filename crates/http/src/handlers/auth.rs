@@ -133,6 +133,7 @@ pub async fn login(
                                 let actor = audit::Actor {
                                     user_id: Uuid::nil(),
                                     api_key_id: None,
+                                    rule_id: None,
                                     request_id,
                                 };
                                 let scope = if account.is_some() { "account" } else { "address" };

@@ -366,6 +366,8 @@ pub async fn create_field(
         let out = FieldDefinition::from(row);
         let data = to_json(&out);
         audit::record(c, &writer.actor(), RES, out.id, "created", diff::created(&data), data)?;
+        // Records a `set_default` migration gave the new value to.
+        audit::record_pending(c, &writer.actor(), object, "migrated")?;
         notify_auth_changed(c)?;
         Outcome::created(&out, format!("/api/v1/admin/fields/{object}/{}", out.key))
     })
@@ -501,6 +503,7 @@ pub async fn update_field(
                     to_json(&FieldDefinition::from(after.clone())),
                 );
                 audit::record(c, &writer.actor(), RES, after.id, "updated", diff::changes(&b, &a), a)?;
+                audit::record_pending(c, &writer.actor(), object, "migrated")?;
                 notify_auth_changed(c)?;
                 Ok::<_, ApiError>(after)
             })

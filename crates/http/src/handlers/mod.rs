@@ -11,6 +11,7 @@ pub mod auth;
 pub mod contacts;
 pub mod contracts;
 pub mod directory;
+pub mod events;
 pub mod fields;
 pub mod health;
 pub mod leads;

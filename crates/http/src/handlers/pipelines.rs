@@ -427,6 +427,8 @@ pub async fn create_pipeline(
         let dto = load(c, p.id, true)?;
         let data = to_json(&dto);
         audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
+        // The pipeline that lost the default flag, if this one took it.
+        audit::record_pending(c, &writer.actor(), RES, "updated")?;
         Outcome::created(&dto, format!("/api/v1/pipelines/{}", dto.id))
     })
     .await
@@ -487,6 +489,7 @@ pub async fn update_pipeline(
                 let after = load(c, id, true)?;
                 let (b, a) = (to_json(&before), to_json(&after));
                 audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
+                audit::record_pending(c, &writer.actor(), RES, "updated")?;
                 Ok(after)
             })
         })
