@@ -60,7 +60,10 @@ async fn events_carry_the_record_in_storage_form() {
         updated["changes"]["name"],
         json!({"before": "Envelope Co", "after": "Envelope Ltd"})
     );
-    assert_eq!(updated["changes"]["phone"], json!({"before": null, "after": "01012345678"}));
+    assert_eq!(
+        updated["changes"]["phone"],
+        json!({"before": null, "after": "01012345678"})
+    );
     assert!(
         updated["changes"].get("version").is_none(),
         "bookkeeping is not a change"

@@ -196,17 +196,17 @@ async fn demo_seed_is_idempotent_and_consistent() {
     let app = start().await;
     let mut conn = app.db.conn();
     let hash = |p: &str| crm_domain::secrets::hash_password(p).unwrap();
-    let first = crm_db::demo::seed(&mut conn, &hash).unwrap();
+    let first = crm_demo::seed(&mut conn, &hash).unwrap();
     assert!(first.seeded);
     assert_eq!((first.accounts, first.contacts), (2000, 5000));
-    assert!(!crm_db::demo::seed(&mut conn, &hash).unwrap().seeded);
-    let p = crm_db::demo_pipeline::seed(&mut conn, 300).unwrap();
+    assert!(!crm_demo::seed(&mut conn, &hash).unwrap().seeded);
+    let p = crm_demo::pipeline::seed(&mut conn, 300).unwrap();
     assert_eq!(p.opportunities, 300);
     assert!(p.leads >= 500);
-    assert_eq!(crm_db::demo_pipeline::seed(&mut conn, 300).unwrap().opportunities, 0);
-    let q = crm_db::demo_q2c::seed(&mut conn).unwrap();
+    assert_eq!(crm_demo::pipeline::seed(&mut conn, 300).unwrap().opportunities, 0);
+    let q = crm_demo::q2c::seed(&mut conn).unwrap();
     assert!(q.quotes > 0 && q.contracts > 0 && q.payments > 0, "{q:?}");
-    assert_eq!(crm_db::demo_q2c::seed(&mut conn).unwrap().quotes, 0);
+    assert_eq!(crm_demo::q2c::seed(&mut conn).unwrap().quotes, 0);
     // Quote to cash is consistent with the deals: every won deal has an accepted quote
     // whose net is the deal amount and a signed contract for the quote total; payments
     // never exceed what the plan asks; numbers are unique.
@@ -436,13 +436,22 @@ fn problem_codes_in_handlers_are_documented() {
         t.iter().map(|s| (*s).to_owned()).collect()
     }
     let mut missing = Vec::new();
+    // A handler module is a file or a directory of part files (`contracts/payments.rs`).
+    let mut sources: Vec<(String, String)> = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let file = path.file_stem().unwrap().to_string_lossy().into_owned();
-        if file == "mod" {
-            continue;
+        if path.is_dir() {
+            for part in std::fs::read_dir(&path).unwrap() {
+                let part = part.unwrap().path();
+                sources.push((file.clone(), std::fs::read_to_string(&part).unwrap()));
+            }
+        } else if file != "mod" {
+            sources.push((file, std::fs::read_to_string(&path).unwrap()));
         }
-        let src = std::fs::read_to_string(&path).unwrap();
+    }
+    assert!(sources.len() > 30, "handler sources found: {}", sources.len());
+    for (file, src) in sources {
         for (call, status) in [
             ("ApiError::conflict(", "409"),
             ("ApiError::unprocessable(", "422"),
@@ -474,4 +483,51 @@ fn problem_codes_in_handlers_are_documented() {
     missing.sort();
     missing.dedup();
     assert!(missing.is_empty(), "undocumented problem codes: {missing:#?}");
+}
+
+/// No handler module reaches into another: they share only what `handlers/mod.rs`
+/// defines and the operations of `crm_app`.
+#[test]
+fn handler_modules_do_not_import_each_other() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/http/src/handlers");
+    let mut modules = Vec::new();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if name == "mod" {
+            continue;
+        }
+        if path.is_dir() {
+            for part in std::fs::read_dir(&path).unwrap() {
+                files.push((name.clone(), part.unwrap().path()));
+            }
+        } else {
+            files.push((name.clone(), path));
+        }
+        modules.push(name);
+    }
+    let mut found = Vec::new();
+    for (own, path) in &files {
+        let src = std::fs::read_to_string(path).unwrap();
+        // Collapse whitespace so a `use super::{a, b}` over several lines is one string.
+        let flat: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+        for other in modules.iter().filter(|m| *m != own) {
+            for prefix in ["handlers::", "super::"] {
+                let direct = format!("{prefix}{other}::");
+                let grouped = |s: &str| {
+                    s.match_indices(&format!("{prefix}{{")).any(|(at, _)| {
+                        let list = &s[at + prefix.len() + 1..];
+                        let list = &list[..list.find('}').unwrap_or(list.len())];
+                        list.split(',').any(|item| item.trim() == other.as_str())
+                    })
+                };
+                if flat.contains(&direct) || grouped(&flat) {
+                    found.push(format!("{} uses {other}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(files.len() > 30, "{} handler files", files.len());
+    assert!(found.is_empty(), "handler modules import each other: {found:#?}");
 }

@@ -69,3 +69,50 @@ def refusals_of_valid_data_name_a_rule(ctx, response, case):
                 f"{err.get('code')}: {err.get('message')}"
             )
     return None
+
+
+# The committed document, to check what a failure claims against what it says.
+_SPEC = None
+
+
+def _spec():
+    global _SPEC
+    if _SPEC is None:
+        import json
+        import pathlib
+
+        path = pathlib.Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
+        _SPEC = json.loads(path.read_text())
+    return _SPEC
+
+
+def _body_schema(case):
+    op = _spec()["paths"].get(case.operation.path, {}).get(case.method.lower(), {})
+    schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    while "$ref" in schema:
+        schema = _spec()["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    """Drop a "schema-violating request accepted" whose violation is not in the document.
+
+    Schemathesis's coverage phase sometimes builds a "missing required property" case
+    for a property the operation's body does not require (seen on PATCH bodies whose
+    create counterpart requires it). The case is then a valid request, and accepting
+    it is right. Only that claim is checked and dropped; every other failure stands.
+    """
+    if getattr(failure, "code", None) != "ST201":
+        return True
+    marker = "Missing required property: "
+    message = str(getattr(failure, "message", ""))
+    if marker not in message:
+        return True
+    key = message.split(marker, 1)[1].split()[0].strip("`'\"")
+    schema = _body_schema(case)
+    if schema is None or key not in schema.get("properties", {}):
+        return True
+    return key in schema.get("required", [])

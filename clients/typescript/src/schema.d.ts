@@ -17844,6 +17844,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Conflict with existing data: `duplicate` (with `existing`), `conflict`, `in_use`, `builtin_role`. Codes: `conflict`, `concurrent_update`, `invalid_transition`, `contract_not_signed`. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
             413: {
                 headers: {

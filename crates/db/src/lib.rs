@@ -1,9 +1,6 @@
 //! Persistence layer: schema, rows, repositories over `&mut PgConnection`, the pool and
 //! its blocking hand-off, migrations and demo data.
 
-pub mod demo;
-pub mod demo_pipeline;
-pub mod demo_q2c;
 pub mod migrations;
 pub mod pool;
 pub mod repo;

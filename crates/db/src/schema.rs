@@ -1,143 +1,4 @@
-// Hand-maintained diesel schema; mirrors migrations/ (checked by the test suite, which
-// runs every query against a migrated database).
-
-diesel::table! {
-    teams (id) {
-        id -> Uuid,
-        name -> Text,
-        kind -> Text,
-        parent_id -> Nullable<Uuid>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    users (id) {
-        id -> Uuid,
-        email -> Text,
-        name -> Text,
-        password_hash -> Nullable<Text>,
-        phone -> Nullable<Text>,
-        team_id -> Nullable<Uuid>,
-        manager_id -> Nullable<Uuid>,
-        is_active -> Bool,
-        is_service -> Bool,
-        last_login_at -> Nullable<Timestamptz>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    roles (id) {
-        id -> Uuid,
-        key -> Text,
-        name -> Text,
-        description -> Nullable<Text>,
-        builtin -> Bool,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    role_permissions (role_id, resource, action) {
-        role_id -> Uuid,
-        resource -> Text,
-        action -> Text,
-        scope -> Text,
-    }
-}
-
-diesel::table! {
-    user_roles (user_id, role_id) {
-        user_id -> Uuid,
-        role_id -> Uuid,
-    }
-}
-
-diesel::table! {
-    refresh_tokens (id) {
-        id -> Uuid,
-        user_id -> Uuid,
-        family_id -> Uuid,
-        token_hash -> Bytea,
-        expires_at -> Timestamptz,
-        used_at -> Nullable<Timestamptz>,
-        revoked_at -> Nullable<Timestamptz>,
-        created_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    api_keys (id) {
-        id -> Uuid,
-        name -> Text,
-        user_id -> Uuid,
-        role_id -> Uuid,
-        prefix -> Text,
-        key_hash -> Bytea,
-        created_by -> Uuid,
-        created_at -> Timestamptz,
-        expires_at -> Nullable<Timestamptz>,
-        last_used_at -> Nullable<Timestamptz>,
-        revoked_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    login_throttle (key) {
-        key -> Text,
-        failures -> Int4,
-        window_started_at -> Timestamptz,
-        locked_until -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    audit_log (id) {
-        id -> Int8,
-        occurred_at -> Timestamptz,
-        actor_id -> Nullable<Uuid>,
-        api_key_id -> Nullable<Uuid>,
-        request_id -> Nullable<Text>,
-        entity_type -> Text,
-        entity_id -> Uuid,
-        action -> Text,
-        changes -> Jsonb,
-        rule_id -> Nullable<Uuid>,
-    }
-}
-
-diesel::table! {
-    outbox_events (id) {
-        id -> Int8,
-        event_type -> Text,
-        aggregate_type -> Text,
-        aggregate_id -> Uuid,
-        payload -> Jsonb,
-        actor_id -> Nullable<Uuid>,
-        occurred_at -> Timestamptz,
-        published_at -> Nullable<Timestamptz>,
-        event_id -> Uuid,
-    }
-}
-
-diesel::table! {
-    idempotency_keys (owner, key) {
-        owner -> Text,
-        key -> Text,
-        request_hash -> Bytea,
-        status_code -> Int4,
-        response_body -> Jsonb,
-        location -> Nullable<Text>,
-        created_at -> Timestamptz,
-    }
-}
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
     accounts (id) {
@@ -168,193 +29,42 @@ diesel::table! {
 }
 
 diesel::table! {
-    contacts (id) {
+    activities (id) {
         id -> Uuid,
-        account_id -> Uuid,
-        name -> Text,
-        name_norm -> Text,
-        title -> Nullable<Text>,
-        department -> Nullable<Text>,
-        mobile -> Nullable<Text>,
-        phone -> Nullable<Text>,
-        email -> Nullable<Text>,
-        wechat -> Nullable<Text>,
-        birthday -> Nullable<Date>,
-        decision_role -> Nullable<Text>,
-        preferences -> Nullable<Text>,
-        pain_points -> Nullable<Text>,
-        notes -> Nullable<Text>,
+        activity_type -> Text,
+        subject -> Text,
+        content -> Nullable<Text>,
+        occurred_at -> Timestamptz,
+        duration_minutes -> Nullable<Int4>,
+        outcome -> Nullable<Text>,
+        next_step -> Nullable<Text>,
+        lead_id -> Nullable<Uuid>,
+        account_id -> Nullable<Uuid>,
+        contact_id -> Nullable<Uuid>,
+        opportunity_id -> Nullable<Uuid>,
         owner_id -> Uuid,
         team_id -> Nullable<Uuid>,
-        custom -> Jsonb,
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         version -> Int4,
-        last_activity_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::table! {
-    field_definitions (id) {
+    api_keys (id) {
         id -> Uuid,
-        object -> Text,
-        key -> Text,
-        label_zh -> Text,
-        label_en -> Text,
-        help_text -> Nullable<Text>,
-        field_type -> Text,
-        required -> Bool,
-        required_from_stage_id -> Nullable<Uuid>,
-        default_value -> Nullable<Jsonb>,
-        position -> Int4,
-        group_name -> Nullable<Text>,
-        settings -> Jsonb,
-        filterable -> Bool,
-        searchable -> Bool,
-        archived_at -> Nullable<Timestamptz>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    field_permissions (role_id, object, field) {
+        name -> Text,
+        user_id -> Uuid,
         role_id -> Uuid,
-        object -> Text,
-        field -> Text,
-        access -> Text,
-    }
-}
-
-diesel::table! {
-    flagged_values (object, field_key, record_id) {
-        object -> Text,
-        record_id -> Uuid,
-        field_key -> Text,
-        value -> Nullable<Jsonb>,
-        reason -> Text,
-        flagged_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    layouts (id) {
-        id -> Uuid,
-        object -> Text,
-        pipeline_id -> Nullable<Uuid>,
-        name -> Text,
-        sections -> Jsonb,
+        prefix -> Text,
+        key_hash -> Bytea,
+        created_by -> Uuid,
         created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    products (id) {
-        id -> Uuid,
-        code -> Text,
-        name -> Text,
-        unit -> Text,
-        category -> Nullable<Text>,
-        list_price -> Numeric,
-        standard_cost -> Numeric,
-        tax_rate -> Numeric,
-        active -> Bool,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    price_books (id) {
-        id -> Uuid,
-        name -> Text,
-        currency -> Text,
-        tier -> Nullable<Text>,
-        is_default -> Bool,
-        active -> Bool,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    price_book_entries (price_book_id, product_id) {
-        price_book_id -> Uuid,
-        product_id -> Uuid,
-        unit_price -> Numeric,
-    }
-}
-
-diesel::table! {
-    quotes (id) {
-        id -> Uuid,
-        opportunity_id -> Uuid,
-        number -> Text,
-        revision -> Int4,
-        status -> Text,
-        currency -> Text,
-        price_book_id -> Nullable<Uuid>,
-        valid_until -> Nullable<Date>,
-        header_discount_pct -> Numeric,
-        list_total -> Numeric,
-        subtotal -> Numeric,
-        discount_amount -> Numeric,
-        net_amount -> Numeric,
-        tax_amount -> Numeric,
-        total -> Numeric,
-        effective_discount_pct -> Numeric,
-        cost_total -> Numeric,
-        gross_margin -> Numeric,
-        terms -> Nullable<Text>,
-        owner_id -> Uuid,
-        team_id -> Nullable<Uuid>,
-        status_changed_at -> Timestamptz,
-        created_by -> Nullable<Uuid>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        deleted_at -> Nullable<Timestamptz>,
-        version -> Int4,
-    }
-}
-
-diesel::table! {
-    quote_lines (id) {
-        id -> Uuid,
-        quote_id -> Uuid,
-        position -> Int4,
-        product_id -> Nullable<Uuid>,
-        description -> Text,
-        unit -> Nullable<Text>,
-        quantity -> Numeric,
-        unit_list_price -> Numeric,
-        unit_price -> Numeric,
-        discount_pct -> Numeric,
-        tax_rate -> Numeric,
-        unit_cost -> Numeric,
-        list_amount -> Numeric,
-        net_amount -> Numeric,
-        tax_amount -> Numeric,
-        total -> Numeric,
-    }
-}
-
-diesel::table! {
-    status_transitions (id) {
-        id -> Int8,
-        entity_type -> Text,
-        entity_id -> Uuid,
-        from_status -> Nullable<Text>,
-        to_status -> Text,
-        at -> Timestamptz,
-        actor_id -> Nullable<Uuid>,
-        reason -> Nullable<Text>,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -370,6 +80,19 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int4,
+    }
+}
+
+diesel::table! {
+    approval_history (id) {
+        id -> Int8,
+        instance_id -> Uuid,
+        at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        action -> Text,
+        step_index -> Nullable<Int4>,
+        comment -> Nullable<Text>,
+        details -> Jsonb,
     }
 }
 
@@ -406,31 +129,58 @@ diesel::table! {
 }
 
 diesel::table! {
-    approval_history (id) {
+    audit_log (id) {
         id -> Int8,
-        instance_id -> Uuid,
-        at -> Timestamptz,
+        occurred_at -> Timestamptz,
         actor_id -> Nullable<Uuid>,
+        api_key_id -> Nullable<Uuid>,
+        request_id -> Nullable<Text>,
+        entity_type -> Text,
+        entity_id -> Uuid,
         action -> Text,
-        step_index -> Nullable<Int4>,
-        comment -> Nullable<Text>,
-        details -> Jsonb,
+        changes -> Jsonb,
+        rule_id -> Nullable<Uuid>,
     }
 }
 
 diesel::table! {
-    settings (key) {
-        key -> Text,
-        value -> Jsonb,
+    contacts (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        name -> Text,
+        name_norm -> Text,
+        title -> Nullable<Text>,
+        department -> Nullable<Text>,
+        mobile -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        email -> Nullable<Text>,
+        wechat -> Nullable<Text>,
+        birthday -> Nullable<Date>,
+        decision_role -> Nullable<Text>,
+        preferences -> Nullable<Text>,
+        pain_points -> Nullable<Text>,
+        notes -> Nullable<Text>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        custom -> Jsonb,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+        version -> Int4,
+        last_activity_at -> Nullable<Timestamptz>,
     }
 }
 
 diesel::table! {
-    number_sequences (series, year) {
-        series -> Text,
-        year -> Int4,
-        last_value -> Int4,
+    contract_amendments (id) {
+        id -> Uuid,
+        contract_id -> Uuid,
+        seq -> Int4,
+        description -> Text,
+        changes -> Jsonb,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -463,13 +213,57 @@ diesel::table! {
 }
 
 diesel::table! {
-    contract_amendments (id) {
+    field_definitions (id) {
         id -> Uuid,
-        contract_id -> Uuid,
-        seq -> Int4,
-        description -> Text,
-        changes -> Jsonb,
-        created_by -> Nullable<Uuid>,
+        object -> Text,
+        key -> Text,
+        label_zh -> Text,
+        label_en -> Text,
+        help_text -> Nullable<Text>,
+        field_type -> Text,
+        required -> Bool,
+        required_from_stage_id -> Nullable<Uuid>,
+        default_value -> Nullable<Jsonb>,
+        position -> Int4,
+        group_name -> Nullable<Text>,
+        settings -> Jsonb,
+        filterable -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+        searchable -> Bool,
+    }
+}
+
+diesel::table! {
+    field_permissions (role_id, object, field) {
+        role_id -> Uuid,
+        object -> Text,
+        field -> Text,
+        access -> Text,
+    }
+}
+
+diesel::table! {
+    flagged_values (object, field_key, record_id) {
+        object -> Text,
+        record_id -> Uuid,
+        field_key -> Text,
+        value -> Nullable<Jsonb>,
+        reason -> Text,
+        flagged_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (owner, key) {
+        owner -> Text,
+        key -> Text,
+        request_hash -> Bytea,
+        status_code -> Int4,
+        response_body -> Jsonb,
+        location -> Nullable<Text>,
         created_at -> Timestamptz,
     }
 }
@@ -504,44 +298,17 @@ diesel::table! {
 }
 
 diesel::table! {
-    payments (id) {
+    layouts (id) {
         id -> Uuid,
-        contract_id -> Uuid,
-        account_id -> Uuid,
-        amount -> Numeric,
-        received_on -> Date,
-        method -> Text,
-        reference -> Nullable<Text>,
-        note -> Nullable<Text>,
-        owner_id -> Uuid,
-        team_id -> Nullable<Uuid>,
-        created_by -> Nullable<Uuid>,
+        object -> Text,
+        pipeline_id -> Nullable<Uuid>,
+        name -> Text,
+        sections -> Jsonb,
         created_at -> Timestamptz,
+        updated_at -> Timestamptz,
         version -> Int4,
-        prepayment -> Bool,
     }
 }
-
-diesel::table! {
-    payment_allocations (payment_id, installment_id) {
-        payment_id -> Uuid,
-        installment_id -> Uuid,
-        amount -> Numeric,
-    }
-}
-
-diesel::joinable!(users -> teams (team_id));
-diesel::joinable!(price_book_entries -> products (product_id));
-diesel::joinable!(quote_lines -> quotes (quote_id));
-diesel::joinable!(approval_tasks -> approval_instances (instance_id));
-diesel::joinable!(payment_allocations -> installments (installment_id));
-diesel::joinable!(payment_allocations -> payments (payment_id));
-diesel::joinable!(payments -> contracts (contract_id));
-diesel::joinable!(user_roles -> users (user_id));
-diesel::joinable!(user_roles -> roles (role_id));
-diesel::joinable!(role_permissions -> roles (role_id));
-diesel::joinable!(api_keys -> roles (role_id));
-diesel::joinable!(contacts -> accounts (account_id));
 
 diesel::table! {
     leads (id) {
@@ -580,35 +347,37 @@ diesel::table! {
 }
 
 diesel::table! {
-    pipelines (id) {
-        id -> Uuid,
-        name -> Text,
-        description -> Nullable<Text>,
-        is_default -> Bool,
-        archived_at -> Nullable<Timestamptz>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
+    login_known_addresses (user_id, address) {
+        user_id -> Uuid,
+        address -> Text,
+        last_success_at -> Timestamptz,
     }
 }
 
 diesel::table! {
-    stages (id) {
-        id -> Uuid,
-        pipeline_id -> Uuid,
-        code -> Text,
-        name -> Text,
-        kind -> Text,
-        position -> Int4,
-        probability -> Int4,
-        key_tasks -> Jsonb,
-        required_outputs -> Jsonb,
-        entry_criteria -> Jsonb,
-        stalled_after_days -> Nullable<Int4>,
-        archived_at -> Nullable<Timestamptz>,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        version -> Int4,
+    login_security (user_id) {
+        user_id -> Uuid,
+        failed_since_login -> Int4,
+        last_failed_at -> Nullable<Timestamptz>,
+        last_failed_from -> Nullable<Text>,
+        locked_notice_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    login_throttle (key) {
+        key -> Text,
+        failures -> Int4,
+        window_started_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    number_sequences (series, year) {
+        series -> Text,
+        year -> Int4,
+        last_value -> Int4,
     }
 }
 
@@ -644,6 +413,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    opportunity_checklist (opportunity_id, stage_id, task_code) {
+        opportunity_id -> Uuid,
+        stage_id -> Uuid,
+        task_code -> Text,
+        done -> Bool,
+        changed_by -> Nullable<Uuid>,
+        changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     opportunity_contacts (opportunity_id, contact_id) {
         opportunity_id -> Uuid,
         contact_id -> Uuid,
@@ -652,28 +432,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    stage_history (id) {
-        id -> Int8,
-        opportunity_id -> Uuid,
-        from_stage_id -> Nullable<Uuid>,
-        to_stage_id -> Uuid,
-        entered_at -> Timestamptz,
-        left_at -> Nullable<Timestamptz>,
-        changed_by -> Nullable<Uuid>,
-        amount -> Nullable<Numeric>,
-        probability -> Nullable<Int4>,
-        reason -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    opportunity_checklist (opportunity_id, stage_id, task_code) {
-        opportunity_id -> Uuid,
+    opportunity_month_totals (stage_id, close_month, owner_id, team_id) {
         stage_id -> Uuid,
-        task_code -> Text,
-        done -> Bool,
-        changed_by -> Nullable<Uuid>,
-        changed_at -> Timestamptz,
+        close_month -> Date,
+        owner_id -> Uuid,
+        team_id -> Uuid,
+        deals -> Int8,
+        amount -> Numeric,
+        amount_x_prob -> Numeric,
     }
 }
 
@@ -694,26 +460,261 @@ diesel::table! {
 }
 
 diesel::table! {
-    activities (id) {
-        id -> Uuid,
-        activity_type -> Text,
-        subject -> Text,
-        content -> Nullable<Text>,
+    opportunity_stage_totals (stage_id, owner_id, team_id) {
+        stage_id -> Uuid,
+        owner_id -> Uuid,
+        team_id -> Uuid,
+        deals -> Int8,
+        amount -> Numeric,
+        amount_x_prob -> Numeric,
+    }
+}
+
+diesel::table! {
+    outbox_events (id) {
+        id -> Int8,
+        event_type -> Text,
+        aggregate_type -> Text,
+        aggregate_id -> Uuid,
+        payload -> Jsonb,
+        actor_id -> Nullable<Uuid>,
         occurred_at -> Timestamptz,
-        duration_minutes -> Nullable<Int4>,
-        outcome -> Nullable<Text>,
-        next_step -> Nullable<Text>,
-        lead_id -> Nullable<Uuid>,
-        account_id -> Nullable<Uuid>,
-        contact_id -> Nullable<Uuid>,
-        opportunity_id -> Nullable<Uuid>,
+        published_at -> Nullable<Timestamptz>,
+        event_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    payment_allocations (payment_id, installment_id) {
+        payment_id -> Uuid,
+        installment_id -> Uuid,
+        amount -> Numeric,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        contract_id -> Uuid,
+        account_id -> Uuid,
+        amount -> Numeric,
+        received_on -> Date,
+        method -> Text,
+        reference -> Nullable<Text>,
+        note -> Nullable<Text>,
         owner_id -> Uuid,
         team_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        version -> Int4,
+        prepayment -> Bool,
+    }
+}
+
+diesel::table! {
+    pipelines (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        is_default -> Bool,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    price_book_entries (price_book_id, product_id) {
+        price_book_id -> Uuid,
+        product_id -> Uuid,
+        unit_price -> Numeric,
+    }
+}
+
+diesel::table! {
+    price_books (id) {
+        id -> Uuid,
+        name -> Text,
+        currency -> Text,
+        tier -> Nullable<Text>,
+        is_default -> Bool,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> Uuid,
+        code -> Text,
+        name -> Text,
+        unit -> Text,
+        category -> Nullable<Text>,
+        list_price -> Numeric,
+        standard_cost -> Numeric,
+        tax_rate -> Numeric,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    quote_lines (id) {
+        id -> Uuid,
+        quote_id -> Uuid,
+        position -> Int4,
+        product_id -> Nullable<Uuid>,
+        description -> Text,
+        unit -> Nullable<Text>,
+        quantity -> Numeric,
+        unit_list_price -> Numeric,
+        unit_price -> Numeric,
+        discount_pct -> Numeric,
+        tax_rate -> Numeric,
+        unit_cost -> Numeric,
+        list_amount -> Numeric,
+        net_amount -> Numeric,
+        tax_amount -> Numeric,
+        total -> Numeric,
+    }
+}
+
+diesel::table! {
+    quotes (id) {
+        id -> Uuid,
+        opportunity_id -> Uuid,
+        number -> Text,
+        revision -> Int4,
+        status -> Text,
+        currency -> Text,
+        price_book_id -> Nullable<Uuid>,
+        valid_until -> Nullable<Date>,
+        header_discount_pct -> Numeric,
+        list_total -> Numeric,
+        subtotal -> Numeric,
+        discount_amount -> Numeric,
+        net_amount -> Numeric,
+        tax_amount -> Numeric,
+        total -> Numeric,
+        effective_discount_pct -> Numeric,
+        cost_total -> Numeric,
+        gross_margin -> Numeric,
+        terms -> Nullable<Text>,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        status_changed_at -> Timestamptz,
         created_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         version -> Int4,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        family_id -> Uuid,
+        token_hash -> Bytea,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    role_permissions (role_id, resource, action) {
+        role_id -> Uuid,
+        resource -> Text,
+        action -> Text,
+        scope -> Text,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> Uuid,
+        key -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        builtin -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    scope_departures (id) {
+        id -> Int8,
+        resource -> Text,
+        record_id -> Uuid,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        left_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stage_history (id) {
+        id -> Int8,
+        opportunity_id -> Uuid,
+        from_stage_id -> Nullable<Uuid>,
+        to_stage_id -> Uuid,
+        entered_at -> Timestamptz,
+        left_at -> Nullable<Timestamptz>,
+        changed_by -> Nullable<Uuid>,
+        amount -> Nullable<Numeric>,
+        probability -> Nullable<Int4>,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    stages (id) {
+        id -> Uuid,
+        pipeline_id -> Uuid,
+        code -> Text,
+        name -> Text,
+        kind -> Text,
+        position -> Int4,
+        probability -> Int4,
+        key_tasks -> Jsonb,
+        required_outputs -> Jsonb,
+        entry_criteria -> Jsonb,
+        stalled_after_days -> Nullable<Int4>,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    status_transitions (id) {
+        id -> Int8,
+        entity_type -> Text,
+        entity_id -> Uuid,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        at -> Timestamptz,
+        actor_id -> Nullable<Uuid>,
+        reason -> Nullable<Text>,
     }
 }
 
@@ -740,58 +741,167 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(stages -> pipelines (pipeline_id));
+diesel::table! {
+    teams (id) {
+        id -> Uuid,
+        name -> Text,
+        kind -> Text,
+        parent_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role_id) {
+        user_id -> Uuid,
+        role_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        password_hash -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        team_id -> Nullable<Uuid>,
+        manager_id -> Nullable<Uuid>,
+        is_active -> Bool,
+        is_service -> Bool,
+        last_login_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::joinable!(accounts -> teams (team_id));
+diesel::joinable!(activities -> accounts (account_id));
+diesel::joinable!(activities -> contacts (contact_id));
+diesel::joinable!(activities -> leads (lead_id));
+diesel::joinable!(activities -> opportunities (opportunity_id));
+diesel::joinable!(activities -> teams (team_id));
+diesel::joinable!(api_keys -> roles (role_id));
+diesel::joinable!(approval_history -> approval_instances (instance_id));
+diesel::joinable!(approval_history -> users (actor_id));
+diesel::joinable!(approval_instances -> approval_definitions (definition_id));
+diesel::joinable!(approval_tasks -> approval_instances (instance_id));
+diesel::joinable!(approval_tasks -> users (approver_id));
+diesel::joinable!(audit_log -> api_keys (api_key_id));
+diesel::joinable!(audit_log -> users (actor_id));
+diesel::joinable!(contacts -> accounts (account_id));
+diesel::joinable!(contacts -> teams (team_id));
+diesel::joinable!(contract_amendments -> contracts (contract_id));
+diesel::joinable!(contract_amendments -> users (created_by));
+diesel::joinable!(contracts -> accounts (account_id));
+diesel::joinable!(contracts -> opportunities (opportunity_id));
+diesel::joinable!(contracts -> quotes (quote_id));
+diesel::joinable!(contracts -> teams (team_id));
+diesel::joinable!(field_definitions -> stages (required_from_stage_id));
+diesel::joinable!(field_permissions -> roles (role_id));
+diesel::joinable!(installments -> contracts (contract_id));
+diesel::joinable!(invoices -> contracts (contract_id));
+diesel::joinable!(invoices -> installments (installment_id));
+diesel::joinable!(invoices -> teams (team_id));
+diesel::joinable!(layouts -> pipelines (pipeline_id));
+diesel::joinable!(leads -> accounts (converted_account_id));
+diesel::joinable!(leads -> contacts (converted_contact_id));
+diesel::joinable!(leads -> teams (team_id));
+diesel::joinable!(login_known_addresses -> users (user_id));
+diesel::joinable!(login_security -> users (user_id));
 diesel::joinable!(opportunities -> accounts (account_id));
+diesel::joinable!(opportunities -> contacts (primary_contact_id));
+diesel::joinable!(opportunities -> pipelines (pipeline_id));
 diesel::joinable!(opportunities -> stages (stage_id));
-diesel::joinable!(opportunity_contacts -> opportunities (opportunity_id));
+diesel::joinable!(opportunities -> teams (team_id));
+diesel::joinable!(opportunity_checklist -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_checklist -> stages (stage_id));
+diesel::joinable!(opportunity_checklist -> users (changed_by));
 diesel::joinable!(opportunity_contacts -> contacts (contact_id));
-diesel::joinable!(stage_history -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_contacts -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_month_totals -> stages (stage_id));
+diesel::joinable!(opportunity_month_totals -> users (owner_id));
 diesel::joinable!(opportunity_outputs -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_outputs -> stages (stage_id));
+diesel::joinable!(opportunity_outputs -> users (author_id));
+diesel::joinable!(opportunity_stage_totals -> stages (stage_id));
+diesel::joinable!(opportunity_stage_totals -> users (owner_id));
+diesel::joinable!(outbox_events -> users (actor_id));
+diesel::joinable!(payment_allocations -> installments (installment_id));
+diesel::joinable!(payment_allocations -> payments (payment_id));
+diesel::joinable!(payments -> accounts (account_id));
+diesel::joinable!(payments -> contracts (contract_id));
+diesel::joinable!(payments -> teams (team_id));
+diesel::joinable!(price_book_entries -> price_books (price_book_id));
+diesel::joinable!(price_book_entries -> products (product_id));
+diesel::joinable!(quote_lines -> products (product_id));
+diesel::joinable!(quote_lines -> quotes (quote_id));
+diesel::joinable!(quotes -> opportunities (opportunity_id));
+diesel::joinable!(quotes -> price_books (price_book_id));
+diesel::joinable!(quotes -> teams (team_id));
+diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(role_permissions -> roles (role_id));
+diesel::joinable!(stage_history -> opportunities (opportunity_id));
+diesel::joinable!(stage_history -> users (changed_by));
+diesel::joinable!(stages -> pipelines (pipeline_id));
+diesel::joinable!(status_transitions -> users (actor_id));
+diesel::joinable!(tasks -> teams (team_id));
+diesel::joinable!(user_roles -> roles (role_id));
+diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(users -> teams (team_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    products,
-    price_books,
-    price_book_entries,
-    quotes,
-    quote_lines,
-    status_transitions,
+    accounts,
+    activities,
+    api_keys,
     approval_definitions,
+    approval_history,
     approval_instances,
     approval_tasks,
-    approval_history,
-    settings,
-    number_sequences,
-    contracts,
+    audit_log,
+    contacts,
     contract_amendments,
-    installments,
-    invoices,
-    payments,
-    payment_allocations,
+    contracts,
     field_definitions,
     field_permissions,
     flagged_values,
-    layouts,
-    teams,
-    users,
-    roles,
-    role_permissions,
-    user_roles,
-    refresh_tokens,
-    api_keys,
-    login_throttle,
-    audit_log,
-    outbox_events,
     idempotency_keys,
-    accounts,
-    contacts,
+    installments,
+    invoices,
+    layouts,
     leads,
-    pipelines,
-    stages,
+    login_known_addresses,
+    login_security,
+    login_throttle,
+    number_sequences,
     opportunities,
-    opportunity_contacts,
-    stage_history,
     opportunity_checklist,
+    opportunity_contacts,
+    opportunity_month_totals,
     opportunity_outputs,
-    activities,
+    opportunity_stage_totals,
+    outbox_events,
+    payment_allocations,
+    payments,
+    pipelines,
+    price_book_entries,
+    price_books,
+    products,
+    quote_lines,
+    quotes,
+    refresh_tokens,
+    role_permissions,
+    roles,
+    scope_departures,
+    settings,
+    stage_history,
+    stages,
+    status_transitions,
     tasks,
+    teams,
+    user_roles,
+    users,
 );

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use crm_db::pool::{build_pool, PoolConfig};
-use crm_db::{demo, migrations, Db};
+use crm_db::{migrations, Db};
+use crm_demo as demo;
 use crm_http::{AppState, HttpConfig};
 use diesel::prelude::*;
 
@@ -151,7 +152,7 @@ fn seed_demo(url: &str) -> Result<()> {
     } else {
         tracing::info!("demo organisation already present");
     }
-    let pipeline = crm_db::demo_pipeline::seed(&mut conn, 20_000)
+    let pipeline = crm_demo::pipeline::seed(&mut conn, 20_000)
         .map_err(|e| anyhow::anyhow!("seeding demo pipeline data: {e:?}"))?;
     if pipeline.opportunities > 0 {
         tracing::info!(
@@ -162,8 +163,7 @@ fn seed_demo(url: &str) -> Result<()> {
             "seeded demo pipeline"
         );
     }
-    let q2c =
-        crm_db::demo_q2c::seed(&mut conn).map_err(|e| anyhow::anyhow!("seeding demo quote-to-cash data: {e:?}"))?;
+    let q2c = crm_demo::q2c::seed(&mut conn).map_err(|e| anyhow::anyhow!("seeding demo quote-to-cash data: {e:?}"))?;
     if q2c.quotes > 0 {
         tracing::info!(
             products = q2c.products,

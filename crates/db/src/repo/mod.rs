@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod board;
 pub mod contacts;
 pub mod contracts;
 pub mod fields;
@@ -18,6 +19,7 @@ pub mod quotes;
 pub mod roles;
 pub mod tasks;
 pub mod teams;
+pub mod timeline;
 pub mod users;
 pub mod workflow;
 

@@ -1,7 +1,8 @@
 //! Opportunity (deal) bodies.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crm_db::repo::opportunities::{OpportunityRow, OutputRow, StageVisitRow, TimelineRow};
+use crm_db::repo::opportunities::{OpportunityRow, OutputRow, StageVisitRow};
+use crm_db::repo::timeline::TimelineRow;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

@@ -553,7 +553,7 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
             for status in ["open", "won", "lost"] {
                 let group = match &deal_scope {
                     Some(s) => {
-                        let totals = opps::account_totals(c, s, id)?;
+                        let totals = crm_db::repo::board::account_totals(c, s, id)?;
                         let t = totals.iter().find(|t| t.status == status);
                         let spec = ListSpec::new(opps::SORT_COLUMNS, "-updated_at", None, None, Some(20), "overview")?;
                         let filter = opps::OpportunityFilter {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use crm_db::repo::board as totals;
 use crm_db::repo::opportunities::{self as opps, OpportunityFilter};
 use crm_db::repo::{audit, pipelines};
 use crm_db::sql::ListSpec;
@@ -290,14 +291,14 @@ pub async fn board(
                 && filter.q.as_deref().is_none_or(|q| q.trim().is_empty());
             let by_close = filter.close_after.is_some() || filter.close_before.is_some();
             let totals = match (rollup, by_close) {
-                (true, false) => opps::board_totals_rollup(c, &ids, &scope, filter.owner_id, filter.team_id)?,
+                (true, false) => totals::board_totals_rollup(c, &ids, &scope, filter.owner_id, filter.team_id)?,
                 (true, true) => {
                     let split = split_months(filter.close_after, filter.close_before);
-                    opps::board_totals_by_close(c, &ids, &scope, filter.owner_id, filter.team_id, &split)?
+                    totals::board_totals_by_close(c, &ids, &scope, filter.owner_id, filter.team_id, &split)?
                 }
-                (false, _) => opps::board_totals(c, &ids, &scope, &filter)?,
+                (false, _) => totals::board_totals(c, &ids, &scope, &filter)?,
             };
-            let rows = opps::board_cards(c, &ids, &scope, &filter, per_stage)?;
+            let rows = totals::board_cards(c, &ids, &scope, &filter, per_stage)?;
             let cards = crate::views::with_contacts(c, rows)?;
             let shaper = crate::custom::Shaper::new(&principal, "opportunities", defs);
             Ok::<_, ApiError>((stages, totals, cards, shaper))

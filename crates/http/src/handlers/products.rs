@@ -382,6 +382,8 @@ pub async fn create_price_book(
             diff::created(&data),
             data,
         )?;
+        // The currency's previous default book, if this one took the flag.
+        audit::record_pending(c, &writer.actor(), "price_books", "updated")?;
         Outcome::created(&book, format!("/api/v1/price-books/{}", book.id))
     })
     .await
@@ -463,6 +465,7 @@ pub async fn update_price_book(
                     diff::changes(&b, &a),
                     a,
                 )?;
+                audit::record_pending(c, &writer.actor(), "price_books", "updated")?;
                 Ok::<_, ApiError>(after)
             })
         })

@@ -69,6 +69,11 @@ pub fn approval_record(q: &Quote) -> Value {
     v
 }
 
+/// One past the largest amount a numeric(18, 2) column stores.
+fn max_amount() -> Decimal {
+    Decimal::from(10_000_000_000_000_000i64)
+}
+
 /// Line inputs checked and priced: the rows to store and the quote totals.
 fn price_lines(
     c: &mut PgConnection,
@@ -158,6 +163,16 @@ fn price_lines(
             }
         };
         let price = unit_price.unwrap_or(list_price);
+        // Every amount is stored as numeric(18, 2): a line whose quantity times price
+        // (or cost) cannot be stored is refused here, before any arithmetic overflows.
+        let largest = price.max(list_price).max(cost);
+        if l.quantity.checked_mul(largest).is_none_or(|v| v >= max_amount()) {
+            errs.add(
+                &format!("lines[{i}].quantity"),
+                "out_of_range",
+                "quantity times price exceeds the largest amount (9999999999999999.99)",
+            );
+        }
         money_lines.push(MoneyLine {
             quantity: l.quantity,
             unit_list_price: list_price,
@@ -187,6 +202,13 @@ fn price_lines(
     }
     errs.into_result()?;
     let (amounts, t) = compute_quote(&money_lines, header_discount_pct);
+    if [t.list_total, t.total, t.cost_total].iter().any(|v| *v >= max_amount()) {
+        return Err(ApiError::field(
+            "lines",
+            "out_of_range",
+            "the quote's total exceeds the largest amount (9999999999999999.99)",
+        ));
+    }
     for (row, a) in rows.iter_mut().zip(amounts) {
         row.list_amount = a.list_amount;
         row.net_amount = a.net_amount;

@@ -11,8 +11,8 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::schema::{leads, opportunities, stage_history};
-use crate::QueryResult;
+use crm_db::schema::{leads, opportunities, stage_history};
+use crm_db::QueryResult;
 
 #[derive(QueryableByName)]
 struct AccountInfo {

@@ -1,51 +1,9 @@
-//! Form engine: `/admin/fields/{object}`, role field permissions, `/meta/{object}`,
-//! layouts.
+//! Custom field definitions: list, create, read, update (re-checking stored values), archive, restore, flagged values.
 
-use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
-use crm_db::repo::fields::{self, FieldDefChanges, FieldDefRow, NewFieldDef};
-use crm_db::repo::{audit, pipelines, roles};
-use crm_domain::access::Action;
-use crm_domain::diff;
-use crm_domain::fields::{
-    check_settings, check_value, valid_key, FieldAccess, FieldSpec, FieldType, Formula, Mode, Settings,
-};
-use crm_domain::FieldError;
-use diesel::prelude::*;
-use serde_json::{json, Value};
-use uuid::Uuid;
-
-use super::{
-    with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
-    Unauthorized, Unprocessable, UnsupportedMediaType,
-};
-use crate::auth::{notify_auth_changed, Auth};
-use crate::dto::fields::{
-    AccessDto, CreateField, FieldDefinition, FieldList, FieldListQuery, FieldObject, FieldPermissions,
-    FieldRestriction, FieldTypeDto, FlaggedList, FlaggedValue, Layout, LayoutQuery, LayoutSection, Meta, MetaField,
-    MetaOption, Migration, PutLayout, RestrictedObject, Restriction, UpdateField,
-};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
-use crate::idempotency::{self, Outcome};
-use crate::meta::{builtins, formula_inputs};
-use crate::state::AppState;
-
-const RES: &str = "fields";
-
-fn object(raw: &str) -> ApiResult<&'static str> {
-    fields::OBJECTS
-        .iter()
-        .copied()
-        .find(|o| *o == raw)
-        .ok_or_else(|| ApiError::not_found("object"))
-}
-
-fn to_json(d: &FieldDefinition) -> Value {
-    serde_json::to_value(d).unwrap_or_default()
-}
+use super::*;
 
 /// A definition as submitted, before checks.
-struct Draft<'a> {
+pub(super) struct Draft<'a> {
     object: &'a str,
     key: &'a str,
     field_type: FieldType,
@@ -55,7 +13,7 @@ struct Draft<'a> {
 }
 
 /// Checks a definition as a whole; returns the parsed settings and normalised default.
-fn check_definition(
+pub(super) fn check_definition(
     c: &mut PgConnection,
     draft: Draft<'_>,
     others: &[FieldDefRow],
@@ -141,7 +99,7 @@ fn check_definition(
 
 /// Stored values that break a (new) definition: invalid ones and, when required,
 /// missing ones. Then applies the migration, or refuses with a count.
-fn reconcile(
+pub(super) fn reconcile(
     c: &mut PgConnection,
     object: &str,
     spec: &FieldSpec,
@@ -225,14 +183,14 @@ fn reconcile(
 }
 
 /// Types whose values the list's `q` search can look in.
-fn search_kind(t: FieldType) -> bool {
+pub(super) fn search_kind(t: FieldType) -> bool {
     matches!(
         t,
         FieldType::Text | FieldType::LongText | FieldType::Email | FieldType::Phone | FieldType::Url
     )
 }
 
-fn check_searchable(searchable: bool, t: FieldType) -> ApiResult<()> {
+pub(super) fn check_searchable(searchable: bool, t: FieldType) -> ApiResult<()> {
     if searchable && !search_kind(t) {
         return Err(ApiError::field(
             "searchable",
@@ -243,7 +201,7 @@ fn check_searchable(searchable: bool, t: FieldType) -> ApiResult<()> {
     Ok(())
 }
 
-fn index_kind(t: FieldType) -> bool {
+pub(super) fn index_kind(t: FieldType) -> bool {
     t.is_numeric()
         || t.is_temporal()
         || matches!(
@@ -514,7 +472,7 @@ pub async fn update_field(
     Ok(with_etag(&FieldDefinition::from(row), v))
 }
 
-async fn set_archived(
+pub(super) async fn set_archived(
     state: &AppState,
     auth: &Auth,
     object: &'static str,
@@ -630,390 +588,4 @@ pub async fn flagged_values(
             })
             .collect(),
     }))
-}
-
-/// A role's field restrictions.
-#[utoipa::path(
-    tag = "fields",
-    params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 200, description = "Restrictions", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
-)]
-#[get("/admin/roles/{id}/field-permissions")]
-pub async fn get_field_permissions(
-    state: web::Data<AppState>,
-    auth: Auth,
-    id: web::Path<Uuid>,
-) -> ApiResult<HttpResponse> {
-    auth.require("roles", Action::Admin)?;
-    let id = id.into_inner();
-    let rows = state
-        .db
-        .run(move |c| {
-            roles::find(c, id)?.ok_or_else(|| ApiError::not_found("role"))?;
-            Ok::<_, ApiError>(fields::role_restrictions(c, id)?)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(FieldPermissions {
-        items: rows
-            .into_iter()
-            .filter_map(|(o, f, a)| {
-                Some(FieldRestriction {
-                    object: RestrictedObject::parse(&o)?,
-                    field: f,
-                    access: Restriction::parse(&a)?,
-                })
-            })
-            .collect(),
-    }))
-}
-
-/// Replace a role's field restrictions: per field hidden (absent from responses,
-/// filters, sorts), masked (138****1234, read-only) or read-only. Users with several
-/// roles get the most permissive access among them.
-#[utoipa::path(
-    tag = "fields",
-    params(("id" = Uuid, Path, description = "Role id")),
-    request_body = FieldPermissions,
-    responses((status = 200, description = "Saved", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
-)]
-#[put("/admin/roles/{id}/field-permissions")]
-pub async fn put_field_permissions(
-    state: web::Data<AppState>,
-    auth: Auth,
-    id: web::Path<Uuid>,
-    body: ValidJson<FieldPermissions>,
-) -> ApiResult<HttpResponse> {
-    auth.require("roles", Action::Admin)?;
-    let id = id.into_inner();
-    let items = body.value?.items;
-    let writer = auth.clone();
-    let saved = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                roles::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("role"))?;
-                let mut errs = Vec::new();
-                let mut rows: Vec<(String, String, String)> = Vec::new();
-                for (i, it) in items.iter().enumerate() {
-                    let object = it.object.as_str();
-                    // The field's type, when the object has such a field.
-                    let field_type: Option<String> = match it.field.strip_prefix("custom.") {
-                        Some(_) if FieldObject::parse(object).is_none() => None,
-                        Some(k) => fields::find(c, object, k, false)?.map(|d| d.field_type),
-                        None => builtins(object)
-                            .iter()
-                            .find(|b| b.key == it.field)
-                            .map(|b| b.field_type.to_owned()),
-                    };
-                    let Some(field_type) = field_type else {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].field"),
-                            "not_found",
-                            format!("{object} has no field `{}`", it.field),
-                        ));
-                        continue;
-                    };
-                    if crate::meta::protected(object).contains(&it.field.as_str()) {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].field"),
-                            "not_restrictable",
-                            format!("every reader of {object} sees `{}`", it.field),
-                        ));
-                    } else if it.access == Restriction::Masked && !crate::meta::maskable(&field_type) {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].access"),
-                            "not_maskable",
-                            format!("a {field_type} field can be hidden or read-only, not masked"),
-                        ));
-                    } else if rows.iter().any(|(o, f, _)| o == object && *f == it.field) {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].field"),
-                            "duplicate",
-                            "listed twice",
-                        ));
-                    }
-                    rows.push((object.to_owned(), it.field.clone(), it.access.as_str().to_owned()));
-                }
-                if !errs.is_empty() {
-                    return Err(ApiError::validation(errs));
-                }
-                let before = fields::role_restrictions(c, id)?;
-                fields::set_role_restrictions(c, id, &rows)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert("field_permissions".into(), json!({"before": before, "after": rows}));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "roles",
-                    id,
-                    "field_permissions_updated",
-                    changes,
-                    json!({"role_id": id}),
-                )?;
-                notify_auth_changed(c)?;
-                Ok::<_, ApiError>(items)
-            })
-        })
-        .await?;
-    state.invalidate_caches();
-    Ok(HttpResponse::Ok().json(FieldPermissions { items: saved }))
-}
-
-fn access_dto(a: FieldAccess) -> AccessDto {
-    match a {
-        FieldAccess::Full => AccessDto::Full,
-        FieldAccess::ReadOnly => AccessDto::ReadOnly,
-        _ => AccessDto::Masked,
-    }
-}
-
-/// Every field of an object the caller can see, built-in and custom, with types,
-/// options and the caller's access: the contract forms and tables are rendered from.
-#[utoipa::path(
-    tag = "fields",
-    params(("object" = FieldObject, Path, description = "Object")),
-    responses((status = 200, description = "Field metadata", body = Meta), BadRequest, Unauthorized, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
-)]
-#[get("/meta/{object}")]
-pub async fn meta(state: web::Data<AppState>, auth: Auth, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let object = object(&path)?;
-    if auth.scope(object, Action::Read).is_none() {
-        return Err(ApiError::forbidden(format!("missing permission {object}:read")));
-    }
-    let cache = state.fields.clone();
-    let defs = state
-        .db
-        .run(move |c| cache.get(c, object).map_err(ApiError::from))
-        .await?;
-    let p = &auth.principal;
-    let mut out = Vec::new();
-    for (i, b) in builtins(object).into_iter().enumerate() {
-        let access = p.field_access(object, b.key);
-        if access == FieldAccess::Hidden {
-            continue;
-        }
-        out.push(MetaField {
-            key: b.key.into(),
-            custom: false,
-            label_zh: b.label_zh.into(),
-            label_en: b.label_en.into(),
-            help_text: None,
-            field_type: FieldTypeDto::parse(b.field_type).unwrap_or(FieldTypeDto::Text),
-            required: b.required,
-            required_from_stage_id: None,
-            system: b.system,
-            access: if b.system {
-                AccessDto::ReadOnly.max_with(access_dto(access))
-            } else {
-                access_dto(access)
-            },
-            options: b
-                .options
-                .iter()
-                .map(|o| MetaOption {
-                    key: (*o).into(),
-                    label_zh: (*o).into(),
-                    label_en: (*o).into(),
-                    color: None,
-                    retired: false,
-                })
-                .collect(),
-            group: None,
-            position: i32::try_from(i).unwrap_or(0),
-            settings: json!({}),
-            filterable: b.filterable,
-            searchable: crate::meta::searched(object, b.key) && access >= FieldAccess::ReadOnly,
-        });
-    }
-    for d in defs.iter().filter(|d| d.archived_at.is_none()) {
-        let name = format!("custom.{}", d.key);
-        let access = p.field_access(object, &name);
-        if access == FieldAccess::Hidden {
-            continue;
-        }
-        let settings: Settings = serde_json::from_value(d.settings.clone()).unwrap_or_default();
-        let t = d.field_type();
-        out.push(MetaField {
-            key: name,
-            custom: true,
-            label_zh: d.label_zh.clone(),
-            label_en: d.label_en.clone(),
-            help_text: d.help_text.clone(),
-            field_type: FieldTypeDto::parse(t.as_str()).unwrap_or(FieldTypeDto::Text),
-            required: d.required,
-            required_from_stage_id: d.required_from_stage_id,
-            system: t == FieldType::Formula,
-            access: if t == FieldType::Formula {
-                AccessDto::ReadOnly.max_with(access_dto(access))
-            } else {
-                access_dto(access)
-            },
-            options: settings
-                .options
-                .iter()
-                .map(|o| MetaOption {
-                    key: o.key.clone(),
-                    label_zh: o.label_zh.clone(),
-                    label_en: o.label_en.clone(),
-                    color: o.color.clone(),
-                    retired: o.retired,
-                })
-                .collect(),
-            group: d.group_name.clone(),
-            position: 1000 + d.position,
-            settings: d.settings.clone(),
-            searchable: d.searchable && access >= FieldAccess::ReadOnly,
-            filterable: access >= FieldAccess::ReadOnly,
-        });
-    }
-    Ok(HttpResponse::Ok().json(Meta {
-        object: object.into(),
-        fields: out,
-    }))
-}
-
-impl AccessDto {
-    /// The more restrictive of two accesses (read-only beats full, masked beats both).
-    fn max_with(self, other: AccessDto) -> AccessDto {
-        let rank = |a: AccessDto| match a {
-            AccessDto::Full => 0,
-            AccessDto::ReadOnly => 1,
-            AccessDto::Masked => 2,
-        };
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-/// The form layout for an object (per pipeline for opportunities when one exists).
-/// Fields the caller cannot see are left out.
-#[utoipa::path(
-    tag = "fields",
-    params(("object" = FieldObject, Path, description = "Object"), LayoutQuery),
-    responses((status = 200, description = "The layout", body = Layout), BadRequest, Unauthorized, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
-)]
-#[get("/layouts/{object}")]
-pub async fn get_layout(
-    state: web::Data<AppState>,
-    auth: Auth,
-    path: web::Path<String>,
-    q: web::Query<LayoutQuery>,
-) -> ApiResult<HttpResponse> {
-    let object = object(&path)?;
-    let pipeline = q.pipeline_id;
-    let row = state
-        .db
-        .run(move |c| fields::layout(c, object, pipeline).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("layout"))?;
-    let mut layout = Layout::from(row);
-    for s in &mut layout.sections {
-        s.fields
-            .retain(|f| auth.principal.field_access(object, f) != FieldAccess::Hidden);
-    }
-    Ok(HttpResponse::Ok().json(layout))
-}
-
-/// Create or replace the layout of an object (optionally for one pipeline).
-#[utoipa::path(
-    tag = "fields",
-    params(("object" = FieldObject, Path, description = "Object")),
-    request_body = PutLayout,
-    responses((status = 200, description = "Saved", body = Layout), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
-)]
-#[put("/admin/layouts/{object}")]
-pub async fn put_layout(
-    state: web::Data<AppState>,
-    auth: Auth,
-    path: web::Path<String>,
-    body: ValidJson<PutLayout>,
-) -> ApiResult<HttpResponse> {
-    auth.require(RES, Action::Admin)?;
-    let object = object(&path)?;
-    let dto = body.value?;
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                if let Some(p) = dto.pipeline_id {
-                    if object != "opportunities" {
-                        return Err(ApiError::field(
-                            "pipeline_id",
-                            "not_allowed",
-                            "only opportunity layouts are per pipeline",
-                        ));
-                    }
-                    pipelines::find(c, p)?
-                        .ok_or_else(|| ApiError::field("pipeline_id", "not_found", "no such pipeline"))?;
-                }
-                let defs = fields::list(c, object, false)?;
-                let mut errs = Vec::new();
-                let mut seen: Vec<&str> = Vec::new();
-                for (i, s) in dto.sections.iter().enumerate() {
-                    if s.title_zh.trim().is_empty() || s.title_en.trim().is_empty() {
-                        errs.push(FieldError::new(
-                            format!("sections[{i}].title_zh"),
-                            "required",
-                            "both titles are needed",
-                        ));
-                    }
-                    for (j, f) in s.fields.iter().enumerate() {
-                        let known = match f.strip_prefix("custom.") {
-                            Some(k) => defs.iter().any(|d| d.key == k),
-                            None => builtins(object).iter().any(|b| b.key == f),
-                        };
-                        if !known {
-                            errs.push(FieldError::new(
-                                format!("sections[{i}].fields[{j}]"),
-                                "not_found",
-                                format!("no field `{f}`"),
-                            ));
-                        } else if seen.contains(&f.as_str()) {
-                            errs.push(FieldError::new(
-                                format!("sections[{i}].fields[{j}]"),
-                                "duplicate",
-                                "a field appears once",
-                            ));
-                        }
-                        seen.push(f);
-                    }
-                }
-                if !errs.is_empty() {
-                    return Err(ApiError::validation(errs));
-                }
-                let existing = fields::find_layout_exact(c, object, dto.pipeline_id)?;
-                let sections: Vec<LayoutSection> = dto.sections.clone();
-                let value = serde_json::to_value(&sections).unwrap_or_default();
-                let row =
-                    fields::upsert_layout(c, existing.as_ref(), object, dto.pipeline_id, dto.name.trim(), &value)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert(
-                    "sections".into(),
-                    json!({"before": existing.map(|e| e.sections), "after": value}),
-                );
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "layouts",
-                    row.id,
-                    "saved",
-                    changes,
-                    json!({"object": object, "pipeline_id": dto.pipeline_id}),
-                )?;
-                Ok::<_, ApiError>(row)
-            })
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(Layout::from(row)))
 }

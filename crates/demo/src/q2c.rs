@@ -15,15 +15,15 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::repo::approvals::{InstanceRow, TaskRow};
-use crate::repo::contracts::{InstallmentRow, PaymentRow};
-use crate::repo::products::NewProduct;
-use crate::repo::quotes::QuoteLineRow;
-use crate::schema::{
+use crm_db::repo::approvals::{InstanceRow, TaskRow};
+use crm_db::repo::contracts::{InstallmentRow, PaymentRow};
+use crm_db::repo::products::NewProduct;
+use crm_db::repo::quotes::QuoteLineRow;
+use crm_db::schema::{
     approval_history, approval_instances, approval_tasks, contracts, installments, payment_allocations, payments,
     price_book_entries, price_books, products, quote_lines, quotes, status_transitions,
 };
-use crate::QueryResult;
+use crm_db::QueryResult;
 
 /// How many rows the quote-to-cash demo created.
 #[derive(Debug, Clone, Default)]

@@ -2,6 +2,9 @@
 //! 2,000 customers and 5,000 contacts with Chinese and English names. Deterministic
 //! (fixed RNG seed) and idempotent: nothing happens when the demo admin exists.
 
+pub mod pipeline;
+pub mod q2c;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use diesel::prelude::*;
 use rand::rngs::StdRng;
@@ -9,9 +12,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::repo::{roles, teams, users};
-use crate::schema::{accounts, contacts};
-use crate::QueryResult;
+use crm_db::repo::{roles, teams, users};
+use crm_db::schema::{accounts, contacts};
+use crm_db::QueryResult;
 
 /// Password of every demo user.
 pub const DEMO_PASSWORD: &str = "demo1234";

@@ -1,0 +1,170 @@
+//! The pipeline board: per-stage and per-close-month totals (from the deals or the
+//! trigger-maintained rollups), cards, and an account's deal totals.
+
+use crm_domain::access::ScopeFilter;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Numeric, Text, Uuid as SqlUuid};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::opportunities::{push_filter, OpportunityFilter, OpportunityRow};
+use crate::sql::Sql;
+use crate::QueryResult;
+
+/// Per-stage totals of a board.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct StageTotals {
+    #[diesel(sql_type = SqlUuid)]
+    pub stage_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    #[diesel(sql_type = Numeric)]
+    pub amount: Decimal,
+    #[diesel(sql_type = Numeric)]
+    pub weighted: Decimal,
+}
+
+/// Count, amount and weighted amount per stage, in the caller's scope and filters.
+pub fn board_totals(
+    conn: &mut PgConnection,
+    stage_ids: &[Uuid],
+    scope: &ScopeFilter,
+    filter: &OpportunityFilter,
+) -> QueryResult<Vec<StageTotals>> {
+    let mut sql = Sql::new(
+        "SELECT o.stage_id, count(*)::bigint AS count, coalesce(sum(o.amount), 0)::numeric AS amount, \
+         round(coalesce(sum(o.amount * o.probability / 100.0), 0), 2)::numeric AS weighted \
+         FROM opportunities o WHERE o.deleted_at IS NULL AND o.stage_id = ANY(",
+    );
+    sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+    sql.push(")");
+    sql.scope("o", scope);
+    push_filter(&mut sql, filter);
+    sql.push(" GROUP BY o.stage_id");
+    sql.into_query().load(conn)
+}
+
+/// Board totals filtered by expected close date (plus scope, owner, team): whole months
+/// of the range from the monthly rollup, the partial months at its edges aggregated
+/// live (index-only scan on `opportunities_close_totals_idx`). Deals without a close
+/// date never match a close-date filter.
+pub fn board_totals_by_close(
+    conn: &mut PgConnection,
+    stage_ids: &[Uuid],
+    scope: &ScopeFilter,
+    owner_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+    split: &crm_domain::pipeline::MonthSplit,
+) -> QueryResult<Vec<StageTotals>> {
+    let mut sql = Sql::new(
+        "SELECT x.stage_id, sum(x.n)::bigint AS count, coalesce(sum(x.a), 0)::numeric AS amount, \
+         round(coalesce(sum(x.axp), 0) / 100, 2)::numeric AS weighted FROM (\
+         SELECT t.stage_id, t.deals AS n, t.amount AS a, t.amount_x_prob AS axp \
+         FROM opportunity_month_totals t WHERE t.stage_id = ANY(",
+    );
+    sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+    sql.push(")");
+    match split.months {
+        None => {
+            sql.push(" AND false");
+        }
+        Some((from, to)) => {
+            sql.push(" AND t.close_month > DATE '0001-01-01'");
+            if let Some(f) = from {
+                sql.push(" AND t.close_month >= ");
+                sql.bind::<diesel::sql_types::Date, _>(f);
+            }
+            if let Some(t) = to {
+                sql.push(" AND t.close_month < ");
+                sql.bind::<diesel::sql_types::Date, _>(t);
+            }
+        }
+    }
+    sql.scope("t", scope);
+    sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
+        .eq_opt::<SqlUuid, _>("t.team_id", team_id);
+    for (from, to) in &split.edges {
+        sql.push(
+            " UNION ALL SELECT o.stage_id, 1, coalesce(o.amount, 0), coalesce(o.amount, 0) * o.probability \
+             FROM opportunities o WHERE o.deleted_at IS NULL AND o.stage_id = ANY(",
+        );
+        sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+        sql.push(") AND o.expected_close_date >= ");
+        sql.bind::<diesel::sql_types::Date, _>(*from);
+        sql.push(" AND o.expected_close_date < ");
+        sql.bind::<diesel::sql_types::Date, _>(*to);
+        sql.scope("o", scope);
+        sql.eq_opt::<SqlUuid, _>("o.owner_id", owner_id)
+            .eq_opt::<SqlUuid, _>("o.team_id", team_id);
+    }
+    sql.push(") x GROUP BY x.stage_id HAVING sum(x.n) > 0");
+    sql.into_query().load(conn)
+}
+
+/// The first `per_stage + 1` cards of every listed stage, in board order.
+pub fn board_cards(
+    conn: &mut PgConnection,
+    stage_ids: &[Uuid],
+    scope: &ScopeFilter,
+    filter: &OpportunityFilter,
+    per_stage: i64,
+) -> QueryResult<Vec<OpportunityRow>> {
+    let mut sql = Sql::new("SELECT c.* FROM unnest(");
+    sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+    sql.push(") AS s(id) CROSS JOIN LATERAL (SELECT o.* FROM opportunities o WHERE o.stage_id = s.id AND o.deleted_at IS NULL");
+    sql.scope("o", scope);
+    push_filter(&mut sql, filter);
+    sql.push(" ORDER BY o.updated_at DESC, o.id DESC LIMIT ");
+    sql.bind::<BigInt, _>(per_stage + 1);
+    sql.push(") c");
+    sql.into_query().load(conn)
+}
+
+/// Deal count and amount per status for one account, in scope.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct StatusTotals {
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    #[diesel(sql_type = Numeric)]
+    pub amount: Decimal,
+}
+
+pub fn account_totals(
+    conn: &mut PgConnection,
+    scope: &ScopeFilter,
+    account_id: Uuid,
+) -> QueryResult<Vec<StatusTotals>> {
+    let mut sql = Sql::new(
+        "SELECT o.status, count(*)::bigint AS count, coalesce(sum(o.amount), 0)::numeric AS amount \
+         FROM opportunities o WHERE o.deleted_at IS NULL AND o.account_id = ",
+    );
+    sql.bind::<SqlUuid, _>(account_id);
+    sql.scope("o", scope);
+    sql.push(" GROUP BY o.status");
+    sql.into_query().load(conn)
+}
+
+/// Board totals from the trigger-maintained rollup (no scan of the deals). Valid when
+/// the only filters are the caller's scope, owner and team.
+pub fn board_totals_rollup(
+    conn: &mut PgConnection,
+    stage_ids: &[Uuid],
+    scope: &ScopeFilter,
+    owner_id: Option<Uuid>,
+    team_id: Option<Uuid>,
+) -> QueryResult<Vec<StageTotals>> {
+    let mut sql = Sql::new(
+        "SELECT t.stage_id, sum(t.deals)::bigint AS count, sum(t.amount)::numeric AS amount, \
+         round(sum(t.amount_x_prob) / 100, 2)::numeric AS weighted \
+         FROM opportunity_stage_totals t WHERE t.stage_id = ANY(",
+    );
+    sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+    sql.push(")");
+    sql.scope("t", scope);
+    sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
+        .eq_opt::<SqlUuid, _>("t.team_id", team_id);
+    sql.push(" GROUP BY t.stage_id HAVING sum(t.deals) > 0");
+    sql.into_query().load(conn)
+}

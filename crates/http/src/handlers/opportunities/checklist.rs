@@ -1,0 +1,128 @@
+//! The stage checklist of a deal.
+
+use super::*;
+
+pub(super) fn build_checklist(c: &mut PgConnection, row: &OpportunityRow) -> ApiResult<Checklist> {
+    let stages = pipelines::stages_of(c, &[row.pipeline_id], false)?;
+    let state = opps::checklist(c, row.id)?;
+    let attached = opps::output_codes(c, row.id)?;
+    let stages = stages
+        .into_iter()
+        .filter(|s| s.kind != "lost")
+        .map(|s| {
+            let st = Stage::from(s);
+            let tasks = st
+                .key_tasks
+                .iter()
+                .map(|t: &StageItem| {
+                    let entry = state.iter().find(|r| r.stage_id == st.id && r.task_code == t.code);
+                    ChecklistItem {
+                        code: t.code.clone(),
+                        title: t.title.clone(),
+                        done: entry.is_some_and(|e| e.done),
+                        changed_by: entry.and_then(|e| e.changed_by),
+                        changed_at: entry.map(|e| e.changed_at),
+                    }
+                })
+                .collect();
+            let outputs = st
+                .required_outputs
+                .iter()
+                .map(|o| OutputStatus {
+                    code: o.code.clone(),
+                    title: o.title.clone(),
+                    attached: attached.contains(&o.code),
+                })
+                .collect();
+            ChecklistStage {
+                stage_id: st.id,
+                stage_code: st.code,
+                stage_name: st.name,
+                tasks,
+                outputs,
+            }
+        })
+        .collect();
+    Ok(Checklist { stages })
+}
+
+/// The key-task checklist of every stage, with who did what when, and which required
+/// outputs are attached.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id")),
+    responses((status = 200, description = "Checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/checklist")]
+pub async fn get_checklist(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let list = state
+        .db
+        .run(move |c| {
+            let row =
+                opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            build_checklist(c, &row)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Mark a key task of a stage done or undone.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("stage_id" = Uuid, Path, description = "Stage id"),
+        ("task_code" = String, Path, description = "Key task code")),
+    request_body = SetTask,
+    responses((status = 200, description = "The updated checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[put("/opportunities/{id}/checklist/{stage_id}/{task_code}")]
+pub async fn set_checklist_task(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<(Uuid, Uuid, String)>,
+    body: ValidJson<SetTask>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    let (id, stage_id, task) = path.into_inner();
+    let done = body.value?.done;
+    let writer = auth.clone();
+    let list = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let row = opps::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
+                let stage = pipelines::find_stage(c, stage_id)?
+                    .filter(|s| s.pipeline_id == row.pipeline_id)
+                    .ok_or_else(|| ApiError::not_found("stage"))?;
+                let st = Stage::from(stage.clone());
+                if !st.key_tasks.iter().any(|t| t.code == task) {
+                    return Err(ApiError::not_found("key task"));
+                }
+                let (before, _) = opps::set_task_done(c, id, stage_id, &task, done, writer.user_id)?;
+                if before != Some(done) {
+                    let mut changes = serde_json::Map::new();
+                    changes.insert(
+                        format!("checklist.{}.{}", stage.code, task),
+                        json!({"before": before.unwrap_or(false), "after": done}),
+                    );
+                    audit::record(
+                        c,
+                        &writer.actor(),
+                        RES,
+                        id,
+                        "checklist_updated",
+                        changes,
+                        json!({"opportunity_id": id, "stage": stage.code, "task": task, "done": done}),
+                    )?;
+                }
+                build_checklist(c, &row)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}

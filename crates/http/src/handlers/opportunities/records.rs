@@ -1,0 +1,420 @@
+//! Deal records: list, export, create, read, update, delete, restore, history.
+
+use super::*;
+
+/// List deals in the caller's scope (keyset; `updated_since` for sync).
+#[utoipa::path(
+    tag = "opportunities",
+    params(OpportunityListQuery),
+    responses((status = 200, description = "A page of deals", body = SyncPage<Opportunity>), BadRequest, Unauthorized, Forbidden),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities")]
+pub async fn list_opportunities(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: ListQuery<OpportunityListQuery>,
+) -> ApiResult<HttpResponse> {
+    let (filter, params) = list_filter(q);
+    listing::list(&state, &auth, filter, params).await
+}
+
+/// The typed filter and the shared list parameters of a list or export query.
+pub(super) fn list_filter(q: ListQuery<OpportunityListQuery>) -> (OpportunityFilter, listing::Params) {
+    let ListQuery { query: q, custom, keys } = q;
+    let params = listing::Params {
+        since: q.updated_since,
+        keys,
+        sort: q.sort,
+        cursor: q.cursor,
+        limit: q.limit,
+        custom,
+    };
+    let filter = OpportunityFilter {
+        pipeline_id: q.pipeline_id,
+        stage_id: q.stage_id,
+        status: q.status.map(|s| s.as_str().to_owned()),
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        account_id: q.account_id,
+        amount_gte: q.amount_gte,
+        amount_lte: q.amount_lte,
+        close_after: q.close_after,
+        close_before: q.close_before,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        updated_after: q.updated_after,
+        updated_before: q.updated_before,
+        stalled: q.stalled,
+        q: q.q,
+        custom: Vec::new(),
+        search: Default::default(),
+    };
+    (filter, params)
+}
+
+crate::impl_listing!(OpportunityFilter, Opportunity, RES, "o", opps, |c, rows| with_contacts(
+    c, rows
+)?);
+
+/// Export opportunities as CSV: every record the list with the same filters and sort returns.
+///
+/// Needs `opportunities:export`. UTF-8 with a BOM; one column per field the caller may see
+/// (masked fields masked), custom fields as `custom.<key>`; `header=zh|en` puts labels
+/// in the heading row. `cursor` and `limit` do not apply; more matching records than
+/// `CRM_EXPORT_MAX_ROWS` (default 100,000) answer 422 `export_too_large`. Recorded in
+/// the audit trail and as the
+/// `opportunity.exported` event.
+#[utoipa::path(
+    tag = "opportunities",
+    params(OpportunityListQuery, ExportOptions),
+    responses(
+        (status = 200, description = "CSV document", content_type = "text/csv", body = String,
+            headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
+        BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/export")]
+pub async fn export_opportunities(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: ExportQuery<OpportunityListQuery>,
+) -> ApiResult<HttpResponse> {
+    let (filter, params) = list_filter(q.list);
+    listing::export(&state, &auth, filter, params, q.options, q.raw).await
+}
+
+/// Create a deal in a pipeline (default pipeline, first stage unless given; a later
+/// stage must meet its entry criteria).
+#[utoipa::path(
+    tag = "opportunities",
+    params(CreateQuery, ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateOpportunity,
+    responses(
+        (status = 201, description = "Created", body = Opportunity, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/opportunities")]
+pub async fn create_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateOpportunity>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Create)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
+    let dto = body.value?;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &dto.name);
+    let amount = check_amount(&mut errs, "amount", dto.amount);
+    let currency = check_currency(&mut errs, dto.currency.as_deref().unwrap_or("CNY"));
+    let next_step = errs.text(dto.next_step);
+    let competitors = clean_list(dto.competitors);
+    errs.into_result()?;
+    let ctx = auth.ctx(&state.clock);
+    let principal = auth.principal.clone();
+    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+        let row = opportunities::create(
+            c,
+            &ctx,
+            opportunities::NewDeal {
+                name,
+                account_id: dto.account_id,
+                primary_contact_id: dto.primary_contact_id,
+                contacts: links_of(&dto.contacts),
+                pipeline_id: dto.pipeline_id,
+                stage_id: dto.stage_id,
+                amount,
+                currency,
+                expected_close_date: dto.expected_close_date,
+                probability: dto.probability,
+                owner_id: dto.owner_id.unwrap_or(ctx.user_id()),
+                source_lead_id: None,
+                competitors,
+                next_step,
+                custom: dto.custom,
+            },
+        )?;
+        let o = one(c, row)?;
+        let shaper = Shaper::new(&principal, RES, cache.get(c, RES)?);
+        Outcome::created(&shaper.one(&o), format!("/api/v1/opportunities/{}", o.id))
+    })
+    .await
+}
+
+/// Get one deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id")),
+    responses((status = 200, description = "The deal", body = Opportunity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}")]
+pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Read)?;
+    let id = id.into_inner();
+    let principal = auth.principal.clone();
+    let cache = state.fields.clone();
+    let (shaper, o) = state
+        .db
+        .run(move |c| {
+            let row =
+                opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
+            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), one(c, row)?))
+        })
+        .await?;
+    let v = o.version;
+    Ok(shaper.respond(&o, v))
+}
+
+/// Update a deal (partial, `If-Match` required). Stage and status only change through
+/// `POST /opportunities/{id}/stage`.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateOpportunity,
+    responses(
+        (status = 200, description = "Updated", body = Opportunity, headers(("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, PreconditionRequired
+    ),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[patch("/opportunities/{id}")]
+pub async fn update_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateOpportunity>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Update)?;
+    custom::guard_write(&auth.principal, RES, &body.raw)?;
+    let cache = state.fields.clone();
+    let id = id.into_inner();
+    let dto = body.value?;
+    let mut errs = Errors::default();
+    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
+    let amount = dto.amount.map(|a| check_amount(&mut errs, "amount", a));
+    let currency = dto.currency.as_deref().map(|c| check_currency(&mut errs, c));
+    let next_step = patch(dto.next_step, |v| errs.text(v));
+    errs.into_result()?;
+    let mut ch = OpportunityChanges {
+        name,
+        account_id: dto.account_id,
+        primary_contact_id: dto.primary_contact_id,
+        amount,
+        currency,
+        expected_close_date: dto.expected_close_date,
+        probability: dto.probability,
+        owner_id: dto.owner_id,
+        team_id: None,
+        competitors: dto.competitors.map(clean_list),
+        next_step,
+        custom: None,
+    };
+    let contacts_in = dto.contacts;
+    let custom_in = dto.custom;
+    let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
+    let o = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before_row = opps::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
+                if_match.0.check(before_row.version)?;
+                if ch.probability.is_some_and(|p| p != before_row.probability) && before_row.status != "open" {
+                    return Err(ApiError::field(
+                        "probability",
+                        "closed_deal",
+                        "a won or lost deal's probability follows its stage",
+                    ));
+                }
+                let before = one(c, before_row.clone())?;
+                let defs = cache.get(c, RES)?;
+                if custom_in.is_some()
+                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
+                {
+                    let amount = ch.amount.unwrap_or(before_row.amount);
+                    let probability = ch.probability.unwrap_or(before_row.probability);
+                    ch.custom = Some(crm_app::custom::apply(
+                        c,
+                        &writer.principal,
+                        crm_app::custom::CustomWrite {
+                            object: RES,
+                            defs: &defs,
+                            input: custom_in.as_ref(),
+                            existing: Some(&before_row.custom),
+                            record: &json!({"amount": amount, "probability": probability}),
+                        },
+                    )?);
+                    if let Some(keys) = &custom_in {
+                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
+                    }
+                }
+                if let Some(a) = ch.account_id.filter(|a| *a != before_row.account_id) {
+                    opportunities::check_account(c, &ctx, a)?;
+                }
+                let account = ch.account_id.unwrap_or(before_row.account_id);
+                let primary = ch.primary_contact_id.unwrap_or(before_row.primary_contact_id);
+                if let Some(p) = primary {
+                    if ch.primary_contact_id.is_some() || ch.account_id.is_some() {
+                        opportunities::check_primary(c, &ctx, p, account)?;
+                    }
+                }
+                if let Some(owner) = ch.owner_id.filter(|o| *o != before_row.owner_id) {
+                    writer.require(RES, Action::Assign)?;
+                    ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
+                }
+                let mut contacts_changed = false;
+                if let Some(list) = &contacts_in {
+                    let links = links_of(list);
+                    opportunities::check_contacts(c, &ctx, &links)?;
+                    let current: Vec<(Uuid, String)> = before
+                        .contacts
+                        .iter()
+                        .map(|d| (d.contact_id, d.role.as_str().to_owned()))
+                        .collect();
+                    let mut a = links.clone();
+                    a.sort();
+                    let mut b = current;
+                    b.sort();
+                    if a != b {
+                        opps::set_contacts(c, id, &links)?;
+                        contacts_changed = true;
+                    }
+                }
+                let cmp = before_row.clone();
+                let unchanged = prune_changes!(ch, cmp;
+                    name, account_id, primary_contact_id, amount, currency, expected_close_date, probability,
+                    owner_id, team_id, competitors, next_step, custom);
+                if unchanged && !contacts_changed {
+                    return Ok((before, defs));
+                }
+                let after_row = opps::update(c, id, &ch)?;
+                let after = one(c, after_row)?;
+                let (b, a) = (to_json(&before), to_json(&after));
+                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
+                Ok::<_, ApiError>((after, defs))
+            })
+        })
+        .await?;
+    let (o, defs) = o;
+    let v = o.version;
+    Ok(Shaper::new(&auth.principal, RES, defs).respond(&o, v))
+}
+
+/// Delete a deal (soft). `If-Match` is honoured when sent.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[delete("/opportunities/{id}")]
+pub async fn delete_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: OptionalIfMatch,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let before = opps::find(c, &scope, id, Liveness::Live, true)?
+                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
+                if let Some(m) = if_match.0 {
+                    m.check(before.version)?;
+                }
+                let row = opps::set_deleted(c, id, true)?;
+                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
+                audit::record(
+                    c,
+                    &writer.actor(),
+                    RES,
+                    id,
+                    "deleted",
+                    change.as_object().cloned().unwrap_or_default(),
+                    json!({"id": id}),
+                )?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a deleted deal.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    responses((status = 200, description = "Restored", body = Opportunity), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[post("/opportunities/{id}/restore")]
+pub async fn restore_opportunity(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(RES, Action::Delete)?;
+    let id = id.into_inner();
+    let writer = auth.clone();
+    let cache = state.fields.clone();
+    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
+        let before = opps::find(c, &scope, id, Liveness::Deleted, true)?
+            .ok_or_else(|| ApiError::not_found("deleted opportunity"))?;
+        if !accounts::exists_live(c, before.account_id)? {
+            return Err(ApiError::unprocessable(
+                "account_deleted",
+                "the deal's account is deleted; restore the account first",
+            ));
+        }
+        let row = opps::set_deleted(c, id, false)?;
+        let dto = one(c, row)?;
+        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
+        audit::record(
+            c,
+            &writer.actor(),
+            RES,
+            id,
+            "restored",
+            change.as_object().cloned().unwrap_or_default(),
+            to_json(&dto),
+        )?;
+        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
+    })
+    .await
+}
+
+/// Audit history of a deal (field-level changes), newest first.
+#[utoipa::path(
+    tag = "opportunities",
+    params(("id" = Uuid, Path, description = "Opportunity id"), HistoryQuery),
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound),
+    security(("bearer_auth" = []), ("api_key" = []))
+)]
+#[get("/opportunities/{id}/history")]
+pub async fn opportunity_history(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
+        Ok(opps::find(c, s, id, Liveness::Live, false)?.is_some())
+    })
+    .await
+}
