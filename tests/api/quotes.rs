@@ -167,6 +167,28 @@ async fn quote_totals_are_computed_by_the_server() {
             "lines[1].product_id"
         ]
     );
+    // Amounts that cannot be stored are refused, not overflowed: quantity x price
+    // beyond numeric(18, 2), and prices a million times the list price.
+    let r = app
+        .patch(
+            &format!("/api/v1/quotes/{id}"),
+            &rep,
+            1,
+            json!({"lines": [{"product_id": p["id"], "quantity": "999999999999", "unit_price": "9999999999999.00"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "lines[0].quantity", "{}", r.text);
+    let r = app
+        .patch(
+            &format!("/api/v1/quotes/{id}"),
+            &rep,
+            1,
+            json!({"lines": [{"product_id": p["id"], "quantity": "1", "unit_price": "10000000000.00"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "lines", "{}", r.text);
     let same = app.get(&format!("/api/v1/quotes/{id}"), &rep).await;
     assert_eq!(same.body["total"], "24358.00");
     assert_eq!(same.etag_version(), 1);

@@ -16,6 +16,7 @@ pub mod opportunities;
 pub mod owners;
 pub mod quotes;
 pub mod record;
+pub mod recycle;
 
 pub use clock::Clock;
 pub use context::{ActorKind, Ctx};

@@ -294,6 +294,7 @@ pub async fn export<L: Listing>(
     opts: ExportOptions,
     query: String,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let read = auth.require(L::RES, Action::Read)?;
     let allowed = auth.require(L::RES, Action::Export)?;
     let scope = auth.principal.filter(read.min(allowed));
@@ -378,7 +379,7 @@ pub async fn export<L: Listing>(
         })
         .await?;
     drop(slot);
-    let file = format!("{}-{}.csv", L::RES, Utc::now().format("%Y%m%d-%H%M%S"));
+    let file = format!("{}-{}.csv", L::RES, now.format("%Y%m%d-%H%M%S"));
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")))

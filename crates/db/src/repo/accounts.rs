@@ -309,8 +309,7 @@ pub fn update(conn: &mut PgConnection, id: Uuid, changes: &AccountChanges) -> Qu
 
 /// Soft-deletes an account and its live contacts with one shared timestamp, so that a
 /// restore brings back exactly those contacts. Returns (account, contact ids deleted).
-pub fn soft_delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<(AccountRow, Vec<Uuid>)> {
-    let now = Utc::now();
+pub fn soft_delete(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<(AccountRow, Vec<Uuid>)> {
     let row = diesel::update(accounts::table.find(id))
         .set((
             accounts::deleted_at.eq(Some(now)),

@@ -152,17 +152,6 @@ pub fn update(conn: &mut PgConnection, id: Uuid, changes: &ActivityChanges) -> Q
         .get_result(conn)
 }
 
-pub fn set_deleted(conn: &mut PgConnection, id: Uuid) -> QueryResult<ActivityRow> {
-    diesel::update(activities::table.find(id))
-        .set((
-            activities::deleted_at.eq(Some(Utc::now())),
-            activities::version.eq(activities::version + 1),
-            activities::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(ActivityRow::as_returning())
-        .get_result(conn)
-}
-
 /// Recent activities across an account, its contacts and its deals, newest first.
 pub fn recent_for_account(
     conn: &mut PgConnection,

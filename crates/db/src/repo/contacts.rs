@@ -252,15 +252,3 @@ pub fn update(conn: &mut PgConnection, id: Uuid, changes: &ContactChanges) -> Qu
         .returning(ContactRow::as_returning())
         .get_result(conn)
 }
-
-pub fn set_deleted(conn: &mut PgConnection, id: Uuid, deleted: bool) -> QueryResult<ContactRow> {
-    let at = if deleted { Some(Utc::now()) } else { None };
-    diesel::update(contacts::table.find(id))
-        .set((
-            contacts::deleted_at.eq(at),
-            contacts::version.eq(contacts::version + 1),
-            contacts::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(ContactRow::as_returning())
-        .get_result(conn)
-}

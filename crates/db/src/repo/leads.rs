@@ -302,18 +302,6 @@ pub fn update(conn: &mut PgConnection, id: Uuid, changes: &LeadChanges) -> Query
         .get_result(conn)
 }
 
-pub fn set_deleted(conn: &mut PgConnection, id: Uuid, deleted: bool) -> QueryResult<LeadRow> {
-    let at = if deleted { Some(Utc::now()) } else { None };
-    diesel::update(leads::table.find(id))
-        .set((
-            leads::deleted_at.eq(at),
-            leads::version.eq(leads::version + 1),
-            leads::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(LeadRow::as_returning())
-        .get_result(conn)
-}
-
 /// Records the first response to a lead (the first activity logged on it): sets
 /// `first_response_at` once and moves new/assigned leads to contacted. Returns the
 /// lead before and after when it changed.

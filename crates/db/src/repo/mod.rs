@@ -17,6 +17,7 @@ pub mod pipelines;
 pub mod products;
 pub mod quotes;
 pub mod roles;
+pub mod soft_delete;
 pub mod tasks;
 pub mod teams;
 pub mod timeline;

@@ -262,18 +262,6 @@ pub fn update(conn: &mut PgConnection, id: Uuid, changes: &OpportunityChanges) -
         .get_result(conn)
 }
 
-pub fn set_deleted(conn: &mut PgConnection, id: Uuid, deleted: bool) -> QueryResult<OpportunityRow> {
-    let at = if deleted { Some(Utc::now()) } else { None };
-    diesel::update(opportunities::table.find(id))
-        .set((
-            opportunities::deleted_at.eq(at),
-            opportunities::version.eq(opportunities::version + 1),
-            opportunities::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(OpportunityRow::as_returning())
-        .get_result(conn)
-}
-
 /// A stage move as decided by the caller.
 #[derive(Debug, Clone)]
 pub struct StageMove {
@@ -473,14 +461,14 @@ pub fn insert_output(conn: &mut PgConnection, new: &NewOutput) -> QueryResult<Ou
 }
 
 /// Soft-deletes an output of a deal; false when there was none.
-pub fn delete_output(conn: &mut PgConnection, id: Uuid, output_id: Uuid) -> QueryResult<bool> {
+pub fn delete_output(conn: &mut PgConnection, id: Uuid, output_id: Uuid, at: DateTime<Utc>) -> QueryResult<bool> {
     let n = diesel::update(
         opportunity_outputs::table
             .filter(opportunity_outputs::id.eq(output_id))
             .filter(opportunity_outputs::opportunity_id.eq(id))
             .filter(opportunity_outputs::deleted_at.is_null()),
     )
-    .set(opportunity_outputs::deleted_at.eq(Some(Utc::now())))
+    .set(opportunity_outputs::deleted_at.eq(Some(at)))
     .execute(conn)?;
     Ok(n == 1)
 }

@@ -247,17 +247,6 @@ pub fn set_valid_until(conn: &mut PgConnection, id: Uuid, d: NaiveDate) -> Query
     Ok(())
 }
 
-pub fn set_deleted(conn: &mut PgConnection, id: Uuid) -> QueryResult<QuoteRow> {
-    diesel::update(quotes::table.find(id))
-        .set((
-            quotes::deleted_at.eq(Some(Utc::now())),
-            quotes::version.eq(quotes::version + 1),
-            quotes::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(QuoteRow::as_returning())
-        .get_result(conn)
-}
-
 /// Statuses of a deal's live quotes.
 pub fn statuses_of(conn: &mut PgConnection, opportunity_id: Uuid) -> QueryResult<Vec<String>> {
     quotes::table

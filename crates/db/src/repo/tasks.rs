@@ -158,17 +158,6 @@ pub fn update(conn: &mut PgConnection, id: Uuid, changes: &TaskChanges) -> Query
         .get_result(conn)
 }
 
-pub fn set_deleted(conn: &mut PgConnection, id: Uuid) -> QueryResult<TaskRow> {
-    diesel::update(tasks::table.find(id))
-        .set((
-            tasks::deleted_at.eq(Some(Utc::now())),
-            tasks::version.eq(tasks::version + 1),
-            tasks::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(TaskRow::as_returning())
-        .get_result(conn)
-}
-
 /// Open tasks tied to an account, its contacts or its deals (for the 360 view).
 pub fn open_for_account(
     conn: &mut PgConnection,

@@ -374,9 +374,10 @@ pub struct StageVisit {
     pub reason: Option<String>,
 }
 
-impl From<StageVisitRow> for StageVisit {
-    fn from(r: StageVisitRow) -> Self {
-        let end = r.left_at.unwrap_or_else(Utc::now);
+impl StageVisit {
+    /// A visit as of `now` (an open visit's dwell runs to now).
+    pub fn at(r: StageVisitRow, now: DateTime<Utc>) -> Self {
+        let end = r.left_at.unwrap_or(now);
         StageVisit {
             id: r.id,
             from_stage_id: r.from_stage_id,

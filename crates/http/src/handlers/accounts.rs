@@ -386,6 +386,7 @@ pub async fn delete_account(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let scope = auth.filter(RES, Action::Delete)?;
     let id = id.into_inner();
     let writer = auth.clone();
@@ -398,7 +399,7 @@ pub async fn delete_account(
                 if let Some(m) = if_match.0 {
                     m.check(before.version)?;
                 }
-                let (row, contact_ids) = accounts::soft_delete(c, id)?;
+                let (row, contact_ids) = accounts::soft_delete(c, id, now)?;
                 let actor = writer.actor();
                 let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
                 let changes = change.as_object().cloned().unwrap_or_default();

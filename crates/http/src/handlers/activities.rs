@@ -10,7 +10,6 @@ use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
 use crm_domain::diff;
 use diesel::prelude::*;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
@@ -175,7 +174,7 @@ pub async fn create_activity(
             }
         }
         let row = acts::insert(c, &new)?;
-        let at = row.occurred_at.min(Utc::now());
+        let at = row.occurred_at.min(now);
         if let Some(id) = row.account_id {
             opps::touch_activity(c, "accounts", id, at)?;
         }
@@ -296,34 +295,7 @@ pub async fn delete_activity(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(ACT, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before =
-                    acts::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("activity"))?;
-                if let Some(m) = if_match.0 {
-                    m.check(before.version)?;
-                }
-                let row = acts::set_deleted(c, id)?;
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    ACT,
-                    id,
-                    "deleted",
-                    change.as_object().cloned().unwrap_or_default(),
-                    json!({"id": id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    super::delete_record::<acts::ActivityRow>(&state, &auth, "activity", id.into_inner(), if_match, super::always).await
 }
 
 fn task_filter(q: &TaskListQuery) -> TaskFilter {
@@ -407,7 +379,7 @@ pub async fn my_tasks(state: web::Data<AppState>, auth: Auth, q: web::Query<MyTa
     auth.require(TASK, Action::Read)?;
     let q = q.into_inner();
     let offset = parse_offset(q.utc_offset.as_deref())?;
-    let now = Utc::now();
+    let now = state.clock.now();
     let local_midnight = now
         .with_timezone(&offset)
         .date_naive()
@@ -546,6 +518,7 @@ pub async fn update_task(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateTask>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let scope = auth.filter(TASK, Action::Update)?;
     let id = id.into_inner();
     let dto = body.value?;
@@ -582,7 +555,7 @@ pub async fn update_task(
                     ch.team_id = Some(resolve_owner(c, &writer, TASK, owner)?);
                 }
                 if let Some(s) = ch.status.as_deref().filter(|s| *s != before.status) {
-                    ch.completed_at = Some(if s == "done" { Some(Utc::now()) } else { None });
+                    ch.completed_at = Some(if s == "done" { Some(now) } else { None });
                 }
                 let cmp = before.clone();
                 if prune_changes!(ch, cmp; title, description, due_at, reminder_at, priority, owner_id, team_id, status, completed_at) {
@@ -616,32 +589,5 @@ pub async fn delete_task(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(TASK, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before =
-                    tasks::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("task"))?;
-                if let Some(m) = if_match.0 {
-                    m.check(before.version)?;
-                }
-                let row = tasks::set_deleted(c, id)?;
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    TASK,
-                    id,
-                    "deleted",
-                    change.as_object().cloned().unwrap_or_default(),
-                    json!({"id": id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    super::delete_record::<tasks::TaskRow>(&state, &auth, "task", id.into_inner(), if_match, super::always).await
 }

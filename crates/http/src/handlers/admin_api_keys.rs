@@ -1,7 +1,6 @@
 //! `/api/v1/admin/api-keys`: keys for integrations (DingTalk, WeCom, finance software).
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use crm_db::repo::{api_keys, audit, roles, users};
 use crm_domain::access::Action;
 use crm_domain::{diff, secrets};
@@ -64,11 +63,12 @@ pub async fn create_api_key(
     key: IdempotencyKey,
     body: ValidJson<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     auth.require(RES, Action::Admin)?;
     let dto = body.value?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", &dto.name);
-    if dto.expires_at.is_some_and(|e| e <= Utc::now()) {
+    if dto.expires_at.is_some_and(|e| e <= now) {
         errs.add("expires_at", "out_of_range", "must be in the future");
     }
     errs.into_result()?;

@@ -180,7 +180,7 @@ pub async fn create_contact(
         created_by: Some(auth.user_id),
     };
     if let Some(b) = new.birthday {
-        if b > chrono::Utc::now().date_naive() {
+        if b > state.clock.today() {
             errs.add("birthday", "out_of_range", "must not be in the future");
         }
     }
@@ -288,7 +288,7 @@ pub async fn update_contact(
     let mut errs = Errors::default();
     let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
     if let Some(Some(b)) = dto.birthday {
-        if b > chrono::Utc::now().date_naive() {
+        if b > state.clock.today() {
             errs.add("birthday", "out_of_range", "must not be in the future");
         }
     }
@@ -384,34 +384,20 @@ pub async fn delete_contact(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = contacts::find(c, &scope, id, Liveness::Live, true)?
-                    .ok_or_else(|| ApiError::not_found("contact"))?;
-                if let Some(m) = if_match.0 {
-                    m.check(before.version)?;
-                }
-                let row = contacts::set_deleted(c, id, true)?;
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    id,
-                    "deleted",
-                    change.as_object().cloned().unwrap_or_default(),
-                    json!({"id": id, "account_id": row.account_id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    super::delete_record::<contacts::ContactRow>(&state, &auth, "contact", id.into_inner(), if_match, super::always)
+        .await
+}
+
+/// A record comes back only under a live account.
+fn account_live(c: &mut PgConnection, row: &contacts::ContactRow) -> crm_app::AppResult<()> {
+    if accounts::exists_live(c, row.account_id)? {
+        Ok(())
+    } else {
+        Err(crm_app::AppError::rule(
+            "account_deleted",
+            "the contact's account is deleted; restore the account first",
+        ))
+    }
 }
 
 /// Restore a deleted contact (its account must be live).
@@ -433,33 +419,19 @@ pub async fn restore_contact(
     key: IdempotencyKey,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
     let cache = state.fields.clone();
-    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
-        let before = contacts::find(c, &scope, id, Liveness::Deleted, true)?
-            .ok_or_else(|| ApiError::not_found("deleted contact"))?;
-        if !accounts::exists_live(c, before.account_id)? {
-            return Err(ApiError::unprocessable(
-                "account_deleted",
-                "the contact's account is deleted; restore the account first",
-            ));
-        }
-        let row = contacts::set_deleted(c, id, false)?;
-        let dto = Contact::from(row);
-        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
-        audit::record(
-            c,
-            &writer.actor(),
-            RES,
-            id,
-            "restored",
-            change.as_object().cloned().unwrap_or_default(),
-            to_json(&dto),
-        )?;
-        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
-    })
+    super::restore_record(
+        &state,
+        &auth,
+        key,
+        &req,
+        "deleted contact",
+        id.into_inner(),
+        account_live,
+        move |c, w, row: contacts::ContactRow| {
+            Ok(Shaper::new(&w.principal, RES, cache.get(c, RES)?).one(&Contact::from(row)))
+        },
+    )
     .await
 }
 

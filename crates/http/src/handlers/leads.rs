@@ -1,7 +1,6 @@
 //! `/api/v1/leads`: capture, assignment, response tracking, qualification, conversion.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use crm_db::repo::accounts::{self, Liveness, NewAccount};
 use crm_db::repo::audit;
 use crm_db::repo::contacts::{self, NewContact};
@@ -157,6 +156,7 @@ pub async fn create_lead(
     key: IdempotencyKey,
     body: ValidJson<CreateLead>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     auth.require(RES, Action::Create)?;
     custom::guard_write(&auth.principal, RES, &body.raw)?;
     let cache = state.fields.clone();
@@ -185,7 +185,7 @@ pub async fn create_lead(
         owner_id: dto.owner_id.unwrap_or(auth.user_id),
         team_id: None,
         status: if assigned { "assigned" } else { "new" }.into(),
-        assigned_at: if assigned { Some(Utc::now()) } else { None },
+        assigned_at: if assigned { Some(now) } else { None },
         custom: json!({}),
         created_by: Some(auth.user_id),
     };
@@ -431,34 +431,7 @@ pub async fn delete_lead(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before =
-                    leads::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("lead"))?;
-                if let Some(m) = if_match.0 {
-                    m.check(before.version)?;
-                }
-                let row = leads::set_deleted(c, id, true)?;
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    id,
-                    "deleted",
-                    change.as_object().cloned().unwrap_or_default(),
-                    json!({"id": id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    super::delete_record::<leads::LeadRow>(&state, &auth, "lead", id.into_inner(), if_match, super::always).await
 }
 
 /// Restore a deleted lead.
@@ -476,27 +449,17 @@ pub async fn restore_lead(
     key: IdempotencyKey,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
     let cache = state.fields.clone();
-    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
-        let before =
-            leads::find(c, &scope, id, Liveness::Deleted, true)?.ok_or_else(|| ApiError::not_found("deleted lead"))?;
-        let row = leads::set_deleted(c, id, false)?;
-        let dto = Lead::from(row);
-        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
-        audit::record(
-            c,
-            &writer.actor(),
-            RES,
-            id,
-            "restored",
-            change.as_object().cloned().unwrap_or_default(),
-            to_json(&dto),
-        )?;
-        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
-    })
+    super::restore_record(
+        &state,
+        &auth,
+        key,
+        &req,
+        "deleted lead",
+        id.into_inner(),
+        super::always,
+        move |c, w, row: leads::LeadRow| Ok(Shaper::new(&w.principal, RES, cache.get(c, RES)?).one(&Lead::from(row))),
+    )
     .await
 }
 
@@ -538,6 +501,7 @@ pub async fn assign_leads(
     key: IdempotencyKey,
     body: ValidJson<AssignLeads>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let scope = auth.filter(RES, Action::Assign)?;
     let dto = body.value?;
     let cache = state.fields.clone();
@@ -561,7 +525,6 @@ pub async fn assign_leads(
         if dto.owner_id == writer.user_id {
             writer.require(RES, Action::Assign)?;
         }
-        let now = Utc::now();
         let mut out = Vec::with_capacity(rows.len());
         for before in rows {
             let reopen = matches!(before.status.as_str(), "new" | "disqualified");
@@ -604,6 +567,7 @@ pub async fn convert_lead(
     id: web::Path<Uuid>,
     body: ValidJson<ConvertLead>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let scope = auth.filter(RES, Action::Update)?;
     let id = id.into_inner();
     let dto = body.value?;
@@ -673,7 +637,7 @@ pub async fn convert_lead(
         };
         let ch = LeadChanges {
             status: Some("converted".into()),
-            converted_at: Some(Some(Utc::now())),
+            converted_at: Some(Some(now)),
             converted_account_id: Some(Some(account_id)),
             converted_contact_id: Some(Some(contact_id)),
             converted_opportunity_id: Some(opportunity_id),

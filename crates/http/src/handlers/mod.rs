@@ -28,7 +28,7 @@ use actix_web::HttpResponse;
 use base64::Engine as _;
 use crm_db::repo::users;
 use crm_domain::access::Action;
-use diesel::PgConnection;
+use diesel::{Connection, PgConnection};
 use serde::Serialize;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use uuid::Uuid;
@@ -129,6 +129,66 @@ where
         let row = find(c, &scope, id)?.ok_or_else(|| ApiError::not_found(what))?;
         let out = f(c, &writer, row)?;
         crate::idempotency::Outcome::ok(&crate::custom::shaped(&writer.principal, resource, &[], &out))
+    })
+    .await
+}
+
+/// No extra condition on deleting or restoring.
+pub fn always<R>(_: &mut PgConnection, _: &R) -> crm_app::AppResult<()> {
+    Ok(())
+}
+
+/// `DELETE /<object>/{id}`: moves the record to the recycle bin (the operation
+/// `crm_app::recycle::delete`) in the caller's delete scope; 204.
+pub async fn delete_record<R: crm_db::repo::soft_delete::SoftDelete>(
+    state: &crate::state::AppState,
+    auth: &Auth,
+    noun: &'static str,
+    id: Uuid,
+    if_match: crate::extract::OptionalIfMatch,
+    guard: fn(&mut PgConnection, &R) -> crm_app::AppResult<()>,
+) -> ApiResult<HttpResponse> {
+    let scope = auth.filter(R::TABLE, Action::Delete)?;
+    let ctx = auth.ctx(&state.clock);
+    let expected = match if_match.0 {
+        Some(crate::extract::IfMatch::Version(v)) => Some(v),
+        _ => None,
+    };
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                crm_app::recycle::delete::<R>(c, &ctx, &scope, id, expected, noun, guard)?;
+                Ok::<_, ApiError>(())
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /<object>/{id}/restore`: brings a deleted record back (the operation
+/// `crm_app::recycle::restore`), idempotently; `shape` answers with it as the caller
+/// may read it.
+pub async fn restore_record<R, F>(
+    state: &crate::state::AppState,
+    auth: &Auth,
+    key: crate::extract::IdempotencyKey,
+    req: &actix_web::HttpRequest,
+    noun: &'static str,
+    id: Uuid,
+    guard: fn(&mut PgConnection, &R) -> crm_app::AppResult<()>,
+    shape: F,
+) -> ApiResult<HttpResponse>
+where
+    R: crm_db::repo::soft_delete::SoftDelete,
+    F: FnOnce(&mut PgConnection, &Auth, R) -> ApiResult<serde_json::Value> + Send + 'static,
+{
+    let scope = auth.filter(R::TABLE, Action::Delete)?;
+    let ctx = auth.ctx(&state.clock);
+    let writer = auth.clone();
+    crate::idempotency::post(state, auth, key, req, b"", crate::idempotency::keep, move |c| {
+        let row = crm_app::recycle::restore::<R>(c, &ctx, &scope, id, noun, guard)?;
+        crate::idempotency::Outcome::ok(&shape(c, &writer, row)?)
     })
     .await
 }

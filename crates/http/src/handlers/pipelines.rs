@@ -455,6 +455,7 @@ pub async fn update_pipeline(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdatePipeline>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
     let dto = body.value?;
@@ -484,7 +485,7 @@ pub async fn update_pipeline(
                         .description
                         .map(|d| d.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())),
                     is_default: dto.is_default,
-                    archived_at: dto.archived.map(|a| if a { Some(chrono::Utc::now()) } else { None }),
+                    archived_at: dto.archived.map(|a| if a { Some(now) } else { None }),
                 };
                 pipelines::update(c, id, &changes)?;
                 let after = load(c, id, true)?;
@@ -636,6 +637,7 @@ pub async fn update_stage(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateStage>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
     let dto = body.value?;
@@ -711,7 +713,7 @@ pub async fn update_stage(
                         .as_ref()
                         .map(|v| serde_json::to_value(v).unwrap_or_default()),
                     stalled_after_days: dto.stalled_after_days,
-                    archived_at: dto.archived.map(|a| if a { Some(chrono::Utc::now()) } else { None }),
+                    archived_at: dto.archived.map(|a| if a { Some(now) } else { None }),
                 };
                 pipelines::update_stage(c, id, &changes)?;
                 if dto.archived.is_some() {

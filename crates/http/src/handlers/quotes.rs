@@ -209,6 +209,15 @@ fn price_lines(
             "the quote's total exceeds the largest amount (9999999999999999.99)",
         ));
     }
+    // The effective discount is stored as numeric(7, 2): prices more than a thousand
+    // times the list price (a "discount" below -99999.99%) are refused, not stored.
+    if t.effective_discount_pct <= Decimal::from(-100_000) {
+        return Err(ApiError::field(
+            "lines",
+            "out_of_range",
+            "the quoted prices are more than 1,000 times the list prices",
+        ));
+    }
     for (row, a) in rows.iter_mut().zip(amounts) {
         row.list_amount = a.list_amount;
         row.net_amount = a.net_amount;
@@ -571,37 +580,24 @@ pub async fn update_quote(
 )]
 #[delete("/quotes/{id}")]
 pub async fn delete_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before =
-                    quotes::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("quote"))?;
-                if before.status != "draft" && before.status != "rejected" {
-                    return Err(ApiError::conflict(
-                        "not_draft",
-                        "only draft or rejected quotes can be deleted",
-                    ));
-                }
-                let row = quotes::set_deleted(c, id)?;
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    id,
-                    "deleted",
-                    change.as_object().cloned().unwrap_or_default(),
-                    json!({"id": id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    super::delete_record::<quotes::QuoteRow>(
+        &state,
+        &auth,
+        "quote",
+        id.into_inner(),
+        crate::extract::OptionalIfMatch(None),
+        |_, q| {
+            if q.status == "draft" || q.status == "rejected" {
+                Ok(())
+            } else {
+                Err(crm_app::AppError::conflict(
+                    "not_draft",
+                    "only draft or rejected quotes can be deleted",
+                ))
+            }
+        },
+    )
+    .await
 }
 
 /// Runs a quote action on the quote locked in the caller's update scope.

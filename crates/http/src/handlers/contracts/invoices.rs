@@ -72,6 +72,7 @@ pub async fn create_invoice(
     key: IdempotencyKey,
     body: ValidJson<CreateInvoice>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     auth.require(PAY, Action::Create)?;
     let dto = body.value?;
     let mut errs = Errors::default();
@@ -137,7 +138,7 @@ pub async fn create_invoice(
                 owner_id: k.owner_id,
                 team_id: k.team_id,
                 created_by: Some(writer.user_id),
-                created_at: chrono::Utc::now(),
+                created_at: now,
                 version: 1,
             },
         )?;

@@ -144,6 +144,7 @@ pub async fn create_payment(
     key: IdempotencyKey,
     body: ValidJson<CreatePayment>,
 ) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let clock = state.clock.clone();
     auth.require(PAY, Action::Create)?;
     let dto = body.value?;
@@ -218,7 +219,7 @@ pub async fn create_payment(
                 owner_id: k.owner_id,
                 team_id: k.team_id,
                 created_by: Some(writer.user_id),
-                created_at: chrono::Utc::now(),
+                created_at: now,
                 version: 1,
                 prepayment,
             },

@@ -479,6 +479,7 @@ pub(super) async fn set_archived(
     key: String,
     archived: bool,
 ) -> ApiResult<FieldDefRow> {
+    let now = state.clock.now();
     let writer = auth.clone();
     let row = state
         .db
@@ -488,7 +489,7 @@ pub(super) async fn set_archived(
                 if before.archived_at.is_some() == archived {
                     return Ok(before);
                 }
-                let at = if archived { Some(chrono::Utc::now()) } else { None };
+                let at = if archived { Some(now) } else { None };
                 let after = fields::update(
                     c,
                     before.id,

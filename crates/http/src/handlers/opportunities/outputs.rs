@@ -117,12 +117,13 @@ pub async fn delete_output(
     let scope = auth.filter(RES, Action::Update)?;
     let (id, output_id) = path.into_inner();
     let writer = auth.clone();
+    let now = state.clock.now();
     state
         .db
         .run(move |c| {
             c.transaction(|c| {
                 opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
-                if !opps::delete_output(c, id, output_id)? {
+                if !opps::delete_output(c, id, output_id, now)? {
                     return Err(ApiError::not_found("output"));
                 }
                 let mut changes = serde_json::Map::new();

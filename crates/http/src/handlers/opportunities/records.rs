@@ -324,34 +324,27 @@ pub async fn delete_opportunity(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = opps::find(c, &scope, id, Liveness::Live, true)?
-                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
-                if let Some(m) = if_match.0 {
-                    m.check(before.version)?;
-                }
-                let row = opps::set_deleted(c, id, true)?;
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    id,
-                    "deleted",
-                    change.as_object().cloned().unwrap_or_default(),
-                    json!({"id": id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
-    Ok(HttpResponse::NoContent().finish())
+    crate::handlers::delete_record::<OpportunityRow>(
+        &state,
+        &auth,
+        "opportunity",
+        id.into_inner(),
+        if_match,
+        crate::handlers::always,
+    )
+    .await
+}
+
+/// A record comes back only under a live account.
+fn account_live(c: &mut PgConnection, row: &OpportunityRow) -> crm_app::AppResult<()> {
+    if accounts::exists_live(c, row.account_id)? {
+        Ok(())
+    } else {
+        Err(crm_app::AppError::rule(
+            "account_deleted",
+            "the deal's account is deleted; restore the account first",
+        ))
+    }
 }
 
 /// Restore a deleted deal.
@@ -369,33 +362,17 @@ pub async fn restore_opportunity(
     key: IdempotencyKey,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
     let cache = state.fields.clone();
-    idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
-        let before = opps::find(c, &scope, id, Liveness::Deleted, true)?
-            .ok_or_else(|| ApiError::not_found("deleted opportunity"))?;
-        if !accounts::exists_live(c, before.account_id)? {
-            return Err(ApiError::unprocessable(
-                "account_deleted",
-                "the deal's account is deleted; restore the account first",
-            ));
-        }
-        let row = opps::set_deleted(c, id, false)?;
-        let dto = one(c, row)?;
-        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
-        audit::record(
-            c,
-            &writer.actor(),
-            RES,
-            id,
-            "restored",
-            change.as_object().cloned().unwrap_or_default(),
-            to_json(&dto),
-        )?;
-        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
-    })
+    crate::handlers::restore_record(
+        &state,
+        &auth,
+        key,
+        &req,
+        "deleted opportunity",
+        id.into_inner(),
+        account_live,
+        move |c, w, row: OpportunityRow| Ok(Shaper::new(&w.principal, RES, cache.get(c, RES)?).one(&one(c, row)?)),
+    )
     .await
 }
 

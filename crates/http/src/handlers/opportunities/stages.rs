@@ -62,6 +62,7 @@ pub async fn move_stage(
 )]
 #[get("/opportunities/{id}/stage-history")]
 pub async fn stage_history(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
     let scope = auth.filter(RES, Action::Read)?;
     let id = id.into_inner();
     let rows = state
@@ -78,7 +79,7 @@ pub async fn stage_history(state: web::Data<AppState>, auth: Auth, id: web::Path
     Ok(HttpResponse::Ok().json(StageHistory {
         items: rows
             .into_iter()
-            .map(StageVisit::from)
+            .map(|r| StageVisit::at(r, now))
             .map(|mut v| {
                 if !amount {
                     v.amount = None;
