@@ -169,6 +169,7 @@ pub async fn delete_record<R: crm_db::repo::soft_delete::SoftDelete>(
 /// `POST /<object>/{id}/restore`: brings a deleted record back (the operation
 /// `crm_app::recycle::restore`), idempotently; `shape` answers with it as the caller
 /// may read it.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore_record<R, F>(
     state: &crate::state::AppState,
     auth: &Auth,
