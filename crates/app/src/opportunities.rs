@@ -144,7 +144,8 @@ pub fn move_deal(
     }
     let before = view(c, &before_row)?;
     if mv.checks_criteria() {
-        let missing = unmet_criteria(c, Some(id), &to, &before)?;
+        let record = record::view(c, RES, id)?.ok_or(AppError::NotFound("opportunity"))?;
+        let missing = unmet_criteria(c, Some(id), &to, &record)?;
         if !missing.is_empty() {
             return Err(criteria_unmet(&to, missing));
         }
@@ -349,26 +350,17 @@ pub fn create(c: &mut PgConnection, ctx: &Ctx, d: NewDeal) -> AppResult<Opportun
         custom,
         created_by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
     };
+    let row = opps::insert(c, &new, Some(ctx.user_id()).filter(|u| !u.is_nil()))?;
+    opps::set_contacts(c, row.id, &d.contacts)?;
+    // Created in a later stage: that stage's criteria hold for the new deal (its view as
+    // stored; an error rolls the insert back with the caller's transaction).
     if stage.id != first_open.id {
-        let contacts: Vec<Value> = d
-            .contacts
-            .iter()
-            .map(|(id, role)| json!({"contact_id": id, "role": role}))
-            .collect();
-        let record = json!({
-            "custom": new.custom,
-            "name": new.name, "account_id": new.account_id, "primary_contact_id": new.primary_contact_id,
-            "contacts": contacts, "amount": new.amount, "currency": new.currency,
-            "expected_close_date": new.expected_close_date, "probability": new.probability,
-            "owner_id": new.owner_id, "competitors": new.competitors, "next_step": new.next_step,
-        });
+        let record = record::view(c, RES, row.id)?.ok_or(AppError::NotFound("opportunity"))?;
         let missing = unmet_criteria(c, None, stage, &record)?;
         if !missing.is_empty() {
             return Err(criteria_unmet(stage, missing));
         }
     }
-    let row = opps::insert(c, &new, Some(ctx.user_id()).filter(|u| !u.is_nil()))?;
-    opps::set_contacts(c, row.id, &d.contacts)?;
     let data = view(c, &row)?;
     audit::record(c, &ctx.actor(), RES, row.id, "created", diff::created(&data), data)?;
     Ok(row)

@@ -278,3 +278,48 @@ fn the_system_closes_deals_on_its_own_time() {
             .unwrap();
     assert_eq!(n.n, 2);
 }
+
+#[test]
+fn conditions_read_a_record_view_built_from_storage_and_the_catalogue() {
+    let db = TestDb::new();
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let org = unaudited(&mut c, create_org);
+    let system = Ctx::system(Clock::default());
+    let acc = unaudited(&mut c, |c| account(c, org.rep_east1, Some(org.east1)));
+    unaudited(&mut c, |c| {
+        diesel::sql_query("UPDATE accounts SET industry = 'manufacturing' WHERE id = $1")
+            .bind::<SqlUuid, _>(acc)
+            .execute(c)
+            .unwrap()
+    });
+    let row = deal(&mut c, &system, acc, org.rep_east1);
+    let v = crm_app::record::view(&mut c, "opportunities", row.id).unwrap().unwrap();
+    // Own fields as stored, decimals exact, integers numbers.
+    assert_eq!(v["name"], "Automated deal");
+    assert_eq!(v["amount"], "5000.00");
+    assert!(v["probability"].is_i64());
+    assert_eq!(
+        v["weighted_amount"],
+        json!(crm_app::record::weighted_amount(row.amount, row.probability))
+    );
+    assert_eq!(v["custom"], json!({}));
+    assert_eq!(v["contacts"], json!([]));
+    // Related records by path.
+    assert_eq!(v["stage"]["code"], "qualification");
+    assert_eq!(v["account"]["industry"], "manufacturing");
+    assert_eq!(v["account"]["type"], "prospect", "catalogue key, not the column name");
+    assert!(v["account"].get("account_type").is_none() && v["account"].get("name_norm").is_none());
+    assert_eq!(v["owner"]["id"], json!(org.rep_east1));
+    assert!(v["owner"].get("password_hash").is_none());
+    // A condition over the view, as stage criteria and approval definitions write them.
+    let expr: crm_domain::expr::Expr = serde_json::from_value(json!({"all": [
+        {"field": "account.industry", "op": "eq", "value": "manufacturing"},
+        {"field": "amount", "op": "gte", "value": "5000"}
+    ]}))
+    .unwrap();
+    assert!(expr.eval(&v));
+    assert!(crm_app::record::view(&mut c, "opportunities", Uuid::now_v7())
+        .unwrap()
+        .is_none());
+}

@@ -82,7 +82,13 @@ pub fn compute_quote(lines: &[LineInput], header_discount_pct: Decimal) -> (Vec<
             if subtotal.is_zero() {
                 Decimal::ZERO
             } else {
-                cents(header * *n / subtotal)
+                // Multiply first for exact cents; amounts near the storable maximum
+                // would overflow the product, and divide first instead.
+                cents(
+                    header
+                        .checked_mul(*n)
+                        .map_or_else(|| *n / subtotal * header, |p| p / subtotal),
+                )
             }
         })
         .collect();
@@ -382,6 +388,21 @@ mod tests {
         assert_eq!(t.effective_discount_pct, d("14.50"));
         assert_eq!(t.cost_total, d("620.00"));
         assert_eq!(t.gross_margin, d("491.50"));
+    }
+
+    #[test]
+    fn a_header_discount_near_the_storable_maximum_does_not_overflow() {
+        // Eight lines just under 10^16 each and a 100% header discount: spreading the
+        // discount multiplies two such amounts (beyond Decimal's 7.9 x 10^28).
+        let lines: Vec<LineInput> = (0..8)
+            .map(|_| line("1", "9999999999999999.00", "9999999999999999.00", "0", "13", "0"))
+            .collect();
+        let (ls, t) = compute_quote(&lines, d("100"));
+        assert_eq!(t.net_amount, d("0.00"));
+        assert!(ls.iter().all(|l| l.net_amount.is_zero()), "{ls:?}");
+        let (ls, t) = compute_quote(&lines, d("50"));
+        assert_eq!(t.header_discount_amount, d("39999999999999996.00"));
+        assert_eq!(ls.iter().map(|l| l.net_amount).sum::<Decimal>(), t.net_amount);
     }
 
     #[test]

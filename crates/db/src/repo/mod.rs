@@ -18,6 +18,7 @@ pub mod products;
 pub mod quotes;
 pub mod roles;
 pub mod soft_delete;
+pub mod storage;
 pub mod tasks;
 pub mod teams;
 pub mod timeline;

@@ -52,23 +52,6 @@ fn to_json(q: &Quote) -> Value {
     serde_json::to_value(q).unwrap_or_default()
 }
 
-/// The record approval conditions see: the quote plus `discount_pct` (the effective
-/// discount), `amount` (the total), `free_text_lines` (lines without a product, whose
-/// discount cannot be measured) and `free_text_amount` (their net).
-pub fn approval_record(q: &Quote) -> Value {
-    let mut v = to_json(q);
-    v["discount_pct"] = json!(q.effective_discount_pct);
-    v["amount"] = json!(q.total);
-    let free: Decimal = q
-        .lines
-        .iter()
-        .filter(|l| l.product_id.is_none())
-        .map(|l| l.net_amount)
-        .sum();
-    v["free_text_amount"] = json!(crate::dto::money(free));
-    v
-}
-
 /// One past the largest amount a numeric(18, 2) column stores.
 fn max_amount() -> Decimal {
     Decimal::from(10_000_000_000_000_000i64)
@@ -649,7 +632,8 @@ pub async fn submit_quote(
         if q.lines.is_empty() {
             return Err(ApiError::unprocessable("no_lines", "a quote needs at least one line"));
         }
-        let pending = set_status(c, &w.actor(), &row, QuoteStatus::PendingApproval, "submitted", None)?;
+        set_status(c, &w.actor(), &row, QuoteStatus::PendingApproval, "submitted", None)?;
+        let record = crm_app::record::view(c, RES, row.id)?.unwrap_or_default();
         let inst = approval::submit(
             c,
             &w.actor(),
@@ -660,7 +644,7 @@ pub async fn submit_quote(
                 requester: w.user_id,
                 owner_id: row.owner_id,
                 owner_team: row.team_id,
-                record: approval_record(&pending),
+                record,
             },
         )?;
         let outcome = approval::outcome(&inst);

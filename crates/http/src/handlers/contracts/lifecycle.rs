@@ -367,8 +367,7 @@ pub async fn submit_contract(
         transition(&row, Act::Submit)?;
         let actor = w.actor();
         let k = set_status(c, &actor, &row, ContractStatus::LegalReview, "submitted", None, None)?;
-        let mut record = to_json(&k);
-        record["amount"] = json!(k.amount);
+        let record = crm_app::record::view(c, RES, k.id)?.unwrap_or_default();
         let inst = approval::submit(
             c,
             &actor,
