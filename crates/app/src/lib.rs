@@ -6,6 +6,7 @@
 //! Dependencies point one way: server -> http -> app -> db -> domain.
 
 pub mod approvals;
+pub mod checks;
 pub mod clock;
 pub mod context;
 pub mod contracts;

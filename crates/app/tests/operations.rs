@@ -323,3 +323,86 @@ fn conditions_read_a_record_view_built_from_storage_and_the_catalogue() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn quotes_are_priced_by_the_operation_without_http() {
+    use crm_app::quotes::{price_lines, LineInput};
+    use crm_db::repo::products::{self, NewProduct};
+    use rust_decimal::Decimal;
+    let d = |s: &str| s.parse::<Decimal>().unwrap();
+    let db = TestDb::new();
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let product = unaudited(&mut c, |c| {
+        products::insert(
+            c,
+            &NewProduct {
+                id: Uuid::now_v7(),
+                code: "OPS-1".into(),
+                name: "Ops product".into(),
+                unit: "套".into(),
+                category: None,
+                list_price: d("10000.00"),
+                standard_cost: d("6000.00"),
+                tax_rate: d("13.00"),
+                active: true,
+            },
+        )
+        .unwrap()
+    });
+    let line = |product_id: Option<Uuid>, qty: &str, price: Option<&str>, discount: Option<&str>, tax: Option<&str>| {
+        LineInput {
+            product_id,
+            description: product_id.is_none().then(|| "实施服务 Implementation".to_owned()),
+            unit: None,
+            quantity: d(qty),
+            unit_price: price.map(d),
+            discount_pct: discount.map(d),
+            tax_rate: tax.map(d),
+        }
+    };
+    let quote_id = Uuid::now_v7();
+    let lines = [
+        line(Some(product.id), "2", None, Some("10"), None),
+        line(None, "1", Some("5000.00"), None, Some("6")),
+    ];
+    let (rows, t) = price_lines(&mut c, quote_id, None, "CNY", &lines, d("5")).unwrap();
+    // The same figures the API test checks: subtotal 23000, header 5% spread 900 / 250.
+    assert_eq!(rows[0].description, "Ops product");
+    assert_eq!(rows[0].unit.as_deref(), Some("套"));
+    assert_eq!(rows[0].unit_cost, d("6000.00"));
+    assert_eq!(rows[0].net_amount, d("17100.00"));
+    assert_eq!(rows[1].net_amount, d("4750.00"));
+    assert_eq!(t.list_total, d("25000.00"));
+    assert_eq!(t.net_amount, d("21850.00"));
+    assert_eq!(t.effective_discount_pct, d("12.60"));
+    assert_eq!(t.total, d("24358.00"));
+    assert_eq!(t.cost_total, d("12000.00"));
+
+    // Bad lines: typed field errors for each, nothing priced.
+    let bad = [
+        line(Some(Uuid::now_v7()), "1", None, None, None),
+        line(None, "1", None, Some("150"), None),
+        line(Some(product.id), "999999999999", Some("9999999999999.00"), None, None),
+    ];
+    let err = price_lines(&mut c, quote_id, None, "CNY", &bad, Decimal::ZERO).unwrap_err();
+    let AppError::Validation(errors) = err else {
+        panic!("expected field errors, got {err:?}");
+    };
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "lines[0].product_id",
+            "lines[1].discount_pct",
+            "lines[1].unit_price",
+            "lines[2].quantity"
+        ]
+    );
+    // Another currency needs a price book entry.
+    let err = price_lines(&mut c, quote_id, None, "USD", &lines[..1], Decimal::ZERO).unwrap_err();
+    assert!(
+        matches!(&err, AppError::Validation(e) if e[0].code == "not_in_price_book"),
+        "{err:?}"
+    );
+}

@@ -11,10 +11,9 @@ use crm_db::repo::{audit, contacts, users, workflow};
 use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, ScopeFilter};
 use crm_domain::diff;
-use crm_domain::money::{compute_quote, rmb_upper, LineInput as MoneyLine};
+use crm_domain::money::rmb_upper;
 use crm_domain::status::{QuoteAction as Act, QuoteStatus as Status};
 use diesel::prelude::*;
-use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -23,7 +22,6 @@ use super::{
     Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
-use crate::dto::check_amount;
 use crate::dto::check_pct;
 use crate::dto::quotes::{
     CreateQuote, DeclineQuote, DocumentParty, LineInput, Quote, QuoteDocument, QuoteListQuery, QuoteStatus,
@@ -39,7 +37,6 @@ use crm_app::approvals::{self as approval, Outcome as ApprovalOutcome, Submissio
 
 const RES: &str = "quotes";
 /// Tax rate of free-text lines unless given.
-const DEFAULT_TAX_RATE: i64 = 13;
 /// Validity of a new quote unless given.
 const DEFAULT_VALID_DAYS: i64 = 30;
 
@@ -52,173 +49,20 @@ fn to_json(q: &Quote) -> Value {
     serde_json::to_value(q).unwrap_or_default()
 }
 
-/// One past the largest amount a numeric(18, 2) column stores.
-fn max_amount() -> Decimal {
-    Decimal::from(10_000_000_000_000_000i64)
-}
-
-/// Line inputs checked and priced: the rows to store and the quote totals.
-fn price_lines(
-    c: &mut PgConnection,
-    quote_id: Uuid,
-    book: Option<&PriceBookRow>,
-    currency: &str,
-    inputs: &[LineInput],
-    header_discount_pct: Decimal,
-) -> ApiResult<(Vec<QuoteLineRow>, QuoteTotalsRow)> {
-    let ids: Vec<Uuid> = inputs.iter().filter_map(|l| l.product_id).collect();
-    let found = products::find_many(c, &ids)?;
-    let prices = match book {
-        Some(b) if !ids.is_empty() => products::prices(c, b.id, &ids)?,
-        _ => Vec::new(),
-    };
-    let mut errs = Errors::default();
-    let mut money_lines = Vec::with_capacity(inputs.len());
-    let mut rows = Vec::with_capacity(inputs.len());
-    for (i, l) in inputs.iter().enumerate() {
-        let f = |name: &str| format!("lines[{i}].{name}");
-        if l.quantity <= Decimal::ZERO {
-            errs.add(&f("quantity"), "out_of_range", "must be positive");
-        } else if l.quantity.normalize().scale() > 4 || l.quantity >= Decimal::from(1_000_000_000_000i64) {
-            errs.add(
-                &f("quantity"),
-                "too_precise",
-                "at most four decimal places and below 10^12",
-            );
-        }
-        let unit_price = check_amount(&mut errs, &f("unit_price"), l.unit_price);
-        let discount = check_pct(&mut errs, &f("discount_pct"), l.discount_pct).unwrap_or_default();
-        let tax = check_pct(&mut errs, &f("tax_rate"), l.tax_rate);
-        let (description, unit, list_price, cost, tax_rate) = match l.product_id {
-            Some(pid) => {
-                let Some(p) = found.iter().find(|p| p.id == pid) else {
-                    errs.add(&f("product_id"), "not_found", "no such product");
-                    continue;
-                };
-                if !p.active {
-                    errs.add(&f("product_id"), "inactive", "the product is no longer sold");
-                }
-                let list = match prices.iter().find(|(id, _)| *id == pid) {
-                    Some((_, price)) => *price,
-                    // Products carry a CNY list price; other currencies need a book entry.
-                    None if currency == "CNY" => p.list_price,
-                    None => {
-                        errs.add(
-                            &f("product_id"),
-                            "not_in_price_book",
-                            "the price book has no price for it",
-                        );
-                        Decimal::ZERO
-                    }
-                };
-                (
-                    errs.line(l.description.clone()).unwrap_or_else(|| p.name.clone()),
-                    errs.line(l.unit.clone()).or_else(|| Some(p.unit.clone())),
-                    list,
-                    p.standard_cost,
-                    tax.unwrap_or(p.tax_rate),
-                )
-            }
-            None => {
-                let Some(d) = errs.line(l.description.clone()) else {
-                    errs.add(
-                        &f("description"),
-                        "required",
-                        "a line without a product needs a description",
-                    );
-                    continue;
-                };
-                let Some(price) = unit_price else {
-                    errs.add(
-                        &f("unit_price"),
-                        "required",
-                        "a line without a product needs a unit price",
-                    );
-                    continue;
-                };
-                (
-                    d,
-                    errs.line(l.unit.clone()),
-                    price,
-                    Decimal::ZERO,
-                    tax.unwrap_or(Decimal::from(DEFAULT_TAX_RATE)),
-                )
-            }
-        };
-        let price = unit_price.unwrap_or(list_price);
-        // Every amount is stored as numeric(18, 2): a line whose quantity times price
-        // (or cost) cannot be stored is refused here, before any arithmetic overflows.
-        let largest = price.max(list_price).max(cost);
-        if l.quantity.checked_mul(largest).is_none_or(|v| v >= max_amount()) {
-            errs.add(
-                &format!("lines[{i}].quantity"),
-                "out_of_range",
-                "quantity times price exceeds the largest amount (9999999999999999.99)",
-            );
-        }
-        money_lines.push(MoneyLine {
-            quantity: l.quantity,
-            unit_list_price: list_price,
-            unit_price: price,
-            discount_pct: discount,
-            tax_rate,
-            unit_cost: cost,
-        });
-        rows.push(QuoteLineRow {
-            id: Uuid::now_v7(),
-            quote_id,
-            position: i as i32 + 1,
+/// Line bodies as the pricing operation takes them.
+fn lines_of(lines: &[LineInput]) -> Vec<crm_app::quotes::LineInput> {
+    lines
+        .iter()
+        .map(|l| crm_app::quotes::LineInput {
             product_id: l.product_id,
-            description,
-            unit,
+            description: l.description.clone(),
+            unit: l.unit.clone(),
             quantity: l.quantity,
-            unit_list_price: list_price,
-            unit_price: price,
-            discount_pct: discount,
-            tax_rate,
-            unit_cost: cost,
-            list_amount: Decimal::ZERO,
-            net_amount: Decimal::ZERO,
-            tax_amount: Decimal::ZERO,
-            total: Decimal::ZERO,
-        });
-    }
-    errs.into_result()?;
-    let (amounts, t) = compute_quote(&money_lines, header_discount_pct);
-    if [t.list_total, t.total, t.cost_total].iter().any(|v| *v >= max_amount()) {
-        return Err(ApiError::field(
-            "lines",
-            "out_of_range",
-            "the quote's total exceeds the largest amount (9999999999999999.99)",
-        ));
-    }
-    // The effective discount is stored as numeric(7, 2): prices more than a thousand
-    // times the list price (a "discount" below -99999.99%) are refused, not stored.
-    if t.effective_discount_pct <= Decimal::from(-100_000) {
-        return Err(ApiError::field(
-            "lines",
-            "out_of_range",
-            "the quoted prices are more than 1,000 times the list prices",
-        ));
-    }
-    for (row, a) in rows.iter_mut().zip(amounts) {
-        row.list_amount = a.list_amount;
-        row.net_amount = a.net_amount;
-        row.tax_amount = a.tax_amount;
-        row.total = a.total;
-    }
-    let totals = QuoteTotalsRow {
-        list_total: t.list_total,
-        subtotal: t.subtotal,
-        discount_amount: t.discount_amount,
-        net_amount: t.net_amount,
-        tax_amount: t.tax_amount,
-        total: t.total,
-        effective_discount_pct: t.effective_discount_pct,
-        cost_total: t.cost_total,
-        gross_margin: t.gross_margin,
-    };
-    Ok((rows, totals))
+            unit_price: l.unit_price,
+            discount_pct: l.discount_pct,
+            tax_rate: l.tax_rate,
+        })
+        .collect()
 }
 
 /// The book a new quote uses: the given one, else the account tier's book in the deal's
@@ -396,7 +240,8 @@ pub async fn create_quote(
             .map(|b| b.currency.clone())
             .unwrap_or_else(|| deal.currency.clone());
         let id = Uuid::now_v7();
-        let (lines, totals) = price_lines(c, id, book.as_ref(), &currency, &dto.lines, header)?;
+        let (lines, totals) =
+            crm_app::quotes::price_lines(c, id, book.as_ref(), &currency, &lines_of(&dto.lines), header)?;
         let revision = quotes::next_revision(c, deal.id)?;
         let number = quote_number(c, today.year())?;
         quotes::insert(
@@ -521,7 +366,14 @@ pub async fn update_quote(
                     None => None,
                 };
                 let header_pct = header.unwrap_or(before.header_discount_pct);
-                let (lines, totals) = price_lines(c, id, book.as_ref(), &before.currency, &inputs, header_pct)?;
+                let (lines, totals) = crm_app::quotes::price_lines(
+                    c,
+                    id,
+                    book.as_ref(),
+                    &before.currency,
+                    &lines_of(&inputs),
+                    header_pct,
+                )?;
                 let ch = QuoteChanges {
                     valid_until: dto.valid_until,
                     header_discount_pct: header,

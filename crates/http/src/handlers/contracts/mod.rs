@@ -13,7 +13,7 @@ use crm_db::repo::{audit, quotes, workflow};
 use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
 use crm_domain::diff;
-use crm_domain::money::{allocate, cents, check_payment, AllocationError, Due, PaymentError};
+use crm_domain::money::{allocate, cents, check_payment, PaymentError};
 use crm_domain::status::{ContractAction as Act, ContractStatus as Status};
 use diesel::prelude::*;
 use rust_decimal::Decimal;

@@ -2,27 +2,6 @@
 
 use super::*;
 
-pub(super) fn dues(c: &mut PgConnection, contract_id: Uuid) -> ApiResult<Vec<Due>> {
-    Ok(repo::plan(c, &[contract_id])?
-        .into_iter()
-        .map(|i| Due {
-            installment_id: i.id,
-            due_date: i.due_date,
-            outstanding: (i.amount - i.paid).max(Decimal::ZERO),
-        })
-        .collect())
-}
-
-pub(super) fn allocation_error(e: AllocationError) -> ApiError {
-    let code = match e {
-        AllocationError::UnknownInstallment(_) => "unknown_installment",
-        AllocationError::ExceedsDue(_) => "exceeds_due",
-        AllocationError::ExceedsPayment => "exceeds_payment",
-        AllocationError::NotPositive => "not_positive",
-    };
-    ApiError::unprocessable(code, e.to_string())
-}
-
 pub(super) fn explicit(list: &Option<Vec<Allocation>>) -> ApiResult<Option<Vec<(Uuid, Decimal)>>> {
     match list {
         None => Ok(None),
@@ -203,7 +182,8 @@ pub async fn create_payment(
             }
             Vec::new()
         } else {
-            allocate(amount, &dues(c, k.id)?, wanted.as_deref()).map_err(allocation_error)?
+            allocate(amount, &crm_app::contracts::dues(c, k.id)?, wanted.as_deref())
+                .map_err(crm_app::contracts::allocation_error)?
         };
         let row = repo::insert_payment(
             c,
@@ -256,38 +236,10 @@ pub async fn allocate_payment(
     let scope = auth.filter(PAY, Action::Update)?;
     let id = id.into_inner();
     let wanted = explicit(&body.value?.allocations)?;
-    let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let row = repo::find_payment(c, &scope, id, true)?.ok_or_else(|| ApiError::not_found("payment"))?;
-        let k = repo::find(c, &ScopeFilter::All, row.contract_id, true)?
-            .ok_or_else(|| ApiError::internal("payment without contract"))?;
-        if !signed(&k) {
-            return Err(ApiError::conflict(
-                "contract_not_signed",
-                format!("the contract is {}; payments are applied once it is signed", k.status),
-            ));
-        }
-        repo::lock_plan(c, row.contract_id)?;
-        let before = load_payment(c, row.clone())?;
-        let allocs =
-            allocate(before.unapplied, &dues(c, row.contract_id)?, wanted.as_deref()).map_err(allocation_error)?;
-        repo::add_allocations(c, id, &allocs)?;
-        let after = load_payment(c, row)?;
-        let mut changes = serde_json::Map::new();
-        changes.insert(
-            "unapplied".into(),
-            json!({"before": before.unapplied, "after": after.unapplied}),
-        );
-        audit::record(
-            c,
-            &writer.actor(),
-            PAY,
-            id,
-            "allocated",
-            changes,
-            serde_json::to_value(&after).unwrap_or_default(),
-        )?;
-        Outcome::ok(&after)
+        let row = crm_app::contracts::allocate_payment(c, &ctx, &scope, id, wanted.as_deref())?;
+        Outcome::ok(&load_payment(c, row)?)
     })
     .await
 }
