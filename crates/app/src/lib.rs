@@ -12,12 +12,14 @@ pub mod context;
 pub mod contracts;
 pub mod custom;
 pub mod error;
+pub mod leads;
 pub mod numbering;
 pub mod opportunities;
 pub mod owners;
 pub mod quotes;
 pub mod record;
 pub mod recycle;
+pub mod tasks;
 
 pub use clock::Clock;
 pub use context::{ActorKind, Ctx};

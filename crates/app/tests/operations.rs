@@ -406,3 +406,97 @@ fn quotes_are_priced_by_the_operation_without_http() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_rule_assigns_a_lead_and_creates_a_follow_up_task() {
+    use crm_db::repo::leads::{self, NewLead};
+    let db = TestDb::new();
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let org = unaudited(&mut c, create_org);
+    let clock = Clock::default();
+    let lead = unaudited(&mut c, |c| {
+        leads::insert(
+            c,
+            &NewLead {
+                id: Uuid::now_v7(),
+                person_name: "王芳".into(),
+                company: Some("Web Form Co".into()),
+                title: None,
+                mobile: None,
+                phone: None,
+                email: Some("wang@webform.example".into()),
+                source: "website".into(),
+                campaign: None,
+                region: Some("east".into()),
+                industry: None,
+                tags: Vec::new(),
+                estimated_budget: None,
+                notes: None,
+                owner_id: org.manager_east,
+                team_id: Some(org.east),
+                status: "new".into(),
+                assigned_at: None,
+                custom: json!({}),
+                created_by: None,
+            },
+        )
+        .unwrap()
+    });
+    // The rule acts as the east manager: it may assign within the east region only.
+    let rule_id = Uuid::now_v7();
+    let ctx = Ctx::rule(rule_id, principal(&mut c, org.manager_east), clock.clone());
+    let err = crm_app::leads::assign(&mut c, &ctx, &[lead.id], org.rep_north1).unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+    let assigned = crm_app::leads::assign(&mut c, &ctx, &[lead.id], org.rep_east1).unwrap();
+    assert_eq!(assigned[0].owner_id, org.rep_east1);
+    assert_eq!(assigned[0].team_id, Some(org.east1));
+    assert_eq!(assigned[0].status, "assigned");
+    assert!(assigned[0].assigned_at.is_some(), "the response clock starts");
+    let ev = last_event(&mut c, lead.id);
+    assert_eq!(ev["type"], "lead.assigned");
+    assert_eq!(ev["actor"]["rule_id"], json!(rule_id));
+    assert_eq!(ev["changes"]["owner_id"]["after"], json!(org.rep_east1));
+    assert_eq!(ev["changes"]["status"], json!({"before": "new", "after": "assigned"}));
+
+    // A follow-up task for the new owner, about the lead.
+    let task = crm_app::tasks::create(
+        &mut c,
+        &ctx,
+        crm_app::tasks::TaskInput {
+            title: "  Call back  ".into(),
+            description: None,
+            due_at: Some(clock.now() + chrono::Duration::hours(4)),
+            reminder_at: None,
+            priority: "high".into(),
+            owner_id: Some(org.rep_east1),
+            related: Some(("lead".into(), lead.id)),
+            origin: "rule".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(task.title, "Call back");
+    assert_eq!(task.team_id, Some(org.east1));
+    assert_eq!(task.origin, "rule");
+    assert_eq!(last_event(&mut c, task.id)["type"], "task.created");
+    // Not about a record the actor cannot see.
+    let err = crm_app::tasks::create(
+        &mut c,
+        &ctx,
+        crm_app::tasks::TaskInput {
+            title: "Peek".into(),
+            description: None,
+            due_at: None,
+            reminder_at: None,
+            priority: "normal".into(),
+            owner_id: None,
+            related: Some(("opportunity".into(), Uuid::now_v7())),
+            origin: "rule".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, AppError::Validation(e) if e[0].field == "related_id"),
+        "{err:?}"
+    );
+}

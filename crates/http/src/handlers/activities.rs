@@ -4,7 +4,7 @@ use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use crm_db::repo::accounts::{self, Liveness};
 use crm_db::repo::activities::{self as acts, ActivityChanges, ActivityFilter, NewActivity};
-use crm_db::repo::tasks::{self, NewTask, TaskChanges, TaskFilter};
+use crm_db::repo::tasks::{self, TaskChanges, TaskFilter};
 use crm_db::repo::{audit, contacts, leads, opportunities as opps};
 use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, Scope, ScopeFilter};
@@ -438,44 +438,26 @@ pub async fn create_task(
 ) -> ApiResult<HttpResponse> {
     auth.require(TASK, Action::Create)?;
     let dto = body.value?;
-    let mut errs = Errors::default();
-    let title = errs.required_text("title", &dto.title);
-    if let (Some(r), Some(d)) = (dto.reminder_at, dto.due_at) {
-        if r > d {
-            errs.add("reminder_at", "out_of_range", "must not be after due_at");
-        }
-    }
     if dto.related_type.is_some() != dto.related_id.is_some() {
-        errs.add("related_id", "required", "give related_type and related_id together");
+        return Err(ApiError::field(
+            "related_id",
+            "required",
+            "give related_type and related_id together",
+        ));
     }
-    let mut new = NewTask {
-        id: Uuid::now_v7(),
-        title,
-        description: errs.text(dto.description),
+    let input = crm_app::tasks::TaskInput {
+        title: dto.title,
+        description: dto.description,
         due_at: dto.due_at,
         reminder_at: dto.reminder_at,
         priority: dto.priority.map_or("normal", |p| p.as_str()).to_owned(),
-        owner_id: dto.owner_id.unwrap_or(auth.user_id),
-        team_id: None,
-        status: "open".into(),
-        related_type: dto.related_type.map(|r| r.as_str().to_owned()),
-        related_id: dto.related_id,
+        owner_id: dto.owner_id,
+        related: dto.related_type.map(|r| r.as_str().to_owned()).zip(dto.related_id),
         origin: "manual".into(),
-        created_by: Some(auth.user_id),
     };
-    errs.into_result()?;
-    let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        if let (Some(kind), Some(id)) = (new.related_type.clone(), new.related_id) {
-            if !visible(c, &writer, &kind, id)? {
-                return Err(ApiError::field("related_id", "not_found", format!("no such {kind}")));
-            }
-        }
-        new.team_id = resolve_owner(c, &writer, TASK, new.owner_id)?;
-        let row = tasks::insert(c, &new)?;
-        let dto = Task::from(row);
-        let data = serde_json::to_value(&dto).unwrap_or_default();
-        audit::record(c, &writer.actor(), TASK, dto.id, "created", diff::created(&data), data)?;
+        let dto = Task::from(crm_app::tasks::create(c, &ctx, input)?);
         Outcome::created(&dto, format!("/api/v1/tasks/{}", dto.id))
     })
     .await

@@ -501,48 +501,16 @@ pub async fn assign_leads(
     key: IdempotencyKey,
     body: ValidJson<AssignLeads>,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
-    let scope = auth.filter(RES, Action::Assign)?;
+    auth.require(RES, Action::Assign)?;
     let dto = body.value?;
     let cache = state.fields.clone();
     let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let rows = leads::find_many_for_update(c, &scope, &dto.lead_ids)?;
-        let mut errs = Errors::default();
-        for (i, id) in dto.lead_ids.iter().enumerate() {
-            match rows.iter().find(|r| r.id == *id) {
-                None => errs.add(&format!("lead_ids[{i}]"), "not_found", "no such lead"),
-                Some(r) if r.status == "converted" => errs.add(
-                    &format!("lead_ids[{i}]"),
-                    "lead_converted",
-                    "a converted lead cannot be reassigned",
-                ),
-                Some(_) => {}
-            }
-        }
-        errs.into_result()?;
-        let team = resolve_owner(c, &writer, RES, dto.owner_id)?;
-        if dto.owner_id == writer.user_id {
-            writer.require(RES, Action::Assign)?;
-        }
-        let mut out = Vec::with_capacity(rows.len());
-        for before in rows {
-            let reopen = matches!(before.status.as_str(), "new" | "disqualified");
-            let ch = LeadChanges {
-                owner_id: Some(dto.owner_id),
-                team_id: Some(team),
-                status: reopen.then(|| "assigned".to_owned()),
-                disqualify_reason: (before.status == "disqualified").then_some(None),
-                assigned_at: Some(Some(now)),
-                ..LeadChanges::default()
-            };
-            let after = leads::update(c, before.id, &ch)?;
-            let (b, a) = (to_json(&Lead::from(before)), to_json(&Lead::from(after.clone())));
-            audit::record(c, &writer.actor(), RES, after.id, "assigned", diff::changes(&b, &a), a)?;
-            out.push(Lead::from(after));
-        }
+        let rows = crm_app::leads::assign(c, &ctx, &dto.lead_ids, dto.owner_id)?;
         let shaper = Shaper::new(&writer.principal, RES, cache.get(c, RES)?);
-        Outcome::ok(&json!({"items": out.iter().map(|l| shaper.one(l)).collect::<Vec<_>>()}))
+        let items: Vec<serde_json::Value> = rows.into_iter().map(|r| shaper.one(&Lead::from(r))).collect();
+        Outcome::ok(&json!({ "items": items }))
     })
     .await
 }

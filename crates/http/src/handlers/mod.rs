@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 
 use actix_web::HttpResponse;
 use base64::Engine as _;
-use crm_db::repo::users;
 use crm_domain::access::Action;
 use diesel::{Connection, PgConnection};
 use serde::Serialize;
@@ -80,18 +79,9 @@ pub fn with_etag<T: Serialize>(body: &T, version: i32) -> HttpResponse {
 /// team (which the record takes). Another owner than the caller needs `<resource>:assign`
 /// reaching that owner.
 pub fn resolve_owner(c: &mut PgConnection, auth: &Auth, resource: &str, owner_id: Uuid) -> ApiResult<Option<Uuid>> {
-    let owner = users::find(c, owner_id)?
-        .filter(|u| u.is_active)
-        .ok_or_else(|| ApiError::field("owner_id", "not_found", "no active user with this id"))?;
-    if owner_id != auth.user_id {
-        let scope = auth.require(resource, Action::Assign)?;
-        if !auth.reaches(scope, owner_id, owner.team_id) {
-            return Err(ApiError::forbidden(format!(
-                "{resource}:assign does not reach this owner's team"
-            )));
-        }
-    }
-    Ok(owner.team_id)
+    // The operation's check; it reads no time, so the clock is the wall clock.
+    let ctx = auth.ctx(&crm_app::Clock::default());
+    Ok(crm_app::owners::resolve_owner(c, &ctx, resource, owner_id)?)
 }
 
 /// 409 `invalid_transition` for a status machine's refusal, naming the current status.
