@@ -19,6 +19,7 @@ mod paging;
 mod pipeline;
 mod q2c;
 mod quotes;
+mod recycle;
 mod scope;
 
 pub use crm_test_support::app::start;

@@ -2,12 +2,12 @@
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
-use crm_db::repo::accounts::{self, Liveness};
+use crm_db::repo::accounts::Liveness;
 use crm_db::repo::activities::{self as acts, ActivityChanges, ActivityFilter, NewActivity};
 use crm_db::repo::tasks::{self, TaskChanges, TaskFilter};
 use crm_db::repo::{audit, contacts, leads, opportunities as opps};
 use crm_db::sql::ListSpec;
-use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::access::{Action, ScopeFilter};
 use crm_domain::diff;
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -30,18 +30,10 @@ use crate::state::AppState;
 const ACT: &str = "activities";
 const TASK: &str = "tasks";
 
-fn read_scope(auth: &Auth, resource: &str) -> ScopeFilter {
-    auth.principal
-        .filter(auth.scope(resource, Action::Read).unwrap_or(Scope::Own))
-}
-
+/// Whether the caller can read the record (the same check tasks make).
 fn visible(c: &mut PgConnection, auth: &Auth, kind: &str, id: Uuid) -> ApiResult<bool> {
-    Ok(match kind {
-        "lead" => leads::find(c, &read_scope(auth, "leads"), id, Liveness::Live, false)?.is_some(),
-        "account" => accounts::find(c, &read_scope(auth, "accounts"), id, Liveness::Live, false)?.is_some(),
-        "contact" => contacts::find(c, &read_scope(auth, "contacts"), id, Liveness::Live, false)?.is_some(),
-        _ => opps::find(c, &read_scope(auth, "opportunities"), id, Liveness::Live, false)?.is_some(),
-    })
+    let ctx = auth.ctx(&crm_app::Clock::default());
+    Ok(crm_app::tasks::visible(c, &ctx, kind, id)?)
 }
 
 /// A follow-up is logged when it happened: not in the future (5 minutes of clock
