@@ -67,6 +67,41 @@ impl Errors {
         }
     }
 
+    /// A value of a built-in choice field of `object` (its catalogue options); an
+    /// unknown value is `invalid_choice`.
+    pub fn choice(&mut self, object: &str, key: &str, v: Option<String>) -> Option<String> {
+        let v = v?;
+        let options = crm_domain::catalogue::builtins(object)
+            .into_iter()
+            .find(|b| b.key == key)
+            .map_or(&[][..], |b| b.options);
+        if !options.contains(&v.as_str()) {
+            self.add(key, "invalid_choice", format!("must be one of: {}", options.join(", ")));
+            return None;
+        }
+        Some(v)
+    }
+
+    /// Text at most `max` characters long (`too_long` otherwise).
+    pub fn max_len(&mut self, field: &str, v: Option<String>, max: usize) -> Option<String> {
+        if v.as_ref().is_some_and(|s| s.chars().count() > max) {
+            self.add(field, "too_long", format!("must be at most {max} characters"));
+        }
+        v
+    }
+
+    /// [`Errors::line`] at most `max` characters long.
+    pub fn line_max(&mut self, field: &str, v: Option<String>, max: usize) -> Option<String> {
+        let v = self.line(v);
+        self.max_len(field, v, max)
+    }
+
+    /// [`Errors::text`] at most `max` characters long.
+    pub fn text_max(&mut self, field: &str, v: Option<String>, max: usize) -> Option<String> {
+        let v = self.text(v);
+        self.max_len(field, v, max)
+    }
+
     /// A web address; `https://` is assumed when no scheme is given.
     pub fn website(&mut self, field: &str, v: Option<String>) -> Option<String> {
         let v = v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())?;
@@ -114,4 +149,19 @@ pub fn check_pct(errs: &mut Errors, field: &str, v: Option<rust_decimal::Decimal
         errs.add(field, "too_precise", "at most two decimal places");
     }
     Some(money(v))
+}
+
+/// Applies a cleaning function to a patch field, keeping absent / null / value apart.
+pub fn patch<T, U>(v: Option<Option<T>>, f: impl FnOnce(Option<T>) -> Option<U>) -> Option<Option<U>> {
+    v.map(f)
+}
+
+/// Drops requested changes equal to the current values; evaluates to `true` when
+/// nothing is left to change.
+#[macro_export]
+macro_rules! prune_changes {
+    ($ch:expr, $before:expr; $($f:ident),+ $(,)?) => {{
+        $( if $ch.$f.as_ref() == Some(&$before.$f) { $ch.$f = None; } )+
+        true $( && $ch.$f.is_none() )+
+    }};
 }

@@ -123,3 +123,38 @@ fn reference_exists(c: &mut PgConnection, p: &Principal, spec: &FieldSpec, v: &V
         _ => true,
     })
 }
+
+/// The custom values a create (`existing: None`) or an update (`Some((id, current))`)
+/// of `object` writes: the input checked against the live definitions with the actor's
+/// field permissions, defaults on create, formulas recomputed. On update `None` when
+/// nothing is sent and no formula could change; values sent clear their "needs review"
+/// flags. `record` holds the built-in fields formulas read (`estimated_budget`).
+pub fn write(
+    c: &mut PgConnection,
+    ctx: &crate::Ctx,
+    object: &str,
+    input: Option<&Map<String, Value>>,
+    existing: Option<(uuid::Uuid, &Value)>,
+    record: Value,
+) -> AppResult<Option<Value>> {
+    let defs = crm_db::repo::fields::list(c, object, true)?;
+    let formulas = live(&defs).any(|d| d.field_type() == FieldType::Formula);
+    if existing.is_some() && input.is_none() && !formulas {
+        return Ok(None);
+    }
+    let values = apply(
+        c,
+        &ctx.principal,
+        CustomWrite {
+            object,
+            defs: &defs,
+            input,
+            existing: existing.map(|(_, v)| v),
+            record: &record,
+        },
+    )?;
+    if let (Some((id, _)), Some(keys)) = (existing, input) {
+        crm_db::repo::fields::unflag(c, object, id, &keys.keys().cloned().collect::<Vec<_>>())?;
+    }
+    Ok(Some(values))
+}

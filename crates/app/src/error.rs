@@ -40,6 +40,10 @@ pub enum AppError {
         stage_code: String,
         unmet: Vec<Criterion>,
     },
+    /// A status machine refuses the action in the record's status (409
+    /// `invalid_transition`, naming the current status).
+    #[error(transparent)]
+    Transition(#[from] crm_domain::status::InvalidTransition),
     /// `If-Match` named an older version (412).
     #[error("the record has changed (current version {current})")]
     Stale { current: i32 },
@@ -78,6 +82,17 @@ impl AppError {
             detail: detail.into(),
             extra: Map::new(),
         }
+    }
+
+    /// Field errors renamed under `prefix` (`opportunity.` + `amount`), for an operation
+    /// run as part of another one.
+    pub fn prefixed(mut self, prefix: &str) -> AppError {
+        if let AppError::Validation(errs) = &mut self {
+            for e in errs.iter_mut() {
+                e.field = format!("{prefix}{}", e.field);
+            }
+        }
+        self
     }
 
     /// Adds an extension member to a conflict or rule refusal.

@@ -5,9 +5,12 @@
 //!
 //! Dependencies point one way: server -> http -> app -> db -> domain.
 
+pub mod accounts;
+pub mod activities;
 pub mod approvals;
 pub mod checks;
 pub mod clock;
+pub mod contacts;
 pub mod context;
 pub mod contracts;
 pub mod custom;
@@ -16,10 +19,12 @@ pub mod leads;
 pub mod numbering;
 pub mod opportunities;
 pub mod owners;
+pub mod products;
 pub mod quotes;
 pub mod record;
 pub mod recycle;
 pub mod tasks;
+pub mod write;
 
 pub use clock::Clock;
 pub use context::{ActorKind, Ctx};

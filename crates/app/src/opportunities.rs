@@ -3,15 +3,20 @@
 //! event), whether a person, a rule or the system moves the deal.
 
 use crm_db::repo::accounts::{self, Liveness};
-use crm_db::repo::opportunities::{self as opps, NewOpportunity, OpportunityRow, StageMove};
+use crm_db::repo::opportunities::{self as opps, NewOpportunity, OpportunityChanges, OpportunityRow, StageMove};
 use crm_db::repo::{audit, contacts, contracts, fields, pipelines, quotes, workflow};
 use crm_domain::access::{Action, ScopeFilter};
 use crm_domain::diff;
 use crm_domain::pipeline::{classify_move, unmet, Criterion, Evidence, MoveError, StageKind, StagePos};
 use diesel::PgConnection;
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
+
+use crate::checks::{check_amount, patch, Errors};
+use crate::write::{decimal_str, double_option};
+use crate::{prune_changes, write};
 
 use crate::context::Ctx;
 use crate::custom::{self, CustomWrite};
@@ -364,4 +369,224 @@ pub fn create(c: &mut PgConnection, ctx: &Ctx, d: NewDeal) -> AppResult<Opportun
     let data = view(c, &row)?;
     audit::record(c, &ctx.actor(), RES, row.id, "created", diff::created(&data), data)?;
     Ok(row)
+}
+
+/// Roles a deal's other contacts take.
+pub const DEAL_ROLES: &[&str] = &[
+    "decision_maker",
+    "influencer",
+    "user",
+    "gatekeeper",
+    "champion",
+    "other",
+];
+
+/// One of a deal's other contacts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealContactInput {
+    pub contact_id: Uuid,
+    pub role: String,
+}
+
+/// A new deal, by its API field names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealInput {
+    pub name: String,
+    pub account_id: Uuid,
+    pub primary_contact_id: Option<Uuid>,
+    #[serde(default)]
+    pub contacts: Vec<DealContactInput>,
+    pub pipeline_id: Option<Uuid>,
+    pub stage_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "decimal_str::optional")]
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub expected_close_date: Option<chrono::NaiveDate>,
+    pub probability: Option<i32>,
+    pub owner_id: Option<Uuid>,
+    #[serde(default)]
+    pub competitors: Vec<String>,
+    pub next_step: Option<String>,
+    pub custom: Option<Map<String, Value>>,
+}
+
+/// A partial change: absent fields stay, `null` clears. Stage, status and closing have
+/// their own operations.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealPatch {
+    pub name: Option<String>,
+    pub account_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub primary_contact_id: Option<Option<Uuid>>,
+    pub contacts: Option<Vec<DealContactInput>>,
+    #[serde(default, deserialize_with = "decimal_str::nullable")]
+    pub amount: Option<Option<Decimal>>,
+    pub currency: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub expected_close_date: Option<Option<chrono::NaiveDate>>,
+    pub probability: Option<i32>,
+    pub owner_id: Option<Uuid>,
+    pub competitors: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub next_step: Option<Option<String>>,
+    pub custom: Option<Map<String, Value>>,
+}
+
+/// An active ISO 4217 code, upper-cased.
+fn check_currency(errs: &mut Errors, v: &str) -> String {
+    let up = v.trim().to_ascii_uppercase();
+    if crm_domain::normalize::currency(&up).is_none() {
+        errs.add(
+            "currency",
+            "invalid_format",
+            "an active ISO 4217 currency code such as CNY or USD",
+        );
+    }
+    up
+}
+
+/// An open deal's probability is 0 to 99 (100 is reached only by winning).
+fn check_probability(errs: &mut Errors, v: Option<i32>) -> Option<i32> {
+    if v.is_some_and(|p| !(0..=99).contains(&p)) {
+        errs.add("probability", "out_of_range", "must be between 0 and 99");
+    }
+    v
+}
+
+fn clean_list(v: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .into_iter()
+        .map(|s| crm_domain::normalize::clean_text(&s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.dedup();
+    out
+}
+
+fn links(errs: &mut Errors, list: Vec<DealContactInput>) -> Vec<(Uuid, String)> {
+    for (i, d) in list.iter().enumerate() {
+        if !DEAL_ROLES.contains(&d.role.as_str()) {
+            errs.add(
+                &format!("contacts[{i}].role"),
+                "invalid_choice",
+                format!("one of {}", DEAL_ROLES.join(", ")),
+            );
+        }
+    }
+    list.into_iter().map(|d| (d.contact_id, d.role)).collect()
+}
+
+/// Creates a deal from its fields (see [`create`]).
+pub fn create_from(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppResult<OpportunityRow> {
+    ctx.require(RES, Action::Create)?;
+    let input: DealInput = write::input(ctx, RES, fields)?;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &input.name);
+    let deal = NewDeal {
+        name: errs.max_len("name", Some(name), 200).unwrap_or_default(),
+        account_id: input.account_id,
+        primary_contact_id: input.primary_contact_id,
+        contacts: links(&mut errs, input.contacts),
+        pipeline_id: input.pipeline_id,
+        stage_id: input.stage_id,
+        amount: check_amount(&mut errs, "amount", input.amount),
+        currency: check_currency(&mut errs, input.currency.as_deref().unwrap_or("CNY")),
+        expected_close_date: input.expected_close_date,
+        probability: check_probability(&mut errs, input.probability),
+        owner_id: input.owner_id.unwrap_or_else(|| ctx.user_id()),
+        source_lead_id: None,
+        competitors: clean_list(input.competitors),
+        next_step: errs.text_max("next_step", input.next_step, 2_000),
+        custom: input.custom,
+    };
+    errs.into_result()?;
+    create(c, ctx, deal)
+}
+
+/// Changes a deal's fields. A won or lost deal's probability follows its stage; moving
+/// it to another account re-checks the primary contact; another owner needs
+/// `opportunities:assign`.
+pub fn update(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    expected: Option<i32>,
+    fields: &Map<String, Value>,
+) -> AppResult<OpportunityRow> {
+    let scope = ctx.filter(RES, Action::Update)?;
+    let input: DealPatch = write::input(ctx, RES, fields)?;
+    let mut errs = Errors::default();
+    let name = input.name.as_deref().map(|n| errs.required_text("name", n));
+    let mut ch = OpportunityChanges {
+        name: name.and_then(|n| errs.max_len("name", Some(n), 200)),
+        account_id: input.account_id,
+        primary_contact_id: input.primary_contact_id,
+        amount: input.amount.map(|a| check_amount(&mut errs, "amount", a)),
+        currency: input.currency.as_deref().map(|v| check_currency(&mut errs, v)),
+        expected_close_date: input.expected_close_date,
+        probability: check_probability(&mut errs, input.probability),
+        owner_id: input.owner_id,
+        team_id: None,
+        competitors: input.competitors.map(clean_list),
+        next_step: patch(input.next_step, |v| errs.text_max("next_step", v, 2_000)),
+        custom: None,
+    };
+    let contacts_in = input.contacts.map(|l| links(&mut errs, l));
+    errs.into_result()?;
+    write::update(
+        c,
+        ctx,
+        &scope,
+        id,
+        expected,
+        "opportunity",
+        |c, before: &OpportunityRow| {
+            if ch.probability.is_some_and(|p| p != before.probability) && before.status != "open" {
+                return Err(AppError::field(
+                    "probability",
+                    "closed_deal",
+                    "a won or lost deal's probability follows its stage",
+                ));
+            }
+            let amount = ch.amount.unwrap_or(before.amount);
+            let probability = ch.probability.unwrap_or(before.probability);
+            let record = json!({"amount": amount, "probability": probability});
+            ch.custom = custom::write(c, ctx, RES, input.custom.as_ref(), Some((id, &before.custom)), record)?;
+            if let Some(a) = ch.account_id.filter(|a| *a != before.account_id) {
+                check_account(c, ctx, a)?;
+            }
+            let account = ch.account_id.unwrap_or(before.account_id);
+            if let Some(p) = ch.primary_contact_id.unwrap_or(before.primary_contact_id) {
+                if ch.primary_contact_id.is_some() || ch.account_id.is_some() {
+                    check_primary(c, ctx, p, account)?;
+                }
+            }
+            if let Some(owner) = ch.owner_id.filter(|o| *o != before.owner_id) {
+                ctx.require(RES, Action::Assign)?;
+                ch.team_id = Some(resolve_owner(c, ctx, RES, owner)?);
+            }
+            let mut contacts_changed = false;
+            if let Some(links) = &contacts_in {
+                check_contacts(c, ctx, links)?;
+                let mut current = contacts_of(c, id)?;
+                current.sort();
+                let mut wanted = links.clone();
+                wanted.sort();
+                if wanted != current {
+                    opps::set_contacts(c, id, links)?;
+                    contacts_changed = true;
+                }
+            }
+            let unchanged = prune_changes!(ch, before;
+            name, account_id, primary_contact_id, amount, currency, expected_close_date, probability,
+            owner_id, team_id, competitors, next_step, custom);
+            if unchanged && !contacts_changed {
+                return Ok(None);
+            }
+            Ok(Some(opps::update(c, id, &ch)?))
+        },
+    )
 }

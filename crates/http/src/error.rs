@@ -328,6 +328,7 @@ impl From<crm_app::AppError> for ApiError {
                 .with_extra("unmet", serde_json::to_value(listed).unwrap_or_default())
                 .with_extra("stage_id", serde_json::json!(stage_id))
             }
+            E::Transition(t) => crate::handlers::transition_error(t),
             E::Stale { current } => ApiError::stale(current),
             E::Db(e) => ApiError::from(e),
             E::Internal(msg) => ApiError::internal(msg),

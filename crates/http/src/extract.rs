@@ -98,6 +98,15 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+impl<T> ValidJson<T> {
+    /// The body's fields as an operation reads them (`crm_app::write::input`), once
+    /// the body has passed the request schema.
+    pub fn fields(self) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+        self.value?;
+        parse_json(&self.raw)
+    }
+}
+
 /// Parses JSON: syntax errors are 400, shape errors (unknown field, wrong type, missing
 /// field) are 422 naming the field path.
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
@@ -302,6 +311,16 @@ impl IfMatch {
     }
 }
 
+impl IfMatch {
+    /// The version an operation expects (`None` for `*`).
+    pub fn expected(&self) -> Option<i32> {
+        match self {
+            IfMatch::Any => None,
+            IfMatch::Version(v) => Some(*v),
+        }
+    }
+}
+
 /// Required `If-Match`: 428 when missing, 400 when unreadable.
 pub struct RequiredIfMatch(pub IfMatch);
 
@@ -326,6 +345,11 @@ impl FromRequest for RequiredIfMatch {
 pub struct OptionalIfMatch(pub Option<IfMatch>);
 
 impl OptionalIfMatch {
+    /// The version an operation expects, if one was named.
+    pub fn expected(&self) -> Option<i32> {
+        self.0.as_ref().and_then(IfMatch::expected)
+    }
+
     fn read(req: &HttpRequest) -> Result<Option<IfMatch>, ApiError> {
         match req.headers().get("if-match") {
             None => Ok(None),

@@ -48,7 +48,7 @@ impl Outcome {
     }
 }
 
-fn to_value<T: Serialize>(v: &T) -> ApiResult<Value> {
+pub fn to_value<T: Serialize>(v: &T) -> ApiResult<Value> {
     serde_json::to_value(v).map_err(|e| ApiError::internal(format!("serialise response: {e}")))
 }
 

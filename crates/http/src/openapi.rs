@@ -381,6 +381,7 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("ops", "401", &["metrics_token_required"]),
+    ("tasks", "409", &["invalid_transition"]),
 ];
 
 /// Each error response names the problem codes it can carry: `x-problem-codes` and

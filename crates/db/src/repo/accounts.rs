@@ -226,17 +226,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<AccountRow>> {
-    let mut sql = Sql::new("SELECT a.* FROM accounts a WHERE a.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND a.deleted_at IS NULL",
-        Liveness::Deleted => " AND a.deleted_at IS NOT NULL",
-    });
-    sql.scope("a", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "accounts", scope, id, liveness, lock)
 }
 
 /// The first live account in scope with the same name key, phone or e-mail, and which

@@ -121,17 +121,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<ActivityRow>> {
-    let mut sql = Sql::new("SELECT x.* FROM activities x WHERE x.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND x.deleted_at IS NULL",
-        Liveness::Deleted => " AND x.deleted_at IS NOT NULL",
-    });
-    sql.scope("x", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "activities", scope, id, liveness, lock)
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewActivity) -> QueryResult<ActivityRow> {

@@ -178,17 +178,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<ContactRow>> {
-    let mut sql = Sql::new("SELECT c.* FROM contacts c WHERE c.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND c.deleted_at IS NULL",
-        Liveness::Deleted => " AND c.deleted_at IS NOT NULL",
-    });
-    sql.scope("c", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "contacts", scope, id, liveness, lock)
 }
 
 /// A live contact in scope with the same mobile, phone or e-mail, or the same name at

@@ -216,17 +216,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<LeadRow>> {
-    let mut sql = Sql::new("SELECT l.* FROM leads l WHERE l.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND l.deleted_at IS NULL",
-        Liveness::Deleted => " AND l.deleted_at IS NOT NULL",
-    });
-    sql.scope("l", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "leads", scope, id, liveness, lock)
 }
 
 /// Locks and returns the given live leads inside the scope (others are simply absent).

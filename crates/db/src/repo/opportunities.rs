@@ -218,17 +218,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<OpportunityRow>> {
-    let mut sql = Sql::new("SELECT o.* FROM opportunities o WHERE o.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND o.deleted_at IS NULL",
-        Liveness::Deleted => " AND o.deleted_at IS NOT NULL",
-    });
-    sql.scope("o", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "opportunities", scope, id, liveness, lock)
 }
 
 /// Inserts a deal and opens its first stage visit.

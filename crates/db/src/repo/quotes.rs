@@ -150,17 +150,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<QuoteRow>> {
-    let mut sql = Sql::new("SELECT q.* FROM quotes q WHERE q.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND q.deleted_at IS NULL",
-        Liveness::Deleted => " AND q.deleted_at IS NOT NULL",
-    });
-    sql.scope("q", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "quotes", scope, id, liveness, lock)
 }
 
 pub fn lines(conn: &mut PgConnection, quote_ids: &[Uuid]) -> QueryResult<Vec<QuoteLineRow>> {

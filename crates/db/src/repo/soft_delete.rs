@@ -8,6 +8,7 @@ use diesel::sql_types::{Nullable, Timestamptz, Uuid as SqlUuid};
 use uuid::Uuid;
 
 use super::accounts::Liveness;
+use crate::sql::Sql;
 use crate::QueryResult;
 
 /// A row type whose table has `deleted_at`, `version` and `updated_at`.
@@ -24,6 +25,31 @@ pub trait SoftDelete: QueryableByName<Pg> + Sized + Send + 'static {
     ) -> QueryResult<Option<Self>>;
     fn version(&self) -> i32;
     fn deleted_at(&self) -> Option<DateTime<Utc>>;
+}
+
+/// The record of `table` with this id in `scope` (`FOR UPDATE` when `lock`), live or
+/// deleted as asked: the one lookup every repository's `find` is. `table` is a fixed
+/// name, never input.
+pub fn find_in<R: QueryableByName<Pg> + 'static>(
+    conn: &mut PgConnection,
+    table: &'static str,
+    scope: &ScopeFilter,
+    id: Uuid,
+    liveness: Liveness,
+    lock: bool,
+) -> QueryResult<Option<R>> {
+    let select = format!("SELECT t.* FROM {table} t WHERE t.id = ");
+    let mut sql = Sql::new(&select);
+    sql.bind::<SqlUuid, _>(id);
+    sql.push(match liveness {
+        Liveness::Live => " AND t.deleted_at IS NULL",
+        Liveness::Deleted => " AND t.deleted_at IS NOT NULL",
+    });
+    sql.scope("t", scope);
+    if lock {
+        sql.push(" FOR UPDATE");
+    }
+    sql.into_query().get_result(conn).optional()
 }
 
 /// Moves a record to the recycle bin at `at`, or restores it (`None`), bumping its

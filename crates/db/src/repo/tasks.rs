@@ -127,17 +127,7 @@ pub fn find(
     liveness: Liveness,
     lock: bool,
 ) -> QueryResult<Option<TaskRow>> {
-    let mut sql = Sql::new("SELECT t.* FROM tasks t WHERE t.id = ");
-    sql.bind::<SqlUuid, _>(id);
-    sql.push(match liveness {
-        Liveness::Live => " AND t.deleted_at IS NULL",
-        Liveness::Deleted => " AND t.deleted_at IS NOT NULL",
-    });
-    sql.scope("t", scope);
-    if lock {
-        sql.push(" FOR UPDATE");
-    }
-    sql.into_query().get_result(conn).optional()
+    super::soft_delete::find_in(conn, "tasks", scope, id, liveness, lock)
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewTask) -> QueryResult<TaskRow> {

@@ -18,7 +18,7 @@ pub mod products;
 pub mod quotes;
 pub mod settings;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -67,52 +67,7 @@ macro_rules! str_enum {
 }
 pub(crate) use str_enum;
 
-/// Money, percentages and quantities in request bodies: decimal strings only
-/// (`"120000.00"`), as the document says. A JSON number is refused rather than read
-/// through a float.
-pub mod decimal_str {
-    use std::str::FromStr;
-
-    use rust_decimal::Decimal;
-    use serde::{Deserialize, Deserializer};
-
-    fn parse<E: serde::de::Error>(s: &str) -> Result<Decimal, E> {
-        let body = s.strip_prefix('-').unwrap_or(s);
-        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-        let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-        if int.is_empty() || !digits(int) || !digits(frac) || (body.contains('.') && frac.is_empty()) {
-            return Err(E::custom(format!("`{s}` is not a decimal number such as \"12.50\"")));
-        }
-        Decimal::from_str(s).map_err(|_| E::custom(format!("`{s}` is out of range")))
-    }
-
-    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s)
-    }
-
-    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(s) => parse(&s).map(Some),
-        }
-    }
-
-    /// PATCH: absent (`None`), `null` (`Some(None)`) or a value.
-    pub fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Decimal>>, D::Error> {
-        optional(d).map(Some)
-    }
-}
-
-/// Deserialises a present field (even `null`) as `Some(..)`, so PATCH can tell
-/// "absent" (leave alone) from `null` (clear).
-pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
+pub use crm_app::write::{decimal_str, double_option};
 
 /// A page of a list.
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,26 +1,23 @@
 //! `/api/v1/accounts`: customers.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::accounts::{self, AccountChanges, AccountFilter, Liveness, NewAccount};
-use crm_db::repo::audit;
+use crm_db::repo::accounts::{self, AccountFilter, Liveness};
 use crm_db::sql::ListSpec;
-use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::access::Action;
 use crm_domain::fields::FieldAccess;
-use crm_domain::{diff, normalize};
 use diesel::prelude::*;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
+    changed_record, created_record, run_op, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
     PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
-use crate::custom::{self, Shaper};
+use crate::custom::Shaper;
 use crate::dto::accounts::{
-    Account, AccountListQuery, AccountType, AuditEntry, CreateAccount, CreateQuery, HistoryQuery, UpdateAccount,
+    Account, AccountListQuery, AuditEntry, CreateAccount, CreateQuery, HistoryQuery, UpdateAccount,
 };
-use crate::dto::{patch, Errors, Page, SyncPage};
+use crate::dto::{Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -28,16 +25,6 @@ use crate::listing::{self, ExportOptions};
 use crate::state::AppState;
 
 const RES: &str = "accounts";
-
-fn to_json(a: &Account) -> serde_json::Value {
-    serde_json::to_value(a).unwrap_or_default()
-}
-
-/// The caller's read scope (used for references and duplicate checks); own when none.
-fn read_scope(auth: &Auth) -> ScopeFilter {
-    auth.principal
-        .filter(auth.scope(RES, Action::Read).unwrap_or(Scope::Own))
-}
 
 /// List accounts in the caller's data scope.
 ///
@@ -151,74 +138,16 @@ pub async fn create_account(
     body: ValidJson<CreateAccount>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Create)?;
-    custom::guard_write(&auth.principal, RES, &body.raw)?;
-    let cache = state.fields.clone();
-    let read = read_scope(&auth);
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
     let allow_duplicate = q.allow_duplicate;
-    let dto = body.value?;
-    let custom_in = dto.custom.clone();
-    let mut errs = Errors::default();
-    let name = errs.required_text("name", &dto.name);
-    let mut new = NewAccount {
-        id: Uuid::now_v7(),
-        name_norm: normalize::name_key(&name),
-        name,
-        account_type: dto.account_type.unwrap_or(AccountType::Prospect).as_str().to_owned(),
-        industry: errs.line(dto.industry),
-        region: errs.line(dto.region),
-        address: errs.line(dto.address),
-        phone: errs.phone("phone", dto.phone),
-        email: errs.email("email", dto.email),
-        website: errs.website("website", dto.website),
-        tier: dto.tier.map(|t| t.as_str().to_owned()),
-        source: dto.source.map(|s| s.as_str().to_owned()),
-        parent_id: dto.parent_id,
-        owner_id: dto.owner_id.unwrap_or(auth.user_id),
-        team_id: None,
-        notes: errs.text(dto.notes),
-        custom: json!({}),
-        created_by: Some(auth.user_id),
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        new.team_id = resolve_owner(c, &writer, RES, new.owner_id)?;
-        if let Some(p) = new.parent_id {
-            if accounts::find(c, &read, p, Liveness::Live, false)?.is_none() {
-                return Err(ApiError::field("parent_id", "not_found", "no such account"));
-            }
-        }
-        if !allow_duplicate {
-            if let Some((row, on)) =
-                accounts::find_duplicate(c, &read, &new.name_norm, new.phone.as_deref(), new.email.as_deref())?
-            {
-                return Err(ApiError::conflict(
-                    "duplicate",
-                    format!("an account with the same {on} already exists; pass allow_duplicate=true to create anyway"),
-                )
-                .with_extra("existing", json!({"id": row.id, "name": row.name, "matched_on": on})));
-            }
-        }
-        let defs = cache.get(c, RES)?;
-        new.custom = crm_app::custom::apply(
+    created_record(&state, &auth, (key, &req, &raw), (RES, "accounts"), move |c, ctx| {
+        Ok(Account::from(crm_app::accounts::create(
             c,
-            &writer.principal,
-            crm_app::custom::CustomWrite {
-                object: RES,
-                defs: &defs,
-                input: custom_in.as_ref(),
-                existing: None,
-                record: &json!({}),
-            },
-        )?;
-        let row = accounts::insert(c, &new)?;
-        let dto = Account::from(row);
-        let data = to_json(&dto);
-        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(
-            &Shaper::new(&writer.principal, RES, defs).one(&dto),
-            format!("/api/v1/accounts/{}", dto.id),
-        )
+            ctx,
+            &fields,
+            allow_duplicate,
+        )?))
     })
     .await
 }
@@ -276,93 +205,12 @@ pub async fn update_account(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateAccount>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Update)?;
-    custom::guard_write(&auth.principal, RES, &body.raw)?;
-    let cache = state.fields.clone();
-    let read = read_scope(&auth);
-    let id = id.into_inner();
-    let dto = body.value?;
-    let custom_in = dto.custom.clone();
-    let mut errs = Errors::default();
-    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
-    let mut ch = AccountChanges {
-        name_norm: name.as_deref().map(normalize::name_key),
-        name,
-        account_type: dto.account_type.map(|t| t.as_str().to_owned()),
-        industry: patch(dto.industry, |v| errs.line(v)),
-        region: patch(dto.region, |v| errs.line(v)),
-        address: patch(dto.address, |v| errs.line(v)),
-        phone: patch(dto.phone, |v| errs.phone("phone", v)),
-        email: patch(dto.email, |v| errs.email("email", v)),
-        website: patch(dto.website, |v| errs.website("website", v)),
-        tier: dto.tier.map(|t| t.map(|t| t.as_str().to_owned())),
-        source: dto.source.map(|s| s.map(|s| s.as_str().to_owned())),
-        parent_id: dto.parent_id,
-        owner_id: dto.owner_id,
-        team_id: None,
-        notes: patch(dto.notes, |v| errs.text(v)),
-        custom: None,
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = accounts::find(c, &scope, id, Liveness::Live, true)?
-                    .ok_or_else(|| ApiError::not_found("account"))?;
-                if_match.0.check(before.version)?;
-                let defs = cache.get(c, RES)?;
-                if custom_in.is_some()
-                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
-                {
-                    ch.custom = Some(crm_app::custom::apply(
-                        c,
-                        &writer.principal,
-                        crm_app::custom::CustomWrite {
-                            object: RES,
-                            defs: &defs,
-                            input: custom_in.as_ref(),
-                            existing: Some(&before.custom),
-                            record: &json!({}),
-                        },
-                    )?);
-                    if let Some(keys) = &custom_in {
-                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
-                    }
-                }
-                if let Some(owner) = ch.owner_id.filter(|o| *o != before.owner_id) {
-                    writer.require(RES, Action::Assign)?;
-                    ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
-                }
-                if let Some(Some(parent)) = ch.parent_id.filter(|p| *p != before.parent_id) {
-                    if accounts::find(c, &read, parent, Liveness::Live, false)?.is_none() {
-                        return Err(ApiError::field("parent_id", "not_found", "no such account"));
-                    }
-                    if accounts::in_parent_chain(c, parent, id)? {
-                        return Err(ApiError::field(
-                            "parent_id",
-                            "cycle",
-                            "an account cannot be its own ancestor",
-                        ));
-                    }
-                }
-                let unchanged = prune_changes!(ch, before;
-                    name, name_norm, account_type, industry, region, address, phone, email,
-                    website, tier, source, parent_id, owner_id, team_id, notes, custom);
-                if unchanged {
-                    return Ok((before, defs));
-                }
-                let after = accounts::update(c, id, &ch)?;
-                let (b, a) = (to_json(&Account::from(before)), to_json(&Account::from(after.clone())));
-                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                Ok::<_, ApiError>((after, defs))
-            })
-        })
-        .await?;
-    let (row, defs) = row;
-    let version = row.version;
-    Ok(Shaper::new(&auth.principal, RES, defs).respond(&Account::from(row), version))
+    auth.require(RES, Action::Update)?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, RES, move |c, ctx| {
+        Ok(Account::from(crm_app::accounts::update(c, ctx, id, expected, &fields)?))
+    })
+    .await
 }
 
 /// Delete an account (soft); its contacts are deleted with it and come back on restore.
@@ -386,41 +234,11 @@ pub async fn delete_account(
     id: web::Path<Uuid>,
     if_match: OptionalIfMatch,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
-    let scope = auth.filter(RES, Action::Delete)?;
-    let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = accounts::find(c, &scope, id, Liveness::Live, true)?
-                    .ok_or_else(|| ApiError::not_found("account"))?;
-                if let Some(m) = if_match.0 {
-                    m.check(before.version)?;
-                }
-                let (row, contact_ids) = accounts::soft_delete(c, id, now)?;
-                let actor = writer.actor();
-                let change = json!({"deleted_at": {"before": null, "after": row.deleted_at}});
-                let changes = change.as_object().cloned().unwrap_or_default();
-                audit::record(c, &actor, RES, id, "deleted", changes.clone(), json!({"id": id}))?;
-                for cid in contact_ids {
-                    let mut ch = changes.clone();
-                    ch.insert("cascade_from_account".into(), json!(id));
-                    audit::record(
-                        c,
-                        &actor,
-                        "contacts",
-                        cid,
-                        "deleted",
-                        ch,
-                        json!({"id": cid, "account_id": id}),
-                    )?;
-                }
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
+    let (id, expected) = (id.into_inner(), if_match.expected());
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::accounts::delete(c, ctx, id, expected)?)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -443,31 +261,12 @@ pub async fn restore_account(
     key: IdempotencyKey,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Delete)?;
     let id = id.into_inner();
-    let writer = auth.clone();
+    let ctx = auth.ctx(&state.clock);
     let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
-        let before = accounts::find(c, &scope, id, Liveness::Deleted, true)?
-            .ok_or_else(|| ApiError::not_found("deleted account"))?;
-        let (row, contact_ids) = accounts::restore(c, &before)?;
-        let actor = writer.actor();
-        let change = json!({"deleted_at": {"before": before.deleted_at, "after": null}});
-        let changes = change.as_object().cloned().unwrap_or_default();
-        let dto = Account::from(row);
-        audit::record(c, &actor, RES, id, "restored", changes.clone(), to_json(&dto))?;
-        for cid in contact_ids {
-            audit::record(
-                c,
-                &actor,
-                "contacts",
-                cid,
-                "restored",
-                changes.clone(),
-                json!({"id": cid, "account_id": id}),
-            )?;
-        }
-        Outcome::ok(&Shaper::new(&writer.principal, RES, cache.get(c, RES)?).one(&dto))
+        let dto = Account::from(crm_app::accounts::restore(c, &ctx, id)?);
+        Outcome::ok(&Shaper::new(&ctx.principal, RES, cache.get(c, RES)?).one(&dto))
     })
     .await
 }

@@ -3,25 +3,22 @@
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use crm_db::repo::accounts::Liveness;
-use crm_db::repo::activities::{self as acts, ActivityChanges, ActivityFilter, NewActivity};
-use crm_db::repo::tasks::{self, TaskChanges, TaskFilter};
-use crm_db::repo::{audit, contacts, leads, opportunities as opps};
+use crm_db::repo::activities::{self as acts, ActivityFilter};
+use crm_db::repo::tasks::{self, TaskFilter};
 use crm_db::sql::ListSpec;
 use crm_domain::access::{Action, ScopeFilter};
-use crm_domain::diff;
-use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
-    prune_changes, resolve_owner, with_etag, BadRequest, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::dto::activities::{
     Activity, ActivityListQuery, CreateActivity, CreateTask, DueWindow, MyTasksQuery, Task, TaskListQuery, TaskStatus,
     UpdateActivity, UpdateTask,
 };
-use crate::dto::{patch, Errors, Page};
+use crate::dto::Page;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -29,22 +26,6 @@ use crate::state::AppState;
 
 const ACT: &str = "activities";
 const TASK: &str = "tasks";
-
-/// Whether the caller can read the record (the same check tasks make).
-fn visible(c: &mut PgConnection, auth: &Auth, kind: &str, id: Uuid) -> ApiResult<bool> {
-    let ctx = auth.ctx(&crm_app::Clock::default());
-    Ok(crm_app::tasks::visible(c, &ctx, kind, id)?)
-}
-
-/// A follow-up is logged when it happened: not in the future (5 minutes of clock
-/// skew allowed) and at most a year back (older history comes in by import).
-fn check_occurred(errs: &mut Errors, at: chrono::DateTime<Utc>, now: chrono::DateTime<Utc>) {
-    if at > now + Duration::minutes(5) {
-        errs.add("occurred_at", "out_of_range", "must not be in the future");
-    } else if at < now - Duration::days(366) {
-        errs.add("occurred_at", "out_of_range", "must be within the last year");
-    }
-}
 
 /// List follow-ups in the caller's scope.
 #[utoipa::path(
@@ -112,83 +93,10 @@ pub async fn create_activity(
     body: ValidJson<CreateActivity>,
 ) -> ApiResult<HttpResponse> {
     auth.require(ACT, Action::Create)?;
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let subject = errs.required_text("subject", &dto.subject);
-    let now = state.clock.now();
-    let occurred_at = dto.occurred_at.unwrap_or(now);
-    check_occurred(&mut errs, occurred_at, now);
-    if dto.lead_id.is_none() && dto.account_id.is_none() && dto.contact_id.is_none() && dto.opportunity_id.is_none() {
-        errs.add(
-            "lead_id",
-            "required",
-            "link at least one of lead_id, account_id, contact_id, opportunity_id",
-        );
-    }
-    let mut new = NewActivity {
-        id: Uuid::now_v7(),
-        activity_type: dto.activity_type.as_str().into(),
-        subject,
-        content: errs.text(dto.content),
-        occurred_at,
-        duration_minutes: dto.duration_minutes,
-        outcome: errs.text(dto.outcome),
-        next_step: errs.text(dto.next_step),
-        lead_id: dto.lead_id,
-        account_id: dto.account_id,
-        contact_id: dto.contact_id,
-        opportunity_id: dto.opportunity_id,
-        owner_id: auth.user_id,
-        team_id: auth.team_id,
-        created_by: Some(auth.user_id),
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        for (field, kind, id) in [
-            ("lead_id", "lead", new.lead_id),
-            ("account_id", "account", new.account_id),
-            ("contact_id", "contact", new.contact_id),
-            ("opportunity_id", "opportunity", new.opportunity_id),
-        ] {
-            if let Some(id) = id {
-                if !visible(c, &writer, kind, id)? {
-                    return Err(ApiError::field(field, "not_found", format!("no such {kind}")));
-                }
-            }
-        }
-        // Fill the account from the contact or deal so account timelines are complete.
-        if new.account_id.is_none() {
-            if let Some(ct) = new.contact_id {
-                new.account_id = contacts::find(c, &ScopeFilter::All, ct, Liveness::Live, false)?.map(|x| x.account_id);
-            } else if let Some(o) = new.opportunity_id {
-                new.account_id = opps::find(c, &ScopeFilter::All, o, Liveness::Live, false)?.map(|x| x.account_id);
-            }
-        }
-        let row = acts::insert(c, &new)?;
-        let at = row.occurred_at.min(now);
-        if let Some(id) = row.account_id {
-            opps::touch_activity(c, "accounts", id, at)?;
-        }
-        if let Some(id) = row.contact_id {
-            opps::touch_activity(c, "contacts", id, at)?;
-        }
-        if let Some(id) = row.opportunity_id {
-            opps::touch_activity(c, "opportunities", id, at)?;
-        }
-        if let Some(id) = row.lead_id {
-            if let Some((before, after)) = leads::record_response(c, id, at)? {
-                let (b, a) = (
-                    serde_json::to_value(crate::dto::leads::Lead::from(before)).unwrap_or_default(),
-                    serde_json::to_value(crate::dto::leads::Lead::from(after)).unwrap_or_default(),
-                );
-                audit::record(c, &writer.actor(), "leads", id, "responded", diff::changes(&b, &a), a)?;
-            }
-        }
-        let dto = Activity::from(row);
-        let data = serde_json::to_value(&dto).unwrap_or_default();
-        audit::record(c, &writer.actor(), ACT, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(&dto, format!("/api/v1/activities/{}", dto.id))
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(&state, &auth, (key, &req, &raw), (ACT, "activities"), move |c, ctx| {
+        Ok(Activity::from(crm_app::activities::create(c, ctx, &fields)?))
     })
     .await
 }
@@ -230,47 +138,14 @@ pub async fn update_activity(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateActivity>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(ACT, Action::Update)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let subject = dto.subject.as_deref().map(|s| errs.required_text("subject", s));
-    if let Some(at) = dto.occurred_at {
-        check_occurred(&mut errs, at, state.clock.now());
-    }
-    let mut ch = ActivityChanges {
-        activity_type: dto.activity_type.map(|t| t.as_str().to_owned()),
-        subject,
-        content: patch(dto.content, |v| errs.text(v)),
-        occurred_at: dto.occurred_at,
-        duration_minutes: dto.duration_minutes,
-        outcome: patch(dto.outcome, |v| errs.text(v)),
-        next_step: patch(dto.next_step, |v| errs.text(v)),
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = acts::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("activity"))?;
-                if_match.0.check(before.version)?;
-                let cmp = before.clone();
-                if prune_changes!(ch, cmp; activity_type, subject, content, occurred_at, duration_minutes, outcome, next_step) {
-                    return Ok(before);
-                }
-                let after = acts::update(c, id, &ch)?;
-                let (b, a) = (
-                    serde_json::to_value(Activity::from(before)).unwrap_or_default(),
-                    serde_json::to_value(Activity::from(after.clone())).unwrap_or_default(),
-                );
-                audit::record(c, &writer.actor(), ACT, id, "updated", diff::changes(&b, &a), a)?;
-                Ok::<_, ApiError>(after)
-            })
-        })
-        .await?;
-    let v = row.version;
-    Ok(with_etag(&Activity::from(row), v))
+    auth.require(ACT, Action::Update)?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, ACT, move |c, ctx| {
+        Ok(Activity::from(crm_app::activities::update(
+            c, ctx, id, expected, &fields,
+        )?))
+    })
+    .await
 }
 
 /// Delete an activity (soft).
@@ -475,13 +350,15 @@ pub async fn get_task(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
     Ok(with_etag(&Task::from(row), v))
 }
 
-/// Update a task: complete it (`status: done`), reopen, reschedule, reassign.
+/// Update a task: complete it (`status: done`), cancel or reopen it, reschedule,
+/// reassign. Status changes follow the task status machine (open -> done | cancelled ->
+/// open); another one is 409 `invalid_transition`.
 #[utoipa::path(
     tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id"), ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateTask,
     responses((status = 200, description = "Updated", body = Task, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired),
+        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired),
     security(("bearer_auth" = []), ("api_key" = []))
 )]
 #[patch("/tasks/{id}")]
@@ -492,61 +369,12 @@ pub async fn update_task(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateTask>,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
-    let scope = auth.filter(TASK, Action::Update)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let title = dto.title.as_deref().map(|t| errs.required_text("title", t));
-    let mut ch = TaskChanges {
-        title,
-        description: patch(dto.description, |v| errs.text(v)),
-        due_at: dto.due_at,
-        reminder_at: dto.reminder_at,
-        priority: dto.priority.map(|p| p.as_str().to_owned()),
-        owner_id: dto.owner_id,
-        team_id: None,
-        status: dto.status.map(|s| s.as_str().to_owned()),
-        completed_at: None,
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = tasks::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("task"))?;
-                if_match.0.check(before.version)?;
-                let due = ch.due_at.unwrap_or(before.due_at);
-                let reminder = ch.reminder_at.unwrap_or(before.reminder_at);
-                if let (Some(r), Some(d)) = (reminder, due) {
-                    if r > d {
-                        return Err(ApiError::field("reminder_at", "out_of_range", "must not be after due_at"));
-                    }
-                }
-                if let Some(owner) = ch.owner_id.filter(|o| *o != before.owner_id) {
-                    writer.require(TASK, Action::Assign)?;
-                    ch.team_id = Some(resolve_owner(c, &writer, TASK, owner)?);
-                }
-                if let Some(s) = ch.status.as_deref().filter(|s| *s != before.status) {
-                    ch.completed_at = Some(if s == "done" { Some(now) } else { None });
-                }
-                let cmp = before.clone();
-                if prune_changes!(ch, cmp; title, description, due_at, reminder_at, priority, owner_id, team_id, status, completed_at) {
-                    return Ok(before);
-                }
-                let after = tasks::update(c, id, &ch)?;
-                let (b, a) = (
-                    serde_json::to_value(Task::from(before)).unwrap_or_default(),
-                    serde_json::to_value(Task::from(after.clone())).unwrap_or_default(),
-                );
-                audit::record(c, &writer.actor(), TASK, id, "updated", diff::changes(&b, &a), a)?;
-                Ok::<_, ApiError>(after)
-            })
-        })
-        .await?;
-    let v = row.version;
-    Ok(with_etag(&Task::from(row), v))
+    auth.require(TASK, Action::Update)?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, TASK, move |c, ctx| {
+        Ok(Task::from(crm_app::tasks::update(c, ctx, id, expected, &fields)?))
+    })
+    .await
 }
 
 /// Delete a task (soft).

@@ -123,6 +123,70 @@ where
     .await
 }
 
+/// Runs one operation of `crm_app` for the caller, in its own transaction.
+pub async fn run_op<T, F>(state: &crate::state::AppState, auth: &Auth, op: F) -> ApiResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> ApiResult<T> + Send + 'static,
+{
+    let ctx = auth.ctx(&state.clock);
+    state.db.run(move |c| c.transaction(|c| op(c, &ctx))).await
+}
+
+/// The `id` and `version` of a record's representation.
+fn id_and_version(v: &serde_json::Value) -> (String, i32) {
+    let id = v
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let version = v.get("version").and_then(serde_json::Value::as_i64).unwrap_or_default();
+    (id, i32::try_from(version).unwrap_or_default())
+}
+
+/// Runs an operation that changes one record of `object` and answers 200 with the
+/// record as the caller may read it, its version as the `ETag`.
+pub async fn changed_record<D, F>(
+    state: &crate::state::AppState,
+    auth: &Auth,
+    object: &'static str,
+    op: F,
+) -> ApiResult<HttpResponse>
+where
+    D: Serialize + Send + 'static,
+    F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> ApiResult<D> + Send + 'static,
+{
+    let cache = state.fields.clone();
+    let (dto, defs) = run_op(state, auth, move |c, ctx| Ok((op(c, ctx)?, cache.get(c, object)?))).await?;
+    let (_, version) = id_and_version(&crate::idempotency::to_value(&dto)?);
+    Ok(crate::custom::Shaper::new(&auth.principal, object, defs).respond(&dto, version))
+}
+
+/// Runs an operation that creates one record of `object` (retry-safe with an
+/// `Idempotency-Key`) and answers 201 with it as the caller may read it, `Location`
+/// `/api/v1/<path>/<id>`.
+pub async fn created_record<D, F>(
+    state: &crate::state::AppState,
+    auth: &Auth,
+    (key, req, raw): (crate::extract::IdempotencyKey, &actix_web::HttpRequest, &[u8]),
+    (object, path): (&'static str, &'static str),
+    op: F,
+) -> ApiResult<HttpResponse>
+where
+    D: Serialize,
+    F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> ApiResult<D> + Send + 'static,
+{
+    let ctx = auth.ctx(&state.clock);
+    let cache = state.fields.clone();
+    crate::idempotency::post(state, auth, key, req, raw, crate::idempotency::keep, move |c| {
+        let dto = op(c, &ctx)?;
+        let (id, _) = id_and_version(&crate::idempotency::to_value(&dto)?);
+        let body = crate::custom::Shaper::new(&ctx.principal, object, cache.get(c, object)?).one(&dto);
+        crate::idempotency::Outcome::created(&body, format!("/api/v1/{path}/{id}"))
+    })
+    .await
+}
+
 /// No extra condition on deleting or restoring.
 pub fn always<R>(_: &mut PgConnection, _: &R) -> crm_app::AppResult<()> {
     Ok(())

@@ -2,30 +2,24 @@
 //! changed by holders of `products:admin`.
 
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::products::{self, NewPriceBook, NewProduct, PriceBookChanges, ProductChanges, ProductFilter};
-use crm_db::repo::{audit, missing_ids};
+use crm_db::repo::products::{self, ProductFilter};
 use crm_db::sql::ListSpec;
 use crm_domain::access::Action;
-use crm_domain::diff;
 use diesel::prelude::*;
-use rust_decimal::Decimal;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
-    Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
+    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
-use crate::dto::check_amount;
 use crate::dto::products::{
-    CreatePriceBook, CreateProduct, PriceBook, PriceBookEntry, PriceBookList, PriceInput, Product, ProductListQuery,
+    CreatePriceBook, CreateProduct, PriceBook, PriceBookEntry, PriceBookList, Product, ProductListQuery,
     UpdatePriceBook, UpdateProduct,
 };
-use crate::dto::{check_pct, money, Errors, Page};
+use crate::dto::{money, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
-use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
 
 const RES: &str = "products";
@@ -33,46 +27,6 @@ const RES: &str = "products";
 /// A product as the caller may read it (standard cost follows field permissions).
 fn shaped(auth: &Auth, p: &Product) -> serde_json::Value {
     crate::custom::shaped(&auth.principal, RES, &[], p)
-}
-
-fn check_code(errs: &mut Errors, code: &str) -> String {
-    let c = code.trim().to_owned();
-    let ok = c.len() <= 50
-        && c.chars().next().is_some_and(|ch| ch.is_ascii_alphanumeric())
-        && c.chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'));
-    if !ok {
-        errs.add(
-            "code",
-            "invalid_format",
-            "letters, digits, `_`, `.` and `-`, starting with a letter or digit",
-        );
-    }
-    c
-}
-
-fn check_tier(errs: &mut Errors, tier: Option<String>) -> Option<String> {
-    let t = tier.map(|t| t.trim().to_ascii_uppercase()).filter(|t| !t.is_empty())?;
-    if !matches!(t.as_str(), "A" | "B" | "C" | "D") {
-        errs.add("tier", "invalid_choice", "one of A, B, C, D");
-    }
-    Some(t)
-}
-
-fn check_prices(errs: &mut Errors, field: &str, list: &[PriceInput]) -> Vec<(Uuid, Decimal)> {
-    let mut out: Vec<(Uuid, Decimal)> = Vec::new();
-    for (i, p) in list.iter().enumerate() {
-        let v = check_amount(errs, &format!("{field}[{i}].unit_price"), Some(p.unit_price)).unwrap_or_default();
-        if out.iter().any(|(id, _)| *id == p.product_id) {
-            errs.add(&format!("{field}[{i}].product_id"), "duplicate", "listed twice");
-        }
-        out.push((p.product_id, v));
-    }
-    out
-}
-
-fn code_conflict(existing: Uuid) -> ApiError {
-    ApiError::conflict("duplicate", "another product has this code").with_extra("existing", json!({"id": existing}))
 }
 
 /// List products (everyone with `products:read`).
@@ -158,30 +112,10 @@ pub async fn create_product(
     body: ValidJson<CreateProduct>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let new = NewProduct {
-        id: Uuid::now_v7(),
-        code: check_code(&mut errs, &dto.code),
-        name: errs.required_text("name", &dto.name),
-        unit: errs.line(dto.unit).unwrap_or_else(|| "件".into()),
-        category: errs.line(dto.category),
-        list_price: check_amount(&mut errs, "list_price", Some(dto.list_price)).unwrap_or_default(),
-        standard_cost: check_amount(&mut errs, "standard_cost", dto.standard_cost).unwrap_or_default(),
-        tax_rate: check_pct(&mut errs, "tax_rate", dto.tax_rate).unwrap_or(Decimal::from(13)),
-        active: dto.active.unwrap_or(true),
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        if let Some(existing) = products::code_taken(c, &new.code, None)? {
-            return Err(code_conflict(existing));
-        }
-        let row = products::insert(c, &new)?;
-        let dto = Product::from(row);
-        let data = serde_json::to_value(&dto).unwrap_or_default();
-        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        Outcome::created(&shaped(&writer, &dto), format!("/api/v1/products/{}", dto.id))
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(&state, &auth, (key, &req, &raw), (RES, "products"), move |c, ctx| {
+        Ok(Product::from(crm_app::products::create(c, ctx, &fields)?))
     })
     .await
 }
@@ -208,51 +142,11 @@ pub async fn update_product(
     body: ValidJson<UpdateProduct>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let ch = ProductChanges {
-        code: dto.code.as_deref().map(|c| check_code(&mut errs, c)),
-        name: dto.name.as_deref().map(|n| errs.required_text("name", n)),
-        unit: dto.unit.as_deref().map(|u| errs.required_text("unit", u)),
-        category: dto.category.map(|c| errs.line(c)),
-        list_price: dto
-            .list_price
-            .and_then(|v| check_amount(&mut errs, "list_price", Some(v))),
-        standard_cost: dto
-            .standard_cost
-            .and_then(|v| check_amount(&mut errs, "standard_cost", Some(v))),
-        tax_rate: dto.tax_rate.and_then(|v| check_pct(&mut errs, "tax_rate", Some(v))),
-        active: dto.active,
-    };
-    errs.into_result()?;
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = products::find(c, id, true)?.ok_or_else(|| ApiError::not_found("product"))?;
-                if_match.0.check(before.version)?;
-                if let Some(code) = &ch.code {
-                    if let Some(existing) = products::code_taken(c, code, Some(id))? {
-                        return Err(code_conflict(existing));
-                    }
-                }
-                let after = products::update(c, id, &ch)?;
-                let (b, a) = (
-                    serde_json::to_value(Product::from(before)).unwrap_or_default(),
-                    serde_json::to_value(Product::from(after.clone())).unwrap_or_default(),
-                );
-                let changes = diff::changes(&b, &a);
-                if !changes.is_empty() {
-                    audit::record(c, &writer.actor(), RES, id, "updated", changes, a)?;
-                }
-                Ok::<_, ApiError>(after)
-            })
-        })
-        .await?;
-    let v = row.version;
-    Ok(with_etag(&shaped(&auth, &Product::from(row)), v))
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, RES, move |c, ctx| {
+        Ok(Product::from(crm_app::products::update(c, ctx, id, expected, &fields)?))
+    })
+    .await
 }
 
 fn load_book(c: &mut PgConnection, id: Uuid) -> ApiResult<PriceBook> {
@@ -267,21 +161,6 @@ fn load_book(c: &mut PgConnection, id: Uuid) -> ApiResult<PriceBook> {
         })
         .collect();
     Ok(PriceBook::from_row(row, entries))
-}
-
-fn check_products_exist(c: &mut PgConnection, field: &str, ids: &[Uuid]) -> ApiResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    if let Some(missing) = missing_ids(c, "products", ids)?.first() {
-        let i = ids.iter().position(|x| x == missing).unwrap_or(0);
-        return Err(ApiError::field(
-            &format!("{field}[{i}].product_id"),
-            "not_found",
-            "no such product",
-        ));
-    }
-    Ok(())
 }
 
 /// List price books with their prices.
@@ -342,50 +221,18 @@ pub async fn create_price_book(
     body: ValidJson<CreatePriceBook>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let currency = dto.currency.as_deref().unwrap_or("CNY").trim().to_ascii_uppercase();
-    if crm_domain::normalize::currency(&currency).is_none() {
-        errs.add(
-            "currency",
-            "invalid_format",
-            "an active ISO 4217 currency code such as CNY or USD",
-        );
-    }
-    let new = NewPriceBook {
-        id: Uuid::now_v7(),
-        name: errs.required_text("name", &dto.name),
-        currency,
-        tier: check_tier(&mut errs, dto.tier),
-        is_default: dto.is_default,
-        active: true,
-    };
-    let prices = check_prices(&mut errs, "entries", &dto.entries);
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let ids: Vec<Uuid> = prices.iter().map(|(p, _)| *p).collect();
-        check_products_exist(c, "entries", &ids)?;
-        if new.is_default {
-            products::clear_default(c, &new.currency, new.id)?;
-        }
-        products::insert_book(c, &new)?;
-        products::set_prices(c, new.id, &prices, &[])?;
-        let book = load_book(c, new.id)?;
-        let data = serde_json::to_value(&book).unwrap_or_default();
-        audit::record(
-            c,
-            &writer.actor(),
-            "price_books",
-            book.id,
-            "created",
-            diff::created(&data),
-            data,
-        )?;
-        // The currency's previous default book, if this one took the flag.
-        audit::record_pending(c, &writer.actor(), "price_books", "updated")?;
-        Outcome::created(&book, format!("/api/v1/price-books/{}", book.id))
-    })
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(
+        &state,
+        &auth,
+        (key, &req, &raw),
+        ("price_books", "price-books"),
+        move |c, ctx| {
+            let row = crm_app::products::create_book(c, ctx, &fields)?;
+            load_book(c, row.id)
+        },
+    )
     .await
 }
 
@@ -411,65 +258,10 @@ pub async fn update_price_book(
     body: ValidJson<UpdatePriceBook>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    if dto.is_default == Some(false) {
-        errs.add("is_default", "invalid", "make another book the default instead");
-    }
-    let ch = PriceBookChanges {
-        name: dto.name.as_deref().map(|n| errs.required_text("name", n)),
-        tier: dto.tier.map(|t| check_tier(&mut errs, t)),
-        is_default: dto.is_default,
-        active: dto.active,
-    };
-    let prices = check_prices(&mut errs, "set_prices", &dto.set_prices);
-    let remove = dto.remove_products;
-    errs.into_result()?;
-    let writer = auth.clone();
-    let book = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = products::find_book(c, id, true)?.ok_or_else(|| ApiError::not_found("price book"))?;
-                if_match.0.check(row.version)?;
-                if ch.is_default == Some(true) && ch.active == Some(false) {
-                    return Err(ApiError::field("active", "invalid", "the default book must be active"));
-                }
-                if row.is_default && ch.active == Some(false) {
-                    return Err(ApiError::field(
-                        "active",
-                        "invalid",
-                        "make another book the default first",
-                    ));
-                }
-                let ids: Vec<Uuid> = prices.iter().map(|(p, _)| *p).collect();
-                check_products_exist(c, "set_prices", &ids)?;
-                let before = load_book(c, id)?;
-                if ch.is_default == Some(true) {
-                    products::clear_default(c, &row.currency, id)?;
-                }
-                products::update_book(c, id, &ch)?;
-                products::set_prices(c, id, &prices, &remove)?;
-                let after = load_book(c, id)?;
-                let (b, a) = (
-                    serde_json::to_value(&before).unwrap_or_default(),
-                    serde_json::to_value(&after).unwrap_or_default(),
-                );
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "price_books",
-                    id,
-                    "updated",
-                    diff::changes(&b, &a),
-                    a,
-                )?;
-                audit::record_pending(c, &writer.actor(), "price_books", "updated")?;
-                Ok::<_, ApiError>(after)
-            })
-        })
-        .await?;
-    let v = book.version;
-    Ok(with_etag(&book, v))
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, "price_books", move |c, ctx| {
+        let row = crm_app::products::update_book(c, ctx, id, expected, &fields)?;
+        load_book(c, row.id)
+    })
+    .await
 }

@@ -5,17 +5,16 @@ use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use crm_db::repo::accounts::{self, Liveness};
-use crm_db::repo::opportunities::{self as opps, OpportunityChanges, OpportunityFilter, OpportunityRow};
+use crm_db::repo::opportunities::{self as opps, OpportunityFilter, OpportunityRow};
 use crm_db::repo::timeline as feed_repo;
 use crm_db::repo::{audit, pipelines};
 use crm_domain::access::Action;
-use crm_domain::{diff, normalize};
 use diesel::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::handlers::{
-    prune_changes, resolve_owner, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
+    changed_record, created_record, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
     PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crm_app::opportunities;
@@ -25,12 +24,12 @@ use crate::custom::{self, Shaper};
 use crate::dto::accounts::HistoryQuery;
 use crate::dto::accounts::{AuditEntry, CreateQuery};
 use crate::dto::opportunities::{
-    Checklist, ChecklistItem, ChecklistStage, CreateOpportunity, CreateOutput, DealContact, MoveStage, Opportunity,
+    Checklist, ChecklistItem, ChecklistStage, CreateOpportunity, CreateOutput, MoveStage, Opportunity,
     OpportunityListQuery, Output, OutputList, OutputStatus, SetTask, StageHistory, StageVisit, TimelineEntry,
     UpdateOpportunity,
 };
 use crate::dto::pipelines::{Stage, StageItem};
-use crate::dto::{check_amount, patch, Errors, Page, SyncPage};
+use crate::dto::{Errors, Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -42,39 +41,6 @@ const RES: &str = "opportunities";
 
 fn one(c: &mut PgConnection, row: OpportunityRow) -> ApiResult<Opportunity> {
     Ok(with_contacts(c, vec![row])?.remove(0))
-}
-
-fn to_json(o: &Opportunity) -> serde_json::Value {
-    serde_json::to_value(o).unwrap_or_default()
-}
-
-fn check_currency(errs: &mut Errors, v: &str) -> String {
-    let up = v.trim().to_ascii_uppercase();
-    if normalize::currency(&up).is_none() {
-        errs.add(
-            "currency",
-            "invalid_format",
-            "an active ISO 4217 currency code such as CNY or USD",
-        );
-    }
-    up
-}
-
-fn clean_list(v: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .into_iter()
-        .map(|s| normalize::clean_text(&s))
-        .filter(|s| !s.is_empty())
-        .collect();
-    out.dedup();
-    out
-}
-
-/// The other contacts as (contact id, role).
-fn links_of(list: &[DealContact]) -> Vec<(Uuid, String)> {
-    list.iter()
-        .map(|d| (d.contact_id, d.role.as_str().to_owned()))
-        .collect()
 }
 
 mod checklist;

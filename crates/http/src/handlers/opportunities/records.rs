@@ -106,44 +106,18 @@ pub async fn create_opportunity(
     body: ValidJson<CreateOpportunity>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Create)?;
-    custom::guard_write(&auth.principal, RES, &body.raw)?;
-    let cache = state.fields.clone();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = errs.required_text("name", &dto.name);
-    let amount = check_amount(&mut errs, "amount", dto.amount);
-    let currency = check_currency(&mut errs, dto.currency.as_deref().unwrap_or("CNY"));
-    let next_step = errs.text(dto.next_step);
-    let competitors = clean_list(dto.competitors);
-    errs.into_result()?;
-    let ctx = auth.ctx(&state.clock);
-    let principal = auth.principal.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let row = opportunities::create(
-            c,
-            &ctx,
-            opportunities::NewDeal {
-                name,
-                account_id: dto.account_id,
-                primary_contact_id: dto.primary_contact_id,
-                contacts: links_of(&dto.contacts),
-                pipeline_id: dto.pipeline_id,
-                stage_id: dto.stage_id,
-                amount,
-                currency,
-                expected_close_date: dto.expected_close_date,
-                probability: dto.probability,
-                owner_id: dto.owner_id.unwrap_or(ctx.user_id()),
-                source_lead_id: None,
-                competitors,
-                next_step,
-                custom: dto.custom,
-            },
-        )?;
-        let o = one(c, row)?;
-        let shaper = Shaper::new(&principal, RES, cache.get(c, RES)?);
-        Outcome::created(&shaper.one(&o), format!("/api/v1/opportunities/{}", o.id))
-    })
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(
+        &state,
+        &auth,
+        (key, &req, &raw),
+        (RES, "opportunities"),
+        move |c, ctx| {
+            let row = opportunities::create_from(c, ctx, &fields)?;
+            one(c, row)
+        },
+    )
     .await
 }
 
@@ -193,121 +167,13 @@ pub async fn update_opportunity(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateOpportunity>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Update)?;
-    custom::guard_write(&auth.principal, RES, &body.raw)?;
-    let cache = state.fields.clone();
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
-    let amount = dto.amount.map(|a| check_amount(&mut errs, "amount", a));
-    let currency = dto.currency.as_deref().map(|c| check_currency(&mut errs, c));
-    let next_step = patch(dto.next_step, |v| errs.text(v));
-    errs.into_result()?;
-    let mut ch = OpportunityChanges {
-        name,
-        account_id: dto.account_id,
-        primary_contact_id: dto.primary_contact_id,
-        amount,
-        currency,
-        expected_close_date: dto.expected_close_date,
-        probability: dto.probability,
-        owner_id: dto.owner_id,
-        team_id: None,
-        competitors: dto.competitors.map(clean_list),
-        next_step,
-        custom: None,
-    };
-    let contacts_in = dto.contacts;
-    let custom_in = dto.custom;
-    let writer = auth.clone();
-    let ctx = auth.ctx(&state.clock);
-    let o = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before_row = opps::find(c, &scope, id, Liveness::Live, true)?
-                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
-                if_match.0.check(before_row.version)?;
-                if ch.probability.is_some_and(|p| p != before_row.probability) && before_row.status != "open" {
-                    return Err(ApiError::field(
-                        "probability",
-                        "closed_deal",
-                        "a won or lost deal's probability follows its stage",
-                    ));
-                }
-                let before = one(c, before_row.clone())?;
-                let defs = cache.get(c, RES)?;
-                if custom_in.is_some()
-                    || custom::live(&defs).any(|d| d.field_type() == crm_domain::fields::FieldType::Formula)
-                {
-                    let amount = ch.amount.unwrap_or(before_row.amount);
-                    let probability = ch.probability.unwrap_or(before_row.probability);
-                    ch.custom = Some(crm_app::custom::apply(
-                        c,
-                        &writer.principal,
-                        crm_app::custom::CustomWrite {
-                            object: RES,
-                            defs: &defs,
-                            input: custom_in.as_ref(),
-                            existing: Some(&before_row.custom),
-                            record: &json!({"amount": amount, "probability": probability}),
-                        },
-                    )?);
-                    if let Some(keys) = &custom_in {
-                        crm_db::repo::fields::unflag(c, RES, id, &keys.keys().cloned().collect::<Vec<_>>())?;
-                    }
-                }
-                if let Some(a) = ch.account_id.filter(|a| *a != before_row.account_id) {
-                    opportunities::check_account(c, &ctx, a)?;
-                }
-                let account = ch.account_id.unwrap_or(before_row.account_id);
-                let primary = ch.primary_contact_id.unwrap_or(before_row.primary_contact_id);
-                if let Some(p) = primary {
-                    if ch.primary_contact_id.is_some() || ch.account_id.is_some() {
-                        opportunities::check_primary(c, &ctx, p, account)?;
-                    }
-                }
-                if let Some(owner) = ch.owner_id.filter(|o| *o != before_row.owner_id) {
-                    writer.require(RES, Action::Assign)?;
-                    ch.team_id = Some(resolve_owner(c, &writer, RES, owner)?);
-                }
-                let mut contacts_changed = false;
-                if let Some(list) = &contacts_in {
-                    let links = links_of(list);
-                    opportunities::check_contacts(c, &ctx, &links)?;
-                    let current: Vec<(Uuid, String)> = before
-                        .contacts
-                        .iter()
-                        .map(|d| (d.contact_id, d.role.as_str().to_owned()))
-                        .collect();
-                    let mut a = links.clone();
-                    a.sort();
-                    let mut b = current;
-                    b.sort();
-                    if a != b {
-                        opps::set_contacts(c, id, &links)?;
-                        contacts_changed = true;
-                    }
-                }
-                let cmp = before_row.clone();
-                let unchanged = prune_changes!(ch, cmp;
-                    name, account_id, primary_contact_id, amount, currency, expected_close_date, probability,
-                    owner_id, team_id, competitors, next_step, custom);
-                if unchanged && !contacts_changed {
-                    return Ok((before, defs));
-                }
-                let after_row = opps::update(c, id, &ch)?;
-                let after = one(c, after_row)?;
-                let (b, a) = (to_json(&before), to_json(&after));
-                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                Ok::<_, ApiError>((after, defs))
-            })
-        })
-        .await?;
-    let (o, defs) = o;
-    let v = o.version;
-    Ok(Shaper::new(&auth.principal, RES, defs).respond(&o, v))
+    auth.require(RES, Action::Update)?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, RES, move |c, ctx| {
+        let row = opportunities::update(c, ctx, id, expected, &fields)?;
+        one(c, row)
+    })
+    .await
 }
 
 /// Delete a deal (soft). `If-Match` is honoured when sent.
