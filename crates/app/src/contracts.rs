@@ -1,19 +1,26 @@
 //! Contract lifecycle operations shared by the API and the approval engine.
 
-use chrono::{DateTime, Utc};
-use crm_db::repo::contracts::{self as repo, ContractRow, PaymentRow};
-use crm_db::repo::{audit, workflow};
-use crm_domain::access::ScopeFilter;
-use crm_domain::money::{allocate, AllocationError, Due};
-use crm_domain::status::ContractStatus;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use crm_db::repo::accounts::Liveness;
+use crm_db::repo::contracts::{
+    self as repo, ContractChanges, ContractRow, InstallmentRow, InvoiceRow, NewContract, PaymentRow,
+};
+use crm_db::repo::opportunities::{self as opps, OpportunityRow};
+use crm_db::repo::{audit, quotes, workflow};
+use crm_domain::access::{Action, Scope, ScopeFilter};
+use crm_domain::money::{allocate, cents, check_payment, AllocationError, Due, PaymentError};
+use crm_domain::status::{ContractAction, ContractStatus};
 use diesel::PgConnection;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::approvals::Outcome;
+use crate::approvals::{self, Outcome, Submission};
+use crate::checks::{check_amount, check_pct, money, patch, Errors};
 use crate::context::Ctx;
 use crate::error::{AppError, AppResult};
+use crate::write::{self, decimal_str, double_option};
 
 const RES: &str = "contracts";
 
@@ -136,5 +143,756 @@ pub fn allocate_payment(
         changes,
         Value::Null,
     )?;
+    Ok(row)
+}
+
+const PAY: &str = "payments";
+
+/// Ways a payment is received.
+pub const PAYMENT_METHODS: &[&str] = &[
+    "bank_transfer",
+    "cash",
+    "check",
+    "alipay",
+    "wechat_pay",
+    "card",
+    "other",
+];
+
+/// A new contract: from an accepted quote (its total, currency and lines) or on a deal
+/// with an amount.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractInput {
+    pub quote_id: Option<Uuid>,
+    pub opportunity_id: Option<Uuid>,
+    /// Defaults to the deal's name.
+    pub title: Option<String>,
+    #[serde(default, deserialize_with = "decimal_str::optional")]
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub terms: Option<String>,
+}
+
+/// A change of a draft contract, or what an amendment changes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractPatch {
+    pub title: Option<String>,
+    #[serde(default, deserialize_with = "decimal_str::optional")]
+    pub amount: Option<Decimal>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub start_date: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub end_date: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub terms: Option<Option<String>>,
+}
+
+/// An instalment of a payment plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallmentInput {
+    pub due_date: NaiveDate,
+    #[serde(deserialize_with = "decimal_str::required")]
+    pub amount: Decimal,
+    pub note: Option<String>,
+}
+
+/// An invoice to issue on a signed contract (for an instalment, or an amount).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceInput {
+    pub contract_id: Uuid,
+    pub installment_id: Option<Uuid>,
+    /// Defaults to what is left to invoice on the instalment.
+    #[serde(default, deserialize_with = "decimal_str::optional")]
+    pub amount: Option<Decimal>,
+    /// Percent; defaults to 13.
+    #[serde(default, deserialize_with = "decimal_str::optional")]
+    pub tax_rate: Option<Decimal>,
+    pub issued_on: Option<NaiveDate>,
+}
+
+/// An amount applied to an instalment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationInput {
+    pub installment_id: Uuid,
+    #[serde(deserialize_with = "decimal_str::required")]
+    pub amount: Decimal,
+}
+
+/// A payment received (回款).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentInput {
+    pub contract_id: Uuid,
+    #[serde(deserialize_with = "decimal_str::required")]
+    pub amount: Decimal,
+    /// Defaults to today; not in the future.
+    pub received_on: Option<NaiveDate>,
+    pub method: String,
+    pub reference: Option<String>,
+    pub note: Option<String>,
+    /// Explicit allocation; oldest due first otherwise.
+    pub allocations: Option<Vec<AllocationInput>>,
+}
+
+fn contract_number(c: &mut PgConnection, year: i32) -> AppResult<String> {
+    let cfg = workflow::setting(c, "contract_numbering")?.unwrap_or(json!({}));
+    let n = workflow::next_number(c, "contract", year)?;
+    Ok(crate::numbering::format_number(&cfg, "HT", 5, year, n))
+}
+
+/// A deal the actor's `contracts:create` reaches, locked (`not_found` otherwise, so
+/// nothing leaks).
+fn reachable_deal(c: &mut PgConnection, ctx: &Ctx, scope: Scope, id: Uuid) -> AppResult<OpportunityRow> {
+    match opps::find(c, &ScopeFilter::All, id, Liveness::Live, true)? {
+        Some(d) if ctx.principal.reaches(scope, d.owner_id, d.team_id) => Ok(d),
+        _ => Err(AppError::field("opportunity_id", "not_found", "no such opportunity")),
+    }
+}
+
+/// The accepted quote a contract is made from, with its deal.
+fn quote_and_deal(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    scope: Scope,
+    qid: Uuid,
+    deal: Option<Uuid>,
+) -> AppResult<(OpportunityRow, quotes::QuoteRow)> {
+    let q = quotes::find(c, &ScopeFilter::All, qid, Liveness::Live, true)?
+        .filter(|q| ctx.principal.reaches(scope, q.owner_id, q.team_id))
+        .ok_or_else(|| AppError::field("quote_id", "not_found", "no such quote"))?;
+    if q.status != "accepted" {
+        return Err(AppError::rule(
+            "quote_not_accepted",
+            format!("the quote is {}; a contract is made from an accepted quote", q.status),
+        ));
+    }
+    if deal.is_some_and(|o| o != q.opportunity_id) {
+        return Err(AppError::field(
+            "opportunity_id",
+            "mismatch",
+            "the quote belongs to another deal",
+        ));
+    }
+    if let Some(existing) = repo::live_for_quote(c, qid)? {
+        return Err(
+            AppError::conflict("duplicate", "a contract already exists for this quote")
+                .with_extra("existing", json!({"id": existing})),
+        );
+    }
+    Ok((reachable_deal(c, ctx, scope, q.opportunity_id)?, q))
+}
+
+fn check_dates(start: Option<NaiveDate>, end: Option<NaiveDate>) -> AppResult<()> {
+    if let (Some(s), Some(e)) = (start, end) {
+        if e < s {
+            return Err(AppError::field(
+                "end_date",
+                "out_of_range",
+                "must not be before start_date",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a draft contract: from an accepted quote (its total, currency and a copy of
+/// its lines; one live contract per quote) or on a deal with an amount.
+pub fn create(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppResult<ContractRow> {
+    let scope = ctx.require(RES, Action::Create)?;
+    let input: ContractInput = write::input(ctx, RES, fields)?;
+    let mut errs = Errors::default();
+    let title = input.title.as_deref().map(|t| errs.required_text("title", t));
+    let amount = check_amount(&mut errs, "amount", input.amount);
+    let terms = errs.text_max("terms", input.terms, 20_000);
+    if input.quote_id.is_none() && input.opportunity_id.is_none() {
+        errs.add("quote_id", "required", "give an accepted quote or an opportunity");
+    }
+    if input.quote_id.is_some() && (input.amount.is_some() || input.currency.is_some()) {
+        errs.add(
+            "amount",
+            "not_allowed",
+            "a contract from a quote takes the quote's total and currency",
+        );
+    }
+    if input.quote_id.is_none() && input.opportunity_id.is_some() && amount.is_none() {
+        errs.add("amount", "required", "a contract without a quote needs an amount");
+    }
+    errs.into_result()?;
+    check_dates(input.start_date, input.end_date)?;
+    let (deal, quote) = match input.quote_id {
+        Some(qid) => {
+            let (deal, q) = quote_and_deal(c, ctx, scope, qid, input.opportunity_id)?;
+            (deal, Some(q))
+        }
+        None => (
+            reachable_deal(c, ctx, scope, input.opportunity_id.unwrap_or_default())?,
+            None,
+        ),
+    };
+    let (amount, currency, lines) = match &quote {
+        Some(q) => {
+            let lines = quotes::lines(c, &[q.id])?
+                .iter()
+                .map(crate::quotes::line_snapshot)
+                .collect();
+            (q.total, q.currency.clone(), Value::Array(lines))
+        }
+        None => {
+            let currency = input
+                .currency
+                .as_deref()
+                .map_or_else(|| deal.currency.clone(), |c| c.trim().to_ascii_uppercase());
+            if crm_domain::normalize::currency(&currency).is_none() {
+                return Err(AppError::field(
+                    "currency",
+                    "invalid_format",
+                    "an active ISO 4217 currency code such as CNY",
+                ));
+            }
+            (amount.unwrap_or_default(), currency, json!([]))
+        }
+    };
+    let new = NewContract {
+        id: Uuid::now_v7(),
+        number: contract_number(c, ctx.today().year())?,
+        opportunity_id: deal.id,
+        account_id: deal.account_id,
+        quote_id: quote.as_ref().map(|q| q.id),
+        title: title.unwrap_or_else(|| deal.name.clone()),
+        amount,
+        currency,
+        lines,
+        status: "draft".into(),
+        start_date: input.start_date,
+        end_date: input.end_date,
+        terms,
+        owner_id: deal.owner_id,
+        team_id: deal.team_id,
+        created_by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
+    };
+    let row = repo::insert(c, &new)?;
+    let user = Some(ctx.user_id()).filter(|u| !u.is_nil());
+    workflow::transition(c, "contract", row.id, None, "draft", user, None)?;
+    write::created(c, ctx, RES, row.id)?;
+    Ok(row)
+}
+
+fn changes_of(errs: &mut Errors, input: ContractPatch) -> ContractChanges {
+    ContractChanges {
+        title: input.title.as_deref().map(|t| errs.required_text("title", t)),
+        amount: input.amount.and_then(|a| check_amount(errs, "amount", Some(a))),
+        start_date: input.start_date,
+        end_date: input.end_date,
+        terms: patch(input.terms, |t| errs.text_max("terms", t, 20_000)),
+    }
+}
+
+fn dates_after(before: &ContractRow, ch: &ContractChanges) -> AppResult<()> {
+    check_dates(
+        ch.start_date.unwrap_or(before.start_date),
+        ch.end_date.unwrap_or(before.end_date),
+    )
+}
+
+/// Changes a draft contract. In legal review it is `locked`; later it changes through
+/// amendments (`immutable`). A contract from a quote keeps the quote's amount.
+pub fn update(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    expected: Option<i32>,
+    fields: &Map<String, Value>,
+) -> AppResult<ContractRow> {
+    let scope = ctx.filter(RES, Action::Update)?;
+    let input: ContractPatch = write::input(ctx, RES, fields)?;
+    let mut errs = Errors::default();
+    let ch = changes_of(&mut errs, input);
+    errs.into_result()?;
+    let before = repo::find(c, &scope, id, true)?.ok_or(AppError::NotFound("contract"))?;
+    let version = before.version;
+    write::change_locked(c, ctx, (RES, id), before, (version, expected), |c, before| {
+        match before.status.as_str() {
+            "draft" => {}
+            "legal_review" => {
+                return Err(AppError::conflict(
+                    "locked",
+                    "the contract is locked while legal review is pending",
+                ))
+            }
+            s => {
+                return Err(AppError::conflict(
+                    "immutable",
+                    format!("a contract that is {s} changes through POST /contracts/{{id}}/amendments"),
+                ))
+            }
+        }
+        if ch.amount.is_some() && before.quote_id.is_some() {
+            return Err(AppError::field(
+                "amount",
+                "not_allowed",
+                "the amount comes from the accepted quote",
+            ));
+        }
+        dates_after(before, &ch)?;
+        if ch.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(repo::update(c, id, &ch)?))
+    })
+}
+
+/// Amends a signed or active contract: the change is applied and kept with its
+/// before / after values (`contract.amended`). Returns the amendment's number.
+pub fn amend(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    description: &str,
+    fields: &Map<String, Value>,
+) -> AppResult<repo::AmendmentRow> {
+    let scope = ctx.filter(RES, Action::Update)?;
+    let mut body = fields.clone();
+    body.remove("description");
+    let input: ContractPatch = write::input(ctx, RES, &body)?;
+    let mut errs = Errors::default();
+    let description = errs.required_text("description", description);
+    let ch = changes_of(&mut errs, input);
+    if ch.is_empty() {
+        errs.add(
+            "description",
+            "no_change",
+            "an amendment changes at least one of title, amount, dates, terms",
+        );
+    }
+    errs.into_result()?;
+    let before = repo::find(c, &scope, id, true)?.ok_or(AppError::NotFound("contract"))?;
+    if !matches!(before.status.as_str(), "signed" | "active") {
+        return Err(AppError::conflict(
+            "invalid_transition",
+            format!(
+                "only signed or active contracts are amended; this one is {}",
+                before.status
+            ),
+        ));
+    }
+    dates_after(&before, &ch)?;
+    let old = write::audit_view(c, RES, id)?;
+    repo::update(c, id, &ch)?;
+    let new = write::audit_view(c, RES, id)?;
+    let changes = crm_domain::diff::changes(&old, &new);
+    let am = repo::insert_amendment(c, id, &description, &Value::Object(changes.clone()), ctx.user_id())?;
+    let detail = json!({"amendment": {"seq": am.seq, "description": am.description}});
+    audit::record(c, &ctx.actor(), RES, id, "amended", changes, detail)?;
+    Ok(am)
+}
+
+/// The contract in the actor's update scope, locked, where `action` leads from its
+/// status.
+fn acting_on(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    action: ContractAction,
+) -> AppResult<(ContractRow, ContractStatus)> {
+    let scope = ctx.filter(RES, Action::Update)?;
+    let row = repo::find(c, &scope, id, true)?.ok_or(AppError::NotFound("contract"))?;
+    let to = ContractStatus::parse(&row.status)
+        .ok_or_else(|| AppError::internal(format!("contract {} has status {}", row.id, row.status)))?
+        .apply(action)?;
+    Ok((row, to))
+}
+
+/// Sends a draft contract to legal review through the approval engine; with no
+/// matching definition it goes straight to `pending_signature`.
+pub fn submit(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<ContractRow> {
+    let (row, to) = acting_on(c, ctx, id, ContractAction::Submit)?;
+    let actor = ctx.actor();
+    let k = set_status(c, &actor, &row, to, "submitted", None, None)?;
+    let record = crate::record::view(c, RES, id)?.unwrap_or_default();
+    let submission = Submission {
+        object_type: "contract",
+        object_id: id,
+        requester: ctx.user_id(),
+        owner_id: k.owner_id,
+        owner_team: k.team_id,
+        record,
+    };
+    let inst = approvals::submit(c, &actor, ctx.now(), submission)?;
+    let outcome = approvals::outcome(&inst);
+    if outcome == Outcome::Approved {
+        on_approval(c, &actor, id, outcome)?;
+    }
+    repo::find(c, &ScopeFilter::All, id, false)?.ok_or_else(|| AppError::internal("contract vanished"))
+}
+
+/// Records the signature (the customer-stamped copy); the deal becomes Won through the
+/// normal stage move when the Won stage's criteria allow.
+pub fn sign(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    signed_copy_ref: &str,
+    signed_at: Option<DateTime<Utc>>,
+) -> AppResult<ContractRow> {
+    let copy = signed_copy_ref.trim().to_owned();
+    if copy.is_empty() {
+        return Err(AppError::field("signed_copy_ref", "required", "must not be blank"));
+    }
+    let now = ctx.now();
+    if signed_at.is_some_and(|t| t > now + chrono::Duration::minutes(5)) {
+        return Err(AppError::field(
+            "signed_at",
+            "out_of_range",
+            "must not be in the future",
+        ));
+    }
+    let (row, to) = acting_on(c, ctx, id, ContractAction::Sign)?;
+    let k = set_status(
+        c,
+        &ctx.actor(),
+        &row,
+        to,
+        "signed",
+        Some((signed_at.unwrap_or(now), copy)),
+        None,
+    )?;
+    crate::opportunities::close_deal(c, ctx, k.opportunity_id, true, None)?;
+    Ok(k)
+}
+
+/// Puts a signed contract in force.
+pub fn activate(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<ContractRow> {
+    let (row, to) = acting_on(c, ctx, id, ContractAction::Activate)?;
+    set_status(c, &ctx.actor(), &row, to, "activated", None, None)
+}
+
+/// Marks an active contract fulfilled.
+pub fn complete(c: &mut PgConnection, ctx: &Ctx, id: Uuid, comment: Option<&str>) -> AppResult<ContractRow> {
+    let (row, to) = acting_on(c, ctx, id, ContractAction::Complete)?;
+    set_status(c, &ctx.actor(), &row, to, "completed", None, comment)
+}
+
+/// Terminates a contract (not while legal review is pending: withdraw it first);
+/// `mark_lost` also loses an open deal with the reason.
+pub fn terminate(c: &mut PgConnection, ctx: &Ctx, id: Uuid, reason: &str, mark_lost: bool) -> AppResult<ContractRow> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AppError::field("reason", "required", "must not be blank"));
+    }
+    let scope = ctx.filter(RES, Action::Update)?;
+    if repo::find(c, &scope, id, true)?.is_some_and(|k| k.status == ContractStatus::LegalReview.as_str()) {
+        return Err(AppError::conflict(
+            "locked",
+            "legal review is pending; withdraw the approval first",
+        ));
+    }
+    let (row, to) = acting_on(c, ctx, id, ContractAction::Terminate)?;
+    let k = set_status(c, &ctx.actor(), &row, to, "terminated", None, Some(reason))?;
+    if mark_lost {
+        ctx.require("opportunities", Action::Update)?;
+        crate::opportunities::close_deal(c, ctx, row.opportunity_id, false, Some(reason.to_owned()))?;
+    }
+    Ok(k)
+}
+
+/// Replaces the payment plan of a contract that is not final: the instalments must add
+/// up to the contract amount (`plan_total_mismatch`) and no payment or invoice may
+/// refer to the current plan (`plan_in_use`). Records `contract.payment_plan_set`.
+pub fn set_plan(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    installments: &[InstallmentInput],
+) -> AppResult<ContractRow> {
+    let scope = ctx.filter(RES, Action::Update)?;
+    let mut errs = Errors::default();
+    let mut items: Vec<(NaiveDate, Decimal, Option<String>)> = Vec::new();
+    for (i, it) in installments.iter().enumerate() {
+        let field = format!("installments[{i}].amount");
+        let a = check_amount(&mut errs, &field, Some(it.amount)).unwrap_or_default();
+        if a <= Decimal::ZERO {
+            errs.add(&field, "out_of_range", "must be positive");
+        }
+        items.push((it.due_date, a, errs.text(it.note.clone())));
+    }
+    errs.into_result()?;
+    items.sort_by_key(|(d, _, _)| *d);
+    let k = repo::find(c, &scope, id, true)?.ok_or(AppError::NotFound("contract"))?;
+    if ContractStatus::parse(&k.status).is_some_and(ContractStatus::is_final) {
+        return Err(AppError::conflict(
+            "invalid_transition",
+            format!("the contract is {}", k.status),
+        ));
+    }
+    let total: Decimal = items.iter().map(|(_, a, _)| *a).sum();
+    if total != k.amount {
+        return Err(AppError::rule(
+            "plan_total_mismatch",
+            format!(
+                "installments add up to {} but the contract amount is {}",
+                money(total),
+                money(k.amount)
+            ),
+        )
+        .with_extra("planned", json!(money(total)))
+        .with_extra("contract_amount", json!(money(k.amount))));
+    }
+    if repo::plan_in_use(c, id)? {
+        return Err(AppError::conflict(
+            "plan_in_use",
+            "payments or invoices refer to the current plan; it cannot be replaced",
+        ));
+    }
+    let before = repo::plan(c, &[id])?.len();
+    let rows: Vec<InstallmentRow> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (d, a, n))| InstallmentRow {
+            id: Uuid::now_v7(),
+            contract_id: id,
+            seq: i as i32 + 1,
+            due_date: *d,
+            amount: *a,
+            note: n.clone(),
+        })
+        .collect();
+    repo::replace_plan(c, id, &rows)?;
+    let mut changes = Map::new();
+    changes.insert("payment_plan".into(), json!({"before": before, "after": rows.len()}));
+    audit::record(c, &ctx.actor(), RES, id, "payment_plan_set", changes, Value::Null)?;
+    Ok(k)
+}
+
+/// A contract the actor's permission on payments reaches, locked.
+fn payable_contract(c: &mut PgConnection, ctx: &Ctx, action: Action, id: Uuid) -> AppResult<ContractRow> {
+    let scope = ctx.require(PAY, action)?;
+    match repo::find(c, &ScopeFilter::All, id, true)? {
+        Some(k) if ctx.principal.reaches(scope, k.owner_id, k.team_id) => Ok(k),
+        _ => Err(AppError::field("contract_id", "not_found", "no such contract")),
+    }
+}
+
+fn is_signed(k: &ContractRow) -> bool {
+    ContractStatus::parse(&k.status).is_some_and(ContractStatus::is_signed)
+}
+
+/// Issues an invoice on a signed contract, for an instalment (at most what is left to
+/// invoice on it) or an amount; never beyond the contract amount.
+pub fn issue_invoice(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppResult<InvoiceRow> {
+    ctx.require(PAY, Action::Create)?;
+    let input: InvoiceInput = write::parse(fields)?;
+    let mut errs = Errors::default();
+    let amount = check_amount(&mut errs, "amount", input.amount);
+    if amount.is_some_and(|a| a <= Decimal::ZERO) {
+        errs.add("amount", "out_of_range", "must be positive");
+    }
+    let rate = check_pct(&mut errs, "tax_rate", input.tax_rate).unwrap_or(Decimal::from(13));
+    errs.into_result()?;
+    let k = payable_contract(c, ctx, Action::Create, input.contract_id)?;
+    if !is_signed(&k) {
+        return Err(AppError::conflict(
+            "invalid_transition",
+            format!("invoices are issued on signed contracts; this one is {}", k.status),
+        ));
+    }
+    repo::lock_plan(c, k.id)?;
+    let invoiced = repo::invoiced_total(c, k.id)?;
+    let amount = match input.installment_id {
+        Some(iid) => {
+            let plan = repo::plan(c, &[k.id])?;
+            let inst = plan.iter().find(|i| i.id == iid).ok_or_else(|| {
+                AppError::field("installment_id", "not_found", "no such installment on this contract")
+            })?;
+            let left = inst.amount - inst.invoiced;
+            let a = amount.unwrap_or(left);
+            if a <= Decimal::ZERO || a > left {
+                return Err(AppError::rule(
+                    "exceeds_installment",
+                    format!("{} is left to invoice on this installment", money(left)),
+                )
+                .with_extra("remaining", json!(money(left))));
+            }
+            a
+        }
+        None => amount.ok_or_else(|| AppError::field("amount", "required", "an amount or an installment"))?,
+    };
+    if invoiced + amount > k.amount {
+        return Err(AppError::rule(
+            "exceeds_contract",
+            format!("{} is left to invoice on this contract", money(k.amount - invoiced)),
+        )
+        .with_extra("remaining", json!(money(k.amount - invoiced))));
+    }
+    let tax = cents(amount - amount * Decimal::from(100) / (Decimal::from(100) + rate));
+    let issued_on = input.issued_on.unwrap_or(ctx.today());
+    let year = issued_on.year();
+    let cfg = workflow::setting(c, "invoice_numbering")?.unwrap_or(json!({}));
+    let number = crate::numbering::format_number(&cfg, "FP", 6, year, workflow::next_number(c, "invoice", year)?);
+    let row = repo::insert_invoice(
+        c,
+        &InvoiceRow {
+            id: Uuid::now_v7(),
+            number,
+            contract_id: k.id,
+            installment_id: input.installment_id,
+            amount,
+            tax_amount: tax,
+            issued_on,
+            status: "issued".into(),
+            owner_id: k.owner_id,
+            team_id: k.team_id,
+            created_by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
+            created_at: ctx.now(),
+            version: 1,
+        },
+    )?;
+    let after = write::audit_view(c, "invoices", row.id)?;
+    let changes = crm_domain::diff::created(&after);
+    audit::record(c, &ctx.actor(), "invoices", row.id, "issued", changes, Value::Null)?;
+    Ok(row)
+}
+
+/// Voids an issued invoice (`payments:update`).
+pub fn void_invoice(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<InvoiceRow> {
+    let scope = ctx.filter(PAY, Action::Update)?;
+    let row = repo::find_invoice(c, &scope, id, true)?.ok_or(AppError::NotFound("invoice"))?;
+    if row.status != "issued" {
+        return Err(AppError::conflict("invalid_transition", "the invoice is already void"));
+    }
+    let row = repo::void_invoice(c, id)?;
+    let mut changes = Map::new();
+    changes.insert("status".into(), json!({"before": "issued", "after": "void"}));
+    audit::record(c, &ctx.actor(), "invoices", id, "voided", changes, Value::Null)?;
+    Ok(row)
+}
+
+/// Allocation amounts as (instalment, amount), checked.
+pub fn explicit(list: Option<&[AllocationInput]>) -> AppResult<Option<Vec<(Uuid, Decimal)>>> {
+    let Some(l) = list else {
+        return Ok(None);
+    };
+    let mut errs = Errors::default();
+    let out = l
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let field = format!("allocations[{i}].amount");
+            (
+                a.installment_id,
+                check_amount(&mut errs, &field, Some(a.amount)).unwrap_or_default(),
+            )
+        })
+        .collect();
+    errs.into_result()?;
+    Ok(Some(out))
+}
+
+/// Records a payment received on a contract, allocated to instalments (explicitly or
+/// oldest due first, never beyond what is due; the rest stays unapplied). On a contract
+/// not yet signed it is a prepayment, held unapplied, or refused when the payment
+/// settings do not accept prepayments; never beyond the contract amount plus the
+/// tolerance. The deal may become Won as the Won criteria allow.
+pub fn receive_payment(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppResult<PaymentRow> {
+    ctx.require(PAY, Action::Create)?;
+    let input: PaymentInput = write::parse(fields)?;
+    let mut errs = Errors::default();
+    let amount = check_amount(&mut errs, "amount", Some(input.amount)).unwrap_or_default();
+    if amount <= Decimal::ZERO {
+        errs.add("amount", "out_of_range", "must be positive");
+    }
+    if !PAYMENT_METHODS.contains(&input.method.as_str()) {
+        errs.add(
+            "method",
+            "invalid_choice",
+            format!("one of {}", PAYMENT_METHODS.join(", ")),
+        );
+    }
+    let reference = errs.line_max("reference", input.reference, 200);
+    let note = errs.text_max("note", input.note, 2_000);
+    errs.into_result()?;
+    let wanted = explicit(input.allocations.as_deref())?;
+    let today = ctx.today();
+    let received_on = input.received_on.unwrap_or(today);
+    if received_on > today {
+        return Err(AppError::field(
+            "received_on",
+            "out_of_range",
+            "must not be in the future",
+        ));
+    }
+    let k = payable_contract(c, ctx, Action::Create, input.contract_id)?;
+    if k.status == "terminated" {
+        return Err(AppError::conflict("invalid_transition", "the contract is terminated"));
+    }
+    repo::lock_plan(c, k.id)?;
+    let rules = workflow::payment_rules(c)?;
+    let received = repo::received_total(c, k.id)?;
+    let prepayment = check_payment(&rules, k.amount, received, amount, is_signed(&k)).map_err(|e| match e {
+        PaymentError::NotSigned => AppError::conflict(
+            "contract_not_signed",
+            format!("the contract is {}; payments are recorded once it is signed", k.status),
+        ),
+        PaymentError::ExceedsContract { remaining } => AppError::rule(
+            "exceeds_contract",
+            format!(
+                "{} more can be received on this contract (amount {} plus a tolerance of {})",
+                money(remaining),
+                money(k.amount),
+                money(rules.overpayment_tolerance)
+            ),
+        )
+        .with_extra("remaining", json!(money(remaining))),
+    })?;
+    // A prepayment is held as unapplied credit until the contract is signed.
+    let allocs = if prepayment {
+        if wanted.is_some() {
+            return Err(AppError::field(
+                "allocations",
+                "not_signed",
+                "a prepayment on an unsigned contract stays unapplied until it is signed",
+            ));
+        }
+        Vec::new()
+    } else {
+        allocate(amount, &dues(c, k.id)?, wanted.as_deref()).map_err(allocation_error)?
+    };
+    let row = repo::insert_payment(
+        c,
+        &PaymentRow {
+            id: Uuid::now_v7(),
+            contract_id: k.id,
+            account_id: k.account_id,
+            amount,
+            received_on,
+            method: input.method,
+            reference,
+            note,
+            owner_id: k.owner_id,
+            team_id: k.team_id,
+            created_by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
+            created_at: ctx.now(),
+            version: 1,
+            prepayment,
+        },
+    )?;
+    repo::add_allocations(c, row.id, &allocs)?;
+    let after = write::audit_view(c, PAY, row.id)?;
+    audit::record(
+        c,
+        &ctx.actor(),
+        PAY,
+        row.id,
+        "received",
+        crm_domain::diff::created(&after),
+        Value::Null,
+    )?;
+    crate::opportunities::close_deal(c, ctx, k.opportunity_id, true, None)?;
     Ok(row)
 }

@@ -98,6 +98,11 @@ pub fn input<T: DeserializeOwned>(ctx: &Ctx, object: &str, fields: &Map<String, 
     parse(fields)
 }
 
+/// A typed value from JSON (a list an action takes); wrong types are validation errors.
+pub fn parse_value<T: DeserializeOwned>(v: &Value) -> AppResult<T> {
+    serde_json::from_value(v.clone()).map_err(|e| AppError::field("body", "invalid", e.to_string()))
+}
+
 /// An operation's input from JSON fields (an action's parameters rather than a
 /// record's fields). Unknown fields and wrong types are validation errors.
 pub fn parse<T: DeserializeOwned>(fields: &Map<String, Value>) -> AppResult<T> {
@@ -111,8 +116,8 @@ const RENAMED: &[(&str, &str)] = &[("account_type", "type")];
 
 /// A record as its audit entries describe it: storage columns under their catalogue
 /// keys (`GET /meta/{object}`), internal columns and secrets left out, decimals exact;
-/// a deal with its other contacts (`contacts`: `[{contact_id, role}]`), a price book
-/// with its prices (`entries`: `[{product_id, unit_price}]`).
+/// a deal with its other contacts (`contacts`: `[{contact_id, role}]`), a quote with its
+/// `lines`, a price book with its prices (`entries`: `[{product_id, unit_price}]`).
 pub fn audit_view(c: &mut PgConnection, table: &'static str, id: Uuid) -> AppResult<Value> {
     let Some(Value::Object(mut m)) = storage::row(c, table, id)? else {
         return Ok(Value::Null);
@@ -131,6 +136,10 @@ pub fn audit_view(c: &mut PgConnection, table: &'static str, id: Uuid) -> AppRes
             .map(|r| serde_json::json!({"contact_id": r.get("contact_id"), "role": r.get("role")}))
             .collect();
         m.insert("contacts".into(), Value::Array(contacts));
+    }
+    if table == "quotes" {
+        let lines = storage::rows_of(c, "quote_lines", "quote_id", id, "position")?;
+        m.insert("lines".into(), Value::Array(lines));
     }
     if table == "price_books" {
         let entries: Vec<Value> = storage::rows_of(c, "price_book_entries", "price_book_id", id, "product_id")?

@@ -44,48 +44,17 @@ pub async fn create_amendment(
     id: web::Path<Uuid>,
     body: ValidJson<CreateAmendment>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Update)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let description = errs.required_text("description", &dto.description);
-    let ch = contract_changes(
-        &mut errs,
-        dto.title,
-        dto.amount,
-        dto.start_date,
-        dto.end_date,
-        dto.terms,
-    );
-    if ch.is_empty() {
-        errs.add(
-            "description",
-            "no_change",
-            "an amendment changes at least one of title, amount, dates, terms",
-        );
-    }
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let before = repo::find(c, &scope, id, true)?.ok_or_else(|| ApiError::not_found("contract"))?;
-        if !matches!(before.status.as_str(), "signed" | "active") {
-            return Err(ApiError::conflict(
-                "invalid_transition",
-                format!(
-                    "only signed or active contracts are amended; this one is {}",
-                    before.status
-                ),
-            ));
-        }
-        check_dates(&before, &ch)?;
-        let after = repo::update(c, id, &ch)?;
-        let (b, a) = (to_json(&Contract::from(before)), to_json(&Contract::from(after)));
-        let mut changes = diff::changes(&b, &a);
-        changes.retain(|k, _| !matches!(k.as_str(), "updated_at" | "version"));
-        let am = repo::insert_amendment(c, id, &description, &Value::Object(changes.clone()), writer.user_id)?;
-        let mut payload = a;
-        payload["amendment"] = json!({"seq": am.seq, "description": am.description});
-        audit::record(c, &writer.actor(), RES, id, "amended", changes, payload)?;
+    auth.require(RES, Action::Update)?;
+    let (id, raw) = (id.into_inner(), body.raw.clone());
+    let fields = body.fields()?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        let description = fields
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let am = crm_app::contracts::amend(c, &ctx, id, &description, &fields)?;
         Outcome::created(&Amendment::from(am), format!("/api/v1/contracts/{id}/amendments"))
     })
     .await

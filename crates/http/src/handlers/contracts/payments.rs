@@ -2,28 +2,6 @@
 
 use super::*;
 
-pub(super) fn explicit(list: &Option<Vec<Allocation>>) -> ApiResult<Option<Vec<(Uuid, Decimal)>>> {
-    match list {
-        None => Ok(None),
-        Some(l) => {
-            let mut errs = Errors::default();
-            let out = l
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    (
-                        a.installment_id,
-                        check_amount(&mut errs, &format!("allocations[{i}].amount"), Some(a.amount))
-                            .unwrap_or_default(),
-                    )
-                })
-                .collect();
-            errs.into_result()?;
-            Ok(Some(out))
-        }
-    }
-}
-
 pub(super) fn load_payment(c: &mut PgConnection, row: PaymentRow) -> ApiResult<Payment> {
     let allocs = repo::allocations(c, &[row.id])?;
     Ok(Payment::build(row, &allocs))
@@ -123,93 +101,12 @@ pub async fn create_payment(
     key: IdempotencyKey,
     body: ValidJson<CreatePayment>,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
-    let clock = state.clock.clone();
     auth.require(PAY, Action::Create)?;
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let amount = check_amount(&mut errs, "amount", Some(dto.amount)).unwrap_or_default();
-    if amount <= Decimal::ZERO {
-        errs.add("amount", "out_of_range", "must be positive");
-    }
-    let reference = errs.line(dto.reference);
-    let note = errs.text(dto.note);
-    errs.into_result()?;
-    let wanted = explicit(&dto.allocations)?;
-    let writer = auth.clone();
-    let today = state.clock.today();
-    let received_on = dto.received_on.unwrap_or(today);
-    if received_on > today {
-        return Err(ApiError::field(
-            "received_on",
-            "out_of_range",
-            "must not be in the future",
-        ));
-    }
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let k = payable_contract(c, &writer, Action::Create, dto.contract_id)?;
-        if k.status == "terminated" {
-            return Err(ApiError::conflict("invalid_transition", "the contract is terminated"));
-        }
-        repo::lock_plan(c, k.id)?;
-        let rules = workflow::payment_rules(c)?;
-        let signed = signed(&k);
-        let received = repo::received_total(c, k.id)?;
-        let prepayment = check_payment(&rules, k.amount, received, amount, signed).map_err(|e| match e {
-            PaymentError::NotSigned => ApiError::conflict(
-                "contract_not_signed",
-                format!("the contract is {}; payments are recorded once it is signed", k.status),
-            ),
-            PaymentError::ExceedsContract { remaining } => ApiError::unprocessable(
-                "exceeds_contract",
-                format!(
-                    "{} more can be received on this contract (amount {} plus a tolerance of {})",
-                    money(remaining),
-                    money(k.amount),
-                    money(rules.overpayment_tolerance)
-                ),
-            )
-            .with_extra("remaining", json!(money(remaining))),
-        })?;
-        // A prepayment is held as unapplied credit until the contract is signed.
-        let allocs = if prepayment {
-            if wanted.is_some() {
-                return Err(ApiError::field(
-                    "allocations",
-                    "not_signed",
-                    "a prepayment on an unsigned contract stays unapplied until it is signed",
-                ));
-            }
-            Vec::new()
-        } else {
-            allocate(amount, &crm_app::contracts::dues(c, k.id)?, wanted.as_deref())
-                .map_err(crm_app::contracts::allocation_error)?
-        };
-        let row = repo::insert_payment(
-            c,
-            &PaymentRow {
-                id: Uuid::now_v7(),
-                contract_id: k.id,
-                account_id: k.account_id,
-                amount,
-                received_on,
-                method: dto.method.as_str().into(),
-                reference,
-                note,
-                owner_id: k.owner_id,
-                team_id: k.team_id,
-                created_by: Some(writer.user_id),
-                created_at: now,
-                version: 1,
-                prepayment,
-            },
-        )?;
-        repo::add_allocations(c, row.id, &allocs)?;
-        let p = load_payment(c, row)?;
-        let data = serde_json::to_value(&p).unwrap_or_default();
-        audit::record(c, &writer.actor(), PAY, p.id, "received", diff::created(&data), data)?;
-        crm_app::opportunities::close_deal(c, &writer.ctx(&clock), k.opportunity_id, true, None)?;
-        Outcome::created(&p, format!("/api/v1/payments/{}", p.id))
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(&state, &auth, (key, &req, &raw), (PAY, "payments"), move |c, ctx| {
+        let row = crm_app::contracts::receive_payment(c, ctx, &fields)?;
+        load_payment(c, row)
     })
     .await
 }
@@ -234,10 +131,15 @@ pub async fn allocate_payment(
     body: ValidJson<AllocatePayment>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(PAY, Action::Update)?;
-    let id = id.into_inner();
-    let wanted = explicit(&body.value?.allocations)?;
+    let (id, raw) = (id.into_inner(), body.raw.clone());
+    let fields = body.fields()?;
     let ctx = auth.ctx(&state.clock);
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        let list: Option<Vec<crm_app::contracts::AllocationInput>> = match fields.get("allocations") {
+            Some(v) if !v.is_null() => Some(crm_app::write::parse_value(v)?),
+            _ => None,
+        };
+        let wanted = crm_app::contracts::explicit(list.as_deref())?;
         let row = crm_app::contracts::allocate_payment(c, &ctx, &scope, id, wanted.as_deref())?;
         Outcome::ok(&load_payment(c, row)?)
     })
