@@ -15,6 +15,7 @@ pub mod context;
 pub mod contracts;
 pub mod custom;
 pub mod error;
+pub mod fields;
 pub mod leads;
 pub mod numbering;
 pub mod opportunities;
@@ -23,6 +24,7 @@ pub mod products;
 pub mod quotes;
 pub mod record;
 pub mod recycle;
+pub mod settings;
 pub mod tasks;
 pub mod write;
 

@@ -4,7 +4,7 @@
 
 use crm_db::repo::accounts::{self, Liveness};
 use crm_db::repo::opportunities::{self as opps, NewOpportunity, OpportunityChanges, OpportunityRow, StageMove};
-use crm_db::repo::{audit, contacts, contracts, fields, pipelines, quotes, workflow};
+use crm_db::repo::{audit, contacts, contracts, fields, pipelines, quotes, storage, workflow};
 use crm_domain::access::{Action, ScopeFilter};
 use crm_domain::diff;
 use crm_domain::pipeline::{classify_move, unmet, Criterion, Evidence, MoveError, StageKind, StagePos};
@@ -589,4 +589,127 @@ pub fn update(
             Ok(Some(opps::update(c, id, &ch)?))
         },
     )
+}
+
+/// A deliverable to attach to a deal (e.g. 《首次沟通纪要》).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputInput {
+    /// Defaults to the deal's current stage.
+    pub stage_id: Option<Uuid>,
+    /// The required output of a stage this fulfils.
+    pub output_code: Option<String>,
+    pub title: String,
+    pub notes: Option<String>,
+    pub url: Option<String>,
+    pub file_ref: Option<String>,
+}
+
+fn codes_of(items: &Value) -> impl Iterator<Item = &str> {
+    items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("code").and_then(Value::as_str))
+}
+
+/// The deal in the actor's update scope, locked.
+fn changing(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<OpportunityRow> {
+    let scope = ctx.filter(RES, Action::Update)?;
+    opps::find(c, &scope, id, Liveness::Live, true)?.ok_or(AppError::NotFound("opportunity"))
+}
+
+/// Marks a key task of one of the deal's stages done or undone
+/// (`opportunity.checklist_updated` when it changes). Returns the deal.
+pub fn set_key_task(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    (stage_id, task): (Uuid, &str),
+    done: bool,
+) -> AppResult<OpportunityRow> {
+    let row = changing(c, ctx, id)?;
+    let stage = pipelines::find_stage(c, stage_id)?
+        .filter(|s| s.pipeline_id == row.pipeline_id)
+        .ok_or(AppError::NotFound("stage"))?;
+    if !codes_of(&stage.key_tasks).any(|t| t == task) {
+        return Err(AppError::NotFound("key task"));
+    }
+    let (before, _) = opps::set_task_done(c, id, stage_id, task, done, ctx.user_id())?;
+    if before != Some(done) {
+        let mut changes = Map::new();
+        changes.insert(
+            format!("checklist.{}.{}", stage.code, task),
+            json!({"before": before.unwrap_or(false), "after": done}),
+        );
+        let detail = json!({"opportunity_id": id, "stage": stage.code, "task": task, "done": done});
+        audit::record(c, &ctx.actor(), RES, id, "checklist_updated", changes, detail)?;
+    }
+    Ok(row)
+}
+
+/// Attaches a deliverable to a deal, for a stage of its pipeline and optionally a
+/// stage's required output (`opportunity.output_attached`).
+pub fn attach_output(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    fields: &Map<String, Value>,
+) -> AppResult<opps::OutputRow> {
+    let input: OutputInput = write::parse(fields)?;
+    let mut errs = Errors::default();
+    let title = errs.required_text("title", &input.title);
+    let url = errs.website("url", input.url);
+    let notes = errs.text_max("notes", input.notes, 10_000);
+    let file_ref = errs.line_max("file_ref", input.file_ref, 500);
+    errs.into_result()?;
+    let row = changing(c, ctx, id)?;
+    let stages = pipelines::stages_of(c, &[row.pipeline_id], true)?;
+    let stage_id = input.stage_id.unwrap_or(row.stage_id);
+    if !stages.iter().any(|s| s.id == stage_id) {
+        return Err(AppError::field(
+            "stage_id",
+            "not_found",
+            "no such stage in this deal's pipeline",
+        ));
+    }
+    if let Some(code) = &input.output_code {
+        if !stages.iter().any(|s| codes_of(&s.required_outputs).any(|o| o == code)) {
+            return Err(AppError::field(
+                "output_code",
+                "not_found",
+                "no stage of this pipeline requires such an output",
+            ));
+        }
+    }
+    let new = opps::NewOutput {
+        id: Uuid::now_v7(),
+        opportunity_id: id,
+        stage_id,
+        output_code: input.output_code,
+        title,
+        notes,
+        url,
+        file_ref,
+        author_id: Some(ctx.user_id()).filter(|u| !u.is_nil()),
+    };
+    let out = opps::insert_output(c, &new)?;
+    let data = storage::row(c, "opportunity_outputs", out.id)?.unwrap_or_default();
+    let mut changes = Map::new();
+    changes.insert("outputs".into(), json!({"before": null, "after": data}));
+    audit::record(c, &ctx.actor(), RES, id, "output_attached", changes, Value::Null)?;
+    Ok(out)
+}
+
+/// Removes a deliverable from a deal (`opportunity.output_removed`).
+pub fn remove_output(c: &mut PgConnection, ctx: &Ctx, id: Uuid, output_id: Uuid) -> AppResult<()> {
+    changing(c, ctx, id)?;
+    if !opps::delete_output(c, id, output_id, ctx.now())? {
+        return Err(AppError::NotFound("output"));
+    }
+    let mut changes = Map::new();
+    changes.insert("outputs".into(), json!({"before": {"id": output_id}, "after": null}));
+    let detail = json!({"opportunity_id": id, "output_id": output_id});
+    audit::record(c, &ctx.actor(), RES, id, "output_removed", changes, detail)?;
+    Ok(())
 }

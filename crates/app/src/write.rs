@@ -118,7 +118,10 @@ const RENAMED: &[(&str, &str)] = &[("account_type", "type")];
 /// keys (`GET /meta/{object}`), internal columns and secrets left out, decimals exact;
 /// a deal with its other contacts (`contacts`: `[{contact_id, role}]`), a quote with its
 /// `lines`, a price book with its prices (`entries`: `[{product_id, unit_price}]`).
-pub fn audit_view(c: &mut PgConnection, table: &'static str, id: Uuid) -> AppResult<Value> {
+pub fn audit_view(c: &mut PgConnection, object: &str, id: Uuid) -> AppResult<Value> {
+    let Some(table) = crm_domain::events::table_of(object) else {
+        return Err(AppError::internal(format!("{object} has no storage table")));
+    };
     let Some(Value::Object(mut m)) = storage::row(c, table, id)? else {
         return Ok(Value::Null);
     };
@@ -130,18 +133,18 @@ pub fn audit_view(c: &mut PgConnection, table: &'static str, id: Uuid) -> AppRes
             m.insert((*key).to_owned(), v);
         }
     }
-    if table == "opportunities" {
+    if object == "opportunities" {
         let contacts: Vec<Value> = storage::rows_of(c, "opportunity_contacts", "opportunity_id", id, "contact_id")?
             .into_iter()
             .map(|r| serde_json::json!({"contact_id": r.get("contact_id"), "role": r.get("role")}))
             .collect();
         m.insert("contacts".into(), Value::Array(contacts));
     }
-    if table == "quotes" {
+    if object == "quotes" {
         let lines = storage::rows_of(c, "quote_lines", "quote_id", id, "position")?;
         m.insert("lines".into(), Value::Array(lines));
     }
-    if table == "price_books" {
+    if object == "price_books" {
         let entries: Vec<Value> = storage::rows_of(c, "price_book_entries", "price_book_id", id, "product_id")?
             .into_iter()
             .map(|r| serde_json::json!({"product_id": r.get("product_id"), "unit_price": r.get("unit_price")}))
@@ -183,14 +186,14 @@ pub fn update<R: SoftDelete>(
     change_locked(c, ctx, (R::TABLE, id), before, (version, expected), change)
 }
 
-/// Changes a record of `table` the caller found and locked: its `version` checked
+/// Changes a record of `object` the caller found and locked: its `version` checked
 /// against `expected` (an `If-Match`; stale: [`AppError::Stale`]), then `change` writes
 /// it and returns the new row, or `None` when there is nothing to change (no audit
 /// entry, no event, no new version). The audit entry lists every changed field.
 pub fn change_locked<R>(
     c: &mut PgConnection,
     ctx: &Ctx,
-    (table, id): (&'static str, Uuid),
+    (object, id): (&str, Uuid),
     before: R,
     (version, expected): (i32, Option<i32>),
     change: impl FnOnce(&mut PgConnection, &R) -> AppResult<Option<R>>,
@@ -198,15 +201,15 @@ pub fn change_locked<R>(
     if expected.is_some_and(|v| v != version) {
         return Err(AppError::Stale { current: version });
     }
-    let old = audit_view(c, table, id)?;
+    let old = audit_view(c, object, id)?;
     let Some(after) = change(c, &before)? else {
         return Ok(before);
     };
-    let new = audit_view(c, table, id)?;
+    let new = audit_view(c, object, id)?;
     audit::record(
         c,
         &ctx.actor(),
-        table,
+        object,
         id,
         "updated",
         diff::changes(&old, &new),

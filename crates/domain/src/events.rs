@@ -375,6 +375,11 @@ pub fn find(object: &str, action: &str) -> Option<&'static EventAction> {
         .and_then(|o| o.actions.iter().find(|a| a.name == action))
 }
 
+/// The storage table of an object events are about (`fields` are `field_definitions`).
+pub fn table_of(object: &str) -> Option<&'static str> {
+    CATALOGUE.iter().find(|o| o.object == object).and_then(|o| o.table)
+}
+
 /// Whether `<object>.<action>` is in the catalogue.
 pub fn is_catalogued(object: &str, action: &str) -> bool {
     find(object, action).is_some()

@@ -1,12 +1,13 @@
 //! `/api/v1/admin/settings`: document numbering and company details printed on quotes.
 
 use actix_web::{get, put, web, HttpResponse};
-use crm_db::repo::{audit, workflow};
+use crm_db::repo::workflow;
 use crm_domain::access::Action;
-use diesel::prelude::*;
 use serde_json::json;
 
-use super::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
+use super::{
+    run_op, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
 use crate::auth::Auth;
 use crate::dto::settings::{CompanyInfo, Numbering, NumberingSeries, PaymentSettings};
 use crate::error::{ApiError, ApiResult};
@@ -101,40 +102,12 @@ pub async fn put_numbering(
     let series = series.into_inner();
     let mut n = body.value?;
     n.example = None;
-    let ok = |s: &str| {
-        s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/' | '.'))
-    };
-    if !ok(&n.prefix) {
-        return Err(ApiError::field("prefix", "invalid_format", "letters, digits, - _ / ."));
-    }
-    if !ok(&n.separator) {
-        return Err(ApiError::field("separator", "invalid_format", "- _ / . or empty"));
-    }
+    let pattern = as_object(&n)?;
     let year = chrono::Datelike::year(&state.clock.today());
-    let writer = auth.clone();
-    let value = serde_json::to_value(&n).map_err(|e| ApiError::internal(e.to_string()))?;
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = workflow::setting(c, &key(series))?;
-                workflow::put_setting(c, &key(series), &value)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert(key(series), json!({"before": before, "after": value}));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "settings",
-                    uuid::Uuid::nil(),
-                    "updated",
-                    changes,
-                    value.clone(),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::settings::set_numbering(c, ctx, series.as_str(), &pattern)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(with_example(n, year)))
 }
 
@@ -172,32 +145,11 @@ pub async fn put_company(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let info = body.value?;
-    if info.name.trim().is_empty() {
-        return Err(ApiError::field("name", "required", "must not be blank"));
-    }
-    let value = serde_json::to_value(&info).map_err(|e| ApiError::internal(e.to_string()))?;
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = workflow::setting(c, "company")?;
-                workflow::put_setting(c, "company", &value)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert("company".into(), json!({"before": before, "after": value}));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "settings",
-                    uuid::Uuid::nil(),
-                    "updated",
-                    changes,
-                    value.clone(),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
+    let value = as_object(&info)?;
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::settings::set_company(c, ctx, &value)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(info))
 }
 
@@ -234,45 +186,22 @@ pub async fn put_payments(
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let dto = body.value?;
-    let mut errs = crate::dto::Errors::default();
-    let tolerance = crate::dto::check_amount(&mut errs, "overpayment_tolerance", Some(dto.overpayment_tolerance))
-        .unwrap_or_default();
-    let pct = crate::dto::check_pct(&mut errs, "prepayment_wins_pct", dto.prepayment_wins_pct);
-    if pct.is_some_and(|p| p.is_zero()) {
-        errs.add(
-            "prepayment_wins_pct",
-            "out_of_range",
-            "must be above 0 (or null to turn the rule off)",
+    let rules = run_op(&state, &auth, move |c, ctx| {
+        let (tolerance, accept, pct) = (
+            dto.overpayment_tolerance,
+            dto.accept_prepayments,
+            dto.prepayment_wins_pct,
         );
-    }
-    errs.into_result()?;
-    let rules = crm_domain::money::PaymentRules {
-        overpayment_tolerance: tolerance,
-        accept_prepayments: dto.accept_prepayments,
-        prepayment_wins_pct: pct,
-    };
-    let value = serde_json::to_value(&rules).map_err(|e| ApiError::internal(e.to_string()))?;
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before = workflow::setting(c, "payments")?;
-                workflow::put_setting(c, "payments", &value)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert("payments".into(), json!({"before": before, "after": value}));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "settings",
-                    uuid::Uuid::nil(),
-                    "updated",
-                    changes,
-                    value.clone(),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
+        Ok(crm_app::settings::set_payment_rules(c, ctx, tolerance, accept, pct)?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(PaymentSettings::from(rules)))
+}
+
+/// A settings body as the JSON object an operation stores.
+fn as_object<T: serde::Serialize>(v: &T) -> ApiResult<serde_json::Map<String, serde_json::Value>> {
+    match crate::idempotency::to_value(v)? {
+        serde_json::Value::Object(m) => Ok(m),
+        _ => Err(ApiError::internal("a settings body is an object")),
+    }
 }

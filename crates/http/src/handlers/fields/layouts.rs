@@ -51,79 +51,24 @@ pub async fn put_layout(
     auth.require(RES, Action::Admin)?;
     let object = object(&path)?;
     let dto = body.value?;
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                if let Some(p) = dto.pipeline_id {
-                    if object != "opportunities" {
-                        return Err(ApiError::field(
-                            "pipeline_id",
-                            "not_allowed",
-                            "only opportunity layouts are per pipeline",
-                        ));
-                    }
-                    pipelines::find(c, p)?
-                        .ok_or_else(|| ApiError::field("pipeline_id", "not_found", "no such pipeline"))?;
-                }
-                let defs = fields::list(c, object, false)?;
-                let mut errs = Vec::new();
-                let mut seen: Vec<&str> = Vec::new();
-                for (i, s) in dto.sections.iter().enumerate() {
-                    if s.title_zh.trim().is_empty() || s.title_en.trim().is_empty() {
-                        errs.push(FieldError::new(
-                            format!("sections[{i}].title_zh"),
-                            "required",
-                            "both titles are needed",
-                        ));
-                    }
-                    for (j, f) in s.fields.iter().enumerate() {
-                        let known = match f.strip_prefix("custom.") {
-                            Some(k) => defs.iter().any(|d| d.key == k),
-                            None => builtins(object).iter().any(|b| b.key == f),
-                        };
-                        if !known {
-                            errs.push(FieldError::new(
-                                format!("sections[{i}].fields[{j}]"),
-                                "not_found",
-                                format!("no field `{f}`"),
-                            ));
-                        } else if seen.contains(&f.as_str()) {
-                            errs.push(FieldError::new(
-                                format!("sections[{i}].fields[{j}]"),
-                                "duplicate",
-                                "a field appears once",
-                            ));
-                        }
-                        seen.push(f);
-                    }
-                }
-                if !errs.is_empty() {
-                    return Err(ApiError::validation(errs));
-                }
-                let existing = fields::find_layout_exact(c, object, dto.pipeline_id)?;
-                let sections: Vec<LayoutSection> = dto.sections.clone();
-                let value = serde_json::to_value(&sections).unwrap_or_default();
-                let row =
-                    fields::upsert_layout(c, existing.as_ref(), object, dto.pipeline_id, dto.name.trim(), &value)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert(
-                    "sections".into(),
-                    json!({"before": existing.map(|e| e.sections), "after": value}),
-                );
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "layouts",
-                    row.id,
-                    "saved",
-                    changes,
-                    json!({"object": object, "pipeline_id": dto.pipeline_id}),
-                )?;
-                Ok::<_, ApiError>(row)
-            })
+    let sections: Vec<crm_app::fields::Section> = dto
+        .sections
+        .iter()
+        .map(|s| crm_app::fields::Section {
+            title_zh: s.title_zh.clone(),
+            title_en: s.title_en.clone(),
+            fields: s.fields.clone(),
         })
-        .await?;
+        .collect();
+    let row = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::fields::save_layout(
+            c,
+            ctx,
+            (object, dto.pipeline_id),
+            &dto.name,
+            &sections,
+        )?)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(Layout::from(row)))
 }

@@ -59,75 +59,20 @@ pub async fn put_field_permissions(
     auth.require("roles", Action::Admin)?;
     let id = id.into_inner();
     let items = body.value?.items;
-    let writer = auth.clone();
-    let saved = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                roles::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("role"))?;
-                let mut errs = Vec::new();
-                let mut rows: Vec<(String, String, String)> = Vec::new();
-                for (i, it) in items.iter().enumerate() {
-                    let object = it.object.as_str();
-                    // The field's type, when the object has such a field.
-                    let field_type: Option<String> = match it.field.strip_prefix("custom.") {
-                        Some(_) if FieldObject::parse(object).is_none() => None,
-                        Some(k) => fields::find(c, object, k, false)?.map(|d| d.field_type),
-                        None => builtins(object)
-                            .iter()
-                            .find(|b| b.key == it.field)
-                            .map(|b| b.field_type.to_owned()),
-                    };
-                    let Some(field_type) = field_type else {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].field"),
-                            "not_found",
-                            format!("{object} has no field `{}`", it.field),
-                        ));
-                        continue;
-                    };
-                    if crate::meta::protected(object).contains(&it.field.as_str()) {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].field"),
-                            "not_restrictable",
-                            format!("every reader of {object} sees `{}`", it.field),
-                        ));
-                    } else if it.access == Restriction::Masked && !crate::meta::maskable(&field_type) {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].access"),
-                            "not_maskable",
-                            format!("a {field_type} field can be hidden or read-only, not masked"),
-                        ));
-                    } else if rows.iter().any(|(o, f, _)| o == object && *f == it.field) {
-                        errs.push(FieldError::new(
-                            format!("items[{i}].field"),
-                            "duplicate",
-                            "listed twice",
-                        ));
-                    }
-                    rows.push((object.to_owned(), it.field.clone(), it.access.as_str().to_owned()));
-                }
-                if !errs.is_empty() {
-                    return Err(ApiError::validation(errs));
-                }
-                let before = fields::role_restrictions(c, id)?;
-                fields::set_role_restrictions(c, id, &rows)?;
-                let mut changes = serde_json::Map::new();
-                changes.insert("field_permissions".into(), json!({"before": before, "after": rows}));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "roles",
-                    id,
-                    "field_permissions_updated",
-                    changes,
-                    json!({"role_id": id}),
-                )?;
-                notify_auth_changed(c)?;
-                Ok::<_, ApiError>(items)
-            })
+    let rows: Vec<(String, String, String)> = items
+        .iter()
+        .map(|it| {
+            (
+                it.object.as_str().to_owned(),
+                it.field.clone(),
+                it.access.as_str().to_owned(),
+            )
         })
-        .await?;
+        .collect();
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::fields::set_field_permissions(c, ctx, id, &rows)?)
+    })
+    .await?;
     state.invalidate_caches();
-    Ok(HttpResponse::Ok().json(FieldPermissions { items: saved }))
+    Ok(HttpResponse::Ok().json(FieldPermissions { items }))
 }

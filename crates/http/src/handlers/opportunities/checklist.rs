@@ -86,43 +86,13 @@ pub async fn set_checklist_task(
     path: web::Path<(Uuid, Uuid, String)>,
     body: ValidJson<SetTask>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Update)?;
+    auth.require(RES, Action::Update)?;
     let (id, stage_id, task) = path.into_inner();
     let done = body.value?.done;
-    let writer = auth.clone();
-    let list = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = opps::find(c, &scope, id, Liveness::Live, true)?
-                    .ok_or_else(|| ApiError::not_found("opportunity"))?;
-                let stage = pipelines::find_stage(c, stage_id)?
-                    .filter(|s| s.pipeline_id == row.pipeline_id)
-                    .ok_or_else(|| ApiError::not_found("stage"))?;
-                let st = Stage::from(stage.clone());
-                if !st.key_tasks.iter().any(|t| t.code == task) {
-                    return Err(ApiError::not_found("key task"));
-                }
-                let (before, _) = opps::set_task_done(c, id, stage_id, &task, done, writer.user_id)?;
-                if before != Some(done) {
-                    let mut changes = serde_json::Map::new();
-                    changes.insert(
-                        format!("checklist.{}.{}", stage.code, task),
-                        json!({"before": before.unwrap_or(false), "after": done}),
-                    );
-                    audit::record(
-                        c,
-                        &writer.actor(),
-                        RES,
-                        id,
-                        "checklist_updated",
-                        changes,
-                        json!({"opportunity_id": id, "stage": stage.code, "task": task, "done": done}),
-                    )?;
-                }
-                build_checklist(c, &row)
-            })
-        })
-        .await?;
+    let list = run_op(&state, &auth, move |c, ctx| {
+        let row = opportunities::set_key_task(c, ctx, id, (stage_id, &task), done)?;
+        build_checklist(c, &row)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(list))
 }

@@ -6,15 +6,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use crm_db::repo::accounts::{self, Liveness};
 use crm_db::repo::opportunities::{self as opps, OpportunityFilter, OpportunityRow};
+use crm_db::repo::pipelines;
 use crm_db::repo::timeline as feed_repo;
-use crm_db::repo::{audit, pipelines};
 use crm_domain::access::Action;
 use diesel::prelude::*;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::handlers::{
-    changed_record, created_record, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
+    changed_record, created_record, run_op, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
     PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crm_app::opportunities;
@@ -29,7 +28,7 @@ use crate::dto::opportunities::{
     UpdateOpportunity,
 };
 use crate::dto::pipelines::{Stage, StageItem};
-use crate::dto::{Errors, Page, SyncPage};
+use crate::dto::{Page, SyncPage};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};

@@ -43,60 +43,13 @@ pub async fn create_output(
     id: web::Path<Uuid>,
     body: ValidJson<CreateOutput>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Update)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let title = errs.required_text("title", &dto.title);
-    let url = errs.website("url", dto.url);
-    let notes = errs.text(dto.notes);
-    let file_ref = errs.line(dto.file_ref);
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let row = opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
-        let stages = pipelines::stages_of(c, &[row.pipeline_id], true)?;
-        let stage_id = dto.stage_id.unwrap_or(row.stage_id);
-        if !stages.iter().any(|s| s.id == stage_id) {
-            return Err(ApiError::field(
-                "stage_id",
-                "not_found",
-                "no such stage in this deal's pipeline",
-            ));
-        }
-        if let Some(code) = &dto.output_code {
-            let defined = stages
-                .into_iter()
-                .map(Stage::from)
-                .any(|s| s.required_outputs.iter().any(|o| &o.code == code));
-            if !defined {
-                return Err(ApiError::field(
-                    "output_code",
-                    "not_found",
-                    "no stage of this pipeline requires such an output",
-                ));
-            }
-        }
-        let out = opps::insert_output(
-            c,
-            &opps::NewOutput {
-                id: Uuid::now_v7(),
-                opportunity_id: id,
-                stage_id,
-                output_code: dto.output_code.clone(),
-                title,
-                notes,
-                url,
-                file_ref,
-                author_id: Some(writer.user_id),
-            },
-        )?;
-        let dto = Output::from(out);
-        let data = serde_json::to_value(&dto).unwrap_or_default();
-        let mut changes = serde_json::Map::new();
-        changes.insert("outputs".into(), json!({"before": null, "after": data}));
-        audit::record(c, &writer.actor(), RES, id, "output_attached", changes, data)?;
-        Outcome::created(&dto, format!("/api/v1/opportunities/{id}/outputs/{}", dto.id))
+    auth.require(RES, Action::Update)?;
+    let (id, raw) = (id.into_inner(), body.raw.clone());
+    let fields = body.fields()?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        let out = Output::from(opportunities::attach_output(c, &ctx, id, &fields)?);
+        Outcome::created(&out, format!("/api/v1/opportunities/{id}/outputs/{}", out.id))
     })
     .await
 }
@@ -114,32 +67,11 @@ pub async fn delete_output(
     auth: Auth,
     path: web::Path<(Uuid, Uuid)>,
 ) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Update)?;
+    auth.require(RES, Action::Update)?;
     let (id, output_id) = path.into_inner();
-    let writer = auth.clone();
-    let now = state.clock.now();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                opps::find(c, &scope, id, Liveness::Live, true)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
-                if !opps::delete_output(c, id, output_id, now)? {
-                    return Err(ApiError::not_found("output"));
-                }
-                let mut changes = serde_json::Map::new();
-                changes.insert("outputs".into(), json!({"before": {"id": output_id}, "after": null}));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    id,
-                    "output_removed",
-                    changes,
-                    json!({"opportunity_id": id, "output_id": output_id}),
-                )?;
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(opportunities::remove_output(c, ctx, id, output_id)?)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
