@@ -20,6 +20,7 @@ pub mod leads;
 pub mod numbering;
 pub mod opportunities;
 pub mod owners;
+pub mod pipelines;
 pub mod products;
 pub mod quotes;
 pub mod record;

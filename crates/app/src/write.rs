@@ -140,6 +140,10 @@ pub fn audit_view(c: &mut PgConnection, object: &str, id: Uuid) -> AppResult<Val
             .collect();
         m.insert("contacts".into(), Value::Array(contacts));
     }
+    if object == "pipelines" {
+        let stages = storage::rows_of(c, "stages", "pipeline_id", id, "position")?;
+        m.insert("stages".into(), Value::Array(stages));
+    }
     if object == "quotes" {
         let lines = storage::rows_of(c, "quote_lines", "quote_id", id, "position")?;
         m.insert("lines".into(), Value::Array(lines));

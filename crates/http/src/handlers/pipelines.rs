@@ -1,32 +1,26 @@
 //! Pipelines and stages: read for everyone, configure for admins; the board.
 
-use std::collections::HashSet;
-
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use crm_db::repo::board as totals;
 use crm_db::repo::opportunities::{self as opps, OpportunityFilter};
-use crm_db::repo::{audit, pipelines};
+use crm_db::repo::pipelines;
 use crm_db::sql::ListSpec;
 use crm_domain::access::Action;
 use crm_domain::fields::FieldAccess;
 use crm_domain::pipeline::split_months;
-use crm_domain::pipeline::{check_criteria, Item};
-use crm_domain::{diff, normalize};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
-    Unauthorized, Unprocessable, UnsupportedMediaType,
+    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::dto::pipelines::{
-    Board, BoardColumn, BoardQuery, CreatePipeline, CreateStage, Criterion, Pipeline, PipelineList, PipelineQuery,
-    ReorderStages, Stage, StageItem, UpdatePipeline, UpdateStage,
+    Board, BoardColumn, BoardQuery, CreatePipeline, CreateStage, Pipeline, PipelineList, PipelineQuery, ReorderStages,
+    Stage, UpdatePipeline, UpdateStage,
 };
-use crate::dto::Errors;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -34,128 +28,12 @@ use crate::state::AppState;
 
 const RES: &str = "pipelines";
 
-/// Opportunity fields that entry criteria may require.
-pub const OPPORTUNITY_FIELDS: &[&str] = &[
-    "name",
-    "account_id",
-    "primary_contact_id",
-    "contacts",
-    "amount",
-    "currency",
-    "expected_close_date",
-    "probability",
-    "owner_id",
-    "competitors",
-    "next_step",
-    "source_lead_id",
-];
-
 fn load(c: &mut PgConnection, id: Uuid, include_archived: bool) -> ApiResult<Pipeline> {
     let p = pipelines::find(c, id)?
         .filter(|p| include_archived || p.archived_at.is_none())
         .ok_or_else(|| ApiError::not_found("pipeline"))?;
     let stages = pipelines::stages_of(c, &[id], include_archived)?;
     Ok(Pipeline::from_rows(p, stages))
-}
-
-fn to_json(p: &Pipeline) -> serde_json::Value {
-    serde_json::to_value(p).unwrap_or_default()
-}
-
-fn valid_code(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 50
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn check_items(errs: &mut Errors, field: &str, items: &[StageItem]) {
-    let mut seen = HashSet::new();
-    for (i, it) in items.iter().enumerate() {
-        if !valid_code(&it.code) {
-            errs.add(
-                &format!("{field}[{i}].code"),
-                "invalid_format",
-                "lower-case letters, digits and _, starting with a letter",
-            );
-        } else if !seen.insert(it.code.clone()) {
-            errs.add(
-                &format!("{field}[{i}].code"),
-                "duplicate",
-                "codes must be unique within a stage",
-            );
-        }
-        if it.title.trim().is_empty() {
-            errs.add(&format!("{field}[{i}].title"), "required", "must not be blank");
-        }
-    }
-}
-
-/// A stage definition as the pipeline-wide checks see it.
-struct StageDef {
-    code: String,
-    kind: String,
-    key_tasks: Vec<StageItem>,
-    outputs: Vec<StageItem>,
-    criteria: Vec<Criterion>,
-}
-
-/// Cross-stage checks: unique codes, at least one open stage, criteria that refer to
-/// defined stages, tasks, outputs and fields. `prefix(i)` names stage i in errors.
-fn check_pipeline(errs: &mut Errors, defs: &[StageDef], prefix: &dyn Fn(usize) -> String) {
-    let mut codes = HashSet::new();
-    for (i, d) in defs.iter().enumerate() {
-        if !codes.insert(d.code.clone()) {
-            errs.add(
-                &format!("{}.code", prefix(i)),
-                "duplicate",
-                "stage codes must be unique in a pipeline",
-            );
-        }
-    }
-    if !defs.iter().any(|d| d.kind == "open") {
-        errs.add("stages", "required", "a pipeline needs at least one open stage");
-    }
-    let catalogue: Vec<(String, Vec<Item>, Vec<Item>)> = defs
-        .iter()
-        .map(|d| {
-            let conv = |v: &[StageItem]| {
-                v.iter()
-                    .map(|x| Item {
-                        code: x.code.clone(),
-                        title: x.title.clone(),
-                    })
-                    .collect()
-            };
-            (d.code.clone(), conv(&d.key_tasks), conv(&d.outputs))
-        })
-        .collect();
-    for (i, d) in defs.iter().enumerate() {
-        let mut domain = Vec::new();
-        for (j, c) in d.criteria.iter().enumerate() {
-            match c.to_domain() {
-                Ok(x) => domain.push((j, x)),
-                Err(e) => errs.add(&format!("{}.entry_criteria[{j}]", prefix(i)), "invalid", e),
-            }
-        }
-        let list: Vec<_> = domain.iter().map(|(_, c)| c.clone()).collect();
-        for (k, msg) in check_criteria(&list, OPPORTUNITY_FIELDS, &catalogue) {
-            errs.add(
-                &format!("{}.entry_criteria[{}]", prefix(i), domain[k].0),
-                "invalid",
-                msg,
-            );
-        }
-    }
-}
-
-fn stage_values(s: &CreateStage) -> (serde_json::Value, serde_json::Value, serde_json::Value) {
-    (
-        serde_json::to_value(&s.key_tasks).unwrap_or_default(),
-        serde_json::to_value(&s.required_outputs).unwrap_or_default(),
-        serde_json::to_value(&s.entry_criteria).unwrap_or_default(),
-    )
 }
 
 /// Pipelines with their stages.
@@ -358,79 +236,12 @@ pub async fn create_pipeline(
     body: ValidJson<CreatePipeline>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = errs.required_text("name", &dto.name);
-    for (i, s) in dto.stages.iter().enumerate() {
-        if !valid_code(&s.code) {
-            errs.add(
-                &format!("stages[{i}].code"),
-                "invalid_format",
-                "lower-case letters, digits and _, starting with a letter",
-            );
-        }
-        if s.name.trim().is_empty() {
-            errs.add(&format!("stages[{i}].name"), "required", "must not be blank");
-        }
-        check_items(&mut errs, &format!("stages[{i}].key_tasks"), &s.key_tasks);
-        check_items(&mut errs, &format!("stages[{i}].required_outputs"), &s.required_outputs);
-    }
-    let defs: Vec<StageDef> = dto
-        .stages
-        .iter()
-        .map(|s| StageDef {
-            code: s.code.clone(),
-            kind: s.kind.as_str().into(),
-            key_tasks: s.key_tasks.clone(),
-            outputs: s.required_outputs.clone(),
-            criteria: s.entry_criteria.clone(),
-        })
-        .collect();
-    check_pipeline(&mut errs, &defs, &|i| format!("stages[{i}]"));
-    errs.into_result()?;
-    let writer = auth.clone();
-    let description = dto.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let p = pipelines::insert(
-            c,
-            &pipelines::NewPipeline {
-                id: Uuid::now_v7(),
-                name: normalize::clean_text(&name),
-                description,
-                is_default: dto.is_default,
-            },
-        )
-        .map_err(|e| match e {
-            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-                ApiError::conflict("duplicate", "a pipeline with this name exists")
-            }
-            other => other.into(),
-        })?;
-        for (i, s) in dto.stages.iter().enumerate() {
-            let (tasks, outputs, criteria) = stage_values(s);
-            pipelines::insert_stage(
-                c,
-                &pipelines::NewStage {
-                    id: Uuid::now_v7(),
-                    pipeline_id: p.id,
-                    code: s.code.clone(),
-                    name: normalize::clean_text(&s.name),
-                    kind: s.kind.as_str().into(),
-                    position: i32::try_from(i).unwrap_or(0) + 1,
-                    probability: s.probability,
-                    key_tasks: tasks,
-                    required_outputs: outputs,
-                    entry_criteria: criteria,
-                    stalled_after_days: s.stalled_after_days,
-                },
-            )?;
-        }
-        let dto = load(c, p.id, true)?;
-        let data = to_json(&dto);
-        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
-        // The pipeline that lost the default flag, if this one took it.
-        audit::record_pending(c, &writer.actor(), RES, "updated")?;
-        Outcome::created(&dto, format!("/api/v1/pipelines/{}", dto.id))
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        let p = crm_app::pipelines::create(c, &ctx, &fields)?;
+        Outcome::created(&load(c, p.id, true)?, format!("/api/v1/pipelines/{}", p.id))
     })
     .await
 }
@@ -455,47 +266,13 @@ pub async fn update_pipeline(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdatePipeline>,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
-    if dto.archived == Some(true) && dto.is_default == Some(true) {
-        errs.add("archived", "conflict", "the default pipeline cannot be archived");
-    }
-    errs.into_result()?;
-    let writer = auth.clone();
-    let p = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = pipelines::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;
-                if_match.0.check(row.version)?;
-                if dto.archived == Some(true) && (row.is_default && dto.is_default != Some(false)) {
-                    return Err(ApiError::conflict(
-                        "default_pipeline",
-                        "make another pipeline the default before archiving this one",
-                    ));
-                }
-                let before = load(c, id, true)?;
-                let changes = pipelines::PipelineChanges {
-                    name,
-                    description: dto
-                        .description
-                        .map(|d| d.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())),
-                    is_default: dto.is_default,
-                    archived_at: dto.archived.map(|a| if a { Some(now) } else { None }),
-                };
-                pipelines::update(c, id, &changes)?;
-                let after = load(c, id, true)?;
-                let (b, a) = (to_json(&before), to_json(&after));
-                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                audit::record_pending(c, &writer.actor(), RES, "updated")?;
-                Ok(after)
-            })
-        })
-        .await?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    let p = run_op(&state, &auth, move |c, ctx| {
+        crm_app::pipelines::update(c, ctx, id, expected, &fields)?;
+        load(c, id, true)
+    })
+    .await?;
     let v = p.version;
     Ok(with_etag(&p, v))
 }
@@ -521,98 +298,12 @@ pub async fn create_stage(
     body: ValidJson<CreateStage>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
-    let s = body.value?;
-    let mut errs = Errors::default();
-    if !valid_code(&s.code) {
-        errs.add(
-            "code",
-            "invalid_format",
-            "lower-case letters, digits and _, starting with a letter",
-        );
-    }
-    let name = errs.required_text("name", &s.name);
-    check_items(&mut errs, "key_tasks", &s.key_tasks);
-    check_items(&mut errs, "required_outputs", &s.required_outputs);
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        pipelines::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;
-        let before = load(c, id, true)?;
-        let existing = pipelines::stages_of(c, &[id], true)?;
-        let mut defs: Vec<StageDef> = existing
-            .iter()
-            .map(|r| {
-                let st = Stage::from(r.clone());
-                StageDef {
-                    code: st.code,
-                    kind: st.kind.as_str().into(),
-                    key_tasks: st.key_tasks,
-                    outputs: st.required_outputs,
-                    criteria: st.entry_criteria,
-                }
-            })
-            .collect();
-        defs.push(StageDef {
-            code: s.code.clone(),
-            kind: s.kind.as_str().into(),
-            key_tasks: s.key_tasks.clone(),
-            outputs: s.required_outputs.clone(),
-            criteria: s.entry_criteria.clone(),
-        });
-        let last = defs.len() - 1;
-        let mut errs = Errors::default();
-        check_pipeline(&mut errs, &defs, &|i| {
-            if i == last {
-                "stage".into()
-            } else {
-                format!("existing[{i}]")
-            }
-        });
-        errs.0
-            .iter_mut()
-            .for_each(|e| e.field = e.field.trim_start_matches("stage.").to_owned());
-        errs.into_result()?;
-        let live: Vec<Uuid> = existing
-            .iter()
-            .filter(|r| r.archived_at.is_none())
-            .map(|r| r.id)
-            .collect();
-        let (tasks, outputs, criteria) = stage_values(&s);
-        let new = pipelines::insert_stage(
-            c,
-            &pipelines::NewStage {
-                id: Uuid::now_v7(),
-                pipeline_id: id,
-                code: s.code.clone(),
-                name: name.clone(),
-                kind: s.kind.as_str().into(),
-                position: i32::try_from(live.len()).unwrap_or(0) + 1,
-                probability: s.probability,
-                key_tasks: tasks,
-                required_outputs: outputs,
-                entry_criteria: criteria,
-                stalled_after_days: s.stalled_after_days,
-            },
-        )?;
-        if let Some(pos) = s.position {
-            let mut order = live.clone();
-            let at = usize::try_from(pos - 1).unwrap_or(0).min(order.len());
-            order.insert(at, new.id);
-            pipelines::reorder(c, &order)?;
-        }
-        let after = load(c, id, true)?;
-        let (b, a) = (to_json(&before), to_json(&after));
-        audit::record(
-            c,
-            &writer.actor(),
-            RES,
-            id,
-            "stage_added",
-            diff::changes(&b, &a),
-            json!({"pipeline_id": id, "stage_id": new.id}),
-        )?;
-        Outcome::created(&after, format!("/api/v1/pipelines/{id}"))
+    let (id, raw) = (id.into_inner(), body.raw.clone());
+    let fields = body.fields()?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        crm_app::pipelines::add_stage(c, &ctx, id, &fields)?;
+        Outcome::created(&load(c, id, true)?, format!("/api/v1/pipelines/{id}"))
     })
     .await
 }
@@ -637,106 +328,13 @@ pub async fn update_stage(
     if_match: RequiredIfMatch,
     body: ValidJson<UpdateStage>,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
-    if let Some(t) = &dto.key_tasks {
-        check_items(&mut errs, "key_tasks", t);
-    }
-    if let Some(o) = &dto.required_outputs {
-        check_items(&mut errs, "required_outputs", o);
-    }
-    errs.into_result()?;
-    let writer = auth.clone();
-    let p = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = pipelines::find_stage_for_update(c, id)?.ok_or_else(|| ApiError::not_found("stage"))?;
-                if_match.0.check(row.version)?;
-                let pid = row.pipeline_id;
-                let before = load(c, pid, true)?;
-                if dto.archived == Some(true) && row.archived_at.is_none() {
-                    let n = pipelines::open_deals_in_stage(c, id)?;
-                    if n > 0 {
-                        return Err(ApiError::conflict(
-                            "stage_in_use",
-                            format!("{n} open deals are in this stage; move them first"),
-                        ));
-                    }
-                }
-                let all = pipelines::stages_of(c, &[pid], true)?;
-                let defs: Vec<StageDef> = all
-                    .iter()
-                    .filter(|r| !(r.id == id && dto.archived == Some(true)))
-                    .map(|r| {
-                        let st = Stage::from(r.clone());
-                        if r.id == id {
-                            StageDef {
-                                code: st.code,
-                                kind: dto.kind.map_or(st.kind.as_str().into(), |k| k.as_str().into()),
-                                key_tasks: dto.key_tasks.clone().unwrap_or(st.key_tasks),
-                                outputs: dto.required_outputs.clone().unwrap_or(st.required_outputs),
-                                criteria: dto.entry_criteria.clone().unwrap_or(st.entry_criteria),
-                            }
-                        } else {
-                            StageDef {
-                                code: st.code,
-                                kind: st.kind.as_str().into(),
-                                key_tasks: st.key_tasks,
-                                outputs: st.required_outputs,
-                                criteria: st.entry_criteria,
-                            }
-                        }
-                    })
-                    .collect();
-                let mut errs = Errors::default();
-                check_pipeline(&mut errs, &defs, &|i| format!("stages[{i}]"));
-                errs.into_result()?;
-                let changes = pipelines::StageChanges {
-                    name,
-                    kind: dto.kind.map(|k| k.as_str().into()),
-                    probability: dto.probability,
-                    key_tasks: dto
-                        .key_tasks
-                        .as_ref()
-                        .map(|v| serde_json::to_value(v).unwrap_or_default()),
-                    required_outputs: dto
-                        .required_outputs
-                        .as_ref()
-                        .map(|v| serde_json::to_value(v).unwrap_or_default()),
-                    entry_criteria: dto
-                        .entry_criteria
-                        .as_ref()
-                        .map(|v| serde_json::to_value(v).unwrap_or_default()),
-                    stalled_after_days: dto.stalled_after_days,
-                    archived_at: dto.archived.map(|a| if a { Some(now) } else { None }),
-                };
-                pipelines::update_stage(c, id, &changes)?;
-                if dto.archived.is_some() {
-                    // Keep live stages numbered 1..n; archived ones go last.
-                    let mut order: Vec<_> = pipelines::stages_of(c, &[pid], true)?;
-                    order.sort_by_key(|s| (s.archived_at.is_some(), s.position));
-                    pipelines::reorder(c, &order.iter().map(|s| s.id).collect::<Vec<_>>())?;
-                }
-                let after = load(c, pid, true)?;
-                let (b, a) = (to_json(&before), to_json(&after));
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    pid,
-                    "stage_updated",
-                    diff::changes(&b, &a),
-                    json!({"pipeline_id": pid, "stage_id": id}),
-                )?;
-                Ok(after)
-            })
-        })
-        .await?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    let p = run_op(&state, &auth, move |c, ctx| {
+        let stage = crm_app::pipelines::update_stage(c, ctx, id, expected, &fields)?;
+        load(c, stage.pipeline_id, true)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(p))
 }
 
@@ -761,37 +359,12 @@ pub async fn reorder_stages(
     body: ValidJson<ReorderStages>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
+    let (id, raw) = (id.into_inner(), body.raw.clone());
     let order = body.value?.stage_ids;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        pipelines::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("pipeline"))?;
-        let before = load(c, id, true)?;
-        let live: HashSet<Uuid> = pipelines::stages_of(c, &[id], false)?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        let given: HashSet<Uuid> = order.iter().copied().collect();
-        if given.len() != order.len() || given != live {
-            return Err(ApiError::field(
-                "stage_ids",
-                "mismatch",
-                "list every live stage of the pipeline exactly once",
-            ));
-        }
-        pipelines::reorder(c, &order)?;
-        let after = load(c, id, true)?;
-        let (b, a) = (to_json(&before), to_json(&after));
-        audit::record(
-            c,
-            &writer.actor(),
-            RES,
-            id,
-            "stages_reordered",
-            diff::changes(&b, &a),
-            json!({"pipeline_id": id}),
-        )?;
-        Outcome::ok(&after)
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        crm_app::pipelines::reorder(c, &ctx, id, &order)?;
+        Outcome::ok(&load(c, id, true)?)
     })
     .await
 }
