@@ -12,9 +12,10 @@ use crm_db::repo::users;
 use crm_domain::approvals::{next_step, Approvers, Mode, Step, Within};
 use crm_domain::expr::Expr;
 use diesel::PgConnection;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::context::Ctx;
 use crate::error::{AppError, AppResult};
 
 const RES: &str = "approvals";
@@ -583,4 +584,152 @@ pub fn sweep(c: &mut PgConnection, ctx: &crate::Ctx) -> AppResult<Swept> {
         escalated: escalate_due(c, ctx.now())?,
         quotes_expired: crate::quotes::expire_due(c, ctx.today())?,
     })
+}
+
+/// Object types a definition can be about.
+pub const DEFINITION_OBJECTS: &[&str] = &["quote", "contract", "opportunity"];
+
+/// A new approval definition: which records (object type, a condition over the record
+/// view), in which order (`priority`, lowest first), and the steps.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionInput {
+    pub name: String,
+    pub object_type: String,
+    pub condition: Option<Value>,
+    pub priority: Option<i32>,
+    pub steps: Value,
+    pub active: Option<bool>,
+}
+
+/// A change of a definition; pending approvals open their later steps from it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "crate::write::double_option")]
+    pub condition: Option<Option<Value>>,
+    pub priority: Option<i32>,
+    pub steps: Option<Value>,
+    pub active: Option<bool>,
+}
+
+fn check_condition(c: Option<&Value>) -> AppResult<Option<Value>> {
+    match c {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let e: crm_domain::expr::Expr = serde_json::from_value(v.clone())
+                .map_err(|e| AppError::field("condition", "invalid", format!("not a condition: {e}")))?;
+            e.validate()
+                .map_err(|e| AppError::field("condition", "invalid", e.to_string()))?;
+            Ok(Some(v.clone()))
+        }
+    }
+}
+
+fn check_definition_steps(c: &mut PgConnection, v: &Value) -> AppResult<Value> {
+    use crm_domain::approvals::{check_steps, Approvers};
+    let steps: Vec<Step> = serde_json::from_value(v.clone())
+        .map_err(|e| AppError::field("steps", "invalid", format!("not a list of steps: {e}")))?;
+    if steps.len() > 20 {
+        return Err(AppError::field("steps", "too_long", "at most 20 steps"));
+    }
+    if let Some((i, msg)) = check_steps(&steps).into_iter().next() {
+        return Err(AppError::field(&format!("steps[{i}]"), "invalid", msg));
+    }
+    for (i, s) in steps.iter().enumerate() {
+        match &s.approvers {
+            Approvers::Role { role, .. }
+                if crm_db::repo::roles::find_by_keys(c, std::slice::from_ref(role))?.is_empty() =>
+            {
+                return Err(AppError::field(
+                    &format!("steps[{i}].approvers.role"),
+                    "not_found",
+                    "no such role",
+                ));
+            }
+            Approvers::User { user_id } if !crm_db::repo::users::find(c, *user_id)?.is_some_and(|u| u.is_active) => {
+                return Err(AppError::field(
+                    &format!("steps[{i}].approvers.user_id"),
+                    "not_found",
+                    "no active user with this id",
+                ));
+            }
+            _ => {}
+        }
+    }
+    serde_json::to_value(&steps).map_err(|e| AppError::internal(e.to_string()))
+}
+
+fn clean_name(name: &str) -> AppResult<String> {
+    let name = crm_domain::normalize::clean_text(name);
+    if name.is_empty() {
+        return Err(AppError::field("name", "required", "must not be blank"));
+    }
+    Ok(name)
+}
+
+/// Creates an approval definition (`approvals:admin`).
+pub fn create_definition(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppResult<DefinitionRow> {
+    ctx.require("approvals", crm_domain::access::Action::Admin)?;
+    let input: DefinitionInput = crate::write::parse(fields)?;
+    let name = clean_name(&input.name)?;
+    if !DEFINITION_OBJECTS.contains(&input.object_type.as_str()) {
+        return Err(AppError::field(
+            "object_type",
+            "invalid_choice",
+            "one of quote, contract, opportunity",
+        ));
+    }
+    let condition = check_condition(input.condition.as_ref())?;
+    let steps = check_definition_steps(c, &input.steps)?;
+    let new = repo::NewDefinition {
+        id: Uuid::now_v7(),
+        name,
+        object_type: input.object_type,
+        condition,
+        priority: input.priority.unwrap_or(100),
+        steps,
+        active: input.active.unwrap_or(true),
+    };
+    let row = repo::insert_definition(c, &new)?;
+    crate::write::created(c, ctx, "approval_definitions", row.id)?;
+    Ok(row)
+}
+
+/// Changes an approval definition.
+pub fn update_definition(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    expected: Option<i32>,
+    fields: &Map<String, Value>,
+) -> AppResult<DefinitionRow> {
+    ctx.require("approvals", crm_domain::access::Action::Admin)?;
+    let input: DefinitionPatch = crate::write::parse(fields)?;
+    let name = input.name.as_deref().map(clean_name).transpose()?;
+    let condition = match &input.condition {
+        Some(c) => Some(check_condition(c.as_ref())?),
+        None => None,
+    };
+    let before = repo::find_definition(c, id, true)?.ok_or(AppError::NotFound("approval definition"))?;
+    let version = before.version;
+    crate::write::change_locked(
+        c,
+        ctx,
+        ("approval_definitions", id),
+        before,
+        (version, expected),
+        |c, _| {
+            let steps = input.steps.as_ref().map(|s| check_definition_steps(c, s)).transpose()?;
+            let ch = repo::DefinitionChanges {
+                name,
+                condition,
+                priority: input.priority,
+                steps,
+                active: input.active,
+            };
+            Ok(Some(repo::update_definition(c, id, &ch)?))
+        },
+    )
 }

@@ -5,20 +5,17 @@ use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use crm_db::repo::accounts::Liveness;
-use crm_db::repo::approvals::{self as repo, DefinitionChanges, InstanceRow, NewDefinition};
-use crm_db::repo::audit::{self, Actor};
-use crm_db::repo::{contracts, quotes, roles, users};
+use crm_db::repo::approvals::{self as repo, InstanceRow};
+use crm_db::repo::audit::Actor;
+use crm_db::repo::{contracts, quotes};
 use crm_domain::access::Action;
-use crm_domain::approvals::{check_steps, Approvers, Step};
-use crm_domain::diff;
-use crm_domain::expr::Expr;
 use diesel::prelude::*;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
-    Unauthorized, Unprocessable, UnsupportedMediaType,
+    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::dto::approvals::{
@@ -34,50 +31,6 @@ use crate::state::AppState;
 use crm_app::approvals::{self as approval, Outcome as ApprovalOutcome};
 
 const RES: &str = "approvals";
-
-fn check_condition(c: Option<&Value>) -> ApiResult<Option<Value>> {
-    match c {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => {
-            let e: Expr = serde_json::from_value(v.clone())
-                .map_err(|e| ApiError::field("condition", "invalid", format!("not a condition: {e}")))?;
-            e.validate()
-                .map_err(|e| ApiError::field("condition", "invalid", e.to_string()))?;
-            Ok(Some(v.clone()))
-        }
-    }
-}
-
-fn check_definition_steps(c: &mut PgConnection, v: &Value) -> ApiResult<Value> {
-    let steps: Vec<Step> = serde_json::from_value(v.clone())
-        .map_err(|e| ApiError::field("steps", "invalid", format!("not a list of steps: {e}")))?;
-    if steps.len() > 20 {
-        return Err(ApiError::field("steps", "too_long", "at most 20 steps"));
-    }
-    if let Some((i, msg)) = check_steps(&steps).into_iter().next() {
-        return Err(ApiError::field(&format!("steps[{i}]"), "invalid", msg));
-    }
-    for (i, s) in steps.iter().enumerate() {
-        match &s.approvers {
-            Approvers::Role { role, .. } if roles::find_by_keys(c, std::slice::from_ref(role))?.is_empty() => {
-                return Err(ApiError::field(
-                    &format!("steps[{i}].approvers.role"),
-                    "not_found",
-                    "no such role",
-                ));
-            }
-            Approvers::User { user_id } if !users::find(c, *user_id)?.is_some_and(|u| u.is_active) => {
-                return Err(ApiError::field(
-                    &format!("steps[{i}].approvers.user_id"),
-                    "not_found",
-                    "no active user with this id",
-                ));
-            }
-            _ => {}
-        }
-    }
-    serde_json::to_value(&steps).map_err(|e| ApiError::internal(e.to_string()))
-}
 
 /// Applies an approval outcome to the record it is about.
 pub fn apply(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, outcome: ApprovalOutcome) -> ApiResult<()> {
@@ -188,38 +141,11 @@ pub async fn create_definition(
     body: ValidJson<CreateApprovalDefinition>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let dto = body.value?;
-    let name = crm_domain::normalize::clean_text(&dto.name);
-    if name.is_empty() {
-        return Err(ApiError::field("name", "required", "must not be blank"));
-    }
-    let condition = check_condition(dto.condition.as_ref())?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let steps = check_definition_steps(c, &dto.steps)?;
-        let row = repo::insert_definition(
-            c,
-            &NewDefinition {
-                id: Uuid::now_v7(),
-                name,
-                object_type: dto.object_type.as_str().into(),
-                condition,
-                priority: dto.priority.unwrap_or(100),
-                steps,
-                active: dto.active.unwrap_or(true),
-            },
-        )?;
-        let d = ApprovalDefinition::from(row);
-        let data = serde_json::to_value(&d).unwrap_or_default();
-        audit::record(
-            c,
-            &writer.actor(),
-            "approval_definitions",
-            d.id,
-            "created",
-            diff::created(&data),
-            data,
-        )?;
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        let d = ApprovalDefinition::from(approval::create_definition(c, &ctx, &fields)?);
         Outcome::created(&d, format!("/api/v1/admin/approval-definitions/{}", d.id))
     })
     .await
@@ -247,56 +173,11 @@ pub async fn update_definition(
     body: ValidJson<UpdateApprovalDefinition>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let name = match dto.name.as_deref().map(crm_domain::normalize::clean_text) {
-        Some(n) if n.is_empty() => return Err(ApiError::field("name", "required", "must not be blank")),
-        other => other,
-    };
-    let condition = match &dto.condition {
-        Some(c) => Some(check_condition(c.as_ref())?),
-        None => None,
-    };
-    let writer = auth.clone();
-    let row = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let before =
-                    repo::find_definition(c, id, true)?.ok_or_else(|| ApiError::not_found("approval definition"))?;
-                if_match.0.check(before.version)?;
-                let steps = match &dto.steps {
-                    Some(s) => Some(check_definition_steps(c, s)?),
-                    None => None,
-                };
-                let after = repo::update_definition(
-                    c,
-                    id,
-                    &DefinitionChanges {
-                        name,
-                        condition,
-                        priority: dto.priority,
-                        steps,
-                        active: dto.active,
-                    },
-                )?;
-                let (b, a) = (
-                    serde_json::to_value(ApprovalDefinition::from(before)).unwrap_or_default(),
-                    serde_json::to_value(ApprovalDefinition::from(after.clone())).unwrap_or_default(),
-                );
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    "approval_definitions",
-                    id,
-                    "updated",
-                    diff::changes(&b, &a),
-                    a,
-                )?;
-                Ok::<_, ApiError>(after)
-            })
-        })
-        .await?;
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    let row = run_op(&state, &auth, move |c, ctx| {
+        Ok(approval::update_definition(c, ctx, id, expected, &fields)?)
+    })
+    .await?;
     let v = row.version;
     Ok(with_etag(&ApprovalDefinition::from(row), v))
 }
