@@ -992,7 +992,11 @@ export interface paths {
         delete: operations["delete_task"];
         options?: never;
         head?: never;
-        /** Update a task: complete it (`status: done`), reopen, reschedule, reassign. */
+        /**
+         * Update a task: complete it (`status: done`), cancel or reopen it, reschedule,
+         *     reassign. Status changes follow the task status machine (open -> done | cancelled ->
+         *     open); another one is 409 `invalid_transition`.
+         */
         patch: operations["update_task"];
         trace?: never;
     };
@@ -10855,6 +10859,16 @@ export interface operations {
             };
             /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
             404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with existing data: `duplicate` (with `existing`), `conflict`, `in_use`, `builtin_role`. Codes: `conflict`, `concurrent_update`, `invalid_transition`. */
+            409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

@@ -83,11 +83,7 @@ pub struct FieldPatch {
     pub migration: Option<Migration>,
 }
 
-/// Tells every instance that permissions or field definitions changed.
-fn notify_changed(c: &mut PgConnection) -> AppResult<()> {
-    diesel::sql_query("NOTIFY crm_auth").execute(c)?;
-    Ok(())
-}
+use crate::org::notify_changed;
 
 fn field_type(v: &str) -> AppResult<FieldType> {
     FieldType::parse(v).ok_or_else(|| AppError::field("type", "invalid_choice", "no such field type"))

@@ -19,6 +19,7 @@ pub mod fields;
 pub mod leads;
 pub mod numbering;
 pub mod opportunities;
+pub mod org;
 pub mod owners;
 pub mod pipelines;
 pub mod products;

@@ -1,17 +1,16 @@
 //! `/api/v1/admin/api-keys`: keys for integrations (DingTalk, WeCom, finance software).
 
 use actix_web::{delete, get, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::{api_keys, audit, roles, users};
+use crm_db::repo::api_keys;
 use crm_domain::access::Action;
-use crm_domain::{diff, secrets};
-use diesel::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::{BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType};
-use crate::auth::{notify_auth_changed, Auth};
+use super::{
+    run_op, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
+};
+use crate::auth::Auth;
 use crate::dto::admin::{ApiKey, ApiKeyList, CreateApiKey, CreatedApiKey};
-use crate::dto::Errors;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -63,64 +62,20 @@ pub async fn create_api_key(
     key: IdempotencyKey,
     body: ValidJson<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
-    let now = state.clock.now();
     auth.require(RES, Action::Admin)?;
+    let raw = body.raw.clone();
     let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = errs.required_text("name", &dto.name);
-    if dto.expires_at.is_some_and(|e| e <= now) {
-        errs.add("expires_at", "out_of_range", "must be in the future");
-    }
-    errs.into_result()?;
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, without_secret, move |c| {
-        let user = users::find(c, dto.user_id)?
-            .filter(|u| u.is_active)
-            .ok_or_else(|| ApiError::field("user_id", "not_found", "no active user with this id"))?;
-        if !user.is_service {
-            return Err(ApiError::field(
-                "user_id",
-                "not_service_user",
-                "API keys belong to service users",
-            ));
-        }
-        let role = roles::find_by_keys(c, std::slice::from_ref(&dto.role))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::field("role", "not_found", "no such role"))?;
-        let generated = secrets::new_api_key();
-        let row = api_keys::insert(
-            c,
-            &api_keys::NewApiKey {
-                id: Uuid::now_v7(),
-                name,
-                user_id: user.id,
-                role_id: role.id,
-                prefix: generated.prefix,
-                key_hash: generated.hash,
-                created_by: writer.user_id,
-                expires_at: dto.expires_at,
-            },
-        )?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, without_secret, move |c| {
+        let which = (dto.name.as_str(), dto.user_id, dto.role.as_str());
+        let (row, secret) = crm_app::org::create_api_key(c, &ctx, which, dto.expires_at)?;
         let api_key = ApiKey::from(row);
-        let data = serde_json::to_value(&api_key).unwrap_or_default();
-        audit::record(
-            c,
-            &writer.actor(),
-            RES,
-            api_key.id,
-            "created",
-            diff::created(&data),
-            data,
-        )?;
         let id = api_key.id;
-        Outcome::created(
-            &CreatedApiKey {
-                api_key,
-                key: Some(generated.key),
-            },
-            format!("/api/v1/admin/api-keys/{id}"),
-        )
+        let created = CreatedApiKey {
+            api_key,
+            key: Some(secret),
+        };
+        Outcome::created(&created, format!("/api/v1/admin/api-keys/{id}"))
     })
     .await
 }
@@ -136,30 +91,10 @@ pub async fn create_api_key(
 pub async fn revoke_api_key(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     auth.require(RES, Action::Admin)?;
     let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = api_keys::find(c, id)?.ok_or_else(|| ApiError::not_found("API key"))?;
-                if row.revoked_at.is_none() {
-                    let after = api_keys::revoke(c, id)?;
-                    let change = json!({"revoked_at": {"before": null, "after": after.revoked_at}});
-                    audit::record(
-                        c,
-                        &writer.actor(),
-                        RES,
-                        id,
-                        "revoked",
-                        change.as_object().cloned().unwrap_or_default(),
-                        json!({"id": id}),
-                    )?;
-                    notify_auth_changed(c)?;
-                }
-                Ok::<_, ApiError>(())
-            })
-        })
-        .await?;
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::org::revoke_api_key(c, ctx, id)?)
+    })
+    .await?;
     state.auth_cache.invalidate_all();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,22 +1,18 @@
 //! `/api/v1/admin/roles`: roles and their permissions; the permission catalogue.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::{audit, roles};
+use crm_db::repo::roles;
 use crm_domain::access::{self, Grant};
-use crm_domain::diff;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed, PreconditionRequired,
-    Unauthorized, Unprocessable, UnsupportedMediaType,
+    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
-use crate::auth::{notify_auth_changed, Auth};
+use crate::auth::Auth;
 use crate::dto::admin::{CreateRole, PermissionCatalog, ResourcePermissions, Role, RoleList, UpdateRole};
 use crate::dto::me::{DataScope, Permission, PermissionAction};
-use crate::dto::Errors;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
@@ -24,34 +20,16 @@ use crate::state::AppState;
 
 const RES: &str = "roles";
 
-fn to_json(r: &Role) -> serde_json::Value {
-    serde_json::to_value(r).unwrap_or_default()
-}
-
-/// Checks permissions against the catalogue; each problem is reported at its index.
-fn grants(perms: &[Permission], errs: &mut Errors) -> Vec<Grant> {
-    let mut out: Vec<Grant> = Vec::new();
-    for (i, p) in perms.iter().enumerate() {
-        let g = Grant {
+/// Permissions as grants (the operation checks them against the catalogue).
+fn grants(perms: &[Permission]) -> Vec<Grant> {
+    perms
+        .iter()
+        .map(|p| Grant {
             resource: p.resource.clone(),
             action: p.action.into(),
             scope: p.scope.into(),
-        };
-        if let Err(msg) = g.validate() {
-            errs.add(&format!("permissions[{i}]"), "invalid_permission", msg);
-            continue;
-        }
-        if out.iter().any(|o| o.resource == g.resource && o.action == g.action) {
-            errs.add(
-                &format!("permissions[{i}]"),
-                "duplicate",
-                format!("{}:{} is listed twice", g.resource, g.action),
-            );
-            continue;
-        }
-        out.push(g);
-    }
-    out
+        })
+        .collect()
 }
 
 fn to_permissions(gs: impl Iterator<Item = Grant>) -> Vec<Permission> {
@@ -139,44 +117,13 @@ pub async fn create_role(
     body: ValidJson<CreateRole>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, access::Action::Admin)?;
+    let raw = body.raw.clone();
     let dto = body.value?;
-    let mut errs = Errors::default();
-    let valid_key = dto.key.len() >= 2
-        && dto.key.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && dto
-            .key
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid_key {
-        errs.add(
-            "key",
-            "invalid_format",
-            "lower-case letters, digits and _, starting with a letter",
-        );
-    }
-    let name = errs.required_text("name", &dto.name);
-    let description = errs.text(dto.description);
-    let gs = grants(&dto.permissions, &mut errs);
-    errs.into_result()?;
-    let new = roles::NewRole {
-        id: Uuid::now_v7(),
-        key: dto.key,
-        name,
-        description,
-        builtin: false,
-    };
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        roles::insert(c, &new).map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                ApiError::conflict("duplicate", "a role with this key exists")
-            }
-            other => other.into(),
-        })?;
-        roles::set_grants(c, new.id, &gs)?;
-        let dto = load_role(c, new.id)?;
-        let data = to_json(&dto);
-        audit::record(c, &writer.actor(), RES, dto.id, "created", diff::created(&data), data)?;
+    let ctx = auth.ctx(&state.clock);
+    idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
+        let role = (dto.key.as_str(), dto.name.as_str(), dto.description.clone());
+        let row = crm_app::org::create_role(c, &ctx, role, &grants(&dto.permissions))?;
+        let dto = load_role(c, row.id)?;
         Outcome::created(&dto, format!("/api/v1/admin/roles/{}", dto.id))
     })
     .await
@@ -219,39 +166,14 @@ pub async fn update_role(
     body: ValidJson<UpdateRole>,
 ) -> ApiResult<HttpResponse> {
     auth.require(RES, access::Action::Admin)?;
-    let id = id.into_inner();
-    let dto = body.value?;
-    let mut errs = Errors::default();
-    let name = dto.name.as_deref().map(|n| errs.required_text("name", n));
-    let description = dto.description.map(|d| errs.text(d));
-    let gs = dto.permissions.as_ref().map(|p| grants(p, &mut errs));
-    errs.into_result()?;
-    let writer = auth.clone();
-    let role = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = roles::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("role"))?;
-                if_match.0.check(row.version)?;
-                if row.builtin {
-                    return Err(ApiError::conflict(
-                        "builtin_role",
-                        "built-in roles cannot be changed; create a custom role",
-                    ));
-                }
-                let before = load_role(c, id)?;
-                if let Some(gs) = &gs {
-                    roles::set_grants(c, id, gs)?;
-                }
-                roles::update(c, id, &roles::RoleChanges { name, description })?;
-                let after = load_role(c, id)?;
-                let (b, a) = (to_json(&before), to_json(&after));
-                audit::record(c, &writer.actor(), RES, id, "updated", diff::changes(&b, &a), a)?;
-                notify_auth_changed(c)?;
-                Ok(after)
-            })
-        })
-        .await?;
+    let (id, expected, dto) = (id.into_inner(), if_match.0.expected(), body.value?);
+    let role = run_op(&state, &auth, move |c, ctx| {
+        let gs = dto.permissions.as_deref().map(grants);
+        let change = (dto.name.as_deref(), dto.description.clone());
+        crm_app::org::update_role(c, ctx, id, expected, change, gs.as_deref())?;
+        load_role(c, id)
+    })
+    .await?;
     state.auth_cache.invalidate_all();
     let version = role.version;
     Ok(with_etag(&role, version))
@@ -268,36 +190,6 @@ pub async fn update_role(
 pub async fn delete_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     auth.require(RES, access::Action::Admin)?;
     let id = id.into_inner();
-    let writer = auth.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = roles::find_for_update(c, id)?.ok_or_else(|| ApiError::not_found("role"))?;
-                if row.builtin {
-                    return Err(ApiError::conflict("builtin_role", "built-in roles cannot be deleted"));
-                }
-                let in_use = || ApiError::conflict("in_use", "the role is assigned to users or API keys");
-                if roles::in_use(c, id)? {
-                    return Err(in_use());
-                }
-                let before = load_role(c, id)?;
-                roles::delete(c, id).map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => in_use(),
-                    other => other.into(),
-                })?;
-                audit::record(
-                    c,
-                    &writer.actor(),
-                    RES,
-                    id,
-                    "deleted",
-                    diff::changes(&to_json(&before), &json!({})),
-                    json!({"id": id}),
-                )?;
-                Ok(())
-            })
-        })
-        .await?;
+    run_op(&state, &auth, move |c, ctx| Ok(crm_app::org::delete_role(c, ctx, id)?)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -261,13 +261,3 @@ pub fn decode_id_cursor(raw: &str) -> ApiResult<i64> {
         .and_then(|s| s.strip_prefix("h:").and_then(|n| n.parse().ok()))
         .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is malformed"))
 }
-
-/// Drops requested changes equal to the current values; evaluates to `true` when
-/// nothing is left to change.
-macro_rules! prune_changes {
-    ($ch:expr, $before:expr; $($f:ident),+ $(,)?) => {{
-        $( if $ch.$f.as_ref() == Some(&$before.$f) { $ch.$f = None; } )+
-        true $( && $ch.$f.is_none() )+
-    }};
-}
-pub(crate) use prune_changes;
