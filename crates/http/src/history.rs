@@ -1,9 +1,10 @@
 //! Audit history of any record (shared by every resource that keeps one).
 
 use actix_web::HttpResponse;
+use crm_db::repo::accounts::Liveness;
 use crm_db::repo::audit;
-use crm_domain::access::{Action, ScopeFilter};
-use diesel::PgConnection;
+use crm_db::repo::soft_delete::SoftDelete;
+use crm_domain::access::Action;
 use uuid::Uuid;
 
 use crate::auth::Auth;
@@ -14,19 +15,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::{decode_id_cursor, encode_id_cursor};
 use crate::state::AppState;
 
-/// Whether a record is live and inside a scope.
-pub type Visible = fn(&mut PgConnection, &ScopeFilter, Uuid) -> crm_db::QueryResult<bool>;
-
-/// Audit history of any record, newest first (shared by every resource), with the
-/// caller's field permissions applied to the changes.
-pub async fn history(
+/// Audit history of a live record the caller can read, newest first (shared by every
+/// object with a recycle bin), with the caller's field permissions applied to the
+/// changes.
+pub async fn history<R: SoftDelete>(
     state: &AppState,
     auth: &Auth,
-    resource: &'static str,
     id: Uuid,
     q: HistoryQuery,
-    visible: Visible,
 ) -> ApiResult<HttpResponse> {
+    let resource = R::TABLE;
     let scope = auth.filter(resource, Action::Read)?;
     let limit = crm_domain::listing::limit(q.limit)?;
     let before = q
@@ -39,7 +37,7 @@ pub async fn history(
     let rows = state
         .db
         .run(move |c| {
-            if !visible(c, &scope, id)? {
+            if R::find(c, &scope, id, Liveness::Live, false)?.is_none() {
                 return Err(ApiError::not_found(resource.trim_end_matches('s')));
             }
             Ok(audit::history(c, resource, id, before, limit + 1)?)

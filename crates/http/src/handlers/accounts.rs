@@ -164,20 +164,14 @@ pub async fn create_account(
 )]
 #[get("/accounts/{id}")]
 pub async fn get_account(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let id = id.into_inner();
-    let principal = auth.principal.clone();
-    let cache = state.fields.clone();
-    let (shaper, row) = state
-        .db
-        .run(move |c| {
-            let row =
-                accounts::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("account"))?;
-            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), row))
-        })
-        .await?;
-    let version = row.version;
-    Ok(shaper.respond(&Account::from(row), version))
+    super::get_record(
+        &state,
+        &auth,
+        "account",
+        id.into_inner(),
+        |_c, row: accounts::AccountRow| Ok(Account::from(row)),
+    )
+    .await
 }
 
 /// Update an account (partial). Requires `If-Match` with the current version.
@@ -288,10 +282,7 @@ pub async fn account_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
-        Ok(accounts::find(c, s, id, Liveness::Live, false)?.is_some())
-    })
-    .await
+    crate::history::history::<accounts::AccountRow>(&state, &auth, id.into_inner(), q.into_inner()).await
 }
 
 /// Customer 360: the account, its contacts, open / won / lost deals with totals, recent

@@ -2,7 +2,6 @@
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, FixedOffset, Utc};
-use crm_db::repo::accounts::Liveness;
 use crm_db::repo::activities::{self as acts, ActivityFilter};
 use crm_db::repo::tasks::{self, TaskFilter};
 use crm_db::sql::ListSpec;
@@ -10,8 +9,8 @@ use crm_domain::access::{Action, ScopeFilter};
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
 };
 use crate::auth::Auth;
 use crate::dto::activities::{
@@ -110,15 +109,14 @@ pub async fn create_activity(
 )]
 #[get("/activities/{id}")]
 pub async fn get_activity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(ACT, Action::Read)?;
-    let id = id.into_inner();
-    let row = state
-        .db
-        .run(move |c| acts::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("activity"))?;
-    let v = row.version;
-    Ok(with_etag(&Activity::from(row), v))
+    super::get_record(
+        &state,
+        &auth,
+        "activity",
+        id.into_inner(),
+        |_c, row: acts::ActivityRow| Ok(Activity::from(row)),
+    )
+    .await
 }
 
 /// Correct an activity (links cannot be changed).
@@ -339,15 +337,10 @@ pub async fn create_task(
 )]
 #[get("/tasks/{id}")]
 pub async fn get_task(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(TASK, Action::Read)?;
-    let id = id.into_inner();
-    let row = state
-        .db
-        .run(move |c| tasks::find(c, &scope, id, Liveness::Live, false).map_err(ApiError::from))
-        .await?
-        .ok_or_else(|| ApiError::not_found("task"))?;
-    let v = row.version;
-    Ok(with_etag(&Task::from(row), v))
+    super::get_record(&state, &auth, "task", id.into_inner(), |_c, row: tasks::TaskRow| {
+        Ok(Task::from(row))
+    })
+    .await
 }
 
 /// Update a task: complete it (`status: done`), cancel or reopen it, reschedule,

@@ -1,7 +1,7 @@
 //! `/api/v1/contacts`: people at accounts.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::accounts::{self, Liveness};
+use crm_db::repo::accounts::{self};
 use crm_db::repo::contacts::{self, ContactFilter};
 use crm_domain::access::Action;
 use diesel::prelude::*;
@@ -16,7 +16,7 @@ use crate::custom::Shaper;
 use crate::dto::accounts::{AuditEntry, CreateQuery, HistoryQuery};
 use crate::dto::contacts::{Contact, ContactListQuery, CreateContact, UpdateContact};
 use crate::dto::{Page, SyncPage};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::listing::{self, ExportOptions};
 use crate::state::AppState;
@@ -154,20 +154,14 @@ pub async fn create_contact(
 )]
 #[get("/contacts/{id}")]
 pub async fn get_contact(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let id = id.into_inner();
-    let principal = auth.principal.clone();
-    let cache = state.fields.clone();
-    let (shaper, row) = state
-        .db
-        .run(move |c| {
-            let row =
-                contacts::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("contact"))?;
-            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), row))
-        })
-        .await?;
-    let version = row.version;
-    Ok(shaper.respond(&Contact::from(row), version))
+    super::get_record(
+        &state,
+        &auth,
+        "contact",
+        id.into_inner(),
+        |_c, row: contacts::ContactRow| Ok(Contact::from(row)),
+    )
+    .await
 }
 
 /// Update a contact (partial). Requires `If-Match` with the current version.
@@ -289,8 +283,5 @@ pub async fn contact_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
-        Ok(contacts::find(c, s, id, Liveness::Live, false)?.is_some())
-    })
-    .await
+    crate::history::history::<contacts::ContactRow>(&state, &auth, id.into_inner(), q.into_inner()).await
 }

@@ -1,7 +1,6 @@
 //! `/api/v1/leads`: capture, assignment, response tracking, qualification, conversion.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::accounts::Liveness;
 use crm_db::repo::leads::{self, LeadFilter};
 use crm_domain::access::Action;
 use serde_json::json;
@@ -18,7 +17,7 @@ use crate::dto::leads::{
     AssignLeads, AssignResult, ConversionResult, ConvertLead, CreateLead, Lead, LeadListQuery, UpdateLead,
 };
 use crate::dto::{Page, SyncPage};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ExportQuery, IdempotencyKey, ListQuery, OptionalIfMatch, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::listing::{self, ExportOptions};
@@ -149,19 +148,10 @@ pub async fn create_lead(
 )]
 #[get("/leads/{id}")]
 pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let id = id.into_inner();
-    let principal = auth.principal.clone();
-    let cache = state.fields.clone();
-    let (shaper, row) = state
-        .db
-        .run(move |c| {
-            let row = leads::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("lead"))?;
-            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), row))
-        })
-        .await?;
-    let v = row.version;
-    Ok(shaper.respond(&Lead::from(row), v))
+    super::get_record(&state, &auth, "lead", id.into_inner(), |_c, row: leads::LeadRow| {
+        Ok(Lead::from(row))
+    })
+    .await
 }
 
 /// Update a lead, including its status (contacted, qualified, disqualified with a reason).
@@ -253,10 +243,7 @@ pub async fn lead_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
-        Ok(leads::find(c, s, id, Liveness::Live, false)?.is_some())
-    })
-    .await
+    crate::history::history::<leads::LeadRow>(&state, &auth, id.into_inner(), q.into_inner()).await
 }
 
 /// Assign leads to an owner (all or nothing). Needs `leads:assign` reaching every lead

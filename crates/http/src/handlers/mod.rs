@@ -187,6 +187,34 @@ where
     .await
 }
 
+/// `GET /<object>/{id}`: one live record in the caller's read scope (404 otherwise),
+/// as the caller may read it, its version as the `ETag`. `dto` builds the answer.
+pub async fn get_record<R, D, F>(
+    state: &crate::state::AppState,
+    auth: &Auth,
+    noun: &'static str,
+    id: Uuid,
+    dto: F,
+) -> ApiResult<HttpResponse>
+where
+    R: crm_db::repo::soft_delete::SoftDelete,
+    D: Serialize + Send + 'static,
+    F: FnOnce(&mut PgConnection, R) -> ApiResult<D> + Send + 'static,
+{
+    let scope = auth.filter(R::TABLE, Action::Read)?;
+    let cache = state.fields.clone();
+    let (d, defs) = state
+        .db
+        .run(move |c| {
+            let live = crm_db::repo::accounts::Liveness::Live;
+            let row = R::find(c, &scope, id, live, false)?.ok_or_else(|| ApiError::not_found(noun))?;
+            Ok::<_, ApiError>((dto(c, row)?, cache.get(c, R::TABLE)?))
+        })
+        .await?;
+    let (_, version) = id_and_version(&crate::idempotency::to_value(&d)?);
+    Ok(crate::custom::Shaper::new(&auth.principal, R::TABLE, defs).respond(&d, version))
+}
+
 /// No extra condition on deleting or restoring.
 pub fn always<R>(_: &mut PgConnection, _: &R) -> crm_app::AppResult<()> {
     Ok(())

@@ -131,18 +131,10 @@ pub async fn create_quote(
 )]
 #[get("/quotes/{id}")]
 pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let id = id.into_inner();
-    let q = state
-        .db
-        .run(move |c| {
-            let row =
-                quotes::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("quote"))?;
-            views::quote(c, row)
-        })
-        .await?;
-    let v = q.version;
-    Ok(super::with_etag(&shaped(&auth, &q), v))
+    super::get_record(&state, &auth, "quote", id.into_inner(), |c, row: quotes::QuoteRow| {
+        views::quote(c, row)
+    })
+    .await
 }
 
 /// Change a draft (or rejected) quote (`If-Match` required). `lines` replaces every

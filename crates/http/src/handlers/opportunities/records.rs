@@ -130,20 +130,7 @@ pub async fn create_opportunity(
 )]
 #[get("/opportunities/{id}")]
 pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    let scope = auth.filter(RES, Action::Read)?;
-    let id = id.into_inner();
-    let principal = auth.principal.clone();
-    let cache = state.fields.clone();
-    let (shaper, o) = state
-        .db
-        .run(move |c| {
-            let row =
-                opps::find(c, &scope, id, Liveness::Live, false)?.ok_or_else(|| ApiError::not_found("opportunity"))?;
-            Ok::<_, ApiError>((Shaper::new(&principal, RES, cache.get(c, RES)?), one(c, row)?))
-        })
-        .await?;
-    let v = o.version;
-    Ok(shaper.respond(&o, v))
+    crate::handlers::get_record(&state, &auth, "opportunity", id.into_inner(), one).await
 }
 
 /// Update a deal (partial, `If-Match` required). Stage and status only change through
@@ -256,8 +243,5 @@ pub async fn opportunity_history(
     id: web::Path<Uuid>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    crate::history::history(&state, &auth, RES, id.into_inner(), q.into_inner(), |c, s, id| {
-        Ok(opps::find(c, s, id, Liveness::Live, false)?.is_some())
-    })
-    .await
+    crate::history::history::<OpportunityRow>(&state, &auth, id.into_inner(), q.into_inner()).await
 }
