@@ -21,6 +21,7 @@ pub mod numbering;
 pub mod opportunities;
 pub mod org;
 pub mod owners;
+pub mod payments;
 pub mod pipelines;
 pub mod products;
 pub mod quotes;

@@ -500,3 +500,233 @@ fn a_rule_assigns_a_lead_and_creates_a_follow_up_task() {
         "{err:?}"
     );
 }
+
+fn fields(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn a_rule_writes_accounts_through_the_one_write_path() {
+    let db = TestDb::new();
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let org = unaudited(&mut c, create_org);
+    let rule_id = Uuid::now_v7();
+    let ctx = Ctx::rule(rule_id, principal(&mut c, org.rep_east1), Clock::default());
+
+    // The same validation as the API: every bad field named, nothing written.
+    let err = crm_app::accounts::create(
+        &mut c,
+        &ctx,
+        &fields(json!({"name": " ", "type": "friend", "email": "not-an-address", "notes": "x".repeat(10_001)})),
+        false,
+    )
+    .unwrap_err();
+    let AppError::Validation(errs) = err else {
+        panic!("{err:?}")
+    };
+    let named: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(named, ["email", "name", "notes", "type"]);
+    // Unknown fields are refused, not ignored.
+    let err =
+        crm_app::accounts::create(&mut c, &ctx, &fields(json!({"name": "A", "colour": "red"})), false).unwrap_err();
+    assert!(
+        matches!(&err, AppError::Validation(e) if e[0].field == "body"),
+        "{err:?}"
+    );
+
+    let row = crm_app::accounts::create(
+        &mut c,
+        &ctx,
+        &fields(json!({"name": "  华信 科技 ", "type": "customer", "phone": "021-5555 0101", "tier": "B"})),
+        false,
+    )
+    .unwrap();
+    assert_eq!(row.name, "华信 科技");
+    assert_eq!(row.owner_id, org.rep_east1);
+    assert_eq!(row.team_id, Some(org.east1));
+    let ev = last_event(&mut c, row.id);
+    assert_eq!(ev["type"], "account.created");
+    assert_eq!(ev["actor"]["kind"], "rule");
+    assert_eq!(ev["actor"]["rule_id"], json!(rule_id));
+    // A second one with the same phone is a duplicate, with the existing record.
+    let err = crm_app::accounts::create(
+        &mut c,
+        &ctx,
+        &fields(json!({"name": "Other", "phone": "02155550101"})),
+        false,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, AppError::Conflict { code: "duplicate", extra, .. } if extra["existing"]["id"] == json!(row.id)),
+        "{err:?}"
+    );
+
+    // Update: the version is checked, unchanged fields are no change, the audit entry
+    // lists the changed fields by their catalogue keys.
+    let stale = crm_app::accounts::update(
+        &mut c,
+        &ctx,
+        row.id,
+        Some(row.version + 5),
+        &fields(json!({"tier": "A"})),
+    );
+    assert!(matches!(stale, Err(AppError::Stale { current }) if current == row.version));
+    let same =
+        crm_app::accounts::update(&mut c, &ctx, row.id, Some(row.version), &fields(json!({"tier": "B"}))).unwrap();
+    assert_eq!(same.version, row.version, "nothing to change, no new version");
+    let after = crm_app::accounts::update(
+        &mut c,
+        &ctx,
+        row.id,
+        Some(row.version),
+        &fields(json!({"tier": "A", "type": "partner", "region": null})),
+    )
+    .unwrap();
+    assert_eq!(after.version, row.version + 1);
+    let ev = last_event(&mut c, row.id);
+    assert_eq!(ev["type"], "account.updated");
+    assert_eq!(ev["changes"]["tier"], json!({"before": "B", "after": "A"}));
+    assert_eq!(ev["object"]["version"], json!(after.version));
+    #[derive(QueryableByName)]
+    struct Changes {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        changes: serde_json::Value,
+    }
+    let entry: Changes = diesel::sql_query(
+        "SELECT changes FROM audit_log WHERE entity_id = $1 AND action = 'updated' ORDER BY id DESC LIMIT 1",
+    )
+    .bind::<SqlUuid, _>(row.id)
+    .get_result(&mut c)
+    .unwrap();
+    assert_eq!(entry.changes["type"], json!({"before": "customer", "after": "partner"}));
+    assert!(entry.changes.get("name_norm").is_none(), "internal columns stay out");
+    assert!(entry.changes.get("region").is_none(), "null to null is no change");
+
+    // Another owner needs accounts:assign reaching them: a rep's rule cannot hand over.
+    let err = crm_app::accounts::update(&mut c, &ctx, row.id, None, &fields(json!({"owner_id": org.rep_north1})))
+        .unwrap_err();
+    assert!(matches!(err, AppError::Forbidden(_)), "{err:?}");
+}
+
+#[test]
+fn payments_are_received_and_allocated_by_the_operations() {
+    use crm_domain::status::ContractStatus;
+    let db = TestDb::new();
+    let mut c = db.app_conn();
+    c.begin_test_transaction().unwrap();
+    let org = unaudited(&mut c, create_org);
+    let system = Ctx::system(Clock::default());
+    let acc = unaudited(&mut c, |c| account(c, org.rep_east1, Some(org.east1)));
+    let d = deal(&mut c, &system, acc, org.rep_east1);
+
+    let k = crm_app::contracts::create(
+        &mut c,
+        &system,
+        &fields(json!({"opportunity_id": d.id, "amount": "10000.00", "title": "Annual licence"})),
+    )
+    .unwrap();
+    assert_eq!(k.status, "draft");
+    let plan = [("2026-12-31", "6000.00"), ("2027-03-31", "4000.00")]
+        .into_iter()
+        .map(|(due, amount)| crm_app::contracts::InstallmentInput {
+            due_date: due.parse().unwrap(),
+            amount: amount.parse().unwrap(),
+            note: None,
+        })
+        .collect::<Vec<_>>();
+    // The plan must add up to the contract amount.
+    let err = crm_app::contracts::set_plan(&mut c, &system, k.id, &plan[..1]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppError::Rule {
+                code: "plan_total_mismatch",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    crm_app::contracts::set_plan(&mut c, &system, k.id, &plan).unwrap();
+
+    // Before signing a payment is a prepayment, held unapplied.
+    let pay = |c: &mut PgConnection, amount: &str| {
+        crm_app::payments::receive_payment(
+            c,
+            &system,
+            &fields(json!({"contract_id": k.id, "amount": amount, "method": "bank_transfer"})),
+        )
+    };
+    let pre = pay(&mut c, "1000.00").unwrap();
+    assert!(pre.prepayment);
+    assert_eq!(
+        crm_app::payments::unapplied(&mut c, &pre).unwrap(),
+        "1000".parse().unwrap()
+    );
+
+    // Signed (the status operation as the system would after the legal review).
+    let row = crm_db::repo::contracts::find(&mut c, &crm_domain::access::ScopeFilter::All, k.id, true)
+        .unwrap()
+        .unwrap();
+    crm_app::contracts::set_status(
+        &mut c,
+        &system.actor(),
+        &row,
+        ContractStatus::Signed,
+        "signed",
+        None,
+        None,
+    )
+    .unwrap();
+
+    // Oldest due first: 6000 to the first instalment, 1000 to the second.
+    let p = pay(&mut c, "7000.00").unwrap();
+    assert!(!p.prepayment);
+    let dues = crm_app::payments::dues(&mut c, k.id).unwrap();
+    assert_eq!(dues[0].outstanding, "0".parse().unwrap());
+    assert_eq!(dues[1].outstanding, "3000".parse().unwrap());
+    // The prepayment is applied now, explicitly; never beyond what is due.
+    let scope = crm_domain::access::ScopeFilter::All;
+    let too_much = [(dues[1].installment_id, "5000".parse().unwrap())];
+    let err = crm_app::payments::allocate_payment(&mut c, &system, &scope, pre.id, Some(&too_much)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppError::Rule {
+                code: "exceeds_payment" | "exceeds_due",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    crm_app::payments::allocate_payment(&mut c, &system, &scope, pre.id, None).unwrap();
+    assert_eq!(
+        crm_app::payments::unapplied(&mut c, &pre).unwrap(),
+        "0".parse().unwrap()
+    );
+    assert_eq!(
+        crm_app::payments::dues(&mut c, k.id).unwrap()[1].outstanding,
+        "2000".parse().unwrap()
+    );
+    let ev = last_event(&mut c, pre.id);
+    assert_eq!(ev["type"], "payment.allocated");
+    assert_eq!(ev["actor"]["kind"], "system");
+
+    // Never beyond the contract amount (no tolerance configured).
+    let err = pay(&mut c, "2000.01").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppError::Rule {
+                code: "exceeds_contract",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    pay(&mut c, "2000.00").unwrap();
+    assert!(crm_app::payments::dues(&mut c, k.id)
+        .unwrap()
+        .iter()
+        .all(|d| d.outstanding.is_zero()));
+}

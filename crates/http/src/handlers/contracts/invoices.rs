@@ -71,7 +71,7 @@ pub async fn create_invoice(
         &auth,
         (key, &req, &raw),
         ("invoices", "invoices"),
-        move |c, ctx| Ok(Invoice::from(crm_app::contracts::issue_invoice(c, ctx, &fields)?)),
+        move |c, ctx| Ok(Invoice::from(crm_app::payments::issue_invoice(c, ctx, &fields)?)),
     )
     .await
 }
@@ -95,7 +95,7 @@ pub async fn void_invoice(
     let id = id.into_inner();
     let ctx = auth.ctx(&state.clock);
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
-        Outcome::ok(&Invoice::from(crm_app::contracts::void_invoice(c, &ctx, id)?))
+        Outcome::ok(&Invoice::from(crm_app::payments::void_invoice(c, &ctx, id)?))
     })
     .await
 }

@@ -105,7 +105,7 @@ pub async fn create_payment(
     let raw = body.raw.clone();
     let fields = body.fields()?;
     created_record(&state, &auth, (key, &req, &raw), (PAY, "payments"), move |c, ctx| {
-        let row = crm_app::contracts::receive_payment(c, ctx, &fields)?;
+        let row = crm_app::payments::receive_payment(c, ctx, &fields)?;
         load_payment(c, row)
     })
     .await
@@ -135,12 +135,12 @@ pub async fn allocate_payment(
     let fields = body.fields()?;
     let ctx = auth.ctx(&state.clock);
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
-        let list: Option<Vec<crm_app::contracts::AllocationInput>> = match fields.get("allocations") {
+        let list: Option<Vec<crm_app::payments::AllocationInput>> = match fields.get("allocations") {
             Some(v) if !v.is_null() => Some(crm_app::write::parse_value(v)?),
             _ => None,
         };
-        let wanted = crm_app::contracts::explicit(list.as_deref())?;
-        let row = crm_app::contracts::allocate_payment(c, &ctx, &scope, id, wanted.as_deref())?;
+        let wanted = crm_app::payments::explicit(list.as_deref())?;
+        let row = crm_app::payments::allocate_payment(c, &ctx, &scope, id, wanted.as_deref())?;
         Outcome::ok(&load_payment(c, row)?)
     })
     .await
