@@ -733,3 +733,81 @@ pub fn update_definition(
         },
     )
 }
+
+/// Whether the actor may see an approval: its requester, one of its approvers, an
+/// approvals admin, or someone who can read the record it is about.
+pub fn visible(c: &mut PgConnection, ctx: &Ctx, inst: &InstanceRow) -> AppResult<bool> {
+    use crm_domain::access::Action;
+    let p = &ctx.principal;
+    if inst.requester_id == p.user_id || p.scope("approvals", Action::Admin).is_some() {
+        return Ok(true);
+    }
+    if repo::tasks_of(c, &[inst.id])?
+        .iter()
+        .any(|t| t.approver_id == p.user_id)
+    {
+        return Ok(true);
+    }
+    let live = crm_db::repo::accounts::Liveness::Live;
+    Ok(match inst.object_type.as_str() {
+        "quote" => match p.scope("quotes", Action::Read) {
+            Some(s) => crm_db::repo::quotes::find(c, &p.filter(s), inst.object_id, live, false)?.is_some(),
+            None => false,
+        },
+        "contract" => match p.scope("contracts", Action::Read) {
+            Some(s) => crm_db::repo::contracts::find(c, &p.filter(s), inst.object_id, false)?.is_some(),
+            None => false,
+        },
+        _ => false,
+    })
+}
+
+/// Approves or rejects (a rejection says why) with the actor's pending decision, and
+/// applies the outcome to the record (an approved quote, a contract passing review).
+pub fn approve_or_reject(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    approve: bool,
+    comment: Option<&str>,
+) -> AppResult<InstanceRow> {
+    let comment = comment.map(str::trim).filter(|s| !s.is_empty());
+    if !approve && comment.is_none() {
+        return Err(AppError::field(
+            "comment",
+            "required",
+            "say why the request is rejected",
+        ));
+    }
+    let actor = ctx.actor();
+    let (inst, outcome) = decide(c, &actor, ctx.now(), id, approve, comment)?;
+    apply_outcome(c, &actor, &inst, outcome)?;
+    repo::find_instance(c, inst.id, false)?.ok_or_else(|| AppError::internal("approval vanished"))
+}
+
+/// Withdraws a pending approval the actor can see (its requester only) and returns the
+/// record to draft.
+pub fn withdraw_request(c: &mut PgConnection, ctx: &Ctx, id: Uuid, comment: Option<&str>) -> AppResult<InstanceRow> {
+    // An approval the actor cannot see is not found, as reading and deciding say.
+    match repo::find_instance(c, id, false)? {
+        Some(inst) if visible(c, ctx, &inst)? => {}
+        _ => return Err(AppError::NotFound("approval")),
+    }
+    let comment = comment.map(str::trim).filter(|s| !s.is_empty());
+    let actor = ctx.actor();
+    let inst = withdraw(c, &actor, ctx.now(), id, comment)?;
+    apply_outcome(c, &actor, &inst, Outcome::Withdrawn)?;
+    Ok(inst)
+}
+
+/// Hands the actor's pending decision to another user.
+pub fn delegate_to(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    user_id: Uuid,
+    comment: Option<&str>,
+) -> AppResult<InstanceRow> {
+    let comment = comment.map(str::trim).filter(|s| !s.is_empty());
+    delegate(c, &ctx.actor(), ctx.now(), id, user_id, comment)
+}

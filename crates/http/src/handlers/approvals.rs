@@ -4,10 +4,7 @@
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use crm_db::repo::accounts::Liveness;
 use crm_db::repo::approvals::{self as repo, InstanceRow};
-use crm_db::repo::audit::Actor;
-use crm_db::repo::{contracts, quotes};
 use crm_domain::access::Action;
 use diesel::prelude::*;
 use serde_json::Value;
@@ -28,38 +25,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;
-use crm_app::approvals::{self as approval, Outcome as ApprovalOutcome};
+use crm_app::approvals::{self as approval};
 
 const RES: &str = "approvals";
 
-/// Applies an approval outcome to the record it is about.
-pub fn apply(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, outcome: ApprovalOutcome) -> ApiResult<()> {
-    Ok(approval::apply_outcome(c, actor, inst, outcome)?)
-}
-
-/// Whether the caller may see an approval: requester, approver, approvals admin, or
-/// someone who can read the record.
+/// Whether the caller may see an approval (the operation `approvals::visible`).
 fn may_see(c: &mut PgConnection, auth: &Auth, inst: &InstanceRow) -> ApiResult<bool> {
-    if inst.requester_id == auth.user_id || auth.scope(RES, Action::Admin).is_some() {
-        return Ok(true);
-    }
-    if repo::tasks_of(c, &[inst.id])?
-        .iter()
-        .any(|t| t.approver_id == auth.user_id)
-    {
-        return Ok(true);
-    }
-    Ok(match inst.object_type.as_str() {
-        "quote" => match auth.scope("quotes", Action::Read) {
-            Some(s) => quotes::find(c, &auth.principal.filter(s), inst.object_id, Liveness::Live, false)?.is_some(),
-            None => false,
-        },
-        "contract" => match auth.scope("contracts", Action::Read) {
-            Some(s) => contracts::find(c, &auth.principal.filter(s), inst.object_id, false)?.is_some(),
-            None => false,
-        },
-        _ => false,
-    })
+    let ctx = auth.ctx(&crm_app::Clock::default());
+    Ok(approval::visible(c, &ctx, inst)?)
 }
 
 fn build(c: &mut PgConnection, auth: &Auth, inst: InstanceRow) -> ApiResult<Approval> {
@@ -316,35 +289,38 @@ pub async fn get_approval(state: web::Data<AppState>, auth: Auth, id: web::Path<
     Ok(HttpResponse::Ok().json(a))
 }
 
+/// Runs an approval operation (retry-safe with an `Idempotency-Key`) and answers 200
+/// with the approval as the caller may read it.
+async fn approval_action<F>(
+    state: &AppState,
+    auth: &Auth,
+    (key, req, raw): (IdempotencyKey, &HttpRequest, &[u8]),
+    op: F,
+) -> ApiResult<HttpResponse>
+where
+    F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<InstanceRow> + Send + 'static,
+{
+    let ctx = auth.ctx(&state.clock);
+    let viewer = auth.clone();
+    idempotency::post(state, auth, key, req, raw, idempotency::keep, move |c| {
+        let inst = op(c, &ctx)?;
+        Outcome::ok(&build(c, &viewer, inst)?)
+    })
+    .await
+}
+
 async fn decide(
     state: web::Data<AppState>,
     auth: Auth,
-    req: HttpRequest,
-    key: IdempotencyKey,
+    (req, key): (HttpRequest, IdempotencyKey),
     id: Uuid,
     body: ValidJson<Decision>,
     approve: bool,
 ) -> ApiResult<HttpResponse> {
-    let comment = body
-        .value?
-        .comment
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    if !approve && comment.is_none() {
-        return Err(ApiError::field(
-            "comment",
-            "required",
-            "say why the request is rejected",
-        ));
-    }
-    let now = state.clock.now();
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let actor = writer.actor();
-        let (inst, outcome) = approval::decide(c, &actor, now, id, approve, comment.as_deref())?;
-        apply(c, &actor, &inst, outcome)?;
-        let inst = repo::find_instance(c, inst.id, false)?.ok_or_else(|| ApiError::internal("approval vanished"))?;
-        Outcome::ok(&build(c, &writer, inst)?)
+    let raw = body.raw.clone();
+    let comment = body.value?.comment;
+    approval_action(&state, &auth, (key, &req, &raw), move |c, ctx| {
+        approval::approve_or_reject(c, ctx, id, approve, comment.as_deref())
     })
     .await
 }
@@ -370,7 +346,7 @@ pub async fn approve_approval(
     id: web::Path<Uuid>,
     body: ValidJson<Decision>,
 ) -> ApiResult<HttpResponse> {
-    decide(state, auth, req, key, id.into_inner(), body, true).await
+    decide(state, auth, (req, key), id.into_inner(), body, true).await
 }
 
 /// Reject (a `comment` is required). The approval ends rejected and the record returns
@@ -392,7 +368,7 @@ pub async fn reject_approval(
     id: web::Path<Uuid>,
     body: ValidJson<Decision>,
 ) -> ApiResult<HttpResponse> {
-    decide(state, auth, req, key, id.into_inner(), body, false).await
+    decide(state, auth, (req, key), id.into_inner(), body, false).await
 }
 
 /// Hand the caller's pending decision to another user.
@@ -413,14 +389,10 @@ pub async fn delegate_approval(
     id: web::Path<Uuid>,
     body: ValidJson<Delegate>,
 ) -> ApiResult<HttpResponse> {
-    let id = id.into_inner();
+    let (id, raw) = (id.into_inner(), body.raw.clone());
     let dto = body.value?;
-    let comment = dto.comment.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    let now = state.clock.now();
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let inst = approval::delegate(c, &writer.actor(), now, id, dto.user_id, comment.as_deref())?;
-        Outcome::ok(&build(c, &writer, inst)?)
+    approval_action(&state, &auth, (key, &req, &raw), move |c, ctx| {
+        approval::delegate_to(c, ctx, id, dto.user_id, dto.comment.as_deref())
     })
     .await
 }
@@ -443,24 +415,10 @@ pub async fn withdraw_approval(
     id: web::Path<Uuid>,
     body: ValidJson<Decision>,
 ) -> ApiResult<HttpResponse> {
-    let id = id.into_inner();
-    let comment = body
-        .value?
-        .comment
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    let now = state.clock.now();
-    let writer = auth.clone();
-    idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
-        let actor = writer.actor();
-        // An approval the caller cannot see answers 404, as get and approve do.
-        match repo::find_instance(c, id, false)? {
-            Some(inst) if may_see(c, &writer, &inst)? => {}
-            _ => return Err(ApiError::not_found("approval")),
-        }
-        let inst = approval::withdraw(c, &actor, now, id, comment.as_deref())?;
-        apply(c, &actor, &inst, ApprovalOutcome::Withdrawn)?;
-        Outcome::ok(&build(c, &writer, inst)?)
+    let (id, raw) = (id.into_inner(), body.raw.clone());
+    let comment = body.value?.comment;
+    approval_action(&state, &auth, (key, &req, &raw), move |c, ctx| {
+        approval::withdraw_request(c, ctx, id, comment.as_deref())
     })
     .await
 }
