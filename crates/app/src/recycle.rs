@@ -61,3 +61,16 @@ pub fn restore<R: SoftDelete>(
     audit::record(c, &ctx.actor(), R::TABLE, id, "restored", change, Value::Null)?;
     Ok(row)
 }
+
+/// A contact or deal comes back only under a live account (`account_deleted`
+/// otherwise): `what` names it in the refusal.
+pub fn under_live_account(c: &mut PgConnection, account_id: Uuid, what: &str) -> AppResult<()> {
+    if crm_db::repo::accounts::exists_live(c, account_id)? {
+        Ok(())
+    } else {
+        Err(AppError::rule(
+            "account_deleted",
+            format!("the {what}'s account is deleted; restore the account first"),
+        ))
+    }
+}

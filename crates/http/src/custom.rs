@@ -11,7 +11,6 @@ use crm_db::repo::fields::{self, CustomCond, FieldDefRow, NUM_MISSING};
 use crm_db::sql::{SearchScope, SortColumn, SortType};
 use crm_domain::access::Principal;
 use crm_domain::fields::{check_value, mask, FieldAccess, FieldType, Mode};
-use crm_domain::FieldError;
 use diesel::PgConnection;
 use parking_lot::RwLock;
 use rust_decimal::Decimal;
@@ -165,37 +164,6 @@ pub fn shaped<T: serde::Serialize>(p: &Principal, object: &str, defs: &[FieldDef
         shape(p, object, defs, &mut v);
     }
     v
-}
-
-/// Refuses writes to fields the caller may only read (or not see). `raw` is the body.
-pub fn guard_write(p: &Principal, object: &str, raw: &[u8]) -> ApiResult<()> {
-    if !p.restricts(object) {
-        return Ok(());
-    }
-    let body: Map<String, Value> = serde_json::from_slice(raw).unwrap_or_default();
-    let mut errs = Vec::new();
-    for k in body.keys() {
-        if k == "custom" {
-            if let Some(Value::Object(c)) = body.get("custom") {
-                for ck in c.keys() {
-                    if p.field_access(object, &format!("custom.{ck}")) < FieldAccess::Full {
-                        errs.push(FieldError::new(
-                            format!("custom.{ck}"),
-                            "read_only",
-                            "you may not change this field",
-                        ));
-                    }
-                }
-            }
-        } else if p.field_access(object, k) < FieldAccess::Full {
-            errs.push(FieldError::new(k.clone(), "read_only", "you may not change this field"));
-        }
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(errs))
-    }
 }
 
 /// Parses `custom.<key>`, `custom.<key>_gte`, `custom.<key>_lte` query parameters.

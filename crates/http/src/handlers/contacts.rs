@@ -1,7 +1,6 @@
 //! `/api/v1/contacts`: people at accounts.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use crm_db::repo::accounts::{self};
 use crm_db::repo::contacts::{self, ContactFilter};
 use crm_domain::access::Action;
 use diesel::prelude::*;
@@ -221,14 +220,7 @@ pub async fn delete_contact(
 
 /// A record comes back only under a live account.
 fn account_live(c: &mut PgConnection, row: &contacts::ContactRow) -> crm_app::AppResult<()> {
-    if accounts::exists_live(c, row.account_id)? {
-        Ok(())
-    } else {
-        Err(crm_app::AppError::rule(
-            "account_deleted",
-            "the contact's account is deleted; restore the account first",
-        ))
-    }
+    crm_app::recycle::under_live_account(c, row.account_id, "contact")
 }
 
 /// Restore a deleted contact (its account must be live).

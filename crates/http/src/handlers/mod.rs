@@ -75,52 +75,9 @@ pub fn with_etag<T: Serialize>(body: &T, version: i32) -> HttpResponse {
         .json(body)
 }
 
-/// Checks who may own a record the caller creates or reassigns, and returns the owner's
-/// team (which the record takes). Another owner than the caller needs `<resource>:assign`
-/// reaching that owner.
-pub fn resolve_owner(c: &mut PgConnection, auth: &Auth, resource: &str, owner_id: Uuid) -> ApiResult<Option<Uuid>> {
-    // The operation's check; it reads no time, so the clock is the wall clock.
-    let ctx = auth.ctx(&crm_app::Clock::default());
-    Ok(crm_app::owners::resolve_owner(c, &ctx, resource, owner_id)?)
-}
-
 /// 409 `invalid_transition` for a status machine's refusal, naming the current status.
 pub fn transition_error(e: crm_domain::status::InvalidTransition) -> ApiError {
     ApiError::conflict("invalid_transition", e.to_string()).with_extra("current_status", serde_json::json!(e.status))
-}
-
-/// Finds a record in scope, locked for update.
-pub type LockedFind<R> =
-    fn(&mut PgConnection, &crm_domain::access::ScopeFilter, Uuid) -> crm_db::QueryResult<Option<R>>;
-
-/// Runs a state-changing action on one record: one transaction with idempotency-key
-/// handling, the record found and locked in the caller's `resource:update` scope (404
-/// otherwise), then `f`, whose result is the 200 body.
-#[allow(clippy::too_many_arguments)]
-pub async fn locked_action<R, T, F>(
-    state: &crate::state::AppState,
-    auth: &Auth,
-    key: crate::extract::IdempotencyKey,
-    req: &actix_web::HttpRequest,
-    raw: &[u8],
-    (resource, what): (&'static str, &'static str),
-    find: LockedFind<R>,
-    id: Uuid,
-    f: F,
-) -> ApiResult<HttpResponse>
-where
-    R: Send + 'static,
-    T: Serialize,
-    F: FnOnce(&mut PgConnection, &Auth, R) -> ApiResult<T> + Send + 'static,
-{
-    let scope = auth.filter(resource, Action::Update)?;
-    let writer = auth.clone();
-    crate::idempotency::post(state, auth, key, req, raw, crate::idempotency::keep, move |c| {
-        let row = find(c, &scope, id)?.ok_or_else(|| ApiError::not_found(what))?;
-        let out = f(c, &writer, row)?;
-        crate::idempotency::Outcome::ok(&crate::custom::shaped(&writer.principal, resource, &[], &out))
-    })
-    .await
 }
 
 /// Runs one operation of `crm_app` for the caller, in its own transaction.

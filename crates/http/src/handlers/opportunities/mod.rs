@@ -4,7 +4,7 @@
 use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use crm_db::repo::accounts::{self, Liveness};
+use crm_db::repo::accounts::Liveness;
 use crm_db::repo::opportunities::{self as opps, OpportunityFilter, OpportunityRow};
 use crm_db::repo::pipelines;
 use crm_db::repo::timeline as feed_repo;

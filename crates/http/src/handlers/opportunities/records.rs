@@ -190,14 +190,7 @@ pub async fn delete_opportunity(
 
 /// A record comes back only under a live account.
 fn account_live(c: &mut PgConnection, row: &OpportunityRow) -> crm_app::AppResult<()> {
-    if accounts::exists_live(c, row.account_id)? {
-        Ok(())
-    } else {
-        Err(crm_app::AppError::rule(
-            "account_deleted",
-            "the deal's account is deleted; restore the account first",
-        ))
-    }
+    crm_app::recycle::under_live_account(c, row.account_id, "deal")
 }
 
 /// Restore a deleted deal.
