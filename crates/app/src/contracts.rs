@@ -343,15 +343,9 @@ pub fn amend(
     }
     errs.into_result()?;
     let before = repo::find(c, &scope, id, true)?.ok_or(AppError::NotFound("contract"))?;
-    if !matches!(before.status.as_str(), "signed" | "active") {
-        return Err(AppError::conflict(
-            "invalid_transition",
-            format!(
-                "only signed or active contracts are amended; this one is {}",
-                before.status
-            ),
-        ));
-    }
+    ContractStatus::parse(&before.status)
+        .ok_or_else(|| AppError::internal(format!("contract {id} has status {}", before.status)))?
+        .apply(ContractAction::Amend)?;
     dates_after(&before, &ch)?;
     let old = write::audit_view(c, RES, id)?;
     repo::update(c, id, &ch)?;

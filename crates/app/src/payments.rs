@@ -7,7 +7,7 @@ use crm_db::repo::contracts::{self as repo, ContractRow, InvoiceRow, PaymentRow}
 use crm_db::repo::{audit, workflow};
 use crm_domain::access::{Action, ScopeFilter};
 use crm_domain::money::{allocate, cents, check_payment, AllocationError, Due, PaymentError};
-use crm_domain::status::ContractStatus;
+use crm_domain::status::{ContractStatus, InvoiceAction, InvoiceStatus};
 use diesel::PgConnection;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -236,9 +236,9 @@ pub fn issue_invoice(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value
 pub fn void_invoice(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<InvoiceRow> {
     let scope = ctx.filter(PAY, Action::Update)?;
     let row = repo::find_invoice(c, &scope, id, true)?.ok_or(AppError::NotFound("invoice"))?;
-    if row.status != "issued" {
-        return Err(AppError::conflict("invalid_transition", "the invoice is already void"));
-    }
+    InvoiceStatus::parse(&row.status)
+        .ok_or_else(|| AppError::internal(format!("invoice {id} has status {}", row.status)))?
+        .apply(InvoiceAction::Void)?;
     let row = repo::void_invoice(c, id)?;
     let mut changes = Map::new();
     changes.insert("status".into(), json!({"before": "issued", "after": "void"}));

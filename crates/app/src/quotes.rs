@@ -667,3 +667,15 @@ pub fn line_snapshot(l: &QuoteLineRow) -> Value {
         "total": m(l.total),
     })
 }
+
+/// Only a draft or rejected quote may go to the recycle bin (`not_draft` otherwise).
+pub fn deletable(_: &mut PgConnection, q: &QuoteRow) -> AppResult<()> {
+    if QuoteStatus::parse(&q.status).is_some_and(QuoteStatus::editable) {
+        Ok(())
+    } else {
+        Err(AppError::conflict(
+            "not_draft",
+            "only draft or rejected quotes can be deleted",
+        ))
+    }
+}

@@ -184,16 +184,7 @@ pub async fn delete_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<
         "quote",
         id.into_inner(),
         crate::extract::OptionalIfMatch(None),
-        |_, q| {
-            if q.status == "draft" || q.status == "rejected" {
-                Ok(())
-            } else {
-                Err(crm_app::AppError::conflict(
-                    "not_draft",
-                    "only draft or rejected quotes can be deleted",
-                ))
-            }
-        },
+        crm_app::quotes::deletable,
     )
     .await
 }
