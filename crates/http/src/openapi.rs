@@ -99,7 +99,7 @@ pub fn spec_json() -> String {
 }
 
 /// What every operation shares, written once instead of on each of them: the default
-/// security (public routes say `security: []`), the shape of the `If-Match` and
+/// security (public routes say `security(())`, written out as `security: []`), the shape of the `If-Match` and
 /// `Idempotency-Key` headers, the response headers the server sends everywhere, and
 /// free-form JSON objects marked as such (`additionalProperties`), so generated clients
 /// can read and write them.
@@ -813,14 +813,16 @@ fn relax_restrictable(doc: &mut Value) {
 
 fn finish_operation(op: &mut Value, default_security: &Value) {
     let Some(op) = op.as_object_mut() else { return };
+    // Operations inherit the document's security; a public one says `security(())`
+    // (`[{}]`), written out as no security at all.
     match op.get("security") {
-        None => {
+        Some(s) if s == &json!([{}]) => {
             op.insert("security".into(), json!([]));
         }
         Some(s) if s == default_security => {
             op.remove("security");
         }
-        Some(_) => {}
+        _ => {}
     }
     let mut idempotent = false;
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {

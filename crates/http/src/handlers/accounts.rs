@@ -36,8 +36,7 @@ const RES: &str = "accounts";
     responses(
         (status = 200, description = "A page of accounts", body = SyncPage<Account>),
         BadRequest, Unauthorized, Forbidden
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/accounts")]
 pub async fn list_accounts(
@@ -100,8 +99,7 @@ crate::impl_listing!(AccountFilter, Account, RES, "a", accounts, |c, rows| rows
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
         BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/accounts/export")]
 pub async fn export_accounts(
@@ -125,8 +123,7 @@ pub async fn export_accounts(
         (status = 201, description = "Created", body = Account,
             headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/accounts")]
 pub async fn create_account(
@@ -159,8 +156,7 @@ pub async fn create_account(
     responses(
         (status = 200, description = "The account", body = Account, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/accounts/{id}")]
 pub async fn get_account(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -188,8 +184,7 @@ pub async fn get_account(state: web::Data<AppState>, auth: Auth, id: web::Path<U
         (status = 200, description = "Updated", body = Account, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/accounts/{id}")]
 pub async fn update_account(
@@ -218,8 +213,7 @@ pub async fn update_account(
     responses(
         (status = 204, description = "Deleted"),
         BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[delete("/accounts/{id}")]
 pub async fn delete_account(
@@ -244,8 +238,7 @@ pub async fn delete_account(
     responses(
         (status = 200, description = "Restored", body = Account, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/accounts/{id}/restore")]
 pub async fn restore_account(
@@ -272,8 +265,7 @@ pub async fn restore_account(
     responses(
         (status = 200, description = "History entries", body = Page<AuditEntry>),
         BadRequest, Unauthorized, Forbidden, NotFound
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/accounts/{id}/history")]
 pub async fn account_history(
@@ -293,8 +285,7 @@ pub async fn account_history(
 #[utoipa::path(
     tag = "accounts",
     params(("id" = Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "The 360 view", body = crate::dto::overview::AccountOverview), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The 360 view", body = crate::dto::overview::AccountOverview), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/accounts/{id}/overview")]
 pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

@@ -30,8 +30,7 @@ const TASK: &str = "tasks";
 #[utoipa::path(
     tag = "activities",
     params(ActivityListQuery),
-    responses((status = 200, description = "A page of activities", body = Page<Activity>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of activities", body = Page<Activity>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/activities")]
 pub async fn list_activities(
@@ -80,8 +79,7 @@ pub async fn list_activities(
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateActivity,
     responses((status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/activities")]
 pub async fn create_activity(
@@ -104,8 +102,7 @@ pub async fn create_activity(
 #[utoipa::path(
     tag = "activities",
     params(("id" = Uuid, Path, description = "Activity id")),
-    responses((status = 200, description = "The activity", body = Activity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The activity", body = Activity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/activities/{id}")]
 pub async fn get_activity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -125,8 +122,7 @@ pub async fn get_activity(state: web::Data<AppState>, auth: Auth, id: web::Path<
     params(("id" = Uuid, Path, description = "Activity id"), ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateActivity,
     responses((status = 200, description = "Updated", body = Activity, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired)
 )]
 #[patch("/activities/{id}")]
 pub async fn update_activity(
@@ -150,8 +146,7 @@ pub async fn update_activity(
 #[utoipa::path(
     tag = "activities",
     params(("id" = Uuid, Path, description = "Activity id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
 )]
 #[delete("/activities/{id}")]
 pub async fn delete_activity(
@@ -181,8 +176,7 @@ fn task_filter(q: &TaskListQuery) -> TaskFilter {
 #[utoipa::path(
     tag = "tasks",
     params(TaskListQuery),
-    responses((status = 200, description = "A page of tasks", body = Page<Task>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of tasks", body = Page<Task>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/tasks")]
 pub async fn list_tasks(
@@ -236,8 +230,7 @@ fn parse_offset(raw: Option<&str>) -> ApiResult<FixedOffset> {
 #[utoipa::path(
     tag = "tasks",
     params(MyTasksQuery),
-    responses((status = 200, description = "A page of tasks, soonest due first", body = Page<Task>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of tasks, soonest due first", body = Page<Task>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/me/tasks")]
 pub async fn my_tasks(state: web::Data<AppState>, auth: Auth, q: web::Query<MyTasksQuery>) -> ApiResult<HttpResponse> {
@@ -290,8 +283,7 @@ pub async fn my_tasks(state: web::Data<AppState>, auth: Auth, q: web::Query<MyTa
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateTask,
     responses((status = 201, description = "Created", body = Task, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/tasks")]
 pub async fn create_task(
@@ -332,8 +324,7 @@ pub async fn create_task(
 #[utoipa::path(
     tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")),
-    responses((status = 200, description = "The task", body = Task, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The task", body = Task, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/tasks/{id}")]
 pub async fn get_task(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -351,8 +342,7 @@ pub async fn get_task(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
     params(("id" = Uuid, Path, description = "Task id"), ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateTask,
     responses((status = 200, description = "Updated", body = Task, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired)
 )]
 #[patch("/tasks/{id}")]
 pub async fn update_task(
@@ -374,8 +364,7 @@ pub async fn update_task(
 #[utoipa::path(
     tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
 )]
 #[delete("/tasks/{id}")]
 pub async fn delete_task(

@@ -30,8 +30,7 @@ fn without_secret(v: &Value) -> Value {
 /// Every API key (secrets are never shown again).
 #[utoipa::path(
     tag = "admin",
-    responses((status = 200, description = "API keys", body = ApiKeyList), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "API keys", body = ApiKeyList), Unauthorized, Forbidden)
 )]
 #[get("/admin/api-keys")]
 pub async fn list_api_keys(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
@@ -51,8 +50,7 @@ pub async fn list_api_keys(state: web::Data<AppState>, auth: Auth) -> ApiResult<
     responses(
         (status = 201, description = "Created", body = CreatedApiKey, headers(("Location" = String))),
         BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/api-keys")]
 pub async fn create_api_key(
@@ -84,8 +82,7 @@ pub async fn create_api_key(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "API key id")),
-    responses((status = 204, description = "Revoked"), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Revoked"), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[delete("/admin/api-keys/{id}")]
 pub async fn revoke_api_key(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

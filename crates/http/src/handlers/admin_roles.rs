@@ -50,8 +50,7 @@ fn load_role(c: &mut PgConnection, id: Uuid) -> ApiResult<Role> {
 /// Every role with its permissions.
 #[utoipa::path(
     tag = "admin",
-    responses((status = 200, description = "Roles", body = RoleList), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Roles", body = RoleList), Unauthorized, Forbidden)
 )]
 #[get("/admin/roles")]
 pub async fn list_roles(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
@@ -79,8 +78,7 @@ pub async fn list_roles(state: web::Data<AppState>, auth: Auth) -> ApiResult<Htt
 /// The permission catalogue: resources, their actions, and the data scopes.
 #[utoipa::path(
     tag = "admin",
-    responses((status = 200, description = "Catalogue", body = PermissionCatalog), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Catalogue", body = PermissionCatalog), Unauthorized, Forbidden)
 )]
 #[get("/admin/permissions")]
 pub async fn permission_catalog(auth: Auth) -> ApiResult<HttpResponse> {
@@ -105,8 +103,7 @@ pub async fn permission_catalog(auth: Auth) -> ApiResult<HttpResponse> {
     responses(
         (status = 201, description = "Created", body = Role, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/roles")]
 pub async fn create_role(
@@ -133,8 +130,7 @@ pub async fn create_role(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 200, description = "The role", body = Role, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The role", body = Role, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/roles/{id}")]
 pub async fn get_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -154,8 +150,7 @@ pub async fn get_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
         (status = 200, description = "Updated", body = Role, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/admin/roles/{id}")]
 pub async fn update_role(
@@ -183,8 +178,7 @@ pub async fn update_role(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
 )]
 #[delete("/admin/roles/{id}")]
 pub async fn delete_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

@@ -25,8 +25,7 @@ const RES: &str = "teams";
     responses(
         (status = 201, description = "Created", body = Team, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/teams")]
 pub async fn create_team(
@@ -59,8 +58,7 @@ pub async fn create_team(
         (status = 200, description = "Updated", body = Team, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/admin/teams/{id}")]
 pub async fn update_team(
@@ -86,8 +84,7 @@ pub async fn update_team(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "Team id")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
 )]
 #[delete("/admin/teams/{id}")]
 pub async fn delete_team(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

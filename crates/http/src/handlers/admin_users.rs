@@ -44,8 +44,7 @@ async fn hash(password: Option<String>) -> ApiResult<Option<String>> {
     tag = "admin",
     operation_id = "admin_list_users",
     params(UserListQuery),
-    responses((status = 200, description = "A page of users", body = Page<User>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of users", body = Page<User>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/admin/users")]
 pub async fn list_users(
@@ -104,8 +103,7 @@ pub async fn list_users(
     responses(
         (status = 201, description = "Created", body = User, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/users")]
 pub async fn create_user(
@@ -142,8 +140,7 @@ pub async fn create_user(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "User id")),
-    responses((status = 200, description = "The user", body = User, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The user", body = User, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/users/{id}")]
 pub async fn get_user(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -177,8 +174,7 @@ pub async fn get_user(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
         (status = 200, description = "Updated", body = User, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/admin/users/{id}")]
 pub async fn update_user(

@@ -59,8 +59,7 @@ fn shape_record(auth: &Auth, object: ApprovalObject, record: &mut Value) {
 /// List approval definitions.
 #[utoipa::path(
     tag = "approvals",
-    responses((status = 200, description = "Definitions", body = ApprovalDefinitionList), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Definitions", body = ApprovalDefinitionList), Unauthorized, Forbidden)
 )]
 #[get("/admin/approval-definitions")]
 pub async fn list_definitions(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
@@ -79,8 +78,7 @@ pub async fn list_definitions(state: web::Data<AppState>, auth: Auth) -> ApiResu
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Definition id")),
     responses((status = 200, description = "The definition", body = ApprovalDefinition, headers(("ETag" = String))), BadRequest,
-        Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/approval-definitions/{id}")]
 pub async fn get_definition(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -102,8 +100,7 @@ pub async fn get_definition(state: web::Data<AppState>, auth: Auth, id: web::Pat
     responses(
         (status = 201, description = "Created", body = ApprovalDefinition, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/approval-definitions")]
 pub async fn create_definition(
@@ -134,8 +131,7 @@ pub async fn create_definition(
         (status = 200, description = "Updated", body = ApprovalDefinition, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/admin/approval-definitions/{id}")]
 pub async fn update_definition(
@@ -166,8 +162,7 @@ struct InboxCursor {
 #[utoipa::path(
     tag = "approvals",
     params(InboxQuery),
-    responses((status = 200, description = "Inbox", body = Page<InboxItem>), BadRequest, Unauthorized),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Inbox", body = Page<InboxItem>), BadRequest, Unauthorized)
 )]
 #[get("/me/approvals")]
 pub async fn my_approvals(
@@ -238,8 +233,7 @@ pub async fn my_approvals(
 #[utoipa::path(
     tag = "approvals",
     params(ApprovalsQuery),
-    responses((status = 200, description = "Approvals", body = ApprovalList), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Approvals", body = ApprovalList), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/approvals")]
 pub async fn list_approvals(
@@ -269,8 +263,7 @@ pub async fn list_approvals(
 #[utoipa::path(
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Approval id")),
-    responses((status = 200, description = "The approval", body = Approval), BadRequest, Unauthorized, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The approval", body = Approval), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/approvals/{id}")]
 pub async fn get_approval(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -334,8 +327,7 @@ async fn decide(
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Decision,
     responses((status = 200, description = "The approval after the decision", body = Approval), BadRequest, Unauthorized, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/approvals/{id}/approve")]
 pub async fn approve_approval(
@@ -356,8 +348,7 @@ pub async fn approve_approval(
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Decision,
     responses((status = 200, description = "The approval after the decision", body = Approval), BadRequest, Unauthorized, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/approvals/{id}/reject")]
 pub async fn reject_approval(
@@ -377,8 +368,7 @@ pub async fn reject_approval(
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Delegate,
     responses((status = 200, description = "The approval after delegation", body = Approval), BadRequest, Unauthorized, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/approvals/{id}/delegate")]
 pub async fn delegate_approval(
@@ -403,8 +393,7 @@ pub async fn delegate_approval(
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Decision,
     responses((status = 200, description = "Withdrawn", body = Approval), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/approvals/{id}/withdraw")]
 pub async fn withdraw_approval(
@@ -428,8 +417,7 @@ pub async fn withdraw_approval(
 /// runs it every minute.
 #[utoipa::path(
     tag = "approvals",
-    responses((status = 200, description = "What the sweep did", body = SweepResult), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "What the sweep did", body = SweepResult), Unauthorized, Forbidden)
 )]
 #[post("/admin/approvals/sweep")]
 pub async fn sweep_now(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {

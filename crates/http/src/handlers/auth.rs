@@ -48,7 +48,8 @@ const KNOWN_ADDRESS_DAYS: i64 = 90;
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
         BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests
-    )
+    ),
+    security(())
 )]
 #[post("/auth/login")]
 pub async fn login(
@@ -205,7 +206,8 @@ enum RefreshOutcome {
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
         BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    )
+    ),
+    security(())
 )]
 #[post("/auth/refresh")]
 pub async fn refresh(state: web::Data<AppState>, body: ValidJson<RefreshRequest>) -> ApiResult<HttpResponse> {

@@ -29,8 +29,7 @@ const RES: &str = "contacts";
     responses(
         (status = 200, description = "A page of contacts", body = SyncPage<Contact>),
         BadRequest, Unauthorized, Forbidden
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/contacts")]
 pub async fn list_contacts(
@@ -89,8 +88,7 @@ crate::impl_listing!(ContactFilter, Contact, RES, "c", contacts, |c, rows| rows
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
         BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/contacts/export")]
 pub async fn export_contacts(
@@ -114,8 +112,7 @@ pub async fn export_contacts(
         (status = 201, description = "Created", body = Contact,
             headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/contacts")]
 pub async fn create_contact(
@@ -148,8 +145,7 @@ pub async fn create_contact(
     responses(
         (status = 200, description = "The contact", body = Contact, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/contacts/{id}")]
 pub async fn get_contact(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -175,8 +171,7 @@ pub async fn get_contact(state: web::Data<AppState>, auth: Auth, id: web::Path<U
         (status = 200, description = "Updated", body = Contact, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/contacts/{id}")]
 pub async fn update_contact(
@@ -204,8 +199,7 @@ pub async fn update_contact(
     responses(
         (status = 204, description = "Deleted"),
         BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[delete("/contacts/{id}")]
 pub async fn delete_contact(
@@ -231,8 +225,7 @@ fn account_live(c: &mut PgConnection, row: &contacts::ContactRow) -> crm_app::Ap
     responses(
         (status = 200, description = "Restored", body = Contact, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/contacts/{id}/restore")]
 pub async fn restore_contact(
@@ -265,8 +258,7 @@ pub async fn restore_contact(
     responses(
         (status = 200, description = "History entries", body = Page<AuditEntry>),
         BadRequest, Unauthorized, Forbidden, NotFound
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/contacts/{id}/history")]
 pub async fn contact_history(

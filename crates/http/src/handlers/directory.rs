@@ -17,8 +17,7 @@ use crate::state::AppState;
 #[utoipa::path(
     tag = "organisation",
     params(UserListQuery),
-    responses((status = 200, description = "A page of users", body = Page<UserSummary>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of users", body = Page<UserSummary>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/users")]
 pub async fn list_users(
@@ -55,8 +54,7 @@ pub async fn list_users(
 /// The whole team tree (flat; build the tree with `parent_id`).
 #[utoipa::path(
     tag = "organisation",
-    responses((status = 200, description = "Every team", body = TeamList), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Every team", body = TeamList), Unauthorized, Forbidden)
 )]
 #[get("/teams")]
 pub async fn list_teams(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {

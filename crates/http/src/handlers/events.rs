@@ -15,8 +15,7 @@ use crate::state::AppState;
 /// members of their `detail`) and the storage columns its `state` and `changes` use.
 #[utoipa::path(
     tag = "fields",
-    responses((status = 200, description = "Event types", body = EventCatalogue), Unauthorized),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Event types", body = EventCatalogue), Unauthorized)
 )]
 #[get("/meta/events")]
 pub async fn event_catalogue(state: web::Data<AppState>, _auth: Auth) -> ApiResult<HttpResponse> {

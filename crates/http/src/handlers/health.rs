@@ -16,7 +16,7 @@ pub struct Health {
 }
 
 /// Liveness: the process is up.
-#[utoipa::path(tag = "ops", responses((status = 200, description = "Alive", body = Health)))]
+#[utoipa::path(tag = "ops", responses((status = 200, description = "Alive", body = Health)), security(()))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok".into() })
@@ -25,7 +25,8 @@ pub async fn healthz() -> HttpResponse {
 /// Readiness: the database answers and every migration is applied.
 #[utoipa::path(
     tag = "ops",
-    responses((status = 200, description = "Ready", body = Health), ServiceUnavailable)
+    responses((status = 200, description = "Ready", body = Health), ServiceUnavailable),
+    security(())
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

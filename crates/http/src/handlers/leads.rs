@@ -29,8 +29,7 @@ const RES: &str = "leads";
 #[utoipa::path(
     tag = "leads",
     params(LeadListQuery),
-    responses((status = 200, description = "A page of leads", body = SyncPage<Lead>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of leads", body = SyncPage<Lead>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/leads")]
 pub async fn list_leads(
@@ -94,8 +93,7 @@ crate::impl_listing!(LeadFilter, Lead, RES, "l", leads, |c, rows| rows
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
         BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/leads/export")]
 pub async fn export_leads(
@@ -117,8 +115,7 @@ pub async fn export_leads(
     responses(
         (status = 201, description = "Created", body = Lead, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/leads")]
 pub async fn create_lead(
@@ -143,8 +140,7 @@ pub async fn create_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id")),
-    responses((status = 200, description = "The lead", body = Lead, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The lead", body = Lead, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/leads/{id}")]
 pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -164,8 +160,7 @@ pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
         (status = 200, description = "Updated", body = Lead, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/leads/{id}")]
 pub async fn update_lead(
@@ -187,8 +182,7 @@ pub async fn update_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
 )]
 #[delete("/leads/{id}")]
 pub async fn delete_lead(
@@ -204,8 +198,7 @@ pub async fn delete_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Restored", body = Lead), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Restored", body = Lead), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable)
 )]
 #[post("/leads/{id}/restore")]
 pub async fn restore_lead(
@@ -233,8 +226,7 @@ pub async fn restore_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), HistoryQuery),
-    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/leads/{id}/history")]
 pub async fn lead_history(
@@ -253,8 +245,7 @@ pub async fn lead_history(
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = AssignLeads,
     responses((status = 200, description = "Assigned", body = AssignResult), BadRequest, Unauthorized, Forbidden,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/leads/assign")]
 pub async fn assign_leads(
@@ -286,8 +277,7 @@ pub async fn assign_leads(
     params(("id" = Uuid, Path, description = "Lead id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = ConvertLead,
     responses((status = 200, description = "Converted (or already converted)", body = ConversionResult), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/leads/{id}/convert")]
 pub async fn convert_lead(

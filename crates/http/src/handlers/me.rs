@@ -13,8 +13,7 @@ use crate::error::ApiResult;
 /// The caller: profile, roles, permissions and data scope.
 #[utoipa::path(
     tag = "me",
-    responses((status = 200, description = "The caller", body = Me), Unauthorized),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The caller", body = Me), Unauthorized)
 )]
 #[get("/me")]
 pub async fn me(auth: Auth) -> ApiResult<HttpResponse> {

@@ -40,8 +40,7 @@ fn load(c: &mut PgConnection, id: Uuid, include_archived: bool) -> ApiResult<Pip
 #[utoipa::path(
     tag = "pipelines",
     params(PipelineQuery),
-    responses((status = 200, description = "Pipelines", body = PipelineList), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Pipelines", body = PipelineList), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/pipelines")]
 pub async fn list_pipelines(
@@ -71,8 +70,7 @@ pub async fn list_pipelines(
 #[utoipa::path(
     tag = "pipelines",
     params(("id" = Uuid, Path, description = "Pipeline id"), PipelineQuery),
-    responses((status = 200, description = "The pipeline", body = Pipeline, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The pipeline", body = Pipeline, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/pipelines/{id}")]
 pub async fn get_pipeline(
@@ -93,8 +91,7 @@ pub async fn get_pipeline(
 #[utoipa::path(
     tag = "pipelines",
     params(("id" = Uuid, Path, description = "Pipeline id"), BoardQuery),
-    responses((status = 200, description = "The board", body = Board), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The board", body = Board), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/pipelines/{id}/board")]
 pub async fn board(
@@ -224,8 +221,7 @@ pub async fn board(
     responses(
         (status = 201, description = "Created", body = Pipeline, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/pipelines")]
 pub async fn create_pipeline(
@@ -255,8 +251,7 @@ pub async fn create_pipeline(
         (status = 200, description = "Updated", body = Pipeline, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/admin/pipelines/{id}")]
 pub async fn update_pipeline(
@@ -285,8 +280,7 @@ pub async fn update_pipeline(
     responses(
         (status = 201, description = "Created; the whole pipeline", body = Pipeline, headers(("Location" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/pipelines/{id}/stages")]
 pub async fn create_stage(
@@ -317,8 +311,7 @@ pub async fn create_stage(
         (status = 200, description = "Updated; the whole pipeline", body = Pipeline),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/admin/stages/{id}")]
 pub async fn update_stage(
@@ -346,8 +339,7 @@ pub async fn update_stage(
     responses(
         (status = 200, description = "Reordered; the whole pipeline", body = Pipeline),
         BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/admin/pipelines/{id}/stages/order")]
 pub async fn reorder_stages(

@@ -33,8 +33,7 @@ fn shaped(auth: &Auth, p: &Product) -> serde_json::Value {
 #[utoipa::path(
     tag = "products",
     params(ProductListQuery),
-    responses((status = 200, description = "A page of products", body = Page<Product>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of products", body = Page<Product>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/products")]
 pub async fn list_products(
@@ -77,8 +76,7 @@ pub async fn list_products(
 #[utoipa::path(
     tag = "products",
     params(("id" = Uuid, Path, description = "Product id")),
-    responses((status = 200, description = "The product", body = Product, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The product", body = Product, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/products/{id}")]
 pub async fn get_product(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -100,8 +98,7 @@ pub async fn get_product(state: web::Data<AppState>, auth: Auth, id: web::Path<U
     responses(
         (status = 201, description = "Created", body = Product, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/products")]
 pub async fn create_product(
@@ -130,8 +127,7 @@ pub async fn create_product(
         (status = 200, description = "Updated", body = Product, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/products/{id}")]
 pub async fn update_product(
@@ -166,8 +162,7 @@ fn load_book(c: &mut PgConnection, id: Uuid) -> ApiResult<PriceBook> {
 /// List price books with their prices.
 #[utoipa::path(
     tag = "products",
-    responses((status = 200, description = "Price books", body = PriceBookList), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Price books", body = PriceBookList), Unauthorized, Forbidden)
 )]
 #[get("/price-books")]
 pub async fn list_price_books(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
@@ -188,8 +183,7 @@ pub async fn list_price_books(state: web::Data<AppState>, auth: Auth) -> ApiResu
 #[utoipa::path(
     tag = "products",
     params(("id" = Uuid, Path, description = "Price book id")),
-    responses((status = 200, description = "The price book", body = PriceBook, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The price book", body = PriceBook, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/price-books/{id}")]
 pub async fn get_price_book(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -209,8 +203,7 @@ pub async fn get_price_book(state: web::Data<AppState>, auth: Auth, id: web::Pat
     responses(
         (status = 201, description = "Created", body = PriceBook, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/price-books")]
 pub async fn create_price_book(
@@ -246,8 +239,7 @@ pub async fn create_price_book(
         (status = 200, description = "Updated", body = PriceBook, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/price-books/{id}")]
 pub async fn update_price_book(

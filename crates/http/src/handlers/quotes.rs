@@ -40,8 +40,7 @@ fn shaped(auth: &Auth, q: &Quote) -> Value {
 #[utoipa::path(
     tag = "quotes",
     params(QuoteListQuery),
-    responses((status = 200, description = "A page of quotes", body = Page<Quote>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of quotes", body = Page<Quote>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/quotes")]
 pub async fn list_quotes(
@@ -101,8 +100,7 @@ pub async fn list_quotes(
     responses(
         (status = 201, description = "Created", body = Quote, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/quotes")]
 pub async fn create_quote(
@@ -126,8 +124,7 @@ pub async fn create_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 200, description = "The quote", body = Quote, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The quote", body = Quote, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/quotes/{id}")]
 pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -149,8 +146,7 @@ pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uui
         (status = 200, description = "Updated", body = Quote, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/quotes/{id}")]
 pub async fn update_quote(
@@ -173,8 +169,7 @@ pub async fn update_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
 )]
 #[delete("/quotes/{id}")]
 pub async fn delete_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -215,8 +210,7 @@ where
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Submitted", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Submitted", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
 )]
 #[post("/quotes/{id}/submit")]
 pub async fn submit_quote(
@@ -237,8 +231,7 @@ pub async fn submit_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Sent", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Sent", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
 )]
 #[post("/quotes/{id}/send")]
 pub async fn send_quote(
@@ -260,8 +253,7 @@ pub async fn send_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Accepted", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Accepted", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
 )]
 #[post("/quotes/{id}/accept")]
 pub async fn accept_quote(
@@ -285,8 +277,7 @@ pub async fn accept_quote(
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = DeclineQuote,
     responses((status = 200, description = "Declined", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/quotes/{id}/decline")]
 pub async fn decline_quote(
@@ -312,8 +303,7 @@ pub async fn decline_quote(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     responses((status = 201, description = "The new version", body = Quote, headers(("Location" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, Unprocessable)
 )]
 #[post("/quotes/{id}/revise")]
 pub async fn revise_quote(
@@ -335,8 +325,7 @@ pub async fn revise_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 200, description = "Status history", body = StatusHistory), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Status history", body = StatusHistory), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/quotes/{id}/status-history")]
 pub async fn quote_status_history(
@@ -363,8 +352,7 @@ pub async fn quote_status_history(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 200, description = "Document data", body = QuoteDocument), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Document data", body = QuoteDocument), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/quotes/{id}/document")]
 pub async fn quote_document(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

@@ -51,8 +51,7 @@ fn with_example(mut n: Numbering, year: i32) -> Numbering {
 #[utoipa::path(
     tag = "admin",
     params(("series" = NumberingSeries, Path, description = "Document series")),
-    responses((status = 200, description = "The pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/settings/numbering/{series}")]
 pub async fn get_numbering(
@@ -88,8 +87,7 @@ pub async fn get_numbering(
     params(("series" = NumberingSeries, Path, description = "Document series")),
     request_body = Numbering,
     responses((status = 200, description = "The new pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/admin/settings/numbering/{series}")]
 pub async fn put_numbering(
@@ -114,8 +112,7 @@ pub async fn put_numbering(
 /// Company details printed on quotes.
 #[utoipa::path(
     tag = "admin",
-    responses((status = 200, description = "Company details", body = CompanyInfo), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Company details", body = CompanyInfo), Unauthorized, Forbidden)
 )]
 #[get("/admin/settings/company")]
 pub async fn get_company(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
@@ -134,8 +131,7 @@ pub async fn get_company(state: web::Data<AppState>, auth: Auth) -> ApiResult<Ht
     tag = "admin",
     request_body = CompanyInfo,
     responses((status = 200, description = "Company details", body = CompanyInfo), BadRequest, Unauthorized, Forbidden,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/admin/settings/company")]
 pub async fn put_company(
@@ -156,8 +152,7 @@ pub async fn put_company(
 /// How payments are bounded and when a prepayment wins a deal.
 #[utoipa::path(
     tag = "admin",
-    responses((status = 200, description = "Payment rules", body = PaymentSettings), Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Payment rules", body = PaymentSettings), Unauthorized, Forbidden)
 )]
 #[get("/admin/settings/payments")]
 pub async fn get_payments(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
@@ -175,8 +170,7 @@ pub async fn get_payments(state: web::Data<AppState>, auth: Auth) -> ApiResult<H
     tag = "admin",
     request_body = PaymentSettings,
     responses((status = 200, description = "Payment rules", body = PaymentSettings), BadRequest, Unauthorized, Forbidden,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/admin/settings/payments")]
 pub async fn put_payments(

@@ -8,8 +8,7 @@ use super::*;
 #[utoipa::path(
     tag = "payments",
     params(ReceivablesQuery),
-    responses((status = 200, description = "Receivables", body = ReceivableReport), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Receivables", body = ReceivableReport), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/receivables")]
 pub async fn receivables(

@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "Amendments", body = AmendmentList), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Amendments", body = AmendmentList), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/contracts/{id}/amendments")]
 pub async fn list_amendments(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -32,8 +31,7 @@ pub async fn list_amendments(state: web::Data<AppState>, auth: Auth, id: web::Pa
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateAmendment,
     responses((status = 201, description = "Amended", body = Amendment, headers(("Location" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/contracts/{id}/amendments")]
 pub async fn create_amendment(

@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "payments",
     params(InvoiceListQuery),
-    responses((status = 200, description = "A page of invoices", body = Page<Invoice>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of invoices", body = Page<Invoice>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/invoices")]
 pub async fn list_invoices(
@@ -52,8 +51,7 @@ pub async fn list_invoices(
     responses(
         (status = 201, description = "Issued", body = Invoice, headers(("Location" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/invoices")]
 pub async fn create_invoice(
@@ -80,8 +78,7 @@ pub async fn create_invoice(
 #[utoipa::path(
     tag = "payments",
     params(("id" = Uuid, Path, description = "Invoice id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Voided", body = Invoice), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Voided", body = Invoice), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
 )]
 #[post("/invoices/{id}/void")]
 pub async fn void_invoice(

@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "contracts",
     params(ContractListQuery),
-    responses((status = 200, description = "A page of contracts", body = Page<Contract>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of contracts", body = Page<Contract>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/contracts")]
 pub async fn list_contracts(
@@ -52,8 +51,7 @@ pub async fn list_contracts(
     responses(
         (status = 201, description = "Created", body = Contract, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/contracts")]
 pub async fn create_contract(
@@ -76,8 +74,7 @@ pub async fn create_contract(
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "The contract", body = Contract, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The contract", body = Contract, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/contracts/{id}")]
 pub async fn get_contract(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -101,8 +98,7 @@ pub async fn get_contract(state: web::Data<AppState>, auth: Auth, id: web::Path<
         (status = 200, description = "Updated", body = Contract, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/contracts/{id}")]
 pub async fn update_contract(
@@ -146,8 +142,7 @@ where
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "In review", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "In review", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
 )]
 #[post("/contracts/{id}/submit")]
 pub async fn submit_contract(
@@ -171,8 +166,7 @@ pub async fn submit_contract(
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = SignContract,
     responses((status = 200, description = "Signed", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/contracts/{id}/sign")]
 pub async fn sign_contract(
@@ -196,8 +190,7 @@ pub async fn sign_contract(
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Active", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Active", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
 )]
 #[post("/contracts/{id}/activate")]
 pub async fn activate_contract(
@@ -220,8 +213,7 @@ pub async fn activate_contract(
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = ContractAction,
     responses((status = 200, description = "Completed", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/contracts/{id}/complete")]
 pub async fn complete_contract(
@@ -248,8 +240,7 @@ pub async fn complete_contract(
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = TerminateContract,
     responses((status = 200, description = "Terminated", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/contracts/{id}/terminate")]
 pub async fn terminate_contract(
@@ -273,8 +264,7 @@ pub async fn terminate_contract(
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "Status history", body = StatusHistory), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Status history", body = StatusHistory), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/contracts/{id}/status-history")]
 pub async fn contract_status_history(

@@ -11,8 +11,7 @@ pub(super) fn load_payment(c: &mut PgConnection, row: PaymentRow) -> ApiResult<P
 #[utoipa::path(
     tag = "payments",
     params(PaymentListQuery),
-    responses((status = 200, description = "A page of payments", body = Page<Payment>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of payments", body = Page<Payment>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/payments")]
 pub async fn list_payments(
@@ -55,8 +54,7 @@ pub async fn list_payments(
 #[utoipa::path(
     tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id")),
-    responses((status = 200, description = "The payment", body = Payment), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The payment", body = Payment), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/payments/{id}")]
 pub async fn get_payment(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -90,8 +88,7 @@ pub async fn get_payment(state: web::Data<AppState>, auth: Auth, id: web::Path<U
     responses(
         (status = 201, description = "Recorded", body = Payment, headers(("Location" = String))),
         BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/payments")]
 pub async fn create_payment(
@@ -118,8 +115,7 @@ pub async fn create_payment(
     params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = AllocatePayment,
     responses((status = 200, description = "The payment", body = Payment), BadRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/payments/{id}/allocate")]
 pub async fn allocate_payment(

@@ -18,8 +18,7 @@ pub(super) fn build_plan(c: &mut PgConnection, k: &ContractRow, today: chrono::N
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "Payment plan", body = PaymentPlan), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Payment plan", body = PaymentPlan), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/contracts/{id}/payment-plan")]
 pub async fn get_payment_plan(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -44,8 +43,7 @@ pub async fn get_payment_plan(state: web::Data<AppState>, auth: Auth, id: web::P
     params(("id" = Uuid, Path, description = "Contract id")),
     request_body = SetPaymentPlan,
     responses((status = 200, description = "The new plan", body = PaymentPlan), BadRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/contracts/{id}/payment-plan")]
 pub async fn set_payment_plan(

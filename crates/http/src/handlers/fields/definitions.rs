@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "accounts, contacts, leads or opportunities"), FieldListQuery),
-    responses((status = 200, description = "Definitions", body = FieldList), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Definitions", body = FieldList), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/fields/{object}")]
 pub async fn list_fields(
@@ -35,8 +34,7 @@ pub async fn list_fields(
     params(("object" = FieldObject, Path, description = "Object"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateField,
     responses((status = 201, description = "Created", body = FieldDefinition, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/admin/fields/{object}")]
 pub async fn create_field(
@@ -65,8 +63,7 @@ pub async fn create_field(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 200, description = "The definition", body = FieldDefinition, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The definition", body = FieldDefinition, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/fields/{object}/{key}")]
 pub async fn get_field(
@@ -95,8 +92,7 @@ pub async fn get_field(
         ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateField,
     responses((status = 200, description = "Updated", body = FieldDefinition, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired)
 )]
 #[patch("/admin/fields/{object}/{key}")]
 pub async fn update_field(
@@ -138,8 +134,7 @@ pub(super) async fn set_archived(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 204, description = "Archived"), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Archived"), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[delete("/admin/fields/{object}/{key}")]
 pub async fn archive_field(
@@ -157,8 +152,7 @@ pub async fn archive_field(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 200, description = "Restored", body = FieldDefinition), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Restored", body = FieldDefinition), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[post("/admin/fields/{object}/{key}/restore")]
 pub async fn restore_field(
@@ -176,8 +170,7 @@ pub async fn restore_field(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 200, description = "Flagged values (at most 1000)", body = FlaggedList), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Flagged values (at most 1000)", body = FlaggedList), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/fields/{object}/{key}/flagged")]
 pub async fn flagged_values(

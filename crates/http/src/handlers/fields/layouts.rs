@@ -7,8 +7,7 @@ use super::*;
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), LayoutQuery),
-    responses((status = 200, description = "The layout", body = Layout), BadRequest, Unauthorized, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The layout", body = Layout), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/layouts/{object}")]
 pub async fn get_layout(
@@ -38,8 +37,7 @@ pub async fn get_layout(
     params(("object" = FieldObject, Path, description = "Object")),
     request_body = PutLayout,
     responses((status = 200, description = "Saved", body = Layout), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/admin/layouts/{object}")]
 pub async fn put_layout(

@@ -15,8 +15,7 @@ pub(super) fn access_dto(a: FieldAccess) -> AccessDto {
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object")),
-    responses((status = 200, description = "Field metadata", body = Meta), BadRequest, Unauthorized, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Field metadata", body = Meta), BadRequest, Unauthorized, NotFound)
 )]
 #[get("/meta/{object}")]
 pub async fn meta(state: web::Data<AppState>, auth: Auth, path: web::Path<String>) -> ApiResult<HttpResponse> {

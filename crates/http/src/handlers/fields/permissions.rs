@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "fields",
     params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 200, description = "Restrictions", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Restrictions", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/admin/roles/{id}/field-permissions")]
 pub async fn get_field_permissions(
@@ -46,8 +45,7 @@ pub async fn get_field_permissions(
     params(("id" = Uuid, Path, description = "Role id")),
     request_body = FieldPermissions,
     responses((status = 200, description = "Saved", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/admin/roles/{id}/field-permissions")]
 pub async fn put_field_permissions(

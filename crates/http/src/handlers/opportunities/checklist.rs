@@ -51,8 +51,7 @@ pub(super) fn build_checklist(c: &mut PgConnection, row: &OpportunityRow) -> Api
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "Checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/opportunities/{id}/checklist")]
 pub async fn get_checklist(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -76,8 +75,7 @@ pub async fn get_checklist(state: web::Data<AppState>, auth: Auth, id: web::Path
         ("task_code" = String, Path, description = "Key task code")),
     request_body = SetTask,
     responses((status = 200, description = "The updated checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[put("/opportunities/{id}/checklist/{stage_id}/{task_code}")]
 pub async fn set_checklist_task(

@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "Outputs", body = OutputList), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Outputs", body = OutputList), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/opportunities/{id}/outputs")]
 pub async fn list_outputs(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -31,8 +30,7 @@ pub async fn list_outputs(state: web::Data<AppState>, auth: Auth, id: web::Path<
     params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateOutput,
     responses((status = 201, description = "Attached", body = Output, headers(("Location" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+        Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
 )]
 #[post("/opportunities/{id}/outputs")]
 pub async fn create_output(
@@ -58,8 +56,7 @@ pub async fn create_output(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("output_id" = Uuid, Path, description = "Output id")),
-    responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[delete("/opportunities/{id}/outputs/{output_id}")]
 pub async fn delete_output(

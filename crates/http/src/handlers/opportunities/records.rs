@@ -6,8 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "opportunities",
     params(OpportunityListQuery),
-    responses((status = 200, description = "A page of deals", body = SyncPage<Opportunity>), BadRequest, Unauthorized, Forbidden),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "A page of deals", body = SyncPage<Opportunity>), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/opportunities")]
 pub async fn list_opportunities(
@@ -72,8 +71,7 @@ crate::impl_listing!(OpportunityFilter, Opportunity, RES, "o", opps, |c, rows| w
         (status = 200, description = "CSV document", content_type = "text/csv", body = String,
             headers(("Content-Disposition" = String), ("X-Export-Id" = String), ("X-Export-Rows" = i64))),
         BadRequest, Unauthorized, Forbidden, Unprocessable, ExportBusy
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[get("/opportunities/export")]
 pub async fn export_opportunities(
@@ -94,8 +92,7 @@ pub async fn export_opportunities(
     responses(
         (status = 201, description = "Created", body = Opportunity, headers(("Location" = String), ("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/opportunities")]
 pub async fn create_opportunity(
@@ -125,8 +122,7 @@ pub async fn create_opportunity(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "The deal", body = Opportunity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "The deal", body = Opportunity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/opportunities/{id}")]
 pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -143,8 +139,7 @@ pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Pa
         (status = 200, description = "Updated", body = Opportunity, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable, PreconditionRequired
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[patch("/opportunities/{id}")]
 pub async fn update_opportunity(
@@ -167,8 +162,7 @@ pub async fn update_opportunity(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
 )]
 #[delete("/opportunities/{id}")]
 pub async fn delete_opportunity(
@@ -197,8 +191,7 @@ fn account_live(c: &mut PgConnection, row: &OpportunityRow) -> crm_app::AppResul
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Restored", body = Opportunity), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Restored", body = Opportunity), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable)
 )]
 #[post("/opportunities/{id}/restore")]
 pub async fn restore_opportunity(
@@ -226,8 +219,7 @@ pub async fn restore_opportunity(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), HistoryQuery),
-    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/opportunities/{id}/history")]
 pub async fn opportunity_history(

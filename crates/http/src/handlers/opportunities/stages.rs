@@ -21,8 +21,7 @@ use super::*;
         (status = 200, description = "Moved", body = Opportunity, headers(("ETag" = String))),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
         UnsupportedMediaType, Unprocessable
-    ),
-    security(("bearer_auth" = []), ("api_key" = []))
+    )
 )]
 #[post("/opportunities/{id}/stage")]
 pub async fn move_stage(
@@ -57,8 +56,7 @@ pub async fn move_stage(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "Stage visits, oldest first", body = StageHistory), BadRequest, Unauthorized, Forbidden, NotFound),
-    security(("bearer_auth" = []), ("api_key" = []))
+    responses((status = 200, description = "Stage visits, oldest first", body = StageHistory), BadRequest, Unauthorized, Forbidden, NotFound)
 )]
 #[get("/opportunities/{id}/stage-history")]
 pub async fn stage_history(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
