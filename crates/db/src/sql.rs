@@ -317,6 +317,17 @@ pub struct ListSpec {
 }
 
 impl ListSpec {
+    /// [`ListSpec::new`] for a plain list (the `list` cursor mode).
+    pub fn list(
+        columns: &[SortColumn],
+        default_sort: &str,
+        sort: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<ListSpec, ListError> {
+        ListSpec::new(columns, default_sort, sort, cursor, limit, "list")
+    }
+
     /// Validates `sort`, `cursor` and `limit` against the columns a resource allows.
     /// `mode` is folded into the cursor signature so a cursor from one filter mode
     /// (e.g. delta sync) cannot be replayed in another.

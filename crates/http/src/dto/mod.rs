@@ -77,6 +77,16 @@ pub struct Page<T: ToSchema> {
     pub next_cursor: Option<String>,
 }
 
+impl<T: ToSchema> Page<T> {
+    /// A page of rows as the API shows them.
+    pub fn of<R>(page: crm_db::sql::Page<R>, shape: impl FnMut(R) -> T) -> Page<T> {
+        Page {
+            items: page.items.into_iter().map(shape).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
 /// A page of a list that supports delta sync (`updated_since`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncPage<T: ToSchema> {

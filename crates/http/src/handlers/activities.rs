@@ -40,13 +40,12 @@ pub async fn list_activities(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(ACT, Action::Read)?;
     let q = q.into_inner();
-    let spec = ListSpec::new(
+    let spec = ListSpec::list(
         acts::SORT_COLUMNS,
         acts::DEFAULT_SORT,
         q.sort.as_deref(),
         q.cursor.as_deref(),
         q.limit,
-        "list",
     )?;
     let filter = ActivityFilter {
         lead_id: q.lead_id,
@@ -64,10 +63,7 @@ pub async fn list_activities(
         .db
         .run(move |c| acts::list(c, &scope, &filter, &spec).map_err(ApiError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(Activity::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(page, Activity::from)))
 }
 
 /// Log a follow-up on a lead, account, contact and/or deal (each must be visible).
@@ -186,23 +182,19 @@ pub async fn list_tasks(
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(TASK, Action::Read)?;
     let q = q.into_inner();
-    let spec = ListSpec::new(
+    let spec = ListSpec::list(
         tasks::SORT_COLUMNS,
         tasks::DEFAULT_SORT,
         q.sort.as_deref(),
         q.cursor.as_deref(),
         q.limit,
-        "list",
     )?;
     let filter = task_filter(&q);
     let page = state
         .db
         .run(move |c| tasks::list(c, &scope, &filter, &spec).map_err(ApiError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(Task::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(page, Task::from)))
 }
 
 fn parse_offset(raw: Option<&str>) -> ApiResult<FixedOffset> {
@@ -271,10 +263,7 @@ pub async fn my_tasks(state: web::Data<AppState>, auth: Auth, q: web::Query<MyTa
         .db
         .run(move |c| tasks::list(c, &ScopeFilter::All, &filter, &spec).map_err(ApiError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(Task::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(page, Task::from)))
 }
 
 /// Create a task for yourself or (with `tasks:assign`) someone in your scope.

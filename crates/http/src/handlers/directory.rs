@@ -45,10 +45,7 @@ pub async fn list_users(
         .db
         .run(move |c| users::list(c, &scope, &filter, &spec).map_err(ApiError::from))
         .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(UserSummary::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(page, UserSummary::from)))
 }
 
 /// The whole team tree (flat; build the tree with `parent_id`).

@@ -113,13 +113,12 @@ pub async fn board(
             ))
         }
     };
-    let spec = ListSpec::new(
+    let spec = ListSpec::list(
         opps::SORT_COLUMNS,
         opps::DEFAULT_SORT,
         Some(opps::BOARD_SORT),
         None,
         Some(per_stage),
-        "list",
     )?;
     let given: Vec<String> = [
         ("owner_id", q.owner_id.is_some()),

@@ -51,13 +51,12 @@ pub async fn list_products(
     let page = state
         .db
         .run(move |c| {
-            let spec = ListSpec::new(
+            let spec = ListSpec::list(
                 products::SORT_COLUMNS,
                 "code",
                 q.sort.as_deref(),
                 q.cursor.as_deref(),
                 q.limit,
-                "list",
             )?;
             Ok::<_, ApiError>(products::list(c, &filter, &spec)?)
         })

@@ -59,13 +59,12 @@ pub async fn list_quotes(
     let page = state
         .db
         .run(move |c| {
-            let spec = ListSpec::new(
+            let spec = ListSpec::list(
                 quotes::SORT_COLUMNS,
                 "-created_at",
                 q.sort.as_deref(),
                 q.cursor.as_deref(),
                 q.limit,
-                "list",
             )?;
             let page = quotes::list(c, &scope, &filter, &spec)?;
             let ids: Vec<Uuid> = page.items.iter().map(|r| r.id).collect();

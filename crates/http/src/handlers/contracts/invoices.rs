@@ -19,13 +19,12 @@ pub async fn list_invoices(
     let page = state
         .db
         .run(move |c| {
-            let spec = ListSpec::new(
+            let spec = ListSpec::list(
                 repo::INVOICE_SORT,
                 "-created_at",
                 q.sort.as_deref(),
                 q.cursor.as_deref(),
                 q.limit,
-                "list",
             )?;
             Ok::<_, ApiError>(repo::list_invoices(
                 c,
@@ -36,10 +35,7 @@ pub async fn list_invoices(
             )?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(Invoice::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(page, Invoice::from)))
 }
 
 /// Issue an invoice against a signed contract, usually for one installment (never more

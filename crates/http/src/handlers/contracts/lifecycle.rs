@@ -25,21 +25,17 @@ pub async fn list_contracts(
     let page = state
         .db
         .run(move |c| {
-            let spec = ListSpec::new(
+            let spec = ListSpec::list(
                 repo::SORT_COLUMNS,
                 "-created_at",
                 q.sort.as_deref(),
                 q.cursor.as_deref(),
                 q.limit,
-                "list",
             )?;
             Ok::<_, ApiError>(repo::list(c, &scope, &filter, &spec)?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(Page {
-        items: page.items.into_iter().map(Contract::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(Page::of(page, Contract::from)))
 }
 
 /// Create a draft contract from an accepted quote (amount and lines copied) or directly

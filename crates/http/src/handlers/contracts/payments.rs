@@ -30,13 +30,12 @@ pub async fn list_payments(
     let page = state
         .db
         .run(move |c| {
-            let spec = ListSpec::new(
+            let spec = ListSpec::list(
                 repo::PAYMENT_SORT,
                 "-received_on",
                 q.sort.as_deref(),
                 q.cursor.as_deref(),
                 q.limit,
-                "list",
             )?;
             let page = repo::list_payments(c, &scope, &filter, &spec)?;
             let ids: Vec<Uuid> = page.items.iter().map(|p| p.id).collect();
