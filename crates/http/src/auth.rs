@@ -158,6 +158,8 @@ pub struct Auth {
     pub request_id: Option<String>,
     /// Session (refresh-token family) of a JWT; `None` for API keys.
     pub session_id: Option<Uuid>,
+    /// The server's clock, for the operation context.
+    pub clock: crm_app::Clock,
 }
 
 impl std::ops::Deref for Auth {
@@ -180,9 +182,10 @@ impl Auth {
         Ok(self.principal.filter(self.require(resource, action)?))
     }
 
-    /// The operation context of this caller.
-    pub fn ctx(&self, clock: &crm_app::Clock) -> crm_app::Ctx {
-        crm_app::Ctx::user(self.principal.clone(), self.request_id.clone(), clock.clone())
+    /// The operation context of this caller: who acts (a user or an API key), with what
+    /// permissions and scopes, for which request, on the server's clock.
+    pub fn ctx(&self) -> crm_app::Ctx {
+        crm_app::Ctx::user(self.principal.clone(), self.request_id.clone(), self.clock.clone())
     }
 
     /// Who is writing, for audit entries and events.
@@ -245,6 +248,7 @@ impl FromRequest for Auth {
                 principal,
                 request_id,
                 session_id,
+                clock: state.clock.clone(),
             })
         })
     }

@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, run_op, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, run_op, BadRequest, BodyErrors, Conflict, ExportBusy, Forbidden,
+    PreconditionFailed, ReadErrors, Unauthorized, Unprocessable, VersionErrors,
 };
 use crate::auth::Auth;
 use crate::custom::Shaper;
@@ -122,7 +122,7 @@ pub async fn export_accounts(
     responses(
         (status = 201, description = "Created", body = Account,
             headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/accounts")]
@@ -155,7 +155,7 @@ pub async fn create_account(
     params(("id" = Uuid, Path, description = "Account id")),
     responses(
         (status = 200, description = "The account", body = Account, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound
+        ReadErrors
     )
 )]
 #[get("/accounts/{id}")]
@@ -182,8 +182,7 @@ pub async fn get_account(state: web::Data<AppState>, auth: Auth, id: web::Path<U
     request_body = UpdateAccount,
     responses(
         (status = 200, description = "Updated", body = Account, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, VersionErrors, BodyErrors
     )
 )]
 #[patch("/accounts/{id}")]
@@ -212,7 +211,7 @@ pub async fn update_account(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed
+        ReadErrors, PreconditionFailed
     )
 )]
 #[delete("/accounts/{id}")]
@@ -237,7 +236,7 @@ pub async fn delete_account(
         ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     responses(
         (status = 200, description = "Restored", body = Account, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable
+        ReadErrors, Unprocessable
     )
 )]
 #[post("/accounts/{id}/restore")]
@@ -249,7 +248,7 @@ pub async fn restore_account(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
         let dto = Account::from(crm_app::accounts::restore(c, &ctx, id)?);
@@ -264,7 +263,7 @@ pub async fn restore_account(
     params(("id" = Uuid, Path, description = "Account id"), HistoryQuery),
     responses(
         (status = 200, description = "History entries", body = Page<AuditEntry>),
-        BadRequest, Unauthorized, Forbidden, NotFound
+        ReadErrors
     )
 )]
 #[get("/accounts/{id}/history")]
@@ -285,7 +284,7 @@ pub async fn account_history(
 #[utoipa::path(
     tag = "accounts",
     params(("id" = Uuid, Path, description = "Account id")),
-    responses((status = 200, description = "The 360 view", body = crate::dto::overview::AccountOverview), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The 360 view", body = crate::dto::overview::AccountOverview), ReadErrors)
 )]
 #[get("/accounts/{id}/overview")]
 pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

@@ -9,8 +9,8 @@ use crm_domain::access::{Action, ScopeFilter};
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, BadRequest, BodyErrors, Conflict, Forbidden, PreconditionFailed, ReadErrors,
+    Unauthorized, VersionErrors,
 };
 use crate::auth::Auth;
 use crate::dto::activities::{
@@ -74,8 +74,10 @@ pub async fn list_activities(
     tag = "activities",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateActivity,
-    responses((status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 201, description = "Logged", body = Activity, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
 )]
 #[post("/activities")]
 pub async fn create_activity(
@@ -98,7 +100,7 @@ pub async fn create_activity(
 #[utoipa::path(
     tag = "activities",
     params(("id" = Uuid, Path, description = "Activity id")),
-    responses((status = 200, description = "The activity", body = Activity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The activity", body = Activity, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/activities/{id}")]
 pub async fn get_activity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -117,8 +119,10 @@ pub async fn get_activity(state: web::Data<AppState>, auth: Auth, id: web::Path<
     tag = "activities",
     params(("id" = Uuid, Path, description = "Activity id"), ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateActivity,
-    responses((status = 200, description = "Updated", body = Activity, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired)
+    responses(
+        (status = 200, description = "Updated", body = Activity, headers(("ETag" = String))),
+        ReadErrors, VersionErrors, BodyErrors
+    )
 )]
 #[patch("/activities/{id}")]
 pub async fn update_activity(
@@ -142,7 +146,7 @@ pub async fn update_activity(
 #[utoipa::path(
     tag = "activities",
     params(("id" = Uuid, Path, description = "Activity id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
+    responses((status = 204, description = "Deleted"), ReadErrors, PreconditionFailed)
 )]
 #[delete("/activities/{id}")]
 pub async fn delete_activity(
@@ -271,8 +275,10 @@ pub async fn my_tasks(state: web::Data<AppState>, auth: Auth, q: web::Query<MyTa
     tag = "tasks",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateTask,
-    responses((status = 201, description = "Created", body = Task, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 201, description = "Created", body = Task, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
 )]
 #[post("/tasks")]
 pub async fn create_task(
@@ -301,7 +307,7 @@ pub async fn create_task(
         related: dto.related_type.map(|r| r.as_str().to_owned()).zip(dto.related_id),
         origin: "manual".into(),
     };
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let dto = Task::from(crm_app::tasks::create(c, &ctx, input)?);
         Outcome::created(&dto, format!("/api/v1/tasks/{}", dto.id))
@@ -313,7 +319,7 @@ pub async fn create_task(
 #[utoipa::path(
     tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")),
-    responses((status = 200, description = "The task", body = Task, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The task", body = Task, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/tasks/{id}")]
 pub async fn get_task(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -330,8 +336,10 @@ pub async fn get_task(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
     tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id"), ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateTask,
-    responses((status = 200, description = "Updated", body = Task, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired)
+    responses(
+        (status = 200, description = "Updated", body = Task, headers(("ETag" = String))),
+        ReadErrors, Conflict, VersionErrors, BodyErrors
+    )
 )]
 #[patch("/tasks/{id}")]
 pub async fn update_task(
@@ -353,7 +361,7 @@ pub async fn update_task(
 #[utoipa::path(
     tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
+    responses((status = 204, description = "Deleted"), ReadErrors, PreconditionFailed)
 )]
 #[delete("/tasks/{id}")]
 pub async fn delete_task(

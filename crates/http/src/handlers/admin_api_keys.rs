@@ -6,9 +6,7 @@ use crm_domain::access::Action;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{
-    run_op, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
-};
+use super::{run_op, BadRequest, BodyErrors, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
 use crate::dto::admin::{ApiKey, ApiKeyList, CreateApiKey, CreatedApiKey};
 use crate::error::{ApiError, ApiResult};
@@ -49,7 +47,7 @@ pub async fn list_api_keys(state: web::Data<AppState>, auth: Auth) -> ApiResult<
     request_body = CreateApiKey,
     responses(
         (status = 201, description = "Created", body = CreatedApiKey, headers(("Location" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, BodyErrors
     )
 )]
 #[post("/admin/api-keys")]
@@ -63,7 +61,7 @@ pub async fn create_api_key(
     auth.require(RES, Action::Admin)?;
     let raw = body.raw.clone();
     let dto = body.value?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, without_secret, move |c| {
         let which = (dto.name.as_str(), dto.user_id, dto.role.as_str());
         let (row, secret) = crm_app::org::create_api_key(c, &ctx, which, dto.expires_at)?;
@@ -82,7 +80,7 @@ pub async fn create_api_key(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "API key id")),
-    responses((status = 204, description = "Revoked"), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 204, description = "Revoked"), ReadErrors)
 )]
 #[delete("/admin/api-keys/{id}")]
 pub async fn revoke_api_key(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

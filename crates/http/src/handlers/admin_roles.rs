@@ -6,10 +6,7 @@ use crm_domain::access::{self, Grant};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::{
-    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
-};
+use super::{run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized, VersionErrors};
 use crate::auth::Auth;
 use crate::dto::admin::{CreateRole, PermissionCatalog, ResourcePermissions, Role, RoleList, UpdateRole};
 use crate::dto::me::{DataScope, Permission, PermissionAction};
@@ -102,7 +99,7 @@ pub async fn permission_catalog(auth: Auth) -> ApiResult<HttpResponse> {
     request_body = CreateRole,
     responses(
         (status = 201, description = "Created", body = Role, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/admin/roles")]
@@ -116,7 +113,7 @@ pub async fn create_role(
     auth.require(RES, access::Action::Admin)?;
     let raw = body.raw.clone();
     let dto = body.value?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let role = (dto.key.as_str(), dto.name.as_str(), dto.description.clone());
         let row = crm_app::org::create_role(c, &ctx, role, &grants(&dto.permissions))?;
@@ -130,7 +127,7 @@ pub async fn create_role(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 200, description = "The role", body = Role, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The role", body = Role, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/admin/roles/{id}")]
 pub async fn get_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -148,8 +145,7 @@ pub async fn get_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
     request_body = UpdateRole,
     responses(
         (status = 200, description = "Updated", body = Role, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/admin/roles/{id}")]
@@ -178,7 +174,7 @@ pub async fn update_role(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
+    responses((status = 204, description = "Deleted"), ReadErrors, Conflict)
 )]
 #[delete("/admin/roles/{id}")]
 pub async fn delete_role(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

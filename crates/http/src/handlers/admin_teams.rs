@@ -4,10 +4,7 @@ use actix_web::{delete, patch, post, web, HttpRequest, HttpResponse};
 use crm_domain::access::Action;
 use uuid::Uuid;
 
-use super::{
-    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
-};
+use super::{run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized, VersionErrors};
 use crate::auth::Auth;
 use crate::dto::admin::{CreateTeam, Team, UpdateTeam};
 use crate::error::ApiResult;
@@ -24,7 +21,7 @@ const RES: &str = "teams";
     request_body = CreateTeam,
     responses(
         (status = 201, description = "Created", body = Team, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/admin/teams")]
@@ -38,7 +35,7 @@ pub async fn create_team(
     auth.require(RES, Action::Admin)?;
     let raw = body.raw.clone();
     let dto = body.value?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let resp = idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let row = crm_app::org::create_team(c, &ctx, &dto.name, dto.kind.as_str(), dto.parent_id)?;
         let dto = Team::from(row);
@@ -56,8 +53,7 @@ pub async fn create_team(
     request_body = UpdateTeam,
     responses(
         (status = 200, description = "Updated", body = Team, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/admin/teams/{id}")]
@@ -84,7 +80,7 @@ pub async fn update_team(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "Team id")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
+    responses((status = 204, description = "Deleted"), ReadErrors, Conflict)
 )]
 #[delete("/admin/teams/{id}")]
 pub async fn delete_team(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

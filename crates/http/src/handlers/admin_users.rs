@@ -8,10 +8,7 @@ use crm_domain::secrets;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::{
-    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
-};
+use super::{run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized, VersionErrors};
 use crate::auth::Auth;
 use crate::dto::admin::{CreateUser, UpdateUser, User, UserListQuery};
 use crate::dto::Page;
@@ -102,7 +99,7 @@ pub async fn list_users(
     request_body = CreateUser,
     responses(
         (status = 201, description = "Created", body = User, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/admin/users")]
@@ -127,7 +124,7 @@ pub async fn create_user(
         roles: dto.roles,
         is_service: dto.is_service,
     };
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let row = crm_app::org::create_user(c, &ctx, input)?;
         let dto = load_user(c, row.id)?;
@@ -140,7 +137,7 @@ pub async fn create_user(
 #[utoipa::path(
     tag = "admin",
     params(("id" = Uuid, Path, description = "User id")),
-    responses((status = 200, description = "The user", body = User, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The user", body = User, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/admin/users/{id}")]
 pub async fn get_user(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -172,8 +169,7 @@ pub async fn get_user(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
     request_body = UpdateUser,
     responses(
         (status = 200, description = "Updated", body = User, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/admin/users/{id}")]

@@ -11,8 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, NotFound, ReadErrors, Unauthorized, VersionErrors,
 };
 use crate::auth::Auth;
 use crate::dto::approvals::{
@@ -31,7 +30,7 @@ const RES: &str = "approvals";
 
 /// Whether the caller may see an approval (the operation `approvals::visible`).
 fn may_see(c: &mut PgConnection, auth: &Auth, inst: &InstanceRow) -> ApiResult<bool> {
-    let ctx = auth.ctx(&crm_app::Clock::default());
+    let ctx = auth.ctx();
     Ok(approval::visible(c, &ctx, inst)?)
 }
 
@@ -77,8 +76,10 @@ pub async fn list_definitions(state: web::Data<AppState>, auth: Auth) -> ApiResu
 #[utoipa::path(
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Definition id")),
-    responses((status = 200, description = "The definition", body = ApprovalDefinition, headers(("ETag" = String))), BadRequest,
-        Unauthorized, Forbidden, NotFound)
+    responses(
+        (status = 200, description = "The definition", body = ApprovalDefinition, headers(("ETag" = String))),
+        ReadErrors
+    )
 )]
 #[get("/admin/approval-definitions/{id}")]
 pub async fn get_definition(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -99,7 +100,7 @@ pub async fn get_definition(state: web::Data<AppState>, auth: Auth, id: web::Pat
     request_body = CreateApprovalDefinition,
     responses(
         (status = 201, description = "Created", body = ApprovalDefinition, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, BodyErrors
     )
 )]
 #[post("/admin/approval-definitions")]
@@ -113,7 +114,7 @@ pub async fn create_definition(
     auth.require(RES, Action::Admin)?;
     let raw = body.raw.clone();
     let fields = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let d = ApprovalDefinition::from(approval::create_definition(c, &ctx, &fields)?);
         Outcome::created(&d, format!("/api/v1/admin/approval-definitions/{}", d.id))
@@ -129,8 +130,7 @@ pub async fn create_definition(
     request_body = UpdateApprovalDefinition,
     responses(
         (status = 200, description = "Updated", body = ApprovalDefinition, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, VersionErrors, BodyErrors
     )
 )]
 #[patch("/admin/approval-definitions/{id}")]
@@ -233,7 +233,7 @@ pub async fn my_approvals(
 #[utoipa::path(
     tag = "approvals",
     params(ApprovalsQuery),
-    responses((status = 200, description = "Approvals", body = ApprovalList), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Approvals", body = ApprovalList), ReadErrors)
 )]
 #[get("/approvals")]
 pub async fn list_approvals(
@@ -293,7 +293,7 @@ async fn approval_action<F>(
 where
     F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<InstanceRow> + Send + 'static,
 {
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let viewer = auth.clone();
     idempotency::post(state, auth, key, req, raw, idempotency::keep, move |c| {
         let inst = op(c, &ctx)?;
@@ -326,8 +326,10 @@ async fn decide(
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Decision,
-    responses((status = 200, description = "The approval after the decision", body = Approval), BadRequest, Unauthorized, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The approval after the decision", body = Approval),
+        BadRequest, Unauthorized, NotFound, Conflict, BodyErrors
+    )
 )]
 #[post("/approvals/{id}/approve")]
 pub async fn approve_approval(
@@ -347,8 +349,10 @@ pub async fn approve_approval(
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Decision,
-    responses((status = 200, description = "The approval after the decision", body = Approval), BadRequest, Unauthorized, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The approval after the decision", body = Approval),
+        BadRequest, Unauthorized, NotFound, Conflict, BodyErrors
+    )
 )]
 #[post("/approvals/{id}/reject")]
 pub async fn reject_approval(
@@ -367,8 +371,10 @@ pub async fn reject_approval(
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Delegate,
-    responses((status = 200, description = "The approval after delegation", body = Approval), BadRequest, Unauthorized, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The approval after delegation", body = Approval),
+        BadRequest, Unauthorized, NotFound, Conflict, BodyErrors
+    )
 )]
 #[post("/approvals/{id}/delegate")]
 pub async fn delegate_approval(
@@ -392,8 +398,10 @@ pub async fn delegate_approval(
     tag = "approvals",
     params(("id" = Uuid, Path, description = "Approval id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = Decision,
-    responses((status = 200, description = "Withdrawn", body = Approval), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Withdrawn", body = Approval),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/approvals/{id}/withdraw")]
 pub async fn withdraw_approval(

@@ -8,7 +8,7 @@ use crm_domain::{normalize, secrets};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::{BadRequest, PayloadTooLarge, TooManyRequests, Unauthorized, Unprocessable, UnsupportedMediaType};
+use super::{BadRequest, BodyErrors, TooManyRequests, Unauthorized};
 use crate::auth::{notify_auth_changed, Auth};
 use crate::dto::auth::{LoginRequest, RefreshRequest, TokenResponse};
 use crate::error::{ApiError, ApiResult};
@@ -47,7 +47,7 @@ const KNOWN_ADDRESS_DAYS: i64 = 90;
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
-        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests
+        BadRequest, Unauthorized, BodyErrors, TooManyRequests
     ),
     security(())
 )]
@@ -205,7 +205,7 @@ enum RefreshOutcome {
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "Tokens issued", body = TokenResponse),
-        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, BodyErrors
     ),
     security(())
 )]

@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, BadRequest, BodyErrors, Conflict, ExportBusy, Forbidden, PreconditionFailed,
+    ReadErrors, Unauthorized, Unprocessable, VersionErrors,
 };
 use crate::auth::Auth;
 use crate::custom::Shaper;
@@ -111,7 +111,7 @@ pub async fn export_contacts(
     responses(
         (status = 201, description = "Created", body = Contact,
             headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/contacts")]
@@ -144,7 +144,7 @@ pub async fn create_contact(
     params(("id" = Uuid, Path, description = "Contact id")),
     responses(
         (status = 200, description = "The contact", body = Contact, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound
+        ReadErrors
     )
 )]
 #[get("/contacts/{id}")]
@@ -169,8 +169,7 @@ pub async fn get_contact(state: web::Data<AppState>, auth: Auth, id: web::Path<U
     request_body = UpdateContact,
     responses(
         (status = 200, description = "Updated", body = Contact, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, VersionErrors, BodyErrors
     )
 )]
 #[patch("/contacts/{id}")]
@@ -198,7 +197,7 @@ pub async fn update_contact(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed
+        ReadErrors, PreconditionFailed
     )
 )]
 #[delete("/contacts/{id}")]
@@ -224,7 +223,7 @@ fn account_live(c: &mut PgConnection, row: &contacts::ContactRow) -> crm_app::Ap
         ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     responses(
         (status = 200, description = "Restored", body = Contact, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable
+        ReadErrors, Unprocessable
     )
 )]
 #[post("/contacts/{id}/restore")]
@@ -257,7 +256,7 @@ pub async fn restore_contact(
     params(("id" = Uuid, Path, description = "Contact id"), HistoryQuery),
     responses(
         (status = 200, description = "History entries", body = Page<AuditEntry>),
-        BadRequest, Unauthorized, Forbidden, NotFound
+        ReadErrors
     )
 )]
 #[get("/contacts/{id}/history")]

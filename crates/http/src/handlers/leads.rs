@@ -7,8 +7,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, BadRequest, BodyErrors, Conflict, ExportBusy, Forbidden, PreconditionFailed,
+    ReadErrors, Unauthorized, Unprocessable, VersionErrors,
 };
 use crate::auth::Auth;
 use crate::custom::Shaper;
@@ -114,7 +114,7 @@ pub async fn export_leads(
     request_body = CreateLead,
     responses(
         (status = 201, description = "Created", body = Lead, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/leads")]
@@ -140,7 +140,7 @@ pub async fn create_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id")),
-    responses((status = 200, description = "The lead", body = Lead, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The lead", body = Lead, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/leads/{id}")]
 pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -158,8 +158,7 @@ pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid
     request_body = UpdateLead,
     responses(
         (status = 200, description = "Updated", body = Lead, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/leads/{id}")]
@@ -182,7 +181,7 @@ pub async fn update_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
+    responses((status = 204, description = "Deleted"), ReadErrors, PreconditionFailed)
 )]
 #[delete("/leads/{id}")]
 pub async fn delete_lead(
@@ -198,7 +197,7 @@ pub async fn delete_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Restored", body = Lead), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable)
+    responses((status = 200, description = "Restored", body = Lead), ReadErrors, Unprocessable)
 )]
 #[post("/leads/{id}/restore")]
 pub async fn restore_lead(
@@ -226,7 +225,7 @@ pub async fn restore_lead(
 #[utoipa::path(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), HistoryQuery),
-    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), ReadErrors)
 )]
 #[get("/leads/{id}/history")]
 pub async fn lead_history(
@@ -244,8 +243,10 @@ pub async fn lead_history(
     tag = "leads",
     params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = AssignLeads,
-    responses((status = 200, description = "Assigned", body = AssignResult), BadRequest, Unauthorized, Forbidden,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Assigned", body = AssignResult),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
 )]
 #[post("/leads/assign")]
 pub async fn assign_leads(
@@ -259,7 +260,7 @@ pub async fn assign_leads(
     let dto = body.value?;
     let cache = state.fields.clone();
     let writer = auth.clone();
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let rows = crm_app::leads::assign(c, &ctx, &dto.lead_ids, dto.owner_id)?;
         let shaper = Shaper::new(&writer.principal, RES, cache.get(c, RES)?);
@@ -276,8 +277,10 @@ pub async fn assign_leads(
     tag = "leads",
     params(("id" = Uuid, Path, description = "Lead id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = ConvertLead,
-    responses((status = 200, description = "Converted (or already converted)", body = ConversionResult), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Converted (or already converted)", body = ConversionResult),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/leads/{id}/convert")]
 pub async fn convert_lead(
@@ -292,7 +295,7 @@ pub async fn convert_lead(
     let (id, raw) = (id.into_inner(), body.raw.clone());
     let fields = body.fields()?;
     let cache = state.fields.clone();
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let done = crm_app::leads::convert(c, &ctx, id, &fields)?;
         let lead = Shaper::new(&ctx.principal, RES, cache.get(c, RES)?).one(&Lead::from(done.lead));

@@ -68,6 +68,30 @@ problem_response! {
     ServiceUnavailable => "503", "Not ready (database unreachable or migrations pending).";
 }
 
+/// Responses that go together, listed once: `$name` documents each of its parts.
+macro_rules! response_bundle {
+    ($($(#[doc = $doc:literal])* $name:ident = $($part:ident),+;)+) => {$(
+        $(#[doc = $doc])*
+        pub struct $name;
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                let mut all = BTreeMap::new();
+                $( all.extend(<$part as utoipa::IntoResponses>::responses()); )+
+                all
+            }
+        }
+    )+};
+}
+
+response_bundle! {
+    /// Any request on one record: bad input, credentials, permission, not found.
+    ReadErrors = BadRequest, Unauthorized, Forbidden, NotFound;
+    /// A request with a JSON body: too large, not JSON, invalid.
+    BodyErrors = PayloadTooLarge, UnsupportedMediaType, Unprocessable;
+    /// A change guarded by `If-Match`: stale or missing.
+    VersionErrors = PreconditionFailed, PreconditionRequired;
+}
+
 /// JSON response with an `ETag` from the record's version.
 pub fn with_etag<T: Serialize>(body: &T, version: i32) -> HttpResponse {
     HttpResponse::Ok()
@@ -86,7 +110,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> ApiResult<T> + Send + 'static,
 {
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     state.db.run(move |c| c.transaction(|c| op(c, &ctx))).await
 }
 
@@ -133,7 +157,7 @@ where
     D: Serialize,
     F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> ApiResult<D> + Send + 'static,
 {
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let cache = state.fields.clone();
     crate::idempotency::post(state, auth, key, req, raw, crate::idempotency::keep, move |c| {
         let dto = op(c, &ctx)?;
@@ -188,7 +212,7 @@ pub async fn delete_record<R: crm_db::repo::soft_delete::SoftDelete>(
     guard: fn(&mut PgConnection, &R) -> crm_app::AppResult<()>,
 ) -> ApiResult<HttpResponse> {
     let scope = auth.filter(R::TABLE, Action::Delete)?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let expected = match if_match.0 {
         Some(crate::extract::IfMatch::Version(v)) => Some(v),
         _ => None,
@@ -224,7 +248,7 @@ where
     F: FnOnce(&mut PgConnection, &Auth, R) -> ApiResult<serde_json::Value> + Send + 'static,
 {
     let scope = auth.filter(R::TABLE, Action::Delete)?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let writer = auth.clone();
     crate::idempotency::post(state, auth, key, req, b"", crate::idempotency::keep, move |c| {
         let row = crm_app::recycle::restore::<R>(c, &ctx, &scope, id, noun, guard)?;

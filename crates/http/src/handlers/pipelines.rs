@@ -12,10 +12,7 @@ use diesel::prelude::*;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{
-    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
-};
+use super::{run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized, VersionErrors};
 use crate::auth::Auth;
 use crate::dto::pipelines::{
     Board, BoardColumn, BoardQuery, CreatePipeline, CreateStage, Pipeline, PipelineList, PipelineQuery, ReorderStages,
@@ -70,7 +67,7 @@ pub async fn list_pipelines(
 #[utoipa::path(
     tag = "pipelines",
     params(("id" = Uuid, Path, description = "Pipeline id"), PipelineQuery),
-    responses((status = 200, description = "The pipeline", body = Pipeline, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The pipeline", body = Pipeline, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/pipelines/{id}")]
 pub async fn get_pipeline(
@@ -91,7 +88,7 @@ pub async fn get_pipeline(
 #[utoipa::path(
     tag = "pipelines",
     params(("id" = Uuid, Path, description = "Pipeline id"), BoardQuery),
-    responses((status = 200, description = "The board", body = Board), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The board", body = Board), ReadErrors)
 )]
 #[get("/pipelines/{id}/board")]
 pub async fn board(
@@ -219,7 +216,7 @@ pub async fn board(
     request_body = CreatePipeline,
     responses(
         (status = 201, description = "Created", body = Pipeline, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/admin/pipelines")]
@@ -233,7 +230,7 @@ pub async fn create_pipeline(
     auth.require(RES, Action::Admin)?;
     let raw = body.raw.clone();
     let fields = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let p = crm_app::pipelines::create(c, &ctx, &fields)?;
         Outcome::created(&load(c, p.id, true)?, format!("/api/v1/pipelines/{}", p.id))
@@ -248,8 +245,7 @@ pub async fn create_pipeline(
     request_body = UpdatePipeline,
     responses(
         (status = 200, description = "Updated", body = Pipeline, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/admin/pipelines/{id}")]
@@ -278,7 +274,7 @@ pub async fn update_pipeline(
     request_body = CreateStage,
     responses(
         (status = 201, description = "Created; the whole pipeline", body = Pipeline, headers(("Location" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        ReadErrors, BodyErrors
     )
 )]
 #[post("/admin/pipelines/{id}/stages")]
@@ -293,7 +289,7 @@ pub async fn create_stage(
     auth.require(RES, Action::Admin)?;
     let (id, raw) = (id.into_inner(), body.raw.clone());
     let fields = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         crm_app::pipelines::add_stage(c, &ctx, id, &fields)?;
         Outcome::created(&load(c, id, true)?, format!("/api/v1/pipelines/{id}"))
@@ -308,8 +304,7 @@ pub async fn create_stage(
     request_body = UpdateStage,
     responses(
         (status = 200, description = "Updated; the whole pipeline", body = Pipeline),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/admin/stages/{id}")]
@@ -337,7 +332,7 @@ pub async fn update_stage(
     request_body = ReorderStages,
     responses(
         (status = 200, description = "Reordered; the whole pipeline", body = Pipeline),
-        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        ReadErrors, BodyErrors
     )
 )]
 #[post("/admin/pipelines/{id}/stages/order")]
@@ -352,7 +347,7 @@ pub async fn reorder_stages(
     auth.require(RES, Action::Admin)?;
     let (id, raw) = (id.into_inner(), body.raw.clone());
     let order = body.value?.stage_ids;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         crm_app::pipelines::reorder(c, &ctx, id, &order)?;
         Outcome::ok(&load(c, id, true)?)

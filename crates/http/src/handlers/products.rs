@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized,
+    VersionErrors,
 };
 use crate::auth::Auth;
 use crate::dto::products::{
@@ -75,7 +75,7 @@ pub async fn list_products(
 #[utoipa::path(
     tag = "products",
     params(("id" = Uuid, Path, description = "Product id")),
-    responses((status = 200, description = "The product", body = Product, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The product", body = Product, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/products/{id}")]
 pub async fn get_product(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -96,7 +96,7 @@ pub async fn get_product(state: web::Data<AppState>, auth: Auth, id: web::Path<U
     request_body = CreateProduct,
     responses(
         (status = 201, description = "Created", body = Product, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/products")]
@@ -124,8 +124,7 @@ pub async fn create_product(
     request_body = UpdateProduct,
     responses(
         (status = 200, description = "Updated", body = Product, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/products/{id}")]
@@ -182,7 +181,7 @@ pub async fn list_price_books(state: web::Data<AppState>, auth: Auth) -> ApiResu
 #[utoipa::path(
     tag = "products",
     params(("id" = Uuid, Path, description = "Price book id")),
-    responses((status = 200, description = "The price book", body = PriceBook, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The price book", body = PriceBook, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/price-books/{id}")]
 pub async fn get_price_book(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -201,7 +200,7 @@ pub async fn get_price_book(state: web::Data<AppState>, auth: Auth, id: web::Pat
     request_body = CreatePriceBook,
     responses(
         (status = 201, description = "Created", body = PriceBook, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, BodyErrors
     )
 )]
 #[post("/price-books")]
@@ -236,8 +235,7 @@ pub async fn create_price_book(
     request_body = UpdatePriceBook,
     responses(
         (status = 200, description = "Updated", body = PriceBook, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, VersionErrors, BodyErrors
     )
 )]
 #[patch("/price-books/{id}")]

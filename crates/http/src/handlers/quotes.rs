@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
-    changed_record, created_record, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized,
+    Unprocessable, VersionErrors,
 };
 use crate::auth::Auth;
 use crate::dto::quotes::{
@@ -98,7 +98,7 @@ pub async fn list_quotes(
     request_body = CreateQuote,
     responses(
         (status = 201, description = "Created", body = Quote, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, BodyErrors
     )
 )]
 #[post("/quotes")]
@@ -123,7 +123,7 @@ pub async fn create_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 200, description = "The quote", body = Quote, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The quote", body = Quote, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/quotes/{id}")]
 pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -143,8 +143,7 @@ pub async fn get_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uui
     request_body = UpdateQuote,
     responses(
         (status = 200, description = "Updated", body = Quote, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/quotes/{id}")]
@@ -168,7 +167,7 @@ pub async fn update_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
+    responses((status = 204, description = "Deleted"), ReadErrors, Conflict)
 )]
 #[delete("/quotes/{id}")]
 pub async fn delete_quote(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -194,7 +193,7 @@ async fn quote_action<F>(
 where
     F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<QuoteRow> + Send + 'static,
 {
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(state, auth, key, req, raw, idempotency::keep, move |c| {
         let row = op(c, &ctx)?;
         let q = views::quote(c, row)?;
@@ -209,7 +208,7 @@ where
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Submitted", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
+    responses((status = 200, description = "Submitted", body = Quote), ReadErrors, Conflict, Unprocessable)
 )]
 #[post("/quotes/{id}/submit")]
 pub async fn submit_quote(
@@ -230,7 +229,7 @@ pub async fn submit_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Sent", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
+    responses((status = 200, description = "Sent", body = Quote), ReadErrors, Conflict, Unprocessable)
 )]
 #[post("/quotes/{id}/send")]
 pub async fn send_quote(
@@ -252,7 +251,7 @@ pub async fn send_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Accepted", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
+    responses((status = 200, description = "Accepted", body = Quote), ReadErrors, Conflict, Unprocessable)
 )]
 #[post("/quotes/{id}/accept")]
 pub async fn accept_quote(
@@ -275,8 +274,10 @@ pub async fn accept_quote(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = DeclineQuote,
-    responses((status = 200, description = "Declined", body = Quote), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Declined", body = Quote),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/quotes/{id}/decline")]
 pub async fn decline_quote(
@@ -301,8 +302,10 @@ pub async fn decline_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 201, description = "The new version", body = Quote, headers(("Location" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Unprocessable)
+    responses(
+        (status = 201, description = "The new version", body = Quote, headers(("Location" = String))),
+        ReadErrors, Unprocessable
+    )
 )]
 #[post("/quotes/{id}/revise")]
 pub async fn revise_quote(
@@ -324,7 +327,7 @@ pub async fn revise_quote(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 200, description = "Status history", body = StatusHistory), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Status history", body = StatusHistory), ReadErrors)
 )]
 #[get("/quotes/{id}/status-history")]
 pub async fn quote_status_history(
@@ -351,7 +354,7 @@ pub async fn quote_status_history(
 #[utoipa::path(
     tag = "quotes",
     params(("id" = Uuid, Path, description = "Quote id")),
-    responses((status = 200, description = "Document data", body = QuoteDocument), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Document data", body = QuoteDocument), ReadErrors)
 )]
 #[get("/quotes/{id}/document")]
 pub async fn quote_document(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {

@@ -5,9 +5,7 @@ use crm_db::repo::workflow;
 use crm_domain::access::Action;
 use serde_json::json;
 
-use super::{
-    run_op, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, UnsupportedMediaType,
-};
+use super::{run_op, BadRequest, BodyErrors, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
 use crate::dto::settings::{CompanyInfo, Numbering, NumberingSeries, PaymentSettings};
 use crate::error::{ApiError, ApiResult};
@@ -51,7 +49,7 @@ fn with_example(mut n: Numbering, year: i32) -> Numbering {
 #[utoipa::path(
     tag = "admin",
     params(("series" = NumberingSeries, Path, description = "Document series")),
-    responses((status = 200, description = "The pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The pattern", body = Numbering), ReadErrors)
 )]
 #[get("/admin/settings/numbering/{series}")]
 pub async fn get_numbering(
@@ -86,8 +84,10 @@ pub async fn get_numbering(
     tag = "admin",
     params(("series" = NumberingSeries, Path, description = "Document series")),
     request_body = Numbering,
-    responses((status = 200, description = "The new pattern", body = Numbering), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The new pattern", body = Numbering),
+        ReadErrors, BodyErrors
+    )
 )]
 #[put("/admin/settings/numbering/{series}")]
 pub async fn put_numbering(
@@ -130,8 +130,10 @@ pub async fn get_company(state: web::Data<AppState>, auth: Auth) -> ApiResult<Ht
 #[utoipa::path(
     tag = "admin",
     request_body = CompanyInfo,
-    responses((status = 200, description = "Company details", body = CompanyInfo), BadRequest, Unauthorized, Forbidden,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Company details", body = CompanyInfo),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
 )]
 #[put("/admin/settings/company")]
 pub async fn put_company(
@@ -169,8 +171,10 @@ pub async fn get_payments(state: web::Data<AppState>, auth: Auth) -> ApiResult<H
 #[utoipa::path(
     tag = "admin",
     request_body = PaymentSettings,
-    responses((status = 200, description = "Payment rules", body = PaymentSettings), BadRequest, Unauthorized, Forbidden,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Payment rules", body = PaymentSettings),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
 )]
 #[put("/admin/settings/payments")]
 pub async fn put_payments(

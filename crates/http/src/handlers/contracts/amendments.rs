@@ -6,7 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "Amendments", body = AmendmentList), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Amendments", body = AmendmentList), ReadErrors)
 )]
 #[get("/contracts/{id}/amendments")]
 pub async fn list_amendments(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -30,8 +30,10 @@ pub async fn list_amendments(state: web::Data<AppState>, auth: Auth, id: web::Pa
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateAmendment,
-    responses((status = 201, description = "Amended", body = Amendment, headers(("Location" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 201, description = "Amended", body = Amendment, headers(("Location" = String))),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/contracts/{id}/amendments")]
 pub async fn create_amendment(
@@ -45,7 +47,7 @@ pub async fn create_amendment(
     auth.require(RES, Action::Update)?;
     let (id, raw) = (id.into_inner(), body.raw.clone());
     let fields = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let description = fields
             .get("description")

@@ -46,7 +46,7 @@ pub async fn list_invoices(
     request_body = CreateInvoice,
     responses(
         (status = 201, description = "Issued", body = Invoice, headers(("Location" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/invoices")]
@@ -74,7 +74,7 @@ pub async fn create_invoice(
 #[utoipa::path(
     tag = "payments",
     params(("id" = Uuid, Path, description = "Invoice id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Voided", body = Invoice), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
+    responses((status = 200, description = "Voided", body = Invoice), ReadErrors, Conflict)
 )]
 #[post("/invoices/{id}/void")]
 pub async fn void_invoice(
@@ -86,7 +86,7 @@ pub async fn void_invoice(
 ) -> ApiResult<HttpResponse> {
     auth.require(PAY, Action::Update)?;
     let id = id.into_inner();
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, b"", idempotency::keep, move |c| {
         Outcome::ok(&Invoice::from(crm_app::payments::void_invoice(c, &ctx, id)?))
     })

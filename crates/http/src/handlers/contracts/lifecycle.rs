@@ -46,7 +46,7 @@ pub async fn list_contracts(
     request_body = CreateContract,
     responses(
         (status = 201, description = "Created", body = Contract, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/contracts")]
@@ -70,7 +70,7 @@ pub async fn create_contract(
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "The contract", body = Contract, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The contract", body = Contract, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/contracts/{id}")]
 pub async fn get_contract(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -92,8 +92,7 @@ pub async fn get_contract(state: web::Data<AppState>, auth: Auth, id: web::Path<
     request_body = UpdateContract,
     responses(
         (status = 200, description = "Updated", body = Contract, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/contracts/{id}")]
@@ -125,7 +124,7 @@ async fn contract_action<F>(
 where
     F: FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<ContractRow> + Send + 'static,
 {
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(state, auth, key, req, raw, idempotency::keep, move |c| {
         Outcome::ok(&Contract::from(op(c, &ctx)?))
     })
@@ -138,7 +137,7 @@ where
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "In review", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict, Unprocessable)
+    responses((status = 200, description = "In review", body = Contract), ReadErrors, Conflict, Unprocessable)
 )]
 #[post("/contracts/{id}/submit")]
 pub async fn submit_contract(
@@ -161,8 +160,10 @@ pub async fn submit_contract(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = SignContract,
-    responses((status = 200, description = "Signed", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Signed", body = Contract),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/contracts/{id}/sign")]
 pub async fn sign_contract(
@@ -186,7 +187,7 @@ pub async fn sign_contract(
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Active", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict)
+    responses((status = 200, description = "Active", body = Contract), ReadErrors, Conflict)
 )]
 #[post("/contracts/{id}/activate")]
 pub async fn activate_contract(
@@ -208,8 +209,10 @@ pub async fn activate_contract(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = ContractAction,
-    responses((status = 200, description = "Completed", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Completed", body = Contract),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/contracts/{id}/complete")]
 pub async fn complete_contract(
@@ -235,8 +238,10 @@ pub async fn complete_contract(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = TerminateContract,
-    responses((status = 200, description = "Terminated", body = Contract), BadRequest, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Terminated", body = Contract),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/contracts/{id}/terminate")]
 pub async fn terminate_contract(
@@ -260,7 +265,7 @@ pub async fn terminate_contract(
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "Status history", body = StatusHistory), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Status history", body = StatusHistory), ReadErrors)
 )]
 #[get("/contracts/{id}/status-history")]
 pub async fn contract_status_history(

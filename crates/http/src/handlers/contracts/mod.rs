@@ -25,8 +25,8 @@ use crate::dto::{money, Page};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::handlers::{
-    changed_record, created_record, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized,
+    Unprocessable, VersionErrors,
 };
 use crate::idempotency::{self, Outcome};
 use crate::state::AppState;

@@ -53,7 +53,7 @@ pub async fn list_payments(
 #[utoipa::path(
     tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id")),
-    responses((status = 200, description = "The payment", body = Payment), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The payment", body = Payment), ReadErrors)
 )]
 #[get("/payments/{id}")]
 pub async fn get_payment(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -86,7 +86,7 @@ pub async fn get_payment(state: web::Data<AppState>, auth: Auth, id: web::Path<U
     request_body = CreatePayment,
     responses(
         (status = 201, description = "Recorded", body = Payment, headers(("Location" = String))),
-        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
     )
 )]
 #[post("/payments")]
@@ -113,8 +113,10 @@ pub async fn create_payment(
     tag = "payments",
     params(("id" = Uuid, Path, description = "Payment id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = AllocatePayment,
-    responses((status = 200, description = "The payment", body = Payment), BadRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The payment", body = Payment),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/payments/{id}/allocate")]
 pub async fn allocate_payment(
@@ -128,7 +130,7 @@ pub async fn allocate_payment(
     let scope = auth.filter(PAY, Action::Update)?;
     let (id, raw) = (id.into_inner(), body.raw.clone());
     let fields = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let list: Option<Vec<crm_app::payments::AllocationInput>> = match fields.get("allocations") {
             Some(v) if !v.is_null() => Some(crm_app::write::parse_value(v)?),

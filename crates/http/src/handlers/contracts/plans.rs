@@ -18,7 +18,7 @@ pub(super) fn build_plan(c: &mut PgConnection, k: &ContractRow, today: chrono::N
 #[utoipa::path(
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
-    responses((status = 200, description = "Payment plan", body = PaymentPlan), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Payment plan", body = PaymentPlan), ReadErrors)
 )]
 #[get("/contracts/{id}/payment-plan")]
 pub async fn get_payment_plan(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -42,8 +42,10 @@ pub async fn get_payment_plan(state: web::Data<AppState>, auth: Auth, id: web::P
     tag = "contracts",
     params(("id" = Uuid, Path, description = "Contract id")),
     request_body = SetPaymentPlan,
-    responses((status = 200, description = "The new plan", body = PaymentPlan), BadRequest, Unauthorized, Forbidden, NotFound,
-        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The new plan", body = PaymentPlan),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[put("/contracts/{id}/payment-plan")]
 pub async fn set_payment_plan(

@@ -6,7 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "accounts, contacts, leads or opportunities"), FieldListQuery),
-    responses((status = 200, description = "Definitions", body = FieldList), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Definitions", body = FieldList), ReadErrors)
 )]
 #[get("/admin/fields/{object}")]
 pub async fn list_fields(
@@ -33,8 +33,10 @@ pub async fn list_fields(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateField,
-    responses((status = 201, description = "Created", body = FieldDefinition, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 201, description = "Created", body = FieldDefinition, headers(("Location" = String), ("ETag" = String))),
+        ReadErrors, Conflict, BodyErrors
+    )
 )]
 #[post("/admin/fields/{object}")]
 pub async fn create_field(
@@ -49,7 +51,7 @@ pub async fn create_field(
     let object = object(&path)?;
     let raw = body.raw.clone();
     let fields_in = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let resp = idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let out = FieldDefinition::from(crm_app::fields::create(c, &ctx, object, &fields_in)?);
         Outcome::created(&out, format!("/api/v1/admin/fields/{object}/{}", out.key))
@@ -63,7 +65,7 @@ pub async fn create_field(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 200, description = "The definition", body = FieldDefinition, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The definition", body = FieldDefinition, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/admin/fields/{object}/{key}")]
 pub async fn get_field(
@@ -91,8 +93,10 @@ pub async fn get_field(
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key"),
         ("If-Match" = String, Header, description = "ETag")),
     request_body = UpdateField,
-    responses((status = 200, description = "Updated", body = FieldDefinition, headers(("ETag" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, Unprocessable, PreconditionRequired)
+    responses(
+        (status = 200, description = "Updated", body = FieldDefinition, headers(("ETag" = String))),
+        ReadErrors, Conflict, VersionErrors, BodyErrors
+    )
 )]
 #[patch("/admin/fields/{object}/{key}")]
 pub async fn update_field(
@@ -134,7 +138,7 @@ pub(super) async fn set_archived(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 204, description = "Archived"), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 204, description = "Archived"), ReadErrors)
 )]
 #[delete("/admin/fields/{object}/{key}")]
 pub async fn archive_field(
@@ -152,7 +156,7 @@ pub async fn archive_field(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 200, description = "Restored", body = FieldDefinition), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Restored", body = FieldDefinition), ReadErrors)
 )]
 #[post("/admin/fields/{object}/{key}/restore")]
 pub async fn restore_field(
@@ -170,7 +174,7 @@ pub async fn restore_field(
 #[utoipa::path(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object"), ("key" = String, Path, description = "Field key")),
-    responses((status = 200, description = "Flagged values (at most 1000)", body = FlaggedList), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Flagged values (at most 1000)", body = FlaggedList), ReadErrors)
 )]
 #[get("/admin/fields/{object}/{key}/flagged")]
 pub async fn flagged_values(

@@ -36,8 +36,10 @@ pub async fn get_layout(
     tag = "fields",
     params(("object" = FieldObject, Path, description = "Object")),
     request_body = PutLayout,
-    responses((status = 200, description = "Saved", body = Layout), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Saved", body = Layout),
+        ReadErrors, BodyErrors
+    )
 )]
 #[put("/admin/layouts/{object}")]
 pub async fn put_layout(

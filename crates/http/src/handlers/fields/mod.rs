@@ -18,8 +18,7 @@ use crate::dto::fields::{
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::handlers::{
-    run_op, with_etag, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-    PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    run_op, with_etag, BadRequest, BodyErrors, Conflict, NotFound, ReadErrors, Unauthorized, VersionErrors,
 };
 use crate::idempotency::{self, Outcome};
 use crate::meta::builtins;

@@ -6,7 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "fields",
     params(("id" = Uuid, Path, description = "Role id")),
-    responses((status = 200, description = "Restrictions", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Restrictions", body = FieldPermissions), ReadErrors)
 )]
 #[get("/admin/roles/{id}/field-permissions")]
 pub async fn get_field_permissions(
@@ -44,8 +44,10 @@ pub async fn get_field_permissions(
     tag = "fields",
     params(("id" = Uuid, Path, description = "Role id")),
     request_body = FieldPermissions,
-    responses((status = 200, description = "Saved", body = FieldPermissions), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "Saved", body = FieldPermissions),
+        ReadErrors, BodyErrors
+    )
 )]
 #[put("/admin/roles/{id}/field-permissions")]
 pub async fn put_field_permissions(

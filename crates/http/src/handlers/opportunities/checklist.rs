@@ -51,7 +51,7 @@ pub(super) fn build_checklist(c: &mut PgConnection, row: &OpportunityRow) -> Api
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "Checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Checklist", body = Checklist), ReadErrors)
 )]
 #[get("/opportunities/{id}/checklist")]
 pub async fn get_checklist(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -74,8 +74,10 @@ pub async fn get_checklist(state: web::Data<AppState>, auth: Auth, id: web::Path
     params(("id" = Uuid, Path, description = "Opportunity id"), ("stage_id" = Uuid, Path, description = "Stage id"),
         ("task_code" = String, Path, description = "Key task code")),
     request_body = SetTask,
-    responses((status = 200, description = "The updated checklist", body = Checklist), BadRequest, Unauthorized, Forbidden, NotFound,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 200, description = "The updated checklist", body = Checklist),
+        ReadErrors, BodyErrors
+    )
 )]
 #[put("/opportunities/{id}/checklist/{stage_id}/{task_code}")]
 pub async fn set_checklist_task(

@@ -13,7 +13,7 @@ pub(super) struct TimelineCursor {
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), HistoryQuery),
-    responses((status = 200, description = "Timeline entries", body = Page<TimelineEntry>), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Timeline entries", body = Page<TimelineEntry>), ReadErrors)
 )]
 #[get("/opportunities/{id}/timeline")]
 pub async fn timeline(

@@ -13,8 +13,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use crate::handlers::{
-    changed_record, created_record, run_op, BadRequest, Conflict, ExportBusy, Forbidden, NotFound, PayloadTooLarge,
-    PreconditionFailed, PreconditionRequired, Unauthorized, Unprocessable, UnsupportedMediaType,
+    changed_record, created_record, run_op, BadRequest, BodyErrors, Conflict, ExportBusy, Forbidden,
+    PreconditionFailed, ReadErrors, Unauthorized, Unprocessable, VersionErrors,
 };
 use crm_app::opportunities;
 

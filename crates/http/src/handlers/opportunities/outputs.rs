@@ -6,7 +6,7 @@ use super::*;
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "Outputs", body = OutputList), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Outputs", body = OutputList), ReadErrors)
 )]
 #[get("/opportunities/{id}/outputs")]
 pub async fn list_outputs(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -29,8 +29,10 @@ pub async fn list_outputs(state: web::Data<AppState>, auth: Auth, id: web::Path<
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
     request_body = CreateOutput,
-    responses((status = 201, description = "Attached", body = Output, headers(("Location" = String))), BadRequest, Unauthorized,
-        Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable)
+    responses(
+        (status = 201, description = "Attached", body = Output, headers(("Location" = String))),
+        ReadErrors, BodyErrors
+    )
 )]
 #[post("/opportunities/{id}/outputs")]
 pub async fn create_output(
@@ -44,7 +46,7 @@ pub async fn create_output(
     auth.require(RES, Action::Update)?;
     let (id, raw) = (id.into_inner(), body.raw.clone());
     let fields = body.fields()?;
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let out = Output::from(opportunities::attach_output(c, &ctx, id, &fields)?);
         Outcome::created(&out, format!("/api/v1/opportunities/{id}/outputs/{}", out.id))
@@ -56,7 +58,7 @@ pub async fn create_output(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("output_id" = Uuid, Path, description = "Output id")),
-    responses((status = 204, description = "Removed"), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 204, description = "Removed"), ReadErrors)
 )]
 #[delete("/opportunities/{id}/outputs/{output_id}")]
 pub async fn delete_output(

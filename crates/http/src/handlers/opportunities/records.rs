@@ -91,7 +91,7 @@ pub async fn export_opportunities(
     request_body = CreateOpportunity,
     responses(
         (status = 201, description = "Created", body = Opportunity, headers(("Location" = String), ("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable
+        BadRequest, Unauthorized, Forbidden, BodyErrors
     )
 )]
 #[post("/opportunities")]
@@ -122,7 +122,7 @@ pub async fn create_opportunity(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "The deal", body = Opportunity, headers(("ETag" = String))), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "The deal", body = Opportunity, headers(("ETag" = String))), ReadErrors)
 )]
 #[get("/opportunities/{id}")]
 pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
@@ -137,8 +137,7 @@ pub async fn get_opportunity(state: web::Data<AppState>, auth: Auth, id: web::Pa
     request_body = UpdateOpportunity,
     responses(
         (status = 200, description = "Updated", body = Opportunity, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable, PreconditionRequired
+        ReadErrors, Conflict, VersionErrors, BodyErrors
     )
 )]
 #[patch("/opportunities/{id}")]
@@ -162,7 +161,7 @@ pub async fn update_opportunity(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("If-Match" = Option<String>, Header, description = "Optional ETag guard")),
-    responses((status = 204, description = "Deleted"), BadRequest, Unauthorized, Forbidden, NotFound, PreconditionFailed)
+    responses((status = 204, description = "Deleted"), ReadErrors, PreconditionFailed)
 )]
 #[delete("/opportunities/{id}")]
 pub async fn delete_opportunity(
@@ -191,7 +190,7 @@ fn account_live(c: &mut PgConnection, row: &OpportunityRow) -> crm_app::AppResul
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
-    responses((status = 200, description = "Restored", body = Opportunity), BadRequest, Unauthorized, Forbidden, NotFound, Unprocessable)
+    responses((status = 200, description = "Restored", body = Opportunity), ReadErrors, Unprocessable)
 )]
 #[post("/opportunities/{id}/restore")]
 pub async fn restore_opportunity(
@@ -219,7 +218,7 @@ pub async fn restore_opportunity(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id"), HistoryQuery),
-    responses((status = 200, description = "History entries", body = Page<AuditEntry>), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "History entries", body = Page<AuditEntry>), ReadErrors)
 )]
 #[get("/opportunities/{id}/history")]
 pub async fn opportunity_history(

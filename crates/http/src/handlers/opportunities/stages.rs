@@ -19,8 +19,7 @@ use super::*;
     request_body = MoveStage,
     responses(
         (status = 200, description = "Moved", body = Opportunity, headers(("ETag" = String))),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PreconditionFailed, PayloadTooLarge,
-        UnsupportedMediaType, Unprocessable
+        ReadErrors, Conflict, PreconditionFailed, BodyErrors
     )
 )]
 #[post("/opportunities/{id}/stage")]
@@ -37,7 +36,7 @@ pub async fn move_stage(
     let id = id.into_inner();
     let dto = body.value?;
     let reason = dto.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-    let ctx = auth.ctx(&state.clock);
+    let ctx = auth.ctx();
     let cache = state.fields.clone();
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let before_row =
@@ -56,7 +55,7 @@ pub async fn move_stage(
 #[utoipa::path(
     tag = "opportunities",
     params(("id" = Uuid, Path, description = "Opportunity id")),
-    responses((status = 200, description = "Stage visits, oldest first", body = StageHistory), BadRequest, Unauthorized, Forbidden, NotFound)
+    responses((status = 200, description = "Stage visits, oldest first", body = StageHistory), ReadErrors)
 )]
 #[get("/opportunities/{id}/stage-history")]
 pub async fn stage_history(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
