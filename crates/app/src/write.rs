@@ -92,7 +92,8 @@ pub fn guard_fields(p: &Principal, object: &str, fields: &Map<String, Value>) ->
 }
 
 /// An operation's input from JSON fields under their API names, after the field
-/// permission check. Unknown fields and wrong types are validation errors.
+/// permission check. Unknown fields, missing ones and wrong types are field errors
+/// named by their path ([`shape_error`]).
 pub fn input<T: DeserializeOwned>(ctx: &Ctx, object: &str, fields: &Map<String, Value>) -> AppResult<T> {
     guard_fields(&ctx.principal, object, fields)?;
     parse(fields)
@@ -100,13 +101,46 @@ pub fn input<T: DeserializeOwned>(ctx: &Ctx, object: &str, fields: &Map<String, 
 
 /// A typed value from JSON (a list an action takes); wrong types are validation errors.
 pub fn parse_value<T: DeserializeOwned>(v: &Value) -> AppResult<T> {
-    serde_json::from_value(v.clone()).map_err(|e| AppError::field("body", "invalid", e.to_string()))
+    serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        AppError::Validation(vec![shape_error(&path, &e.into_inner().to_string())])
+    })
 }
 
 /// An operation's input from JSON fields (an action's parameters rather than a
 /// record's fields). Unknown fields and wrong types are validation errors.
 pub fn parse<T: DeserializeOwned>(fields: &Map<String, Value>) -> AppResult<T> {
-    serde_json::from_value(Value::Object(fields.clone())).map_err(|e| AppError::field("body", "invalid", e.to_string()))
+    parse_value(&Value::Object(fields.clone()))
+}
+
+/// The field error of a JSON shape error at `path` (`.` for the top level): an unknown
+/// field (`unknown_field`), a missing one (`required`) or a wrong type
+/// (`invalid_type`), named by its dotted path.
+pub fn shape_error(path: &str, message: &str) -> FieldError {
+    let message = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    let named = |name: &str| {
+        if path == "." {
+            name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = || message.split('`').nth(1).unwrap_or("");
+    let (field, code) = if message.starts_with("unknown field") {
+        (named(quoted()), "unknown_field")
+    } else if message.starts_with("missing field") {
+        (named(quoted()), "required")
+    } else if path == "." {
+        (String::new(), "invalid_type")
+    } else {
+        (path.to_owned(), "invalid_type")
+    };
+    FieldError::new(field, code, message)
 }
 
 /// Stored columns the audit trail never shows, and columns it names by their

@@ -531,7 +531,14 @@ fn a_rule_writes_accounts_through_the_one_write_path() {
     let err =
         crm_app::accounts::create(&mut c, &ctx, &fields(json!({"name": "A", "colour": "red"})), false).unwrap_err();
     assert!(
-        matches!(&err, AppError::Validation(e) if e[0].field == "body"),
+        matches!(&err, AppError::Validation(e) if e[0].field == "colour" && e[0].code == "unknown_field"),
+        "{err:?}"
+    );
+    // A wrong type is named by its path.
+    let err =
+        crm_app::accounts::create(&mut c, &ctx, &fields(json!({"name": "A", "parent_id": 7})), false).unwrap_err();
+    assert!(
+        matches!(&err, AppError::Validation(e) if e[0].field == "parent_id" && e[0].code == "invalid_type"),
         "{err:?}"
     );
 

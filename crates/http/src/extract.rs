@@ -146,24 +146,7 @@ pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let message = strip_position(&inner.to_string());
-                let named = |name: &str| {
-                    if path == "." {
-                        name.to_owned()
-                    } else if path == name || path.ends_with(&format!(".{name}")) {
-                        path.clone()
-                    } else {
-                        format!("{path}.{name}")
-                    }
-                };
-                let (field, code) = if message.starts_with("unknown field") {
-                    (named(message.split('`').nth(1).unwrap_or("")), "unknown_field")
-                } else if message.starts_with("missing field") {
-                    (named(message.split('`').nth(1).unwrap_or("")), "required")
-                } else {
-                    (if path == "." { String::new() } else { path }, "invalid_type")
-                };
-                ApiError::validation(vec![FieldError::new(field, code, message)])
+                ApiError::validation(vec![crm_app::write::shape_error(&path, &inner.to_string())])
             }
             _ => ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {inner}")),
         }
