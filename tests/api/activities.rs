@@ -265,3 +265,33 @@ async fn the_customer_360_view_brings_it_together() {
     assert_eq!(ps.body["open_deals"]["count"], 2);
     assert!(ps.body["open_tasks"].as_array().unwrap().is_empty());
 }
+
+#[actix_web::test]
+async fn task_status_changes_follow_the_task_machine() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let t = app.post("/api/v1/tasks", &rep, json!({"title": "Call"})).await;
+    let id = t.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/tasks/{id}");
+    let done = app.patch(&path, &rep, 1, json!({"status": "done"})).await;
+    assert_eq!(done.status, 200);
+    // Done cannot become cancelled: reopen first. Nothing changes.
+    let r = app
+        .patch(&path, &rep, 2, json!({"status": "cancelled", "title": "Changed"}))
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.code(), "invalid_transition");
+    assert_eq!(r.body["current_status"], "done");
+    let now = app.get(&path, &rep).await;
+    assert_eq!(now.body["title"], "Call");
+    assert_eq!(now.body["version"], 2);
+    // A stale version is refused before anything is checked.
+    let r = app.patch(&path, &rep, 1, json!({"status": "open"})).await;
+    assert_eq!(r.status, 412);
+    let r = app.patch(&path, &rep, 2, json!({"status": "open"})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        app.patch(&path, &rep, 3, json!({"status": "cancelled"})).await.body["status"],
+        "cancelled"
+    );
+}
