@@ -14,6 +14,7 @@ mod exports;
 mod fields;
 mod integrity;
 mod leads;
+mod notifications;
 mod ops;
 mod paging;
 mod pipeline;

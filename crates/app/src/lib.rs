@@ -17,6 +17,7 @@ pub mod custom;
 pub mod error;
 pub mod fields;
 pub mod leads;
+pub mod notifications;
 pub mod numbering;
 pub mod opportunities;
 pub mod org;

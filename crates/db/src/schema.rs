@@ -144,6 +144,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    background_jobs (id) {
+        id -> Int8,
+        queue -> Text,
+        kind -> Text,
+        payload -> Jsonb,
+        state -> Text,
+        priority -> Int2,
+        run_at -> Timestamptz,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        unique_key -> Nullable<Text>,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     contacts (id) {
         id -> Uuid,
         account_id -> Uuid,
@@ -298,6 +318,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_schedules (name) {
+        name -> Text,
+        queue -> Text,
+        kind -> Text,
+        every_secs -> Int4,
+        next_run_at -> Timestamptz,
+        last_run_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     layouts (id) {
         id -> Uuid,
         object -> Text,
@@ -370,6 +401,28 @@ diesel::table! {
         failures -> Int4,
         window_started_at -> Timestamptz,
         locked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    notification_mutes (user_id, kind) {
+        user_id -> Uuid,
+        kind -> Text,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        event_id -> Uuid,
+        object_type -> Text,
+        object_id -> Uuid,
+        title_zh -> Text,
+        title_en -> Text,
+        created_at -> Timestamptz,
+        read_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -471,6 +524,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    outbox_commits (seq) {
+        seq -> Int8,
+        tx_id -> Int8,
+        committed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     outbox_events (id) {
         id -> Int8,
         event_type -> Text,
@@ -481,6 +542,15 @@ diesel::table! {
         occurred_at -> Timestamptz,
         published_at -> Nullable<Timestamptz>,
         event_id -> Uuid,
+        tx_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    outbox_subscribers (name) {
+        name -> Text,
+        position -> Int8,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -829,6 +899,8 @@ diesel::joinable!(opportunity_outputs -> stages (stage_id));
 diesel::joinable!(opportunity_outputs -> users (author_id));
 diesel::joinable!(opportunity_stage_totals -> stages (stage_id));
 diesel::joinable!(opportunity_stage_totals -> users (owner_id));
+diesel::joinable!(notification_mutes -> users (user_id));
+diesel::joinable!(notifications -> users (user_id));
 diesel::joinable!(outbox_events -> users (actor_id));
 diesel::joinable!(payment_allocations -> installments (installment_id));
 diesel::joinable!(payment_allocations -> payments (payment_id));
@@ -862,6 +934,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     approval_instances,
     approval_tasks,
     audit_log,
+    background_jobs,
     contacts,
     contract_amendments,
     contracts,
@@ -871,11 +944,14 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     installments,
     invoices,
+    job_schedules,
     layouts,
     leads,
     login_known_addresses,
     login_security,
     login_throttle,
+    notification_mutes,
+    notifications,
     number_sequences,
     opportunities,
     opportunity_checklist,
@@ -883,7 +959,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     opportunity_month_totals,
     opportunity_outputs,
     opportunity_stage_totals,
+    outbox_commits,
     outbox_events,
+    outbox_subscribers,
     payment_allocations,
     payments,
     pipelines,

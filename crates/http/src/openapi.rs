@@ -23,6 +23,7 @@ use crate::error::{FieldErrorDto, Problem};
     tags(
         (name = "auth", description = "Login, token refresh, logout"),
         (name = "me", description = "The caller"),
+        (name = "notifications", description = "The caller's in-app notifications and which kinds they get"),
         (name = "accounts", description = "Customers (accounts)"),
         (name = "contacts", description = "People at accounts"),
         (name = "leads", description = "Leads: capture, assignment, response tracking, conversion"),
@@ -38,6 +39,7 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "payments", description = "Invoices, payments collected (回款), receivables and ageing"),
         (name = "organisation", description = "Directory of users and teams"),
         (name = "admin", description = "Users, teams, roles, permissions, API keys, settings"),
+        (name = "jobs", description = "Background work (admin): queues, dead jobs, event subscribers' lag"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -382,6 +384,7 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ),
     ("ops", "401", &["metrics_token_required"]),
     ("tasks", "409", &["invalid_transition"]),
+    ("jobs", "409", &["job_running"]),
 ];
 
 /// Each error response names the problem codes it can carry: `x-problem-codes` and

@@ -13,7 +13,8 @@ use crate::error::ApiError;
 use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
     accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, contacts, contracts,
-    directory, events, fields, health, leads, me, opportunities, pipelines, products, quotes, settings,
+    directory, events, fields, health, jobs, leads, me, notifications, opportunities, pipelines, products, quotes,
+    settings,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -30,6 +31,11 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(auth::refresh)
         .service(auth::logout)
         .service(me::me)
+        .service(notifications::my_notifications)
+        .service(notifications::read_all_notifications)
+        .service(notifications::read_notification)
+        .service(notifications::get_notification_settings)
+        .service(notifications::put_notification_settings)
         .service(accounts::list_accounts)
         .service(accounts::create_account)
         .service(accounts::export_accounts)
@@ -182,7 +188,10 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(settings::get_company)
         .service(settings::put_company)
         .service(settings::get_payments)
-        .service(settings::put_payments);
+        .service(settings::put_payments)
+        .service(jobs::jobs_overview)
+        .service(jobs::retry_job)
+        .service(jobs::cancel_job);
 }
 
 /// The OpenAPI document collected from the routes.

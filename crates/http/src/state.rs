@@ -22,6 +22,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Slots for running exports ([`HttpConfig::export_slots`]).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// More Prometheus text for `/metrics` (the background worker of this process).
+    pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 pub use crm_app::clock::{Clock, BUSINESS_UTC_OFFSET_HOURS};
@@ -40,6 +42,7 @@ impl AppState {
             fields: Arc::new(crate::custom::FieldCache::new(std::time::Duration::from_secs(60))),
             clock: Clock::default(),
             exports,
+            extra_metrics: None,
         }
     }
 

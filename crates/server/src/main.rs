@@ -1,9 +1,11 @@
 //! `crm`: the CRM API server.
 //!
-//! `crm serve` creates the database when missing, applies migrations and serves;
-//! `crm demo` (= `serve --demo`) also seeds demo data. `crm migrate`, `crm seed-demo`
-//! and `crm openapi` do one thing each.
+//! `crm serve` creates the database when missing, applies migrations and serves (and
+//! runs the background worker unless `--no-worker`); `crm demo` (= `serve --demo`) also
+//! seeds demo data. `crm worker` runs only background work. `crm migrate`,
+//! `crm seed-demo` and `crm openapi` do one thing each.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +14,7 @@ use crm_db::pool::{build_pool, PoolConfig};
 use crm_db::{migrations, Db};
 use crm_demo as demo;
 use crm_http::{AppState, HttpConfig};
+use crm_worker::WorkerMetrics;
 use diesel::prelude::*;
 
 /// mimalloc: allocation-heavy request paths (JSON pages) spent ~15% of their time in
@@ -32,6 +35,8 @@ enum Command {
     Serve(ServeArgs),
     /// Same as `serve --demo`: seed demo data (if empty) and serve.
     Demo(ServeArgs),
+    /// Run only background work (jobs, schedules, the event dispatcher); no API.
+    Worker(WorkerArgs),
     /// Create the database if needed and apply pending migrations.
     Migrate(DbArgs),
     /// Create, migrate and seed the demo organisation (idempotent).
@@ -50,10 +55,43 @@ struct DbArgs {
     log_format: LogFormat,
 }
 
+/// Background work, for `crm worker` and for `crm serve` unless `--no-worker`.
+#[derive(Args, Clone)]
+struct BackgroundArgs {
+    /// Threads working the default queue (periodic and business jobs).
+    #[arg(long, env = "CRM_JOB_WORKERS", default_value_t = 2)]
+    job_workers: usize,
+    /// Threads working the events queue (event redeliveries).
+    #[arg(long, env = "CRM_EVENT_WORKERS", default_value_t = 1)]
+    event_workers: usize,
+    /// Seconds a claimed job is held before another worker may take it (its worker died).
+    #[arg(long, env = "CRM_JOB_LEASE_SECS", default_value_t = 300)]
+    job_lease_secs: u64,
+    /// Days outbox events are kept once every subscriber has handled them.
+    #[arg(long, env = "CRM_OUTBOX_RETENTION_DAYS", default_value_t = 30)]
+    outbox_retention_days: i32,
+    /// Seconds running jobs get to finish on shutdown.
+    #[arg(long, env = "CRM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Args, Clone)]
+struct WorkerArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    background: BackgroundArgs,
+}
+
 #[derive(Args, Clone)]
 struct ServeArgs {
     #[command(flatten)]
     db: DbArgs,
+    #[command(flatten)]
+    background: BackgroundArgs,
+    /// Serve the API only; background work runs in `crm worker` processes.
+    #[arg(long, env = "CRM_NO_WORKER")]
+    no_worker: bool,
     /// Address to listen on.
     #[arg(long, env = "CRM_BIND", default_value = "127.0.0.1:8080")]
     bind: String,
@@ -214,42 +252,82 @@ fn spawn_auth_listener(url: String, state: AppState) {
         .ok();
 }
 
-/// Hourly housekeeping: expired idempotency keys and stale throttle rows.
-fn spawn_housekeeping(db: Db) {
-    actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            tick.tick().await;
-            let r = db
-                .run(|c| {
-                    let keys = crm_db::repo::idempotency::purge_expired(c)?;
-                    let throttle = crm_db::repo::auth::purge_throttle(c, chrono::Duration::days(1))?;
-                    Ok::<_, crm_http::ApiError>((keys, throttle))
-                })
-                .await;
-            match r {
-                Ok((keys, throttle)) => tracing::info!(keys, throttle, "housekeeping done"),
-                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
-            }
-        }
+/// Starts the background worker on a pool of its own.
+fn start_worker(
+    url: &str,
+    bg: &BackgroundArgs,
+    clock: crm_app::Clock,
+) -> Result<(crm_worker::Worker, Arc<WorkerMetrics>)> {
+    let config = crm_worker::WorkerConfig {
+        queues: vec![
+            (crm_worker::builtin::DEFAULT_QUEUE.into(), bg.job_workers.max(1)),
+            (crm_worker::builtin::EVENTS_QUEUE.into(), bg.event_workers.max(1)),
+        ],
+        lease: Duration::from_secs(bg.job_lease_secs.max(1)),
+        ..crm_worker::WorkerConfig::default()
+    };
+    let threads = config.queues.iter().map(|q| q.1).sum::<usize>();
+    let pool = build_pool(
+        url,
+        &PoolConfig {
+            max_size: u32::try_from(threads + 3).unwrap_or(16),
+            ..PoolConfig::default()
+        },
+    )
+    .with_context(|| format!("connecting to {}", redact_url(url)))?;
+    let metrics = Arc::new(WorkerMetrics::default());
+    let registry = crm_worker::builtin::registry(&crm_worker::builtin::Options {
+        outbox_retention_days: bg.outbox_retention_days,
+        ..Default::default()
     });
+    let worker = crm_worker::Worker::start(crm_worker::Setup {
+        pool,
+        database_url: url.to_owned(),
+        registry,
+        config,
+        clock,
+        metrics: metrics.clone(),
+    })
+    .map_err(|e| anyhow::anyhow!("starting the background worker: {e}"))?;
+    Ok((worker, metrics))
 }
 
-/// Every minute: escalate overdue approval decisions and expire sent quotes.
-fn spawn_sweeper(state: AppState) {
-    actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            match crm_http::handlers::approvals::sweep(&state).await {
-                Ok(r) if r.escalated + r.quotes_expired > 0 => {
-                    tracing::info!(escalated = r.escalated, quotes_expired = r.quotes_expired, "sweep done")
+async fn stop_worker(worker: crm_worker::Worker, grace: Duration) {
+    let _ = tokio::task::spawn_blocking(move || worker.shutdown(grace)).await;
+}
+
+async fn run_worker(args: WorkerArgs) -> Result<()> {
+    let url = args.db.database_url.clone();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || prepare_database(&u)).await??;
+    let (worker, _metrics) = start_worker(&url, &args.background, crm_app::Clock::default())?;
+    wait_for_stop_signal().await;
+    tracing::info!("stopping: letting running jobs finish");
+    stop_worker(worker, Duration::from_secs(args.background.shutdown_grace_secs)).await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = actix_web::rt::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            }
+            Err(_) => {
+                let _ = actix_web::rt::signal::ctrl_c().await;
             }
         }
-    });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -284,10 +362,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.export_max_rows = args.export_max_rows.max(1);
     cfg.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
     cfg.ip_throttle.max_failures = args.login_ip_max_failures.max(1);
-    let state = AppState::new(Db::new(pool), cfg);
+    let mut state = AppState::new(Db::new(pool), cfg);
+    let worker = if args.no_worker {
+        tracing::info!("background work is left to `crm worker` processes (--no-worker)");
+        None
+    } else {
+        let (worker, metrics) = start_worker(&url, &args.background, state.clock.clone())?;
+        state.extra_metrics = Some(Arc::new(move || metrics.render()));
+        Some(worker)
+    };
     spawn_auth_listener(url, state.clone());
-    spawn_housekeeping(state.db.clone());
-    spawn_sweeper(state.clone());
 
     let workers = args
         .workers
@@ -315,6 +399,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         None => api.await?,
     }
+    if let Some(worker) = worker {
+        stop_worker(worker, Duration::from_secs(args.background.shutdown_grace_secs)).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -340,6 +427,10 @@ fn main() -> Result<()> {
         Command::Serve(args) => {
             init_tracing(args.db.log_format);
             actix_web::rt::System::new().block_on(serve(args))
+        }
+        Command::Worker(args) => {
+            init_tracing(args.db.log_format);
+            actix_web::rt::System::new().block_on(run_worker(args))
         }
         Command::Demo(mut args) => {
             args.demo = true;

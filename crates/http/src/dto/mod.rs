@@ -5,6 +5,7 @@ pub mod activities;
 pub mod admin;
 pub mod approvals;
 pub mod auth;
+pub mod background;
 pub mod contacts;
 pub mod contracts;
 pub mod events;

@@ -89,7 +89,66 @@ pub async fn metrics(state: web::Data<AppState>, req: actix_web::HttpRequest) ->
     }
     let (open, idle) = state.db.state();
     let max = state.db.pool().max_size();
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(open, idle, max)))
+    let mut text = state.metrics.render(open, idle, max);
+    let (queues, lag) = state
+        .db
+        .run(|c| Ok::<_, ApiError>((crm_db::repo::jobs::stats(c)?, crm_db::repo::outbox::lag(c)?)))
+        .await?;
+    text.push_str(&background_gauges(&queues, &lag));
+    if let Some(extra) = &state.extra_metrics {
+        text.push_str(&extra());
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
+}
+
+/// Queue depth and dispatcher lag, from Postgres (the same for every instance).
+fn background_gauges(queues: &[crm_db::repo::jobs::QueueStats], lag: &[crm_db::repo::outbox::Lag]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    out.push_str("# HELP crm_job_queue_depth Jobs by queue and state (ready: due now; scheduled: later).\n");
+    out.push_str("# TYPE crm_job_queue_depth gauge\n");
+    for q in queues {
+        for (state, n) in [
+            ("ready", q.ready),
+            ("scheduled", q.scheduled),
+            ("running", q.running),
+            ("dead", q.dead),
+        ] {
+            let _ = writeln!(
+                out,
+                "crm_job_queue_depth{{queue=\"{}\",state=\"{state}\"}} {n}",
+                q.queue
+            );
+        }
+    }
+    out.push_str("# HELP crm_job_oldest_ready_seconds Age of the oldest due job not yet running.\n");
+    out.push_str("# TYPE crm_job_oldest_ready_seconds gauge\n");
+    for q in queues {
+        let _ = writeln!(
+            out,
+            "crm_job_oldest_ready_seconds{{queue=\"{}\"}} {}",
+            q.queue,
+            q.oldest_ready_age_secs.unwrap_or(0.0)
+        );
+    }
+    out.push_str("# HELP crm_dispatcher_pending_commits Committed transactions a subscriber has not handled yet.\n");
+    out.push_str("# TYPE crm_dispatcher_pending_commits gauge\n");
+    for l in lag {
+        let _ = writeln!(
+            out,
+            "crm_dispatcher_pending_commits{{subscriber=\"{}\"}} {}",
+            l.name, l.pending_commits
+        );
+    }
+    out.push_str("# HELP crm_dispatcher_lag_seconds Age of the oldest event a subscriber has not handled yet.\n");
+    out.push_str("# TYPE crm_dispatcher_lag_seconds gauge\n");
+    for l in lag {
+        let _ = writeln!(
+            out,
+            "crm_dispatcher_lag_seconds{{subscriber=\"{}\"}} {}",
+            l.name,
+            l.oldest_pending_age_secs.unwrap_or(0.0)
+        );
+    }
+    out
 }

@@ -1,0 +1,13 @@
+DROP TABLE notification_mutes;
+DROP TABLE notifications;
+DROP TABLE outbox_subscribers;
+DROP TRIGGER outbox_events_commit ON outbox_events;
+DROP FUNCTION crm_outbox_commit();
+DROP TABLE outbox_commits;
+DROP INDEX outbox_events_occurred_idx;
+DROP INDEX outbox_events_tx_idx;
+ALTER TABLE outbox_events DROP COLUMN tx_id;
+DROP TABLE job_schedules;
+DROP TRIGGER background_jobs_notify ON background_jobs;
+DROP FUNCTION crm_notify_job();
+DROP TABLE background_jobs;
