@@ -5918,6 +5918,16 @@ export interface operations {
                     "application/json": components["schemas"]["NotificationSettings"];
                 };
             };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
             401: {
                 headers: {
@@ -18906,6 +18916,16 @@ export interface operations {
                     "application/json": components["schemas"]["JobsOverview"];
                 };
             };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
             401: {
                 headers: {
@@ -18949,6 +18969,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
@@ -19013,6 +19043,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
             /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
             401: {

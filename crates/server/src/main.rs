@@ -372,6 +372,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(worker)
     };
     spawn_auth_listener(url, state.clone());
+    // The worker stops on the same signal as the HTTP server, in parallel with it.
+    let grace = Duration::from_secs(args.background.shutdown_grace_secs);
+    let worker = worker.map(|w| {
+        actix_web::rt::spawn(async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stopping background work: letting running jobs finish");
+            stop_worker(w, grace).await;
+        })
+    });
 
     let workers = args
         .workers
@@ -399,8 +408,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         None => api.await?,
     }
-    if let Some(worker) = worker {
-        stop_worker(worker, Duration::from_secs(args.background.shutdown_grace_secs)).await;
+    if let Some(stopping) = worker {
+        let _ = stopping.await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -444,6 +444,9 @@ fn outbox_rows_past_retention_that_every_subscriber_handled_are_pruned() {
     assert_eq!(outbox::prune(&mut c, 30).unwrap(), 0);
     let pos = db.count("SELECT max(seq) AS n FROM outbox_commits");
     outbox::set_position(&mut c, "recorder", pos).unwrap();
+    // The built-in notifications subscriber has not handled it yet: still kept.
+    assert_eq!(outbox::prune(&mut c, 30).unwrap(), 0);
+    outbox::set_position(&mut c, "notifications", pos).unwrap();
     let fresh = write_event(&mut c, Uuid::now_v7(), json!({}));
     assert_eq!(outbox::prune(&mut c, 30).unwrap(), 1);
     assert_eq!(
@@ -458,4 +461,59 @@ fn outbox_rows_past_retention_that_every_subscriber_handled_are_pruned() {
         )),
         1
     );
+}
+
+#[test]
+fn a_dispatcher_killed_mid_batch_delivers_the_batch_again_and_each_effect_happens_once() {
+    struct Hangs {
+        first: Mutex<bool>,
+    }
+    impl Subscriber for Hangs {
+        fn name(&self) -> &'static str {
+            "hangs"
+        }
+        fn handle(&self, c: &mut PgConnection, _ctx: &JobContext, ev: &Delivered) -> Result<(), BoxError> {
+            effect(c, &ev.event_id.to_string())?;
+            let hang = std::mem::replace(&mut *self.first.lock(), false);
+            if hang {
+                // The dispatcher's connection is killed here, mid-batch.
+                diesel::sql_query("SELECT pg_sleep(31)").execute(c)?;
+            }
+            Ok(())
+        }
+    }
+    let db = TestDb::new();
+    effects_table(&db);
+    outbox::register(&mut db.conn(), "hangs").unwrap();
+    let events: Vec<Uuid> = {
+        let mut c = db.conn();
+        (0..5).map(|_| write_event(&mut c, Uuid::now_v7(), json!({}))).collect()
+    };
+    let mut r = Registry::default();
+    r.subscribe(Arc::new(Hangs {
+        first: Mutex::new(true),
+    }));
+    let mut cfg = config();
+    cfg.queues.clear();
+    let w = Worker::start(setup(&db, r, cfg)).unwrap();
+    wait_until("the dispatcher to hang", Duration::from_secs(10), || {
+        db.count("SELECT count(*) AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(31)' AND state = 'active'")
+            == 1
+    });
+    db.count(
+        "SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'SELECT pg_sleep(31)') k",
+    );
+    let end = db.count("SELECT max(seq) AS n FROM outbox_commits");
+    wait_until("the batch to be delivered again", Duration::from_secs(15), || {
+        db.count("SELECT position AS n FROM outbox_subscribers WHERE name = 'hangs'") == end
+    });
+    assert!(w.shutdown(Duration::from_secs(5)));
+    for e in &events {
+        assert_eq!(
+            db.count(&format!("SELECT count(*) AS n FROM job_effects WHERE key = '{e}'")),
+            1,
+            "event {e} handled once in effect"
+        );
+    }
 }

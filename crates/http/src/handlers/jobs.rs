@@ -5,7 +5,7 @@ use actix_web::{get, post, web, HttpResponse};
 use crm_db::repo::{jobs, outbox};
 use crm_domain::access::Action;
 
-use super::{Forbidden, NotFound, Unauthorized};
+use super::{BadRequest, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
 use crate::dto::background::{Job, JobState, JobsOverview, JobsQuery, QueueSummary, SubscriberLag};
 use crate::error::{ApiError, ApiResult};
@@ -18,7 +18,7 @@ const RES: &str = "settings";
 #[utoipa::path(
     tag = "jobs",
     params(JobsQuery),
-    responses((status = 200, description = "Background work", body = JobsOverview), Unauthorized, Forbidden)
+    responses((status = 200, description = "Background work", body = JobsOverview), BadRequest, Unauthorized, Forbidden)
 )]
 #[get("/admin/jobs")]
 pub async fn jobs_overview(
@@ -72,7 +72,7 @@ fn running_or_missing(found: Option<jobs::JobRow>) -> ApiError {
     params(("id" = i64, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job, waiting", body = Job),
-        Unauthorized, Forbidden, NotFound,
+        ReadErrors,
         (status = 409, description = "The job is running", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -97,7 +97,7 @@ pub async fn retry_job(state: web::Data<AppState>, auth: Auth, id: web::Path<i64
     params(("id" = i64, Path, description = "Job id")),
     responses(
         (status = 204, description = "Cancelled"),
-        Unauthorized, Forbidden, NotFound,
+        ReadErrors,
         (status = 409, description = "The job is running", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]

@@ -115,7 +115,7 @@ pub async fn get_notification_settings(state: web::Data<AppState>, auth: Auth) -
 #[utoipa::path(
     tag = "notifications",
     request_body = SetNotificationSettings,
-    responses((status = 200, description = "The settings", body = NotificationSettings), Unauthorized, BodyErrors)
+    responses((status = 200, description = "The settings", body = NotificationSettings), BadRequest, Unauthorized, BodyErrors)
 )]
 #[put("/me/notification-settings")]
 pub async fn put_notification_settings(
