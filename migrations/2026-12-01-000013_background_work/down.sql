@@ -6,6 +6,7 @@ DROP FUNCTION crm_outbox_commit();
 DROP TABLE outbox_commits;
 DROP INDEX outbox_events_occurred_idx;
 DROP INDEX outbox_events_tx_idx;
+CREATE INDEX outbox_events_unpublished_idx ON outbox_events (id) WHERE published_at IS NULL;
 ALTER TABLE outbox_events DROP COLUMN tx_id;
 DROP TABLE job_schedules;
 DROP TRIGGER background_jobs_notify ON background_jobs;

@@ -59,6 +59,9 @@ CREATE TABLE job_schedules (
 ALTER TABLE outbox_events ADD COLUMN tx_id bigint;
 ALTER TABLE outbox_events ALTER COLUMN tx_id SET DEFAULT (pg_current_xact_id()::text::bigint);
 CREATE INDEX outbox_events_tx_idx ON outbox_events (tx_id);
+-- Readers follow the commit sequence, not `published_at`; the index on unpublished rows
+-- only cost writes.
+DROP INDEX outbox_events_unpublished_idx;
 CREATE INDEX outbox_events_occurred_idx ON outbox_events (occurred_at);
 
 CREATE TABLE outbox_commits (

@@ -41,6 +41,19 @@ where
     r.body
 }
 
+async fn mute<S, B>(app: &TestApp<S>, token: &str, kinds: serde_json::Value) -> crm_test_support::Resp
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let req = crm_test_support::app::request(
+        actix_web::http::Method::PUT,
+        "/api/v1/me/notification-settings",
+        Some(token),
+    );
+    app.send(req.set_json(json!({ "muted": kinds }))).await
+}
+
 #[actix_web::test]
 async fn a_lead_or_task_assigned_to_you_notifies_you_once_and_only_you() {
     let app = start().await;
@@ -101,16 +114,7 @@ async fn a_lead_or_task_assigned_to_you_notifies_you_once_and_only_you() {
     assert_eq!(r.status, 404);
 
     // Mute task assignments: the manager's task for the rep stays silent.
-    let r = app
-        .send(
-            crm_test_support::app::request(
-                actix_web::http::Method::PUT,
-                "/api/v1/me/notification-settings",
-                Some(&rep),
-            )
-            .set_json(json!({"muted": ["task_assigned"]})),
-        )
-        .await;
+    let r = mute(&app, &rep, json!(["task_assigned"])).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let muted: Vec<_> = r.body["kinds"]
         .as_array()
@@ -120,16 +124,7 @@ async fn a_lead_or_task_assigned_to_you_notifies_you_once_and_only_you() {
         .map(|k| k["kind"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(muted, ["task_assigned"]);
-    let r = app
-        .send(
-            crm_test_support::app::request(
-                actix_web::http::Method::PUT,
-                "/api/v1/me/notification-settings",
-                Some(&rep),
-            )
-            .set_json(json!({"muted": ["everything"]})),
-        )
-        .await;
+    let r = mute(&app, &rep, json!(["everything"])).await;
     assert_eq!(r.status, 422, "{}", r.text);
     let t = app
         .post(
@@ -303,4 +298,27 @@ async fn admins_see_queues_and_dead_jobs_and_can_retry_or_cancel_them() {
         .post(&format!("/api/v1/admin/jobs/{}/cancel", running.id), &admin, json!({}))
         .await;
     assert_eq!((r.status, r.code()), (409, "job_running"));
+}
+
+#[actix_web::test]
+async fn the_owner_hears_when_their_deal_is_lost_by_someone_else() {
+    let app = start().await;
+    let rep = app.token(app.org.rep_east1);
+    let manager = app.token(app.org.manager_east);
+    let p = app.default_pipeline(&rep).await;
+    let lost = crm_test_support::app::stage_id(&p, "lost");
+    let (theirs, _) = deal(&app, &rep).await;
+    let (own, _) = deal(&app, &rep).await;
+    let r = app.move_stage(&manager, &theirs, &lost, Some("budget cut")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.move_stage(&rep, &own, &lost, Some("went quiet")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    dispatch(&app);
+    let mine = notes(&app, &rep).await;
+    assert_eq!(mine["unread_count"], 1, "not for the deal the rep closed: {mine}");
+    let n = &mine["items"][0];
+    assert_eq!(n["kind"], "deal_lost");
+    assert_eq!(n["object_type"], "opportunities");
+    assert_eq!(n["object_id"].as_str().unwrap(), theirs);
+    assert!(n["title_en"].as_str().unwrap().starts_with("Deal lost: "), "{n}");
 }

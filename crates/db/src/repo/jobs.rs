@@ -88,7 +88,7 @@ pub fn enqueue(conn: &mut PgConnection, job: &NewJob) -> QueryResult<Option<i64>
     Ok(ids.first().map(|i| i.id))
 }
 
-/// A claimed job.
+/// A job: what a worker claims and the admin view shows.
 #[derive(Debug, Clone, QueryableByName, Serialize)]
 pub struct Job {
     #[diesel(sql_type = BigInt)]
@@ -99,11 +99,26 @@ pub struct Job {
     pub kind: String,
     #[diesel(sql_type = Jsonb)]
     pub payload: Value,
+    #[diesel(sql_type = Text)]
+    pub state: String,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
     #[diesel(sql_type = Integer)]
     pub max_attempts: i32,
+    #[diesel(sql_type = Timestamptz)]
+    pub run_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_error: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub unique_key: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    pub updated_at: DateTime<Utc>,
 }
+
+const JOB_COLUMNS: &str =
+    "id, queue, kind, payload, state, attempts, max_attempts, run_at, last_error, unique_key, created_at, updated_at";
 
 /// Claims the next due job of `queue` for `worker` (its own short transaction): a
 /// waiting job whose time has come, or a running one whose lease has expired (its
@@ -120,7 +135,7 @@ pub fn claim(conn: &mut PgConnection, queue: &str, worker: &str, lease_secs: i32
                     locked_until = now() + make_interval(secs => $3), updated_at = now() \
              WHERE j.id = (SELECT id FROM background_jobs WHERE queue = $1 AND {due} \
                            LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts"
+             RETURNING {JOB_COLUMNS}"
         ))
         .bind::<Text, _>(queue)
         .bind::<Text, _>(worker)
@@ -188,20 +203,21 @@ pub fn fail(conn: &mut PgConnection, id: i64, worker: &str, error: &str, backoff
     .bind::<Text, _>(&error)
     .bind::<diesel::sql_types::Double, _>(backoff_secs)
     .load(conn)
-    .or_else(|e| match e {
-        // A waiting job with the same unique key arrived meanwhile: this one is
-        // redundant.
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-            finish(conn, id)?;
-            Ok(Vec::new())
-        }
-        e => Err(e),
-    })?;
+    .or_else(|e| redundant(conn, id, e).map(|_| Vec::new()))?;
     Ok(match rows.first().map(|r| r.state.as_str()) {
         Some("dead") => Fate::Dead,
         Some(_) => Fate::Retry,
         None => Fate::Gone,
     })
+}
+
+/// A job going back to waiting collides with a waiting job of the same unique key that
+/// arrived meanwhile: this one is redundant and goes.
+fn redundant(conn: &mut PgConnection, id: i64, e: diesel::result::Error) -> QueryResult<()> {
+    match e {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => finish(conn, id),
+        e => Err(e),
+    }
 }
 
 /// Marks a claimed job dead at once (unknown kind, lease expired on its last attempt).
@@ -228,12 +244,7 @@ pub fn release(conn: &mut PgConnection, id: i64, worker: &str) -> QueryResult<bo
     .bind::<BigInt, _>(id)
     .bind::<Text, _>(worker)
     .execute(conn)
-    .or_else(|e| match e {
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-            finish(conn, id).map(|_| 0)
-        }
-        e => Err(e),
-    })?;
+    .or_else(|e| redundant(conn, id, e).map(|_| 0))?;
     Ok(n > 0)
 }
 
@@ -271,38 +282,8 @@ pub fn stats(conn: &mut PgConnection) -> QueryResult<Vec<QueueStats>> {
     .load(conn)
 }
 
-/// One job as the admin view shows it.
-#[derive(Debug, Clone, QueryableByName, Serialize)]
-pub struct JobRow {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    #[diesel(sql_type = Text)]
-    pub queue: String,
-    #[diesel(sql_type = Text)]
-    pub kind: String,
-    #[diesel(sql_type = Text)]
-    pub state: String,
-    #[diesel(sql_type = Integer)]
-    pub attempts: i32,
-    #[diesel(sql_type = Integer)]
-    pub max_attempts: i32,
-    #[diesel(sql_type = Timestamptz)]
-    pub run_at: DateTime<Utc>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub last_error: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub unique_key: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    pub created_at: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
-    pub updated_at: DateTime<Utc>,
-}
-
-const JOB_COLUMNS: &str =
-    "id, queue, kind, state, attempts, max_attempts, run_at, last_error, unique_key, created_at, updated_at";
-
 /// Jobs in one state, newest change first.
-pub fn list(conn: &mut PgConnection, state: &str, limit: i64) -> QueryResult<Vec<JobRow>> {
+pub fn list(conn: &mut PgConnection, state: &str, limit: i64) -> QueryResult<Vec<Job>> {
     diesel::sql_query(format!(
         "SELECT {JOB_COLUMNS} FROM background_jobs WHERE state = $1 ORDER BY updated_at DESC, id DESC LIMIT $2"
     ))
@@ -311,8 +292,8 @@ pub fn list(conn: &mut PgConnection, state: &str, limit: i64) -> QueryResult<Vec
     .load(conn)
 }
 
-pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<JobRow>> {
-    let rows: Vec<JobRow> = diesel::sql_query(format!("SELECT {JOB_COLUMNS} FROM background_jobs WHERE id = $1"))
+pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Job>> {
+    let rows: Vec<Job> = diesel::sql_query(format!("SELECT {JOB_COLUMNS} FROM background_jobs WHERE id = $1"))
         .bind::<BigInt, _>(id)
         .load(conn)?;
     Ok(rows.into_iter().next())
@@ -320,8 +301,8 @@ pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<JobRow>> {
 
 /// A dead job (or a waiting one) runs again now with fresh attempts. `None`: no such
 /// job, or it is running.
-pub fn retry(conn: &mut PgConnection, id: i64) -> QueryResult<Option<JobRow>> {
-    let rows: Vec<JobRow> = diesel::sql_query(format!(
+pub fn retry(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Job>> {
+    let rows: Vec<Job> = diesel::sql_query(format!(
         "UPDATE background_jobs SET state = 'waiting', attempts = 0, run_at = now(), updated_at = now() \
          WHERE id = $1 AND state IN ('dead', 'waiting') RETURNING {JOB_COLUMNS}"
     ))

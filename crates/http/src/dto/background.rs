@@ -152,8 +152,8 @@ pub struct Job {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<crm_db::repo::jobs::JobRow> for Job {
-    fn from(j: crm_db::repo::jobs::JobRow) -> Self {
+impl From<crm_db::repo::jobs::Job> for Job {
+    fn from(j: crm_db::repo::jobs::Job) -> Self {
         Job {
             id: j.id,
             queue: j.queue,

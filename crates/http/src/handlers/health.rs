@@ -103,52 +103,68 @@ pub async fn metrics(state: web::Data<AppState>, req: actix_web::HttpRequest) ->
 
 /// Queue depth and dispatcher lag, from Postgres (the same for every instance).
 fn background_gauges(queues: &[crm_db::repo::jobs::QueueStats], lag: &[crm_db::repo::outbox::Lag]) -> String {
-    use std::fmt::Write;
     let mut out = String::new();
-    out.push_str("# HELP crm_job_queue_depth Jobs by queue and state (ready: due now; scheduled: later).\n");
-    out.push_str("# TYPE crm_job_queue_depth gauge\n");
-    for q in queues {
-        for (state, n) in [
-            ("ready", q.ready),
-            ("scheduled", q.scheduled),
-            ("running", q.running),
-            ("dead", q.dead),
-        ] {
-            let _ = writeln!(
-                out,
-                "crm_job_queue_depth{{queue=\"{}\",state=\"{state}\"}} {n}",
-                q.queue
-            );
-        }
-    }
-    out.push_str("# HELP crm_job_oldest_ready_seconds Age of the oldest due job not yet running.\n");
-    out.push_str("# TYPE crm_job_oldest_ready_seconds gauge\n");
-    for q in queues {
-        let _ = writeln!(
-            out,
-            "crm_job_oldest_ready_seconds{{queue=\"{}\"}} {}",
-            q.queue,
-            q.oldest_ready_age_secs.unwrap_or(0.0)
-        );
-    }
-    out.push_str("# HELP crm_dispatcher_pending_commits Committed transactions a subscriber has not handled yet.\n");
-    out.push_str("# TYPE crm_dispatcher_pending_commits gauge\n");
-    for l in lag {
-        let _ = writeln!(
-            out,
-            "crm_dispatcher_pending_commits{{subscriber=\"{}\"}} {}",
-            l.name, l.pending_commits
-        );
-    }
-    out.push_str("# HELP crm_dispatcher_lag_seconds Age of the oldest event a subscriber has not handled yet.\n");
-    out.push_str("# TYPE crm_dispatcher_lag_seconds gauge\n");
-    for l in lag {
-        let _ = writeln!(
-            out,
-            "crm_dispatcher_lag_seconds{{subscriber=\"{}\"}} {}",
-            l.name,
-            l.oldest_pending_age_secs.unwrap_or(0.0)
-        );
-    }
+    let depth: Vec<(String, f64)> = queues
+        .iter()
+        .flat_map(|q| {
+            [
+                ("ready", q.ready),
+                ("scheduled", q.scheduled),
+                ("running", q.running),
+                ("dead", q.dead),
+            ]
+            .map(|(state, n)| (format!("queue=\"{}\",state=\"{state}\"", q.queue), n as f64))
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "crm_job_queue_depth",
+        "Jobs by queue and state (ready: due now; scheduled: later).",
+        &depth,
+    );
+    let oldest: Vec<_> = queues
+        .iter()
+        .map(|q| (format!("queue=\"{}\"", q.queue), q.oldest_ready_age_secs.unwrap_or(0.0)))
+        .collect();
+    gauge(
+        &mut out,
+        "crm_job_oldest_ready_seconds",
+        "Age of the oldest due job not yet running.",
+        &oldest,
+    );
+    let pending: Vec<_> = lag
+        .iter()
+        .map(|l| (format!("subscriber=\"{}\"", l.name), l.pending_commits as f64))
+        .collect();
+    gauge(
+        &mut out,
+        "crm_dispatcher_pending_commits",
+        "Committed transactions a subscriber has not handled yet.",
+        &pending,
+    );
+    let age: Vec<_> = lag
+        .iter()
+        .map(|l| {
+            (
+                format!("subscriber=\"{}\"", l.name),
+                l.oldest_pending_age_secs.unwrap_or(0.0),
+            )
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "crm_dispatcher_lag_seconds",
+        "Age of the oldest event a subscriber has not handled yet.",
+        &age,
+    );
     out
+}
+
+/// One gauge family in the Prometheus text format.
+fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
 }

@@ -59,7 +59,7 @@ pub async fn jobs_overview(
     }))
 }
 
-fn running_or_missing(found: Option<jobs::JobRow>) -> ApiError {
+fn running_or_missing(found: Option<jobs::Job>) -> ApiError {
     match found {
         Some(_) => ApiError::conflict("job_running", "the job is running; wait for it to finish or fail"),
         None => ApiError::not_found("job"),
