@@ -28,6 +28,14 @@ async fn health_ready_and_metrics() {
     );
     assert!(r.text.contains("http_request_duration_seconds_bucket"));
     assert!(r.text.contains("db_pool_connections{state=\"idle\"}"));
+    // Background work, from Postgres: queue depth and each subscriber's lag.
+    assert!(r.text.contains("# TYPE crm_job_queue_depth gauge"), "{}", r.text);
+    assert!(r
+        .text
+        .contains(r#"crm_dispatcher_pending_commits{subscriber="notifications"}"#));
+    assert!(r
+        .text
+        .contains(r#"crm_dispatcher_lag_seconds{subscriber="notifications"}"#));
 }
 
 #[actix_web::test]

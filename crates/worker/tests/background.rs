@@ -85,7 +85,9 @@ fn a_failing_job_backs_off_and_ends_dead_after_its_attempts() {
         Err(format!("boom on attempt {}", ctx.attempt).into())
     });
     let id = enqueue(&db, NewJob::new("default", "always_fails", json!({})).attempts(3)).unwrap();
-    let w = Worker::start(setup(&db, r, config())).unwrap();
+    let s = setup(&db, r, config());
+    let metrics = s.metrics.clone();
+    let w = Worker::start(s).unwrap();
     wait_until("the job to die", Duration::from_secs(10), || {
         db.count(&format!(
             "SELECT count(*) AS n FROM background_jobs WHERE id = {id} AND state = 'dead'"
@@ -101,6 +103,21 @@ fn a_failing_job_backs_off_and_ends_dead_after_its_attempts() {
     // 50 ms before the second attempt, at least 100 ms before the third.
     assert!(runs[1] - runs[0] >= Duration::from_millis(50));
     assert!(runs[2] - runs[1] >= Duration::from_millis(100));
+    // This instance's figures: two retries and a death, with their run times.
+    assert_eq!(
+        (metrics.runs("retry"), metrics.runs("dead"), metrics.runs("ok")),
+        (2, 1, 0)
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"crm_jobs_total{queue="default",kind="always_fails",outcome="dead"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"crm_job_failures_total{queue="default"} 3"#), "{text}");
+    assert!(
+        text.contains(r#"crm_job_run_seconds_count{queue="default"} 3"#),
+        "{text}"
+    );
 
     // Retried from the admin side: fresh attempts, runs again.
     let again = jobs::retry(&mut db.conn(), id).unwrap().unwrap();

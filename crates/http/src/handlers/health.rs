@@ -90,11 +90,15 @@ pub async fn metrics(state: web::Data<AppState>, req: actix_web::HttpRequest) ->
     let (open, idle) = state.db.state();
     let max = state.db.pool().max_size();
     let mut text = state.metrics.render(open, idle, max);
-    let (queues, lag) = state
+    // A scrape still answers (with the in-process figures) when the database does not.
+    let background = state
         .db
         .run(|c| Ok::<_, ApiError>((crm_db::repo::jobs::stats(c)?, crm_db::repo::outbox::lag(c)?)))
-        .await?;
-    text.push_str(&background_gauges(&queues, &lag));
+        .await;
+    match background {
+        Ok((queues, lag)) => text.push_str(&background_gauges(&queues, &lag)),
+        Err(e) => tracing::warn!(error = %e, "metrics: background gauges unavailable"),
+    }
     if let Some(extra) = &state.extra_metrics {
         text.push_str(&extra());
     }
