@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod approvals;
+pub mod calendar;
 pub mod catalogue;
 pub mod diff;
 pub mod events;
