@@ -28,6 +28,9 @@ CREATE INDEX background_jobs_waiting_idx ON background_jobs (queue, priority DES
     WHERE state = 'waiting';
 CREATE INDEX background_jobs_running_idx ON background_jobs (queue, locked_until)
     WHERE state = 'running';
+-- The admin view of dead jobs, latest first (partial: claims and retries of live jobs
+-- do not pay for it).
+CREATE INDEX background_jobs_dead_idx ON background_jobs (updated_at DESC, id DESC) WHERE state = 'dead';
 CREATE UNIQUE INDEX background_jobs_unique_waiting_idx ON background_jobs (unique_key)
     WHERE state = 'waiting' AND unique_key IS NOT NULL;
 
@@ -69,6 +72,8 @@ CREATE TABLE outbox_commits (
     tx_id bigint NOT NULL UNIQUE,
     committed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- Pruning by age.
+CREATE INDEX outbox_commits_committed_idx ON outbox_commits (committed_at);
 
 CREATE FUNCTION crm_outbox_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -109,6 +114,8 @@ CREATE TABLE notifications (
     UNIQUE (user_id, event_id, kind)
 );
 CREATE INDEX notifications_user_idx ON notifications (user_id, (read_at IS NOT NULL), created_at DESC, id DESC);
+-- `unread_count` and mark-all-read.
+CREATE INDEX notifications_unread_idx ON notifications (user_id) WHERE read_at IS NULL;
 
 -- Kinds a user has muted.
 CREATE TABLE notification_mutes (

@@ -239,6 +239,10 @@ async fn approvals_notify_the_approver_then_the_requester_and_pages_put_unread_f
     assert_eq!(unread.body["items"].as_array().unwrap().len(), 2);
     let bad = app.get("/api/v1/me/notifications?cursor=nope", &director).await;
     assert_eq!((bad.status, bad.code()), (400, "invalid_cursor"));
+    let bad = app.get("/api/v1/me/notifications?limit=0", &director).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_limit"));
+    let bad = app.get("/api/v1/me/notifications?unread=1", &director).await;
+    assert_eq!((bad.status, bad.code()), (400, "invalid_query"), "{}", bad.text);
 }
 
 #[actix_web::test]
@@ -298,6 +302,30 @@ async fn admins_see_queues_and_dead_jobs_and_can_retry_or_cancel_them() {
         .post(&format!("/api/v1/admin/jobs/{}/cancel", running.id), &admin, json!({}))
         .await;
     assert_eq!((r.status, r.code()), (409, "job_running"));
+    // The retried job was the one claimed: listed as running, and a retry is refused
+    // without changing it.
+    assert_eq!(running.id, dead);
+    let r = app.get("/api/v1/admin/jobs?state=running", &admin).await;
+    assert_eq!(
+        (r.status, r.body["jobs"][0]["id"].as_i64()),
+        (200, Some(dead)),
+        "{}",
+        r.text
+    );
+    let r = app
+        .post(&format!("/api/v1/admin/jobs/{dead}/retry"), &admin, json!({}))
+        .await;
+    assert_eq!((r.status, r.code()), (409, "job_running"));
+    let still = crm_db::repo::jobs::find(&mut c, dead).unwrap().unwrap();
+    assert_eq!((still.state.as_str(), still.attempts), ("running", 1));
+    let r = app.post("/api/v1/admin/jobs/987654321/retry", &admin, json!({})).await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .post(&format!("/api/v1/admin/jobs/{dead}/retry"), &rep, json!({}))
+        .await;
+    assert_eq!(r.status, 403);
+    let r = app.get("/api/v1/admin/jobs?state=done", &admin).await;
+    assert_eq!((r.status, r.code()), (400, "invalid_query"), "{}", r.text);
 }
 
 #[actix_web::test]

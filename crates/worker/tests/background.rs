@@ -291,6 +291,59 @@ fn write_event(c: &mut PgConnection, aggregate: Uuid, payload: Value) -> Uuid {
     id
 }
 
+/// A table of versioned records outside the business schema; their ids.
+fn things(db: &TestDb, n: usize) -> Vec<Uuid> {
+    diesel::sql_query("CREATE TABLE things (id uuid PRIMARY KEY, version bigint NOT NULL)")
+        .execute(&mut db.conn())
+        .unwrap();
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        diesel::sql_query("INSERT INTO things VALUES ($1, 0)")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .execute(&mut db.conn())
+            .unwrap();
+    }
+    ids
+}
+
+/// One write as the write path does it: the record's row locked and its version taken,
+/// the event with that version, in one transaction.
+fn write_version(c: &mut PgConnection, id: Uuid) -> Result<(), diesel::result::Error> {
+    c.transaction(|c| {
+        #[derive(QueryableByName)]
+        struct V {
+            #[diesel(sql_type = BigInt)]
+            version: i64,
+        }
+        let v: V = diesel::sql_query("UPDATE things SET version = version + 1 WHERE id = $1 RETURNING version")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .get_result(c)?;
+        // Another statement between taking the version and the event, so concurrent
+        // transactions interleave.
+        diesel::sql_query("SELECT pg_sleep(0.001)").execute(c)?;
+        diesel::sql_query(
+            "INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, payload, event_id) \
+             VALUES ('thing.updated', 'things', $1, $2, $3)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Jsonb, _>(json!({"version": v.version}))
+        .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+        .execute(c)?;
+        Ok(())
+    })
+}
+
+/// Each record's events reached the recorder as versions 1, 2, ... up to the record's
+/// committed version: none lost, none twice, none out of order.
+fn assert_in_version_order(db: &TestDb, rec: &Recorder, records: &[Uuid]) {
+    let seen = rec.seen.lock();
+    for id in records {
+        let committed = db.count(&format!("SELECT version AS n FROM things WHERE id = '{id}'"));
+        let versions: Vec<i64> = seen.iter().filter(|s| s.0 == *id).map(|s| s.2).collect();
+        assert_eq!(versions, (1..=committed).collect::<Vec<_>>(), "events of {id}");
+    }
+}
+
 fn event_row_id(db: &TestDb, event: Uuid) -> i64 {
     db.count(&format!("SELECT id AS n FROM outbox_events WHERE event_id = '{event}'"))
 }
@@ -330,16 +383,7 @@ fn a_slower_transaction_with_a_smaller_id_is_not_skipped() {
 #[test]
 fn events_of_one_record_reach_a_subscriber_in_order_with_two_dispatchers() {
     let db = TestDb::new();
-    diesel::sql_query("CREATE TABLE things (id uuid PRIMARY KEY, version bigint NOT NULL)")
-        .execute(&mut db.conn())
-        .unwrap();
-    let records: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-    for id in &records {
-        diesel::sql_query("INSERT INTO things VALUES ($1, 0)")
-            .bind::<diesel::sql_types::Uuid, _>(id)
-            .execute(&mut db.conn())
-            .unwrap();
-    }
+    let records = things(&db, 3);
     let rec = Arc::new(Recorder::default());
     outbox::register(&mut db.conn(), "recorder").unwrap();
     let dispatchers: Vec<Worker> = (0..2)
@@ -362,24 +406,7 @@ fn events_of_one_record_reach_a_subscriber_in_order_with_two_dispatchers() {
                 let mut c = PgConnection::establish(&url).unwrap();
                 for i in 0..30 {
                     let id = records[(i + w) % records.len()];
-                    c.transaction::<_, diesel::result::Error, _>(|c| {
-                        #[derive(QueryableByName)]
-                        struct V {
-                            #[diesel(sql_type = BigInt)]
-                            version: i64,
-                        }
-                        let v: V = diesel::sql_query(
-                            "UPDATE things SET version = version + 1 WHERE id = $1 RETURNING version",
-                        )
-                        .bind::<diesel::sql_types::Uuid, _>(id)
-                        .get_result(c)?;
-                        // Another statement between taking the version and the event,
-                        // so transactions interleave.
-                        diesel::sql_query("SELECT pg_sleep(0.001)").execute(c)?;
-                        write_event(c, id, json!({"version": v.version}));
-                        Ok(())
-                    })
-                    .unwrap();
+                    write_version(&mut c, id).unwrap();
                 }
             })
         })
@@ -393,13 +420,8 @@ fn events_of_one_record_reach_a_subscriber_in_order_with_two_dispatchers() {
     for d in dispatchers {
         assert!(d.shutdown(Duration::from_secs(5)));
     }
-    let seen = rec.seen.lock();
-    assert_eq!(seen.len(), 120, "each event once");
-    for id in &records {
-        let versions: Vec<i64> = seen.iter().filter(|s| s.0 == *id).map(|s| s.2).collect();
-        let expected: Vec<i64> = (1..=versions.len() as i64).collect();
-        assert_eq!(versions, expected, "events of {id} out of order");
-    }
+    assert_eq!(rec.seen.lock().len(), 120, "each event once");
+    assert_in_version_order(&db, &rec, &records);
 }
 
 #[test]
@@ -542,16 +564,7 @@ fn a_dispatcher_killed_mid_batch_delivers_the_batch_again_and_each_effect_happen
 #[test]
 fn no_event_is_lost_or_reordered_when_every_connection_drops_as_in_a_postgres_restart() {
     let db = TestDb::new();
-    diesel::sql_query("CREATE TABLE things (id uuid PRIMARY KEY, version bigint NOT NULL)")
-        .execute(&mut db.conn())
-        .unwrap();
-    let records: Vec<Uuid> = (0..2).map(|_| Uuid::now_v7()).collect();
-    for id in &records {
-        diesel::sql_query("INSERT INTO things VALUES ($1, 0)")
-            .bind::<diesel::sql_types::Uuid, _>(id)
-            .execute(&mut db.conn())
-            .unwrap();
-    }
+    let records = things(&db, 2);
     let rec = Arc::new(Recorder::default());
     outbox::register(&mut db.conn(), "recorder").unwrap();
     let mut r = Registry::default();
@@ -594,27 +607,7 @@ fn no_event_is_lost_or_reordered_when_every_connection_drops_as_in_a_postgres_re
                         },
                     };
                     let id = records[(done + k) % records.len()];
-                    let wrote = c.transaction::<_, diesel::result::Error, _>(|c| {
-                        #[derive(QueryableByName)]
-                        struct V {
-                            #[diesel(sql_type = BigInt)]
-                            version: i64,
-                        }
-                        let v: V = diesel::sql_query(
-                            "UPDATE things SET version = version + 1 WHERE id = $1 RETURNING version",
-                        )
-                        .bind::<diesel::sql_types::Uuid, _>(id)
-                        .get_result(c)?;
-                        diesel::sql_query(
-                            "INSERT INTO outbox_events (event_type, aggregate_type, aggregate_id, payload, event_id) \
-                             VALUES ('thing.updated', 'things', $1, $2, $3)",
-                        )
-                        .bind::<diesel::sql_types::Uuid, _>(id)
-                        .bind::<diesel::sql_types::Jsonb, _>(json!({"version": v.version}))
-                        .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
-                        .execute(c)?;
-                        Ok(())
-                    });
+                    let wrote = write_version(c, id);
                     match wrote {
                         Ok(()) => done += 1,
                         // Connection gone (or the commit's outcome unknown): reconnect and
@@ -637,11 +630,10 @@ fn no_event_is_lost_or_reordered_when_every_connection_drops_as_in_a_postgres_re
         rec.seen.lock().len() as i64 >= committed
     });
     assert!(w.shutdown(Duration::from_secs(5)));
-    let seen = rec.seen.lock();
-    assert_eq!(seen.len() as i64, committed, "each committed event exactly once");
-    for id in &records {
-        let final_version = db.count(&format!("SELECT version AS n FROM things WHERE id = '{id}'"));
-        let versions: Vec<i64> = seen.iter().filter(|s| s.0 == *id).map(|s| s.2).collect();
-        assert_eq!(versions, (1..=final_version).collect::<Vec<_>>(), "events of {id}");
-    }
+    assert_eq!(
+        rec.seen.lock().len() as i64,
+        committed,
+        "each committed event exactly once"
+    );
+    assert_in_version_order(&db, &rec, &records);
 }
