@@ -22,5 +22,6 @@ mod q2c;
 mod quotes;
 mod recycle;
 mod scope;
+mod webhooks;
 
 pub use crm_test_support::app::start;

@@ -167,13 +167,16 @@ async fn every_protected_operation_needs_credentials_and_admin_needs_admin() {
         if public.contains(&path.as_str()) {
             continue;
         }
-        // Jobs are numbered; every other record has a UUID.
+        // Jobs and webhook deliveries are numbered; every other record has a UUID.
         let id = if path.starts_with("/api/v1/admin/jobs/") {
             "1".to_owned()
         } else {
             uuid::Uuid::now_v7().to_string()
         };
-        let concrete = path.replace("{id}", &id).replace("{series}", "contract");
+        let concrete = path
+            .replace("{id}", &id)
+            .replace("{series}", "contract")
+            .replace("{delivery_id}", "1");
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut req = request(m.clone(), &concrete, None);

@@ -2333,6 +2333,141 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every webhook subscription (secrets are never shown again). */
+        get: operations["list_webhooks"];
+        put?: never;
+        /**
+         * Subscribe a URL to events. It acts as the caller limited to `role`: that role's data
+         *     scope picks the records, its field permissions shape the payload. The signing secret
+         *     is in this answer only.
+         */
+        post: operations["create_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One subscription. */
+        get: operations["get_webhook"];
+        put?: never;
+        post?: never;
+        /** Delete a subscription with its delivery log; nothing more is sent. */
+        delete: operations["delete_webhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a subscription; `enabled: true` on a disabled one clears its failure streak
+         *     and sends what waited.
+         */
+        patch: operations["update_webhook"];
+        trace?: never;
+    };
+    "/api/v1/admin/webhooks/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A new signing secret (in this answer only); the old one keeps signing beside it for
+         *     `grace_hours` (default 24), so receivers can switch without losing deliveries.
+         */
+        post: operations["rotate_webhook_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The delivery log, newest first: status, latency, attempts, response excerpt. */
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/webhooks/{id}/deliveries/{delivery_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One delivery: the exact body sent and every attempt. */
+        get: operations["get_delivery"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/webhooks/{id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Deliver again, as new deliveries with the same bodies and event ids: one delivery
+         *     (`delivery_id`) or every delivery created in a window (`from`, `to`).
+         */
+        post: operations["redeliver"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Queue a `webhook.test` event to the subscription (see its delivery in the log). */
+        post: operations["test_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2669,6 +2804,11 @@ export interface components {
         AssignResult: {
             items: components["schemas"]["Lead"][];
         };
+        /**
+         * @description What an attempt came to: `retry` is a failure that will be tried again.
+         * @enum {string}
+         */
+        AttemptOutcome: "delivered" | "retry" | "failed";
         /** @description One audit entry: who changed what, when, with field-level before/after. */
         AuditEntry: {
             /** Format: int64 */
@@ -3339,6 +3479,19 @@ export interface components {
             roles?: string[];
             is_service?: boolean;
         };
+        CreateWebhook: {
+            /** @description http or https; the egress policy decides at delivery which addresses it may reach. */
+            url: string;
+            description?: string | null;
+            event_types: string[];
+            condition?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description Role key, e.g. `sales_manager`. */
+            role: string;
+            /** @description Default true. */
+            enabled?: boolean | null;
+        };
         /** @description A new API key; `key` is shown only in this response. */
         CreatedApiKey: components["schemas"]["ApiKey"] & {
             /** @description The secret. Store it now: it cannot be shown again. */
@@ -3403,6 +3556,11 @@ export interface components {
             user_id: string;
             comment?: string | null;
         };
+        /**
+         * @description Where a delivery stands.
+         * @enum {string}
+         */
+        DeliveryState: "pending" | "delivered" | "failed";
         /** @description Party block of the printed quote. */
         DocumentParty: {
             name: string;
@@ -3911,7 +4069,7 @@ export interface components {
          * @description What a notification is about; each kind can be muted.
          * @enum {string}
          */
-        NotificationKind: "approval_requested" | "approval_decided" | "task_assigned" | "deal_won" | "deal_lost" | "lead_assigned";
+        NotificationKind: "approval_requested" | "approval_decided" | "task_assigned" | "deal_won" | "deal_lost" | "lead_assigned" | "webhook_disabled";
         /** @description One kind of notification and whether the caller has muted it. */
         NotificationKindSetting: {
             kind: components["schemas"]["NotificationKind"];
@@ -4569,6 +4727,22 @@ export interface components {
             total_overdue: string;
             ageing: components["schemas"]["AgeingBuckets"];
         };
+        /**
+         * @description Deliver again: one delivery, or every delivery created in a window (at most 31 days,
+         *     1,000 deliveries).
+         */
+        RedeliverRequest: {
+            /** Format: int64 */
+            delivery_id?: number | null;
+            /** Format: date-time */
+            from?: string | null;
+            /** Format: date-time */
+            to?: string | null;
+        };
+        Redelivered: {
+            /** @description The new deliveries, queued now. */
+            delivery_ids: number[];
+        };
         /** @description Body of `POST /auth/refresh`. */
         RefreshRequest: {
             refresh_token: string;
@@ -4617,6 +4791,13 @@ export interface components {
         };
         RoleList: {
             items: components["schemas"]["Role"][];
+        };
+        RotateSecret: {
+            /**
+             * Format: int64
+             * @description Hours the old secret keeps signing too (default 24, at most 168).
+             */
+            grace_hours?: number | null;
         };
         /** @description The kinds to mute (all others are on). */
         SetNotificationSettings: {
@@ -4886,6 +5067,10 @@ export interface components {
             reason: string;
             /** @description Also mark an open deal Lost with this reason (through the normal stage move). */
             mark_lost?: boolean;
+        };
+        TestEventQueued: {
+            /** Format: int64 */
+            delivery_id: number;
         };
         /**
          * @description Customer tier by value, activity and potential (A highest).
@@ -5202,6 +5387,17 @@ export interface components {
             /** @description `false` disables the user: login refused, tokens and sessions stop working. */
             is_active?: boolean | null;
         };
+        UpdateWebhook: {
+            url?: string | null;
+            description?: string | null;
+            event_types?: string[] | null;
+            condition?: {
+                [key: string]: unknown;
+            } | null;
+            role?: string | null;
+            /** @description Enabling a disabled subscription clears its failure streak and sends what waited. */
+            enabled?: boolean | null;
+        };
         /** @description A user as seen by admins. */
         User: {
             /** Format: uuid */
@@ -5239,6 +5435,132 @@ export interface components {
             /** Format: uuid */
             manager_id?: string | null;
             is_active: boolean;
+        };
+        /**
+         * @description A webhook subscription. Deliveries are signed (`Webhook-Signature: t=<unix>,v1=<hex
+         *     HMAC-SHA256 of "<t>.<body>">`, a second `v1` during a secret rotation's grace) and
+         *     carry `Webhook-Id` (the event id, stable across retries and redeliveries).
+         */
+        Webhook: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            description: string;
+            /**
+             * @description Patterns: `*`, `<object>.*` (e.g. `opportunity.*`) or exact types (see
+             *     `GET /api/v1/meta/events`).
+             */
+            event_types: string[];
+            /**
+             * @description Only events whose record (as the role may read it) matches; the shared condition
+             *     format. Null: every matching event.
+             */
+            condition?: {
+                [key: string]: unknown;
+            } | null;
+            /** @description The role whose data scope and field permissions apply (with the owner's team). */
+            role: string;
+            /**
+             * Format: uuid
+             * @description The user it acts as, notified when it is disabled.
+             */
+            owner_id: string;
+            enabled: boolean;
+            /**
+             * Format: date-time
+             * @description While a rotated-out secret still signs too.
+             */
+            previous_secret_until?: string | null;
+            /**
+             * Format: date-time
+             * @description Failing continuously since then (cleared by a success).
+             */
+            failing_since?: string | null;
+            /** Format: date-time */
+            disabled_at?: string | null;
+            disabled_reason?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: int32 */
+            version: number;
+        };
+        /** @description One attempt of a delivery. */
+        WebhookAttempt: {
+            /** Format: int32 */
+            attempt: number;
+            /** Format: date-time */
+            attempted_at: string;
+            /** Format: int32 */
+            status?: number | null;
+            /** Format: int32 */
+            latency_ms: number;
+            outcome: components["schemas"]["AttemptOutcome"];
+            error?: string | null;
+            response?: string | null;
+        };
+        /** @description One delivery of one event, with its latest attempt. */
+        WebhookDelivery: {
+            /** Format: int64 */
+            id: number;
+            /**
+             * Format: uuid
+             * @description The event id (`Webhook-Id`); the same on redeliveries.
+             */
+            event_id: string;
+            event_type: string;
+            /** Format: uuid */
+            record_id?: string | null;
+            state: components["schemas"]["DeliveryState"];
+            /** Format: int32 */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When it is (or was to be) tried next.
+             */
+            next_attempt_at: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            last_attempt_at?: string | null;
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status; null when none came back.
+             */
+            last_status?: number | null;
+            /** Format: int32 */
+            last_latency_ms?: number | null;
+            last_error?: string | null;
+            /** @description The start of the receiver's answer (up to 1,000 characters). */
+            last_response?: string | null;
+            /**
+             * Format: int64
+             * @description The delivery this one repeats.
+             */
+            redelivery_of?: number | null;
+        };
+        /** @description A delivery with every attempt and the exact body sent. */
+        WebhookDeliveryDetail: components["schemas"]["WebhookDelivery"] & {
+            /** @description The signed body, as sent. */
+            body: string;
+            attempts_log: components["schemas"]["WebhookAttempt"][];
+        };
+        WebhookDeliveryPage: {
+            items: components["schemas"]["WebhookDelivery"][];
+            /**
+             * Format: int64
+             * @description Pass as `before` for the next (older) page; null on the last page.
+             */
+            next_before?: number | null;
+        };
+        WebhookList: {
+            items: components["schemas"]["Webhook"][];
+        };
+        /** @description A subscription with its signing secret: only in the answers to creation and rotation. */
+        WebhookWithSecret: components["schemas"]["Webhook"] & {
+            /** @description Store it now: it cannot be shown again (null on an idempotent replay). */
+            secret?: string | null;
         };
         /** @description A condition over a record's fields: `{"all"|"any": [...]}`, `{"not": ...}` or `{"field", "op", "value"}` with op eq, ne, gt, gte, lt, lte, in, not_in, present, blank or contains. */
         Expression: {
@@ -19086,6 +19408,802 @@ export interface operations {
                 };
             };
             /** @description The job is running Codes: `conflict`, `concurrent_update`, `job_running`. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_webhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Subscriptions */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_webhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    Location?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_idempotency_key`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`, `idempotency_key_reused`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_webhook: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description ETag */
+                "If-Match": string;
+            };
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhook"];
+            };
+        };
+        responses: {
+            /** @description Updated */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_path`, `invalid_if_match`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` names an older version (`stale_version`); reload and retry. Codes: `stale_version`. */
+            412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` is required for this change (`precondition_required`). Codes: `precondition_required`. */
+            428: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotateSecret"];
+            };
+        };
+        responses: {
+            /** @description Rotated */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookWithSecret"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                state?: components["schemas"]["DeliveryState"];
+                /** @description Deliveries older than this id (paging). */
+                before?: number;
+                /** @description Default 50, at most 200. */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deliveries */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryPage"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_delivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+                /** @description Delivery id */
+                delivery_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryDetail"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    redeliver: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RedeliverRequest"];
+            };
+        };
+        responses: {
+            /** @description Queued */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Redelivered"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    test_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Webhook id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Queued */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TestEventQueued"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The webhook is disabled (`webhook_disabled`) Codes: `conflict`, `concurrent_update`, `webhook_disabled`. */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -29,7 +29,9 @@ pub mod quotes;
 pub mod record;
 pub mod recycle;
 pub mod settings;
+pub mod shaping;
 pub mod tasks;
+pub mod webhooks;
 pub mod write;
 
 pub use clock::Clock;

@@ -53,6 +53,11 @@ pub const KINDS: &[Kind] = &[
         label_zh: "分配给我的线索",
         label_en: "Lead assigned to me",
     },
+    Kind {
+        kind: "webhook_disabled",
+        label_zh: "我的 Webhook 因持续失败被停用",
+        label_en: "My webhook was disabled after failing continuously",
+    },
 ];
 
 /// One notification to write.
@@ -224,25 +229,31 @@ pub fn on_event(c: &mut PgConnection, ev: &Delivered) -> AppResult<usize> {
         if Some(n.user_id) == ev.actor_id {
             continue;
         }
-        written += diesel::sql_query(
-            "INSERT INTO notifications (id, user_id, kind, event_id, object_type, object_id, title_zh, title_en, created_at) \
-             SELECT $1, u.id, $3, $4, $5, $6, $7, $8, $9 FROM users u \
-             WHERE u.id = $2 AND u.is_active \
-               AND NOT EXISTS (SELECT 1 FROM notification_mutes m WHERE m.user_id = u.id AND m.kind = $3) \
-             ON CONFLICT (user_id, event_id, kind) DO NOTHING",
-        )
-        .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
-        .bind::<diesel::sql_types::Uuid, _>(n.user_id)
-        .bind::<Text, _>(n.kind)
-        .bind::<diesel::sql_types::Uuid, _>(ev.event_id)
-        .bind::<Text, _>(&n.object_type)
-        .bind::<diesel::sql_types::Uuid, _>(n.object_id)
-        .bind::<Text, _>(&n.title_zh)
-        .bind::<Text, _>(&n.title_en)
-        .bind::<Timestamptz, _>(ev.committed_at)
-        .execute(c)?;
+        written += write(c, &n, ev.event_id, ev.committed_at)?;
     }
     Ok(written)
+}
+
+/// Writes one notification for `event_id` unless its user is inactive or muted the kind
+/// (or has it already). Returns 1 when written.
+pub fn write(c: &mut PgConnection, n: &Planned, event_id: Uuid, at: DateTime<Utc>) -> AppResult<usize> {
+    Ok(diesel::sql_query(
+        "INSERT INTO notifications (id, user_id, kind, event_id, object_type, object_id, title_zh, title_en, created_at) \
+         SELECT $1, u.id, $3, $4, $5, $6, $7, $8, $9 FROM users u \
+         WHERE u.id = $2 AND u.is_active \
+           AND NOT EXISTS (SELECT 1 FROM notification_mutes m WHERE m.user_id = u.id AND m.kind = $3) \
+         ON CONFLICT (user_id, event_id, kind) DO NOTHING",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+    .bind::<diesel::sql_types::Uuid, _>(n.user_id)
+    .bind::<Text, _>(n.kind)
+    .bind::<diesel::sql_types::Uuid, _>(event_id)
+    .bind::<Text, _>(&n.object_type)
+    .bind::<diesel::sql_types::Uuid, _>(n.object_id)
+    .bind::<Text, _>(&n.title_zh)
+    .bind::<Text, _>(&n.title_en)
+    .bind::<Timestamptz, _>(at)
+    .execute(c)?)
 }
 
 fn me(ctx: &Ctx) -> AppResult<Uuid> {

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod events;
 pub mod expr;
 pub mod fields;
+pub mod integrations;
 pub mod listing;
 pub mod money;
 pub mod normalize;

@@ -40,6 +40,7 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "organisation", description = "Directory of users and teams"),
         (name = "admin", description = "Users, teams, roles, permissions, API keys, settings"),
         (name = "jobs", description = "Background work (admin): queues, dead jobs, event subscribers' lag"),
+        (name = "webhooks", description = "Outgoing webhooks (admin): signed deliveries of events, delivery log, redelivery, test events"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -385,6 +386,7 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ("ops", "401", &["metrics_token_required"]),
     ("tasks", "409", &["invalid_transition"]),
     ("jobs", "409", &["job_running"]),
+    ("webhooks", "409", &["webhook_disabled"]),
 ];
 
 /// Each error response names the problem codes it can carry: `x-problem-codes` and

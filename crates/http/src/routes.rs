@@ -14,7 +14,7 @@ use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
     accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, contacts, contracts,
     directory, events, fields, health, jobs, leads, me, notifications, opportunities, pipelines, products, quotes,
-    settings,
+    settings, webhooks,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -191,7 +191,17 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(settings::put_payments)
         .service(jobs::jobs_overview)
         .service(jobs::retry_job)
-        .service(jobs::cancel_job);
+        .service(jobs::cancel_job)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::create_webhook)
+        .service(webhooks::get_webhook)
+        .service(webhooks::update_webhook)
+        .service(webhooks::delete_webhook)
+        .service(webhooks::rotate_webhook_secret)
+        .service(webhooks::list_deliveries)
+        .service(webhooks::get_delivery)
+        .service(webhooks::redeliver)
+        .service(webhooks::test_webhook);
 }
 
 /// The OpenAPI document collected from the routes.

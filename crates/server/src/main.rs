@@ -70,6 +70,16 @@ struct BackgroundArgs {
     /// Days outbox events are kept once every subscriber has handled them.
     #[arg(long, env = "CRM_OUTBOX_RETENTION_DAYS", default_value_t = 30)]
     outbox_retention_days: i32,
+    /// Threads sending webhook deliveries (a slow receiver holds one of them at most).
+    #[arg(long, env = "CRM_WEBHOOK_WORKERS", default_value_t = 2)]
+    webhook_workers: usize,
+    /// Hours a webhook may fail continuously before it is disabled.
+    #[arg(long, env = "CRM_WEBHOOK_DISABLE_AFTER_HOURS", default_value_t = 72)]
+    webhook_disable_after_hours: i64,
+    /// Addresses and CIDR networks outgoing requests may reach although they are
+    /// loopback, private, link-local or otherwise special (comma-separated).
+    #[arg(long, env = "CRM_EGRESS_ALLOW", default_value = "")]
+    egress_allow: String,
     /// Seconds running jobs get to finish on shutdown.
     #[arg(long, env = "CRM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -262,6 +272,7 @@ fn start_worker(
         queues: vec![
             (crm_worker::builtin::DEFAULT_QUEUE.into(), bg.job_workers.max(1)),
             (crm_worker::builtin::EVENTS_QUEUE.into(), bg.event_workers.max(1)),
+            (crm_app::webhooks::QUEUE.into(), bg.webhook_workers.max(1)),
         ],
         lease: Duration::from_secs(bg.job_lease_secs.max(1)),
         ..crm_worker::WorkerConfig::default()
@@ -276,9 +287,19 @@ fn start_worker(
     )
     .with_context(|| format!("connecting to {}", redact_url(url)))?;
     let metrics = Arc::new(WorkerMetrics::default());
-    let registry = crm_worker::builtin::registry(&crm_worker::builtin::Options {
+    let policy =
+        crm_worker::egress::Policy::parse(&bg.egress_allow).map_err(|e| anyhow::anyhow!("CRM_EGRESS_ALLOW: {e}"))?;
+    let egress = crm_worker::egress::Egress::new(policy, Duration::from_secs(3), Duration::from_secs(10));
+    let webhook_opts = crm_worker::webhooks::WebhookOptions {
+        disable_after: chrono::Duration::hours(bg.webhook_disable_after_hours.max(1)),
+        ..Default::default()
+    };
+    let options = crm_worker::builtin::Options {
         outbox_retention_days: bg.outbox_retention_days,
         ..Default::default()
+    };
+    let registry = crm_worker::builtin::registry_with(&options, |r| {
+        crm_worker::webhooks::register(r, egress, webhook_opts);
     });
     let worker = crm_worker::Worker::start(crm_worker::Setup {
         pool,

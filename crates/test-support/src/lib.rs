@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod fixtures;
+pub mod receiver;
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -112,8 +112,15 @@ pub fn redelivery(registry: &mut Registry) {
 
 /// The registry of a production process.
 pub fn registry(opts: &Options) -> Registry {
+    registry_with(opts, |_| {})
+}
+
+/// The standard registry plus what `extra` registers (integrations), with redelivery
+/// covering every subscriber.
+pub fn registry_with(opts: &Options, extra: impl FnOnce(&mut Registry)) -> Registry {
     let mut r = Registry::default();
     standard(&mut r, opts);
+    extra(&mut r);
     redelivery(&mut r);
     r
 }

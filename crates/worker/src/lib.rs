@@ -9,9 +9,11 @@
 
 pub mod builtin;
 pub mod dispatch;
+pub mod egress;
 mod listen;
 pub mod metrics;
 mod run;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -25,6 +25,7 @@ pub mod tasks;
 pub mod teams;
 pub mod timeline;
 pub mod users;
+pub mod webhooks;
 pub mod workflow;
 
 use diesel::prelude::*;

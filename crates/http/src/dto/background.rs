@@ -12,7 +12,7 @@ str_enum! {
     NotificationKind {
         ApprovalRequested => "approval_requested", ApprovalDecided => "approval_decided",
         TaskAssigned => "task_assigned", DealWon => "deal_won", DealLost => "deal_lost",
-        LeadAssigned => "lead_assigned"
+        LeadAssigned => "lead_assigned", WebhookDisabled => "webhook_disabled"
     }
 }
 

@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod contracts;
 pub mod events;
 pub mod fields;
+pub mod integrations;
 pub mod leads;
 pub mod me;
 pub mod opportunities;

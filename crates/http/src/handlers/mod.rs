@@ -23,6 +23,7 @@ pub mod pipelines;
 pub mod products;
 pub mod quotes;
 pub mod settings;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 

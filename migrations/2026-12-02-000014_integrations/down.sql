@@ -1,0 +1,10 @@
+DROP TABLE capture_counters;
+DROP TABLE capture_forms;
+DROP TABLE user_channels;
+DROP TABLE channel_sends;
+DROP TABLE channel_messages;
+DROP TABLE channels;
+DELETE FROM outbox_subscribers WHERE name = 'webhooks';
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_deliveries;
+DROP TABLE webhooks;
