@@ -1,4 +1,5 @@
 DROP TABLE capture_counters;
+DROP TABLE capture_submissions;
 DROP TABLE capture_forms;
 DROP TABLE user_channels;
 DROP TABLE channel_sends;

@@ -148,6 +148,18 @@ CREATE TABLE capture_forms (
     version integer NOT NULL DEFAULT 1
 );
 
+-- What each accepted submission came to (for the admin): `created`, `duplicate` (an
+-- open lead matched; nothing created) or `spam` (the honeypot was filled).
+CREATE TABLE capture_submissions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    form_id uuid NOT NULL REFERENCES capture_forms (id) ON DELETE CASCADE,
+    received_at timestamptz NOT NULL,
+    client text NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('created', 'duplicate', 'spam')),
+    lead_id uuid
+);
+CREATE INDEX capture_submissions_form_idx ON capture_submissions (form_id, id DESC);
+
 -- Capture counters per form and client address (`*` for the whole form) per hour.
 CREATE TABLE capture_counters (
     form_id uuid NOT NULL REFERENCES capture_forms (id) ON DELETE CASCADE,

@@ -6,6 +6,8 @@ mod accounts;
 mod activities;
 mod admin;
 mod auth;
+mod capture;
+mod channels;
 mod contacts;
 mod contracts;
 mod errors;

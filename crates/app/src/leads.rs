@@ -146,6 +146,39 @@ pub fn create(
     fields: &Map<String, Value>,
     allow_duplicate: bool,
 ) -> AppResult<LeadRow> {
+    match create_checked(c, ctx, fields, !allow_duplicate)? {
+        Created::Lead(row) => Ok(row),
+        Created::Duplicate { existing, matched_on } => Err(AppError::conflict(
+            "duplicate",
+            format!(
+                "an open lead with the same {matched_on} already exists; pass allow_duplicate=true to create anyway"
+            ),
+        )
+        .with_extra(
+            "existing",
+            json!({"id": existing.id, "person_name": existing.person_name, "matched_on": matched_on}),
+        )),
+    }
+}
+
+/// What [`create_checked`] came to.
+#[derive(Debug)]
+pub enum Created {
+    Lead(LeadRow),
+    /// An open lead the actor can see matched; nothing was created.
+    Duplicate {
+        existing: LeadRow,
+        matched_on: &'static str,
+    },
+}
+
+/// Creates a lead, or (with `check_duplicates`) reports the open lead it duplicates.
+pub fn create_checked(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    fields: &Map<String, Value>,
+    check_duplicates: bool,
+) -> AppResult<Created> {
     ctx.require(RES, Action::Create)?;
     let input: LeadInput = write::input(ctx, RES, fields)?;
     let mut errs = Errors::default();
@@ -182,28 +215,24 @@ pub fn create(
         ctx.require(RES, Action::Assign)?;
     }
     new.team_id = resolve_owner(c, ctx, RES, new.owner_id)?;
-    if !allow_duplicate {
+    if check_duplicates {
         let phones: Vec<&str> = new.mobile.iter().chain(new.phone.iter()).map(String::as_str).collect();
         let company_key = new.company.as_deref().map(normalize::name_key).unwrap_or_default();
         let read = ctx.read_scope(RES);
         let person = new.person_name.to_lowercase();
         if let Some((row, on)) = leads::find_duplicate(c, &read, &person, &company_key, &phones, new.email.as_deref())?
         {
-            return Err(AppError::conflict(
-                "duplicate",
-                format!("an open lead with the same {on} already exists; pass allow_duplicate=true to create anyway"),
-            )
-            .with_extra(
-                "existing",
-                json!({"id": row.id, "person_name": row.person_name, "matched_on": on}),
-            ));
+            return Ok(Created::Duplicate {
+                existing: row,
+                matched_on: on,
+            });
         }
     }
     let record = json!({"estimated_budget": new.estimated_budget});
     new.custom = custom::write(c, ctx, RES, input.custom.as_ref(), None, record)?.unwrap_or_else(|| json!({}));
     let row = leads::insert(c, &new)?;
     write::created(c, ctx, RES, row.id)?;
-    Ok(row)
+    Ok(Created::Lead(row))
 }
 
 /// The status change a patch asks for, by the lead status machine: `(status,

@@ -8,6 +8,8 @@
 pub mod accounts;
 pub mod activities;
 pub mod approvals;
+pub mod capture;
+pub mod channels;
 pub mod checks;
 pub mod clock;
 pub mod contacts;

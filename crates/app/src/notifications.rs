@@ -229,7 +229,12 @@ pub fn on_event(c: &mut PgConnection, ev: &Delivered) -> AppResult<usize> {
         if Some(n.user_id) == ev.actor_id {
             continue;
         }
-        written += write(c, &n, ev.event_id, ev.committed_at)?;
+        let w = write(c, &n, ev.event_id, ev.committed_at)?;
+        if w > 0 {
+            let key = format!("notification:{}:{}:{}", ev.event_id, n.kind, n.user_id);
+            crate::channels::personal(c, n.user_id, &n.title_zh, key, ev.committed_at)?;
+        }
+        written += w;
     }
     Ok(written)
 }

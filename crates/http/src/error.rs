@@ -211,6 +211,17 @@ impl ApiError {
         e
     }
 
+    /// 429 `rate_limited`: over a request limit; retry after `retry_after` seconds.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many submissions; try again later",
+        );
+        e.retry_after = Some(retry_after.max(1));
+        e
+    }
+
     pub fn internal(cause: impl Into<String>) -> Self {
         let mut e = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -41,6 +41,8 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "admin", description = "Users, teams, roles, permissions, API keys, settings"),
         (name = "jobs", description = "Background work (admin): queues, dead jobs, event subscribers' lag"),
         (name = "webhooks", description = "Outgoing webhooks (admin): signed deliveries of events, delivery log, redelivery, test events"),
+        (name = "capture", description = "Web-to-lead: the public capture endpoint for website forms, and capture forms (admin)"),
+        (name = "channels", description = "DingTalk and WeCom group robots (admin), and the caller's channel for personal notifications"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -387,6 +389,9 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ("tasks", "409", &["invalid_transition"]),
     ("jobs", "409", &["job_running"]),
     ("webhooks", "409", &["webhook_disabled"]),
+    ("capture", "400", &["invalid_body"]),
+    ("capture", "403", &["origin_not_allowed"]),
+    ("capture", "429", &["rate_limited"]),
 ];
 
 /// Each error response names the problem codes it can carry: `x-problem-codes` and

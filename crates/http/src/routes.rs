@@ -12,9 +12,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::error::ApiError;
 use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
-    accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, contacts, contracts,
-    directory, events, fields, health, jobs, leads, me, notifications, opportunities, pipelines, products, quotes,
-    settings, webhooks,
+    accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, capture, channels,
+    contacts, contracts, directory, events, fields, health, jobs, leads, me, notifications, opportunities, pipelines,
+    products, quotes, settings, webhooks,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -201,7 +201,23 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(webhooks::list_deliveries)
         .service(webhooks::get_delivery)
         .service(webhooks::redeliver)
-        .service(webhooks::test_webhook);
+        .service(webhooks::test_webhook)
+        .service(capture::list_capture_forms)
+        .service(capture::create_capture_form)
+        .service(capture::get_capture_form)
+        .service(capture::replace_capture_form)
+        .service(capture::delete_capture_form)
+        .service(capture::list_capture_submissions)
+        .service(capture::capture)
+        .service(channels::list_channels)
+        .service(channels::create_channel)
+        .service(channels::get_channel)
+        .service(channels::disable_channel)
+        .service(channels::enable_channel)
+        .service(channels::delete_channel)
+        .service(channels::test_channel)
+        .service(channels::get_my_channel)
+        .service(channels::put_my_channel);
 }
 
 /// The OpenAPI document collected from the routes.

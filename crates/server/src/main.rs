@@ -299,6 +299,7 @@ fn start_worker(
         ..Default::default()
     };
     let registry = crm_worker::builtin::registry_with(&options, |r| {
+        crm_worker::robots::register(r, egress.clone());
         crm_worker::webhooks::register(r, egress, webhook_opts);
     });
     let worker = crm_worker::Worker::start(crm_worker::Setup {

@@ -72,7 +72,8 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
         .handle(HOUSEKEEPING, |c, _, _| {
             let keys = crm_db::repo::idempotency::purge_expired(c)?;
             let throttle = crm_db::repo::auth::purge_throttle(c, chrono::Duration::days(1))?;
-            tracing::info!(keys, throttle, "housekeeping done");
+            let capture = crm_db::repo::capture::purge_counters(c)?;
+            tracing::info!(keys, throttle, capture, "housekeeping done");
             Ok(())
         })
         .handle(PRUNE_OUTBOX, move |c, _, _| {

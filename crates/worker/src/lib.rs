@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod egress;
 mod listen;
 pub mod metrics;
+pub mod robots;
 mod run;
 pub mod webhooks;
 

@@ -7,6 +7,8 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod board;
+pub mod capture;
+pub mod channels;
 pub mod contacts;
 pub mod contracts;
 pub mod fields;

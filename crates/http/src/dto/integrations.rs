@@ -227,3 +227,198 @@ pub struct Redelivered {
 pub struct TestEventQueued {
     pub delivery_id: i64,
 }
+
+/// A web-to-lead capture form. Its public endpoint is `POST /api/v1/capture/{form_key}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaptureForm {
+    pub id: Uuid,
+    pub form_key: String,
+    pub name: String,
+    /// Origins (`https://www.example.com`) whose pages may submit; empty: any.
+    pub allowed_origins: Vec<String>,
+    /// Form field -> lead field (`person_name`, `company`, `mobile`, `email`, ...) or
+    /// `custom.<key>`.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub mapping: Value,
+    pub source: Option<String>,
+    pub campaign: Option<String>,
+    /// Leads are created as this user (then the assignment rules apply).
+    pub owner_id: Uuid,
+    /// A hidden form field people leave empty; a submission filling it is dropped
+    /// silently (answered like any other).
+    pub honeypot: String,
+    pub per_address_per_hour: i32,
+    pub per_form_per_hour: i32,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<crm_db::repo::capture::CaptureFormRow> for CaptureForm {
+    fn from(r: crm_db::repo::capture::CaptureFormRow) -> Self {
+        CaptureForm {
+            id: r.id,
+            form_key: r.form_key,
+            name: r.name,
+            allowed_origins: r.allowed_origins,
+            mapping: r.mapping,
+            source: r.source,
+            campaign: r.campaign,
+            owner_id: r.owner_id,
+            honeypot: r.honeypot,
+            per_address_per_hour: r.per_address_per_hour,
+            per_form_per_hour: r.per_form_per_hour,
+            enabled: r.enabled,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaptureFormList {
+    pub items: Vec<CaptureForm>,
+}
+
+/// A capture form's settings (creation, or replacing them as a whole).
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureFormInput {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// 8 to 64 letters, digits, `-`, `_`; generated when absent (kept on replace).
+    #[validate(length(min = 8, max = 64))]
+    #[schema(min_length = 8, max_length = 64)]
+    pub form_key: Option<String>,
+    #[serde(default)]
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub allowed_origins: Vec<String>,
+    pub mapping: std::collections::BTreeMap<String, String>,
+    /// A lead source (default `website`).
+    pub source: Option<String>,
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub campaign: Option<String>,
+    /// Default: the caller.
+    pub owner_id: Option<Uuid>,
+    /// Default `website`.
+    #[validate(length(min = 1, max = 64))]
+    #[schema(min_length = 1, max_length = 64)]
+    pub honeypot: Option<String>,
+    /// Default 20.
+    #[validate(range(min = 1, max = 10000))]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub per_address_per_hour: Option<i32>,
+    /// Default 2000.
+    #[validate(range(min = 1, max = 1000000))]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub per_form_per_hour: Option<i32>,
+    pub enabled: Option<bool>,
+}
+
+/// One submission as the admin sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaptureSubmission {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    /// The client address it came from.
+    pub client: String,
+    /// `created`, `duplicate` (an open lead matched; nothing created) or `spam`.
+    pub outcome: String,
+    pub lead_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaptureSubmissionList {
+    pub items: Vec<CaptureSubmission>,
+}
+
+/// What a website form sends: its fields as named in the form (JSON object or
+/// `application/x-www-form-urlencoded`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CaptureBody(pub std::collections::BTreeMap<String, String>);
+
+/// The answer to every accepted submission (created, duplicate or dropped alike).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CaptureReceived {
+    /// Always `received`.
+    pub status: String,
+}
+
+str_enum! {
+    /// Which robot a channel is.
+    ChannelKind { Dingtalk => "dingtalk", Wecom => "wecom" }
+}
+
+/// A group robot channel. Its URL and secret are never shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Channel {
+    pub id: Uuid,
+    #[schema(value_type = ChannelKind)]
+    pub kind: String,
+    pub name: String,
+    pub enabled: bool,
+    /// Requests a minute at most (the platforms allow 20).
+    pub per_minute: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<crm_db::repo::channels::ChannelRow> for Channel {
+    fn from(r: crm_db::repo::channels::ChannelRow) -> Self {
+        Channel {
+            id: r.id,
+            kind: r.kind,
+            name: r.name,
+            enabled: r.enabled,
+            per_minute: r.per_minute,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelList {
+    pub items: Vec<Channel>,
+}
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannel {
+    pub kind: ChannelKind,
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// DingTalk: the robot's webhook URL (`https://oapi.dingtalk.com/robot/send?access_token=…`);
+    /// WeCom: optional, the key is enough.
+    #[validate(length(min = 1, max = 2000))]
+    #[schema(min_length = 1, max_length = 2000)]
+    pub url: Option<String>,
+    /// DingTalk: the signing secret (`SEC…`, optional); WeCom: the robot's key.
+    #[validate(length(min = 1, max = 500))]
+    #[schema(min_length = 1, max_length = 500)]
+    pub secret: Option<String>,
+    /// Default 20.
+    #[validate(range(min = 1, max = 20))]
+    #[schema(minimum = 1, maximum = 20)]
+    pub per_minute: Option<i32>,
+    pub enabled: Option<bool>,
+}
+
+/// The channel the caller gets personal notifications in (null: none).
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MyChannel {
+    pub channel_id: Option<Uuid>,
+    /// The mobile number to @-mention.
+    #[validate(length(max = 40))]
+    #[schema(max_length = 40)]
+    pub mobile: Option<String>,
+}

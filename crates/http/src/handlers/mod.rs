@@ -8,6 +8,8 @@ pub mod admin_teams;
 pub mod admin_users;
 pub mod approvals;
 pub mod auth;
+pub mod capture;
+pub mod channels;
 pub mod contacts;
 pub mod contracts;
 pub mod directory;
