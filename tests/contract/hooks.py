@@ -26,8 +26,9 @@ SHAPE_CODES = {
 # Free-form JSON (field settings, conditions, approval steps, default values): its
 # keys and nested strings are not described, so a NUL found in them is not a gap in
 # the document. Values whose type depends on another field (a custom field's default
-# against the field's type) are checked against that other field.
-FREE_FORM = {"settings", "condition", "steps", "expr", "default_value", "value", "sections"}
+# against the field's type) are checked against that other field. A capture form's
+# `mapping` is keyed by the website form's own field names.
+FREE_FORM = {"settings", "condition", "steps", "expr", "default_value", "value", "sections", "mapping"}
 FIELD_SHAPE_CODES = {
     "invalid_type",
     "unknown_field",

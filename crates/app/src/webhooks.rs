@@ -323,8 +323,8 @@ fn insert_returning(c: &mut PgConnection, rows: &[NewDelivery]) -> AppResult<Vec
     Ok(ids)
 }
 
-/// Queues a `webhook.test` event to the subscription (sent even when it is disabled
-/// is not possible: a disabled subscription sends nothing); returns the delivery id.
+/// Queues a `webhook.test` event to an enabled subscription (a disabled one sends
+/// nothing: 409 `webhook_disabled`); returns the delivery id.
 pub fn send_test(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<i64> {
     let hook = get(c, ctx, id)?;
     if !hook.enabled {

@@ -91,7 +91,10 @@ pub fn send_channel(c: &mut PgConnection, ctx: &JobContext, egress: &Egress, id:
     let mut out = Sent::default();
     let now = ctx.clock.now();
     let Some(ch) = repo::lock_for_sending(c, id)? else {
-        repo::schedule(c, QUEUE, SEND, id, now + chrono::Duration::seconds(2))?;
+        // Deleted meanwhile: nothing to send. Otherwise another run holds it.
+        if repo::find(c, id)?.is_some() {
+            repo::schedule(c, QUEUE, SEND, id, now + chrono::Duration::seconds(2))?;
+        }
         return Ok(out);
     };
     if !ch.enabled {

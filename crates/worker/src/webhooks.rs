@@ -123,8 +123,11 @@ pub fn deliver(
 ) -> Result<Run, BoxError> {
     let mut run = Run::default();
     let Some(mut hook) = repo::lock_for_delivery(c, id)? else {
-        repo::schedule(c, QUEUE, DELIVER, id, ctx.clock.now() + chrono::Duration::seconds(2))?;
-        run.busy = true;
+        // Deleted meanwhile: nothing to send. Otherwise another run holds it.
+        if repo::find(c, id)?.is_some() {
+            repo::schedule(c, QUEUE, DELIVER, id, ctx.clock.now() + chrono::Duration::seconds(2))?;
+            run.busy = true;
+        }
         return Ok(run);
     };
     if !hook.enabled {
