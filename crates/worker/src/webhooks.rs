@@ -54,8 +54,8 @@ impl Default for WebhookOptions {
             base_backoff: Duration::from_secs(30),
             max_backoff: Duration::from_secs(6 * 3600),
             disable_after: chrono::Duration::days(3),
-            batch: 50,
-            budget: Duration::from_secs(20),
+            batch: 2000,
+            budget: Duration::from_secs(10),
             max_retry_after: chrono::Duration::hours(24),
         }
     }
@@ -125,7 +125,7 @@ pub fn deliver(
     let Some(mut hook) = repo::lock_for_delivery(c, id)? else {
         // Deleted meanwhile: nothing to send. Otherwise another run holds it.
         if repo::find(c, id)?.is_some() {
-            repo::schedule(c, QUEUE, DELIVER, id, ctx.clock.now() + chrono::Duration::seconds(2))?;
+            repo::schedule(c, QUEUE, DELIVER, id, ctx.clock.now() + chrono::Duration::milliseconds(200))?;
             run.busy = true;
         }
         return Ok(run);
@@ -134,27 +134,37 @@ pub fn deliver(
         return Ok(run);
     }
     let started = Instant::now();
-    while run.attempted < opts.batch && started.elapsed() < opts.budget {
-        let now = ctx.clock.now();
-        let Some(d) = repo::next_due(c, id, now)? else { break };
-        let result = attempt(egress, opts, &hook, &d, now);
-        repo::record_attempt(c, &d, &result)?;
-        run.attempted += 1;
-        if result.outcome == "delivered" {
-            run.delivered += 1;
-            if hook.failing_since.is_some() {
-                repo::set_failing(c, id, None)?;
-                hook.failing_since = None;
+    'run: while run.attempted < opts.batch && started.elapsed() < opts.budget {
+        // Heads of distinct records: sending them one after another keeps every
+        // record's order; a failed one holds back only its own record.
+        let heads = repo::due_heads(c, id, ctx.clock.now(), 50)?;
+        if heads.is_empty() {
+            break;
+        }
+        for d in heads {
+            if run.attempted >= opts.batch || started.elapsed() >= opts.budget {
+                break 'run;
             }
-            continue;
+            let now = ctx.clock.now();
+            let result = attempt(egress, opts, &hook, &d, now);
+            repo::record_attempt(c, &d, &result)?;
+            run.attempted += 1;
+            if result.outcome == "delivered" {
+                run.delivered += 1;
+                if hook.failing_since.is_some() {
+                    repo::set_failing(c, id, None)?;
+                    hook.failing_since = None;
+                }
+                continue;
+            }
+            let since = *hook.failing_since.get_or_insert(now);
+            if now - since >= opts.disable_after {
+                disable(c, &hook, since, now)?;
+                run.disabled = true;
+                return Ok(run);
+            }
+            repo::set_failing(c, id, Some(since))?;
         }
-        let since = *hook.failing_since.get_or_insert(now);
-        if now - since >= opts.disable_after {
-            disable(c, &hook, since, now)?;
-            run.disabled = true;
-            return Ok(run);
-        }
-        repo::set_failing(c, id, Some(since))?;
     }
     if let Some(at) = repo::next_due_at(c, id)? {
         repo::schedule(c, QUEUE, DELIVER, id, at.max(ctx.clock.now()))?;

@@ -369,27 +369,28 @@ struct Due {
     id: i64,
 }
 
-/// The next due delivery of a subscription: pending, its time come, and the oldest
-/// pending one of its record (deliveries of one record go out in order).
-pub fn next_due(conn: &mut PgConnection, webhook: Uuid, now: DateTime<Utc>) -> QueryResult<Option<DeliveryRow>> {
-    let ids: Vec<Due> = diesel::sql_query(
-        "SELECT d.id FROM webhook_deliveries d \
-         WHERE d.webhook_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 \
-           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id \
-                           AND e.state = 'pending' AND e.record_id = d.record_id AND e.id < d.id) \
-         ORDER BY d.next_attempt_at, d.id LIMIT 1",
-    )
+/// The heads of a subscription's pending deliveries: per record the oldest pending one
+/// (deliveries of one record go out in order). One pass over the pending deliveries'
+/// index, whatever the backlog's shape.
+const HEADS: &str = "SELECT DISTINCT ON (record_id) id, next_attempt_at FROM webhook_deliveries \
+                     WHERE webhook_id = $1 AND state = 'pending' ORDER BY record_id, id";
+
+/// Up to `limit` deliveries due by `now`, each the head of its record, in due order.
+pub fn due_heads(conn: &mut PgConnection, webhook: Uuid, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<DeliveryRow>> {
+    let ids: Vec<Due> = diesel::sql_query(format!(
+        "SELECT h.id FROM ({HEADS}) h WHERE h.next_attempt_at <= $2 ORDER BY h.next_attempt_at, h.id LIMIT $3"
+    ))
     .bind::<diesel::sql_types::Uuid, _>(webhook)
     .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(limit)
     .load(conn)?;
-    match ids.first() {
-        Some(d) => webhook_deliveries::table
-            .find(d.id)
-            .select(DeliveryRow::as_select())
-            .first(conn)
-            .optional(),
-        None => Ok(None),
-    }
+    let ids: Vec<i64> = ids.into_iter().map(|d| d.id).collect();
+    let mut rows: Vec<DeliveryRow> = webhook_deliveries::table
+        .filter(webhook_deliveries::id.eq_any(&ids))
+        .select(DeliveryRow::as_select())
+        .load(conn)?;
+    rows.sort_by_key(|r| (r.next_attempt_at, r.id));
+    Ok(rows)
 }
 
 #[derive(QueryableByName)]
@@ -398,17 +399,11 @@ struct NextAt {
     at: Option<DateTime<Utc>>,
 }
 
-/// When the subscription next has a delivery due (the earliest head of a record's
-/// pending deliveries), if any.
+/// When the subscription next has a delivery due (the earliest head), if any.
 pub fn next_due_at(conn: &mut PgConnection, webhook: Uuid) -> QueryResult<Option<DateTime<Utc>>> {
-    let rows: Vec<NextAt> = diesel::sql_query(
-        "SELECT min(d.next_attempt_at) AS at FROM webhook_deliveries d \
-         WHERE d.webhook_id = $1 AND d.state = 'pending' \
-           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = d.webhook_id \
-                           AND e.state = 'pending' AND e.record_id = d.record_id AND e.id < d.id)",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(webhook)
-    .load(conn)?;
+    let rows: Vec<NextAt> = diesel::sql_query(format!("SELECT min(h.next_attempt_at) AS at FROM ({HEADS}) h"))
+        .bind::<diesel::sql_types::Uuid, _>(webhook)
+        .load(conn)?;
     Ok(rows.into_iter().next().and_then(|r| r.at))
 }
 
