@@ -125,7 +125,13 @@ pub fn deliver(
     let Some(mut hook) = repo::lock_for_delivery(c, id)? else {
         // Deleted meanwhile: nothing to send. Otherwise another run holds it.
         if repo::find(c, id)?.is_some() {
-            repo::schedule(c, QUEUE, DELIVER, id, ctx.clock.now() + chrono::Duration::milliseconds(200))?;
+            repo::schedule(
+                c,
+                QUEUE,
+                DELIVER,
+                id,
+                ctx.clock.now() + chrono::Duration::milliseconds(200),
+            )?;
             run.busy = true;
         }
         return Ok(run);

@@ -376,7 +376,12 @@ const HEADS: &str = "SELECT DISTINCT ON (record_id) id, next_attempt_at FROM web
                      WHERE webhook_id = $1 AND state = 'pending' ORDER BY record_id, id";
 
 /// Up to `limit` deliveries due by `now`, each the head of its record, in due order.
-pub fn due_heads(conn: &mut PgConnection, webhook: Uuid, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<DeliveryRow>> {
+pub fn due_heads(
+    conn: &mut PgConnection,
+    webhook: Uuid,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<DeliveryRow>> {
     let ids: Vec<Due> = diesel::sql_query(format!(
         "SELECT h.id FROM ({HEADS}) h WHERE h.next_attempt_at <= $2 ORDER BY h.next_attempt_at, h.id LIMIT $3"
     ))
