@@ -178,7 +178,9 @@ async fn every_protected_operation_needs_credentials_and_admin_needs_admin() {
         let concrete = path
             .replace("{id}", &id)
             .replace("{series}", "contract")
-            .replace("{delivery_id}", "1");
+            .replace("{delivery_id}", "1")
+            .replace("{run_id}", "1")
+            .replace("{version}", "1");
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut req = request(m.clone(), &concrete, None);

@@ -54,6 +54,11 @@ pub const KINDS: &[Kind] = &[
         label_en: "Lead assigned to me",
     },
     Kind {
+        kind: "rule_alert",
+        label_zh: "自动化规则提醒",
+        label_en: "Automation rule alert",
+    },
+    Kind {
         kind: "webhook_disabled",
         label_zh: "我的 Webhook 因持续失败被停用",
         label_en: "My webhook was disabled after failing continuously",

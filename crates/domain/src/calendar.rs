@@ -73,7 +73,7 @@ impl Calendar {
         Ok(())
     }
 
-    fn zone(&self) -> FixedOffset {
+    pub fn offset(&self) -> FixedOffset {
         FixedOffset::east_opt(self.utc_offset_hours * 3600).unwrap_or_else(|| Utc.fix())
     }
 
@@ -90,7 +90,7 @@ impl Calendar {
         if !self.is_working_day(day) {
             return Vec::new();
         }
-        let zone = self.zone();
+        let zone = self.offset();
         self.hours
             .iter()
             .filter_map(|(a, b)| {
@@ -102,7 +102,7 @@ impl Calendar {
     }
 
     fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
-        at.with_timezone(&self.zone()).date_naive()
+        at.with_timezone(&self.offset()).date_naive()
     }
 
     /// The moment `work` of working time after `from` (`from` itself when `work` is

@@ -13,6 +13,7 @@ pub mod listing;
 pub mod money;
 pub mod normalize;
 pub mod pipeline;
+pub mod rules;
 pub mod secrets;
 pub mod status;
 pub mod validation;

@@ -43,6 +43,7 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "webhooks", description = "Outgoing webhooks (admin): signed deliveries of events, delivery log, redelivery, test events"),
         (name = "capture", description = "Web-to-lead: the public capture endpoint for website forms, and capture forms (admin)"),
         (name = "channels", description = "DingTalk and WeCom group robots (admin), and the caller's channel for personal notifications"),
+        (name = "rules", description = "Automation rules (admin): triggers, conditions, actions; versions, run log and retry; test on a record; backtest"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -392,6 +393,12 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ("capture", "400", &["invalid_body"]),
     ("capture", "403", &["origin_not_allowed"]),
     ("capture", "429", &["rate_limited"]),
+    ("rules", "409", &["rule_archived", "run_not_failed"]),
+    (
+        "rules",
+        "422",
+        &["rule_actor_inactive", "action_not_available", "no_assignee"],
+    ),
 ];
 
 /// Each error response names the problem codes it can carry: `x-problem-codes` and

@@ -14,7 +14,7 @@ use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
     accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, capture, channels,
     contacts, contracts, directory, events, fields, health, jobs, leads, me, notifications, opportunities, pipelines,
-    products, quotes, settings, webhooks,
+    products, quotes, rules, settings, webhooks,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -192,6 +192,21 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(jobs::jobs_overview)
         .service(jobs::retry_job)
         .service(jobs::cancel_job)
+        .service(rules::list_rules)
+        .service(rules::create_rule)
+        .service(rules::test_rule)
+        .service(rules::backtest_rule)
+        .service(rules::install_default_rules)
+        .service(rules::get_rule)
+        .service(rules::update_rule)
+        .service(rules::enable_rule)
+        .service(rules::disable_rule)
+        .service(rules::archive_rule)
+        .service(rules::list_rule_versions)
+        .service(rules::restore_rule_version)
+        .service(rules::list_rule_runs)
+        .service(rules::get_rule_run)
+        .service(rules::retry_rule_run)
         .service(webhooks::list_webhooks)
         .service(webhooks::create_webhook)
         .service(webhooks::get_webhook)

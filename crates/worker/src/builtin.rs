@@ -54,6 +54,69 @@ impl Subscriber for Notifications {
     }
 }
 
+/// The rule engine: event triggers (this subscriber), timers, scheduling and waits
+/// (the `rules.*` jobs).
+pub struct Rules;
+
+impl Subscriber for Rules {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+
+    fn handle(&self, conn: &mut PgConnection, ctx: &JobContext, event: &Delivered) -> Result<(), BoxError> {
+        let mut actors = crm_app::rules::Actors::default();
+        crm_app::rules::on_event(conn, &ctx.clock, event, &mut actors)?;
+        Ok(())
+    }
+}
+
+fn rules_jobs(registry: &mut Registry) {
+    use crm_app::rules;
+    registry
+        .handle(rules::TIMERS, |c, ctx, _| {
+            let fired = rules::fire_due(c, &ctx.clock)?;
+            if fired > 0 {
+                tracing::info!(fired, "rule timers fired");
+            }
+            Ok(())
+        })
+        .handle(rules::SCHEDULE, |c, ctx, payload: &Value| {
+            let id = uuid_in(payload, "rule_id")?;
+            let after = uuid_in(payload, "after").unwrap_or_default();
+            if let Some(last) = rules::schedule_page(c, &ctx.clock, id, after)? {
+                crm_db::repo::jobs::enqueue(
+                    c,
+                    &crm_db::repo::jobs::NewJob::new(
+                        rules::QUEUE,
+                        rules::SCHEDULE,
+                        serde_json::json!({"rule_id": id, "after": last}),
+                    ),
+                )?;
+            }
+            Ok(())
+        })
+        .handle(rules::CONTINUE, |c, ctx, payload: &Value| {
+            let run = payload
+                .get("run_id")
+                .and_then(Value::as_i64)
+                .ok_or("payload has no run_id")?;
+            let from = payload
+                .get("from")
+                .and_then(Value::as_u64)
+                .ok_or("payload has no from")?;
+            rules::continue_run(c, &ctx.clock, run, usize::try_from(from)?)?;
+            Ok(())
+        });
+}
+
+fn uuid_in(payload: &Value, key: &str) -> Result<uuid::Uuid, BoxError> {
+    Ok(payload
+        .get(key)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("payload has no {key}"))?)
+}
+
 /// Registers the built-in jobs, schedules and subscribers.
 pub fn standard(registry: &mut Registry, opts: &Options) {
     let retention = opts.outbox_retention_days.max(1);
@@ -86,7 +149,16 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
         .every(SWEEP, DEFAULT_QUEUE, SWEEP, opts.sweep_every)
         .every(HOUSEKEEPING, DEFAULT_QUEUE, HOUSEKEEPING, Duration::from_secs(3600))
         .every(PRUNE_OUTBOX, DEFAULT_QUEUE, PRUNE_OUTBOX, Duration::from_secs(3600))
-        .subscribe(Arc::new(Notifications));
+        // A safety net only: timers wake their job at their exact moment.
+        .every(
+            crm_app::rules::TIMERS,
+            DEFAULT_QUEUE,
+            crm_app::rules::TIMERS,
+            Duration::from_secs(300),
+        )
+        .subscribe(Arc::new(Notifications))
+        .subscribe(Arc::new(Rules));
+    rules_jobs(registry);
 }
 
 /// Registers the redelivery job for the subscribers registered so far (call last).

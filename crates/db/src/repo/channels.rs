@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamptz};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -277,16 +276,12 @@ pub fn set_user_channel(
 
 /// Enqueues (or brings forward) the send job of a channel: one waiting job per channel.
 pub fn schedule(conn: &mut PgConnection, queue: &str, kind: &str, channel: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO background_jobs AS j (queue, kind, payload, run_at, unique_key) \
-         VALUES ($1, $2, jsonb_build_object('channel_id', $3::text), $4, 'channel:' || $3::text) \
-         ON CONFLICT (unique_key) WHERE state = 'waiting' AND unique_key IS NOT NULL \
-         DO UPDATE SET run_at = least(j.run_at, EXCLUDED.run_at)",
+    super::jobs::enqueue_or_advance(
+        conn,
+        queue,
+        kind,
+        &serde_json::json!({"channel_id": channel}),
+        &format!("channel:{channel}"),
+        at,
     )
-    .bind::<Text, _>(queue)
-    .bind::<Text, _>(kind)
-    .bind::<diesel::sql_types::Uuid, _>(channel)
-    .bind::<Timestamptz, _>(at)
-    .execute(conn)?;
-    Ok(())
 }

@@ -88,6 +88,31 @@ pub fn enqueue(conn: &mut PgConnection, job: &NewJob) -> QueryResult<Option<i64>
     Ok(ids.first().map(|i| i.id))
 }
 
+/// Enqueues a job under `unique_key`, or brings the waiting one forward: one waiting
+/// job per key, run at the earliest time asked for (its payload is the first one's).
+pub fn enqueue_or_advance(
+    conn: &mut PgConnection,
+    queue: &str,
+    kind: &str,
+    payload: &Value,
+    unique_key: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO background_jobs AS j (queue, kind, payload, run_at, unique_key) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (unique_key) WHERE state = 'waiting' AND unique_key IS NOT NULL \
+         DO UPDATE SET run_at = least(j.run_at, EXCLUDED.run_at)",
+    )
+    .bind::<Text, _>(queue)
+    .bind::<Text, _>(kind)
+    .bind::<Jsonb, _>(payload)
+    .bind::<Timestamptz, _>(at)
+    .bind::<Text, _>(unique_key)
+    .execute(conn)?;
+    Ok(())
+}
+
 /// A job: what a worker claims and the admin view shows.
 #[derive(Debug, Clone, QueryableByName, Serialize)]
 pub struct Job {

@@ -21,6 +21,7 @@ pub mod pipelines;
 pub mod products;
 pub mod quotes;
 pub mod roles;
+pub mod rules;
 pub mod soft_delete;
 pub mod storage;
 pub mod tasks;

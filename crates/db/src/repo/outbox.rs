@@ -163,3 +163,26 @@ pub fn by_event_id(conn: &mut PgConnection, event_id: Uuid) -> QueryResult<Optio
     .load(conn)?;
     Ok(rows.into_iter().next())
 }
+
+/// The stored events about `aggregate_type` committed in [from, to), in commit order, at
+/// most `limit` (backtests replay them).
+pub fn window(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Delivered>> {
+    diesel::sql_query(
+        "SELECT c.seq, e.event_id, e.event_type, e.aggregate_type, e.aggregate_id, e.payload, e.actor_id, \
+                c.committed_at \
+         FROM outbox_events e JOIN outbox_commits c ON c.tx_id = e.tx_id \
+         WHERE e.aggregate_type = $1 AND c.committed_at >= $2 AND c.committed_at < $3 \
+         ORDER BY c.seq, e.id LIMIT $4",
+    )
+    .bind::<Text, _>(aggregate_type)
+    .bind::<Timestamptz, _>(from)
+    .bind::<Timestamptz, _>(to)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+}

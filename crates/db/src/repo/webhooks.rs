@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Nullable, Timestamptz};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -460,16 +460,12 @@ pub fn record_attempt(conn: &mut PgConnection, d: &DeliveryRow, r: &AttemptResul
 /// Enqueues (or brings forward) the delivery job of a subscription: one waiting job per
 /// subscription, run at the earliest time asked for.
 pub fn schedule(conn: &mut PgConnection, queue: &str, kind: &str, webhook: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO background_jobs AS j (queue, kind, payload, run_at, unique_key) \
-         VALUES ($1, $2, jsonb_build_object('webhook_id', $3::text), $4, 'webhook:' || $3::text) \
-         ON CONFLICT (unique_key) WHERE state = 'waiting' AND unique_key IS NOT NULL \
-         DO UPDATE SET run_at = least(j.run_at, EXCLUDED.run_at)",
+    super::jobs::enqueue_or_advance(
+        conn,
+        queue,
+        kind,
+        &serde_json::json!({"webhook_id": webhook}),
+        &format!("webhook:{webhook}"),
+        at,
     )
-    .bind::<Text, _>(queue)
-    .bind::<Text, _>(kind)
-    .bind::<diesel::sql_types::Uuid, _>(webhook)
-    .bind::<Timestamptz, _>(at)
-    .execute(conn)?;
-    Ok(())
 }

@@ -24,6 +24,7 @@ pub mod opportunities;
 pub mod pipelines;
 pub mod products;
 pub mod quotes;
+pub mod rules;
 pub mod settings;
 pub mod webhooks;
 

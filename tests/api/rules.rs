@@ -1,0 +1,710 @@
+//! The rule engine end to end: rules through the API, event triggers run by the `rules`
+//! subscriber as the worker dispatches, time triggers fired by the timer job with the
+//! injectable clock, tests and backtests that write nothing, enrollment, the loop
+//! guard, a crashed run, two workers at once, and the seeded scenarios.
+
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use crm_test_support::app::{stage_id, start, TestApp};
+use diesel::Connection;
+use serde_json::{json, Value};
+
+fn setup<S>(app: &TestApp<S>) -> crm_worker::Setup {
+    let pool = crm_db::pool::build_pool(&app.db.url, &crm_db::pool::PoolConfig::default()).unwrap();
+    crm_worker::Setup {
+        pool,
+        database_url: app.db.url.clone(),
+        registry: crm_worker::builtin::registry(&Default::default()),
+        config: crm_worker::WorkerConfig::default(),
+        clock: app.state.clock.clone(),
+        metrics: Arc::new(crm_worker::WorkerMetrics::default()),
+    }
+}
+
+/// Runs the rule subscriber over everything committed so far, as a worker would.
+fn dispatch<S>(app: &TestApp<S>) -> usize {
+    let s = setup(app);
+    let mut total = 0;
+    loop {
+        let n = crm_worker::dispatch::dispatch_once(&s, &crm_worker::builtin::Rules).unwrap();
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// Runs the timer job once, as the worker would (in its own transaction).
+fn fire<S>(app: &TestApp<S>) -> usize {
+    let mut c = app.db.app_conn();
+    let clock = app.state.clock.clone();
+    c.transaction(|c| crm_app::rules::fire_due(c, &clock)).unwrap()
+}
+
+/// Runs every `rules.schedule` job waiting (scheduling a rule over every record).
+fn schedule<S>(app: &TestApp<S>) {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct J {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        payload: Value,
+    }
+    let clock = app.state.clock.clone();
+    loop {
+        let mut c = app.db.app_conn();
+        let jobs: Vec<J> = diesel::sql_query("SELECT id, payload FROM background_jobs WHERE kind = 'rules.schedule'")
+            .load(&mut c)
+            .unwrap();
+        if jobs.is_empty() {
+            return;
+        }
+        for j in jobs {
+            c.transaction(|c| {
+                let rule = j.payload["rule_id"].as_str().unwrap().parse().unwrap();
+                let after = j.payload["after"].as_str().unwrap().parse().unwrap();
+                if let Some(last) = crm_app::rules::schedule_page(c, &clock, rule, after)? {
+                    crm_db::repo::jobs::enqueue(
+                        c,
+                        &crm_db::repo::jobs::NewJob::new(
+                            "default",
+                            "rules.schedule",
+                            json!({"rule_id": rule, "after": last}),
+                        ),
+                    )?;
+                }
+                diesel::sql_query("DELETE FROM background_jobs WHERE id = $1")
+                    .bind::<diesel::sql_types::BigInt, _>(j.id)
+                    .execute(c)?;
+                Ok::<_, crm_app::AppError>(())
+            })
+            .unwrap();
+        }
+    }
+}
+
+async fn create_rule<S, B>(app: &TestApp<S>, admin: &str, body: Value) -> Value
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = app.post("/api/v1/admin/rules", admin, body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body
+}
+
+async fn runs<S, B>(app: &TestApp<S>, admin: &str, rule: &Value) -> Vec<Value>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = app
+        .get(
+            &format!("/api/v1/admin/rules/{}/runs", rule["id"].as_str().unwrap()),
+            admin,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["items"].as_array().unwrap().clone()
+}
+
+/// A deal of `token`'s user moved into Discovery (its criteria met): (deal id, stage id).
+async fn deal_in_discovery<S, B>(app: &TestApp<S>, token: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let p = app.default_pipeline(token).await;
+    let acc = app.account(token, &format!("Rule Co {}", uuid::Uuid::now_v7())).await;
+    let d = app
+        .deal(
+            token,
+            json!({"name": "扩容项目", "account_id": acc["id"], "amount": "120000.00"}),
+        )
+        .await;
+    let id = d["id"].as_str().unwrap().to_owned();
+    let qual = stage_id(&p, "qualification");
+    app.check_task(token, &id, &qual, "confirm_need_budget").await;
+    app.check_task(token, &id, &qual, "workshop_agreed").await;
+    app.attach(token, &id, "first_call_notes").await;
+    let r = app.move_stage(token, &id, &stage_id(&p, "discovery"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    id
+}
+
+fn tasks_titled(app: &TestApp<impl Sized>, like: &str) -> i64 {
+    app.db.count(&format!(
+        "SELECT count(*) AS n FROM tasks WHERE origin = 'rule' AND title LIKE '{like}'"
+    ))
+}
+
+#[actix_web::test]
+async fn saving_a_rule_names_every_problem_and_versions_its_changes() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let bad = app
+        .post(
+            "/api/v1/admin/rules",
+            &admin,
+            json!({
+                "name": "Bad", "object": "contacts",
+                "triggers": [{"type": "stage_entered"}, {"type": "field_changed", "field": "nope"}, {"type": "bogus"}],
+                "condition": {"field": "no_such", "op": "eq", "value": 1},
+                "actions": [{"type": "create_task", "title": "x", "assignee": "someone"},
+                            {"type": "update_field", "field": "ghost", "value": 1}]
+            }),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let fields: Vec<(&str, &str)> = bad.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["field"].as_str().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    for want in [
+        ("triggers[0]", "trigger_not_available"),
+        ("triggers[1].field", "no_such_field"),
+        ("triggers[2]", "invalid_trigger"),
+        ("condition", "no_such_field"),
+        ("actions[0].assignee", "invalid_party"),
+        ("actions[1].field", "no_such_field"),
+    ] {
+        assert!(fields.contains(&want), "{want:?} missing in {fields:?}");
+    }
+    // An action the rule's user may not do.
+    let r = app
+        .post(
+            "/api/v1/admin/rules",
+            &admin,
+            json!({"name": "Rep assigns", "object": "leads", "acts_as": app.org.rep_east1,
+                   "triggers": [{"type": "created"}],
+                   "actions": [{"type": "assign_owner", "user_id": app.org.rep_east1}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["code"], "action_not_permitted", "{}", r.text);
+    // Only admins manage rules.
+    let r = app
+        .post(
+            "/api/v1/admin/rules",
+            &rep,
+            json!({"name": "x", "object": "leads", "triggers": [{"type": "created"}],
+                   "actions": [{"type": "notify", "to": ["owner"], "message": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM rules"), 0);
+
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "Big deal alert", "object": "opportunities",
+               "triggers": [{"type": "created"}],
+               "condition": {"field": "amount", "op": "gte", "value": "100000"},
+               "actions": [{"type": "notify", "to": ["manager"], "message": "大单: {{name}}"}]}),
+    )
+    .await;
+    assert_eq!(rule["rule_version"], 1);
+    assert_eq!(rule["enabled"], false);
+    let id = rule["id"].as_str().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/v1/admin/rules/{id}"),
+            &admin,
+            1,
+            json!({"condition": {"field": "amount", "op": "gte", "value": "500000"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["rule_version"], 2);
+    let stale = app
+        .patch(&format!("/api/v1/admin/rules/{id}"), &admin, 1, json!({"name": "x"}))
+        .await;
+    assert_eq!(stale.status, 412);
+    let v = app.get(&format!("/api/v1/admin/rules/{id}/versions"), &admin).await;
+    assert_eq!(v.body["items"].as_array().unwrap().len(), 2);
+    let r = app
+        .post(
+            &format!("/api/v1/admin/rules/{id}/versions/1/restore"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["rule_version"], 3);
+    assert_eq!(r.body["condition"]["value"], "100000");
+    let r = app
+        .post(&format!("/api/v1/admin/rules/{id}/archive"), &admin, json!({}))
+        .await;
+    assert!(r.body["archived_at"].is_string());
+    let r = app
+        .post(&format!("/api/v1/admin/rules/{id}/enable"), &admin, json!({}))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.code(), "rule_archived");
+    let list = app.get("/api/v1/admin/rules", &admin).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 0);
+    let list = app.get("/api/v1/admin/rules?archived=true", &admin).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn a_stage_entry_creates_a_task_for_the_presales_once_per_event_even_after_a_crash() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "Discovery: presales", "object": "opportunities", "enabled": true, "re_enroll": true,
+               "triggers": [{"type": "stage_entered", "stage": "discovery"}],
+               "actions": [{"type": "create_task", "title": "准备演示 {{name}} ({{account.name}})",
+                            "assignee": "role:presales", "due_hours": 4, "business_hours": true}]}),
+    )
+    .await;
+    let deal = deal_in_discovery(&app, &rep).await;
+
+    // A worker dies mid-run: its transaction rolls back with everything the rule did.
+    {
+        let mut c = app.db.app_conn();
+        let clock = app.state.clock.clone();
+        let events = {
+            let mut c2 = app.db.app_conn();
+            crm_db::repo::outbox::after(&mut c2, 0, 10_000).unwrap().1
+        };
+        let stage_event = events
+            .iter()
+            .find(|e| e.event_type == "opportunity.stage_changed")
+            .unwrap()
+            .clone();
+        let _ = c.transaction(|c| {
+            let n = crm_app::rules::on_event(c, &clock, &stage_event, &mut Default::default())?;
+            assert_eq!(n, 1);
+            Err::<(), _>(crm_app::AppError::internal("killed"))
+        });
+    }
+    assert_eq!(tasks_titled(&app, "准备演示%"), 0);
+
+    dispatch(&app);
+    dispatch(&app);
+    assert_eq!(tasks_titled(&app, "准备演示%"), 1, "once, not per dispatch");
+    let t = app.db.count(&format!(
+        "SELECT count(*) AS n FROM tasks WHERE origin = 'rule' AND owner_id = '{}' AND related_id = '{deal}' \
+           AND title LIKE '准备演示 扩容项目 (Rule Co%' AND due_at IS NOT NULL",
+        app.org.presales
+    ));
+    assert_eq!(t, 1, "the presales gets it, about the deal, with the title rendered");
+    // The audit entry names the rule.
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM audit_log WHERE entity_type = 'tasks' AND rule_id = '{}'",
+            rule["id"].as_str().unwrap()
+        )),
+        1
+    );
+    let log = runs(&app, &admin, &rule).await;
+    let done: Vec<&Value> = log.iter().filter(|r| r["status"] == "done").collect();
+    assert_eq!(done.len(), 1, "{log:?}");
+    assert_eq!(done[0]["rule_version"], 1);
+    assert_eq!(done[0]["trigger"], "stage_entered");
+    assert_eq!(done[0]["actions"][0]["status"], "done");
+    assert!(done[0]["actions"][0]["result"]["task_id"].is_string());
+}
+
+#[actix_web::test]
+async fn enrollment_fires_on_the_change_to_matching_and_re_enrollment_is_a_setting() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let mk = |re: bool, tag: &str| {
+        json!({"name": format!("Large {tag}"), "object": "opportunities", "enabled": true, "re_enroll": re,
+               "triggers": [{"type": "updated"}],
+               "condition": {"all": [{"field": "amount", "op": "gte", "value": "200000"},
+                                     {"field": "changed", "op": "contains", "value": "amount"}]},
+               "actions": [{"type": "create_task", "title": format!("{tag} review {{{{amount}}}}"), "assignee": "owner"}]})
+    };
+    create_rule(&app, &admin, mk(false, "once")).await;
+    create_rule(&app, &admin, mk(true, "again")).await;
+    let (deal, _) = crate::q2c::deal(&app, &rep).await;
+    let mut version = 1;
+    for amount in ["250000.00", "260000.00", "50000.00", "300000.00"] {
+        let r = app
+            .patch(
+                &format!("/api/v1/opportunities/{deal}"),
+                &rep,
+                version,
+                json!({"amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        version = r.body["version"].as_i64().unwrap() as i32;
+        dispatch(&app);
+    }
+    // 250k enrols both; 260k still matched; 50k stops matching; 300k enrols again only
+    // where re-enrollment is on.
+    assert_eq!(tasks_titled(&app, "once review%"), 1);
+    assert_eq!(tasks_titled(&app, "again review%"), 2);
+    assert_eq!(tasks_titled(&app, "again review 300000.00"), 1);
+}
+
+#[actix_web::test]
+async fn rules_triggering_rules_stop_at_the_loop_guard() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "Ping-pong", "object": "opportunities", "enabled": true, "re_enroll": true,
+               "triggers": [{"type": "event", "action": "updated"}],
+               "actions": [{"type": "update_field", "field": "next_step", "value": "again"},
+                           {"type": "update_field", "field": "next_step", "value": "and again"}]}),
+    )
+    .await;
+    let (deal, _) = crate::q2c::deal(&app, &rep).await;
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{deal}"),
+            &rep,
+            1,
+            json!({"next_step": "call"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    for _ in 0..20 {
+        if dispatch(&app) == 0 {
+            break;
+        }
+    }
+    let log = runs(&app, &admin, &rule).await;
+    let guard: Vec<&Value> = log.iter().filter(|r| r["status"] == "loop_guard").collect();
+    assert!(!guard.is_empty(), "{log:?}");
+    assert!(guard.iter().all(|r| r["depth"].as_i64().unwrap() > 5));
+    assert!(log.iter().all(|r| r["depth"].as_i64().unwrap() <= 6), "the chain ends");
+    assert_eq!(dispatch(&app), 0, "nothing left to run: the guard ended the chain");
+}
+
+#[actix_web::test]
+async fn test_and_backtest_write_nothing() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let (deal, _) = crate::q2c::deal(&app, &rep).await;
+    let draft = json!({"name": "Draft", "object": "opportunities",
+                       "triggers": [{"type": "created"}],
+                       "condition": {"field": "amount", "op": "gte", "value": "50000"},
+                       "actions": [{"type": "create_task", "title": "看看 {{name}}", "assignee": "manager", "due_hours": 2},
+                                   {"type": "notify", "to": ["owner", "manager"], "message": "大单 {{amount}}"},
+                                   {"type": "assign_owner", "team_id": app.org.east1, "strategy": "round_robin"}]});
+    let before = |app: &TestApp<_>| {
+        app.db.count(
+            "SELECT (SELECT count(*) FROM tasks) + (SELECT count(*) FROM notifications) \
+                  + (SELECT count(*) FROM background_jobs) + (SELECT count(*) FROM rule_runs) \
+                  + (SELECT count(*) FROM audit_log) + (SELECT count(*) FROM outbox_events) \
+                  + (SELECT count(*) FROM rule_cursors) + (SELECT count(*) FROM rules) AS n",
+        )
+    };
+    let n0 = before(&app);
+    let r = app
+        .post(
+            "/api/v1/admin/rules/test",
+            &admin,
+            json!({"rule": draft, "record_id": deal}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["would_enrol"], true);
+    assert_eq!(r.body["conditions"][0]["actual"], "100000.00");
+    assert_eq!(r.body["conditions"][0]["result"], true);
+    let acts = r.body["actions"].as_array().unwrap();
+    assert_eq!(acts[0]["arguments"]["owner_id"], json!(app.org.manager_east));
+    assert!(acts[0]["arguments"]["title"].as_str().unwrap().starts_with("看看 Q2C"));
+    assert_eq!(
+        acts[1]["arguments"]["user_ids"],
+        json!([app.org.rep_east1, app.org.manager_east])
+    );
+    assert!(acts[2]["arguments"]["owner_id"].is_string());
+    let r = app
+        .post(
+            "/api/v1/admin/rules/backtest",
+            &admin,
+            json!({"rule": draft, "from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["fired"], 0);
+    let now = app.state.clock.now();
+    let r = app
+        .post(
+            "/api/v1/admin/rules/backtest",
+            &admin,
+            json!({"rule": draft, "from": now - chrono::Duration::days(1), "to": now + chrono::Duration::hours(1)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["fired"], 1, "{}", r.text);
+    assert_eq!(r.body["samples"][0]["record_id"], json!(deal));
+    assert_eq!(before(&app), n0, "nothing written, sent or queued");
+    // A test names its problems like a save.
+    let r = app
+        .post("/api/v1/admin/rules/test", &admin, json!({"record_id": deal}))
+        .await;
+    assert_eq!(r.status, 422);
+}
+
+#[actix_web::test]
+async fn the_seeded_stalled_deal_rule_alerts_owner_and_manager_once_per_stage_entry() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let r = app
+        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 6);
+    let again = app
+        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    assert_eq!(again.body["items"].as_array().unwrap().len(), 0, "installed once");
+    let deal = deal_in_discovery(&app, &rep).await;
+    dispatch(&app);
+    let due = app.db.count(&format!(
+        "SELECT extract(epoch FROM t.due_at - o.stage_entered_at)::bigint AS n FROM rule_timers t \
+         JOIN opportunities o ON o.id = t.record_id WHERE t.record_id = '{deal}' AND t.state = 'pending'"
+    ));
+    assert_eq!(due, 15 * 86400, "due exactly 15 days after the stage entry");
+    assert_eq!(fire(&app), 0, "not yet");
+    app.state
+        .clock
+        .advance(chrono::Duration::days(15) + chrono::Duration::minutes(1));
+    assert_eq!(fire(&app), 1);
+    let alerts = |user: uuid::Uuid| {
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert' AND user_id = '{user}' AND object_id = '{deal}'"
+        ))
+    };
+    assert_eq!(alerts(app.org.rep_east1), 1);
+    assert_eq!(alerts(app.org.manager_east), 1);
+    app.state.clock.advance(chrono::Duration::days(30));
+    assert_eq!(fire(&app), 0, "once per stage entry");
+    assert_eq!(alerts(app.org.rep_east1), 1);
+}
+
+#[actix_web::test]
+async fn a_birthday_rule_fires_three_days_before_and_a_date_change_reschedules_it() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "Care Co").await;
+    let contact = app.contact(&rep, acc["id"].as_str().unwrap(), "王芳").await;
+    let cid = contact["id"].as_str().unwrap().to_owned();
+    let today = app.state.clock.today();
+    let bday = |days: i64| {
+        let d = today + chrono::Duration::days(days);
+        format!("1990-{}", d.format("%m-%d"))
+    };
+    let r = app
+        .patch(
+            &format!("/api/v1/contacts/{cid}"),
+            &rep,
+            1,
+            json!({"birthday": bday(10)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Enabled after the birthday was set: scheduling covers existing records.
+    let r = app
+        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 200);
+    schedule(&app);
+    let pending = || {
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM rule_timers WHERE record_id = '{cid}' AND state = 'pending'"
+        ))
+    };
+    assert_eq!(pending(), 1);
+    // The birthday moves nearer: the timer follows.
+    let r = app
+        .patch(
+            &format!("/api/v1/contacts/{cid}"),
+            &rep,
+            2,
+            json!({"birthday": bday(5)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    dispatch(&app);
+    app.state.clock.advance(chrono::Duration::days(3));
+    assert_eq!(fire(&app), 1, "5 - 3 = 2 days on, at 09:00 business time, it is due");
+    assert_eq!(tasks_titled(&app, "送生日祝福%王芳"), 1);
+    // Next year's occurrence waits; the same year never fires twice.
+    assert_eq!(pending(), 1);
+    assert_eq!(fire(&app), 0);
+    assert_eq!(tasks_titled(&app, "送生日祝福%"), 1);
+}
+
+#[actix_web::test]
+async fn two_workers_firing_timers_at_once_fire_each_once() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "Timers Co").await;
+    let aid = acc["id"].as_str().unwrap().to_owned();
+    let due = app.state.clock.now() + chrono::Duration::hours(2);
+    for i in 0..30 {
+        let r = app
+            .post(
+                "/api/v1/tasks",
+                &rep,
+                json!({"title": format!("call {i}"), "due_at": due, "related_type": "account", "related_id": aid}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    create_rule(
+        &app,
+        &admin,
+        json!({"name": "Due soon", "object": "tasks", "enabled": true,
+               "triggers": [{"type": "date_relative", "field": "due_at", "offset_hours": -1}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "快到期: {{title}}"}]}),
+    )
+    .await;
+    schedule(&app);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM rule_timers WHERE state = 'pending'"),
+        30
+    );
+    app.state.clock.advance(chrono::Duration::minutes(61));
+    let (url, clock) = (app.db.url.clone(), app.state.clock.clone());
+    let worker = move || {
+        let mut c = <diesel::PgConnection as Connection>::establish(&url).unwrap();
+        c.transaction(|c| crm_app::rules::fire_due(c, &clock)).unwrap()
+    };
+    let total: usize = std::thread::scope(|s| {
+        let a = s.spawn(worker.clone());
+        let b = s.spawn(worker.clone());
+        a.join().unwrap() + b.join().unwrap()
+    });
+    let total = total + fire(&app);
+    assert_eq!(total, 30);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert'"),
+        30
+    );
+    assert_eq!(app.db.count("SELECT count(*) AS n FROM rule_runs"), 30);
+}
+
+#[actix_web::test]
+async fn a_new_lead_assigned_gets_a_todo_and_a_failed_action_can_be_retried() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mkt = app.token(app.org.marketing);
+    app.post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    let lead = app
+        .post(
+            "/api/v1/leads",
+            &mkt,
+            json!({"person_name": "刘强", "company": "深圳云帆科技", "mobile": "13900001111", "source": "website"}),
+        )
+        .await;
+    let lead_id = lead.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            "/api/v1/leads/assign",
+            &mkt,
+            json!({"lead_ids": [lead_id], "owner_id": app.org.rep_east1}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    dispatch(&app);
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM tasks WHERE origin = 'rule' AND owner_id = '{}' AND related_id = '{lead_id}' \
+             AND title LIKE '跟进新线索%刘强%'",
+            app.org.rep_east1
+        )),
+        1
+    );
+    // The SLA timer waits an hour from the assignment.
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM rule_timers WHERE record_id = '{lead_id}' AND state = 'pending'"
+        )),
+        1
+    );
+
+    // A rule whose action fails (the assignee is deactivated meanwhile): the run is
+    // failed, other rules are unaffected, and a retry after the fix completes it.
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "To presales", "object": "leads", "enabled": true,
+               "triggers": [{"type": "event", "action": "assigned"}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "first"},
+                           {"type": "create_task", "title": "demo for {{company}}", "assignee": format!("user:{}", app.org.presales)}]}),
+    )
+    .await;
+    let mut c = app.db.conn();
+    use diesel::RunQueryDsl;
+    diesel::sql_query(format!(
+        "UPDATE users SET is_active = false WHERE id = '{}'",
+        app.org.presales
+    ))
+    .execute(&mut c)
+    .unwrap();
+    let r = app
+        .post(
+            "/api/v1/leads/assign",
+            &mkt,
+            json!({"lead_ids": [lead_id], "owner_id": app.org.rep_east1b}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    dispatch(&app);
+    let log = runs(&app, &admin, &rule).await;
+    assert_eq!(log[0]["status"], "failed", "{log:?}");
+    assert_eq!(log[0]["actions"][0]["status"], "done");
+    assert_eq!(log[0]["actions"][1]["status"], "failed");
+    assert_eq!(tasks_titled(&app, "跟进新线索%"), 2, "the other rule still ran");
+    diesel::sql_query(format!(
+        "UPDATE users SET is_active = true WHERE id = '{}'",
+        app.org.presales
+    ))
+    .execute(&mut c)
+    .unwrap();
+    let run_id = log[0]["id"].as_i64().unwrap();
+    let id = rule["id"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/api/v1/admin/rules/{id}/runs/{run_id}/retry"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["status"], "done", "{}", r.text);
+    assert_eq!(tasks_titled(&app, "demo for 深圳云帆科技"), 1);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert'"),
+        1,
+        "the action done before the failure is not repeated"
+    );
+    let r = app
+        .post(
+            &format!("/api/v1/admin/rules/{id}/runs/{run_id}/retry"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+}
