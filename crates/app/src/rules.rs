@@ -1383,7 +1383,8 @@ fn consider(
                 },
                 now,
             )?;
-            repo::clear_rule_timers(c, rule.id)?;
+            // Its pending timers are dropped as they come due (deleting them here could
+            // wait on timers another worker holds, while it waits on this rule).
             tracing::warn!(rule = %rule.id, max, "rule paused by its run threshold");
             finish(c, "skipped", Some(reason), conditions, json!([]), None)?;
             return Ok(Some(run_id));
@@ -1682,7 +1683,8 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
             e.insert(r);
         }
         let Some((rule, def)) = rules.get(&timer.rule_id).and_then(Option::as_ref) else {
-            repo::clear_rule_timers(c, timer.rule_id)?;
+            // Disabled, paused or archived: this timer (held by this worker) goes.
+            repo::clear_timer(c, timer.rule_id, timer.trigger_index, timer.record_id)?;
             continue;
         };
         let Some(t) = def
@@ -1730,6 +1732,7 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
             Err(AppError::Db(e)) => return Err(AppError::Db(e)),
             Err(e) => tracing::error!(rule = %rule.id, timer = timer.id, error = %e, "timed rule run failed"),
         }
+        let paused = rule.max_runs_per_hour.is_some() && repo::find(c, rule.id)?.is_none_or(|r| !r.enabled);
         // A yearly date waits for next year; anything else has fired.
         let next = match t {
             Trigger::DateRelative { yearly: true, .. } => due_of(t, &view, &cal, timer.due_at + Duration::seconds(1)),
@@ -1738,6 +1741,9 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
         match next {
             Some((d, token)) => repo::reschedule(c, timer.id, d, &token)?,
             None => repo::mark_fired(c, timer.id, now)?,
+        }
+        if paused {
+            rules.insert(timer.rule_id, None);
         }
     }
     if due.len() as i64 == TIMER_BATCH {
@@ -2088,7 +2094,7 @@ fn defaults(enabled: bool) -> Vec<(&'static str, RuleInput)> {
             re_enroll: Some(re),
             acts_as: None,
             enabled: Some(enabled),
-            max_runs_per_hour: Some(500),
+            max_runs_per_hour: None,
         };
     vec![
         (

@@ -222,11 +222,91 @@ fn seed_demo(url: &str) -> Result<()> {
             "seeded demo quote to cash"
         );
     }
+    match seed_demo_rules(&mut conn) {
+        Ok(Some(n)) => tracing::info!(rules = n, "installed the default automation rules"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "demo automation rules not seeded"),
+    }
     println!("Demo logins (password for all: {}):", demo::DEMO_PASSWORD);
     for l in &report.logins {
         println!("  {:<26} {:<15} {}", l.email, l.role, l.team);
     }
     Ok(())
+}
+
+/// Installs the default automation rules (enabled, as the demo admin) and makes each
+/// scenario happen on demo records, so the run log shows them having fired: stalled
+/// deals and birthdays through their timers (set now, fired by the worker), a lead
+/// assigned (new-lead to-do and its response SLA timer), a deal moved back into
+/// Proposal (the presales task). `None` when they were installed before.
+fn seed_demo_rules(conn: &mut PgConnection) -> Result<Option<usize>> {
+    use crm_app::rules;
+    conn.transaction(|c| {
+        let Some(admin) = crm_db::repo::users::find_by_email(c, demo::ADMIN_EMAIL)? else {
+            return Ok(None);
+        };
+        let Some(p) = crm_db::repo::auth::load_principal(c, admin.id, None, chrono::Duration::zero())? else {
+            return Ok(None);
+        };
+        let clock = crm_app::Clock::default();
+        let ctx = crm_app::Ctx::user(Arc::new(p.principal), None, clock.clone());
+        let installed = rules::install_defaults(c, &ctx, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if installed.is_empty() {
+            return Ok(None);
+        }
+        // Seed data (written directly): a birthday four days from now, so its greeting
+        // falls due tomorrow.
+        diesel::sql_query("SET LOCAL crm.unaudited_writes = 'allowed'").execute(c)?;
+        diesel::sql_query(
+            "UPDATE contacts SET birthday = make_date(1988, extract(month FROM d)::int, extract(day FROM d)::int) \
+             FROM (SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date + 4 AS d) x \
+             WHERE id = (SELECT id FROM contacts WHERE deleted_at IS NULL ORDER BY id LIMIT 1)",
+        )
+        .execute(c)?;
+        for r in &installed {
+            let mut after = uuid::Uuid::nil();
+            while let Some(last) = rules::schedule_page(c, &clock, r.id, after).map_err(|e| anyhow::anyhow!("{e}"))? {
+                after = last;
+            }
+        }
+        // Event scenarios: real operations, so the worker's rule subscriber picks them up.
+        let ops = |c: &mut PgConnection| -> crm_app::AppResult<()> {
+            #[derive(QueryableByName)]
+            struct Pick {
+                #[diesel(sql_type = diesel::sql_types::Uuid)]
+                id: uuid::Uuid,
+                #[diesel(sql_type = diesel::sql_types::Uuid)]
+                other: uuid::Uuid,
+            }
+            let lead: Option<Pick> = diesel::sql_query(
+                "SELECT l.id, u.id AS other FROM leads l JOIN users u ON u.team_id IS NOT NULL AND u.is_active \
+                 JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id AND r.key = 'sales_rep' \
+                 WHERE l.deleted_at IS NULL AND l.status = 'new' ORDER BY l.id, u.id LIMIT 1",
+            )
+            .get_result(c)
+            .optional()?;
+            if let Some(l) = lead {
+                crm_app::leads::assign(c, &ctx, &[l.id], l.other)?;
+            }
+            let deal: Option<Pick> = diesel::sql_query(
+                "SELECT o.id, p.id AS other FROM opportunities o JOIN stages s ON s.id = o.stage_id \
+                 JOIN stages p ON p.pipeline_id = o.pipeline_id AND p.code = 'proposal' \
+                 WHERE o.deleted_at IS NULL AND o.status = 'open' AND s.code = 'negotiation' ORDER BY o.id LIMIT 1",
+            )
+            .get_result(c)
+            .optional()?;
+            if let Some(d) = deal {
+                let all = ctx.principal.filter(crm_domain::access::Scope::All);
+                let live = crm_db::repo::accounts::Liveness::Live;
+                if let Some(row) = crm_db::repo::opportunities::find(c, &all, d.id, live, true)? {
+                    crm_app::opportunities::move_deal(c, &ctx, row, d.other, Some("演示: 客户要求重新出方案".into()))?;
+                }
+            }
+            Ok(())
+        };
+        c.transaction(ops).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Some(installed.len()))
+    })
 }
 
 /// Clears the auth cache whenever another instance announces an org change.
