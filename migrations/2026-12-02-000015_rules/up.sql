@@ -47,6 +47,8 @@ CREATE TABLE rule_runs (
     trigger      text NOT NULL,
     event_id     uuid,
     timer_id     bigint,
+    -- The timer's occurrence (its token: the year of a yearly date, the stage entry).
+    occurrence   text,
     object       text NOT NULL,
     record_id    uuid NOT NULL,
     status       text NOT NULL CHECK (status IN ('done', 'skipped', 'failed', 'waiting', 'loop_guard')),
@@ -62,7 +64,8 @@ CREATE TABLE rule_runs (
 -- Handling an event twice runs a rule once for it.
 CREATE UNIQUE INDEX rule_runs_event_key ON rule_runs (rule_id, event_id, record_id)
     WHERE event_id IS NOT NULL AND retry_of IS NULL;
-CREATE UNIQUE INDEX rule_runs_timer_key ON rule_runs (rule_id, timer_id, trigger)
+-- Firing a timer's occurrence twice runs a rule once for it.
+CREATE UNIQUE INDEX rule_runs_timer_key ON rule_runs (rule_id, timer_id, occurrence)
     WHERE timer_id IS NOT NULL AND retry_of IS NULL;
 CREATE INDEX rule_runs_rule_idx ON rule_runs (rule_id, id DESC);
 CREATE INDEX rule_runs_rate_idx ON rule_runs (rule_id, created_at) WHERE status IN ('done', 'waiting');

@@ -547,6 +547,9 @@ async fn a_birthday_rule_fires_three_days_before_and_a_date_change_reschedules_i
     assert_eq!(pending(), 1);
     assert_eq!(fire(&app), 0);
     assert_eq!(tasks_titled(&app, "送生日祝福%"), 1);
+    app.state.clock.advance(chrono::Duration::days(366));
+    assert_eq!(fire(&app), 1, "next year's greeting");
+    assert_eq!(tasks_titled(&app, "送生日祝福%"), 2);
 }
 
 #[actix_web::test]
@@ -707,4 +710,62 @@ async fn a_new_lead_assigned_gets_a_todo_and_a_failed_action_can_be_retried() {
         )
         .await;
     assert_eq!(r.status, 409);
+}
+
+#[actix_web::test]
+async fn a_rule_firing_more_than_its_threshold_pauses_itself_and_the_backlog_is_shown() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let due = app.state.clock.now() + chrono::Duration::hours(1);
+    for i in 0..12 {
+        let r = app
+            .post("/api/v1/tasks", &rep, json!({"title": format!("t{i}"), "due_at": due}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "Noisy", "object": "tasks", "enabled": true, "max_runs_per_hour": 5,
+               "triggers": [{"type": "date_relative", "field": "due_at"}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "due {{title}}"}]}),
+    )
+    .await;
+    schedule(&app);
+    let jobs = app.get("/api/v1/admin/jobs", &admin).await;
+    assert_eq!(jobs.status, 200, "{}", jobs.text);
+    assert_eq!(jobs.body["rule_timers"], json!({"pending": 12, "due": 0}));
+    assert!(jobs.body["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "rules"));
+    app.state.clock.advance(chrono::Duration::hours(2));
+    fire(&app);
+    let r = app
+        .get(&format!("/api/v1/admin/rules/{}", rule["id"].as_str().unwrap()), &admin)
+        .await;
+    assert_eq!(r.body["enabled"], false, "{}", r.text);
+    assert!(r.body["paused_reason"].as_str().unwrap().contains("5 runs"));
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert'"),
+        5
+    );
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM rule_timers WHERE state = 'pending'"),
+        0
+    );
+    // Enabling again clears the pause.
+    let r = app
+        .post(
+            &format!("/api/v1/admin/rules/{}/enable", rule["id"].as_str().unwrap()),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["paused_reason"].is_null());
 }

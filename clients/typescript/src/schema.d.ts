@@ -4437,6 +4437,8 @@ export interface components {
         JobsOverview: {
             queues: components["schemas"]["QueueSummary"][];
             subscribers: components["schemas"]["SubscriberLag"][];
+            /** @description The rule engine's time triggers: pending, and due but not fired yet. */
+            rule_timers: components["schemas"]["RuleTimerBacklog"];
             /** @description Jobs in the requested state (default `dead`), latest change first. */
             jobs: components["schemas"]["Job"][];
         };
@@ -4700,7 +4702,7 @@ export interface components {
          * @description What a notification is about; each kind can be muted.
          * @enum {string}
          */
-        NotificationKind: "approval_requested" | "approval_decided" | "task_assigned" | "deal_won" | "deal_lost" | "lead_assigned" | "webhook_disabled";
+        NotificationKind: "approval_requested" | "approval_decided" | "task_assigned" | "deal_won" | "deal_lost" | "lead_assigned" | "webhook_disabled" | "rule_alert";
         /** @description One kind of notification and whether the caller has muted it. */
         NotificationKindSetting: {
             kind: components["schemas"]["NotificationKind"];
@@ -5566,6 +5568,16 @@ export interface components {
             actions: {
                 [key: string]: unknown;
             }[];
+        };
+        /** @description Time triggers of the rule engine waiting for their moment. */
+        RuleTimerBacklog: {
+            /** Format: int64 */
+            pending: number;
+            /**
+             * Format: int64
+             * @description Pending timers whose moment has come (the backlog a burst leaves).
+             */
+            due: number;
         };
         /** @description One version of a rule's definition. */
         RuleVersion: {

@@ -1284,9 +1284,9 @@ fn consider(
     actors: &mut Actors,
 ) -> AppResult<Option<i64>> {
     let now = clock.now();
-    let (event_id, timer_id, changes) = match cause {
-        Cause::Event(ev) => (Some(ev.event_id), None, ev.payload.get("changes")),
-        Cause::Timer(t) => (None, Some(t.id), None),
+    let (event_id, timer_id, occurrence, changes) = match cause {
+        Cause::Event(ev) => (Some(ev.event_id), None, None, ev.payload.get("changes")),
+        Cause::Timer(t) => (None, Some(t.id), Some(t.token.clone()), None),
     };
     let Some(run_id) = repo::start_run(
         c,
@@ -1296,6 +1296,7 @@ fn consider(
             trigger: trigger.name().to_owned(),
             event_id,
             timer_id,
+            occurrence,
             object: rule.object.clone(),
             record_id,
             status: "skipped".into(),
@@ -2173,9 +2174,9 @@ fn defaults(enabled: bool) -> Vec<(&'static str, RuleInput)> {
     ]
 }
 
-/// Pending timers and runs by status, for the admin view and metrics.
-pub fn backlog(c: &mut PgConnection) -> AppResult<Vec<(String, i64)>> {
-    Ok(repo::timer_counts(c)?)
+/// (pending timers, of which due already): the time-trigger backlog.
+pub fn backlog(c: &mut PgConnection, now: DateTime<Utc>) -> AppResult<(i64, i64)> {
+    Ok(repo::timer_backlog(c, now)?)
 }
 
 /// Timer rows of a record (for tests and the record's automation view).

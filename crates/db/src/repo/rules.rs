@@ -50,6 +50,7 @@ diesel::table! {
         trigger -> Text,
         event_id -> Nullable<Uuid>,
         timer_id -> Nullable<Int8>,
+        occurrence -> Nullable<Text>,
         object -> Text,
         record_id -> Uuid,
         status -> Text,
@@ -272,6 +273,7 @@ pub struct RunRow {
     pub trigger: String,
     pub event_id: Option<Uuid>,
     pub timer_id: Option<i64>,
+    pub occurrence: Option<String>,
     pub object: String,
     pub record_id: Uuid,
     pub status: String,
@@ -293,6 +295,7 @@ pub struct NewRun {
     pub trigger: String,
     pub event_id: Option<Uuid>,
     pub timer_id: Option<i64>,
+    pub occurrence: Option<String>,
     pub object: String,
     pub record_id: Uuid,
     pub status: String,
@@ -628,12 +631,18 @@ pub fn live_ids(conn: &mut PgConnection, table: &str, after: Uuid, limit: i64) -
     Ok(rows.into_iter().map(|i| i.id).collect())
 }
 
-/// Timers waiting per state, for the admin view.
-pub fn timer_counts(conn: &mut PgConnection) -> QueryResult<Vec<(String, i64)>> {
-    rule_timers::table
-        .group_by(rule_timers::state)
-        .select((rule_timers::state, diesel::dsl::count_star()))
-        .load(conn)
+/// Pending timers, and how many of them are due already (the engine's backlog).
+pub fn timer_backlog(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<(i64, i64)> {
+    let pending = rule_timers::table
+        .filter(rule_timers::state.eq("pending"))
+        .count()
+        .get_result(conn)?;
+    let due = rule_timers::table
+        .filter(rule_timers::state.eq("pending"))
+        .filter(rule_timers::due_at.le(now))
+        .count()
+        .get_result(conn)?;
+    Ok((pending, due))
 }
 
 /// The first active user with role `role` in `team` or, failing that, in the nearest

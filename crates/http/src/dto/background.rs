@@ -12,7 +12,8 @@ str_enum! {
     NotificationKind {
         ApprovalRequested => "approval_requested", ApprovalDecided => "approval_decided",
         TaskAssigned => "task_assigned", DealWon => "deal_won", DealLost => "deal_lost",
-        LeadAssigned => "lead_assigned", WebhookDisabled => "webhook_disabled"
+        LeadAssigned => "lead_assigned", WebhookDisabled => "webhook_disabled",
+        RuleAlert => "rule_alert"
     }
 }
 
@@ -175,8 +176,18 @@ impl From<crm_db::repo::jobs::Job> for Job {
 pub struct JobsOverview {
     pub queues: Vec<QueueSummary>,
     pub subscribers: Vec<SubscriberLag>,
+    /// The rule engine's time triggers: pending, and due but not fired yet.
+    pub rule_timers: RuleTimerBacklog,
     /// Jobs in the requested state (default `dead`), latest change first.
     pub jobs: Vec<Job>,
+}
+
+/// Time triggers of the rule engine waiting for their moment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleTimerBacklog {
+    pub pending: i64,
+    /// Pending timers whose moment has come (the backlog a burst leaves).
+    pub due: i64,
 }
 
 /// Query of `GET /admin/jobs`.

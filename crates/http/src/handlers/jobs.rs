@@ -7,7 +7,7 @@ use crm_domain::access::Action;
 
 use super::{BadRequest, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
-use crate::dto::background::{Job, JobState, JobsOverview, JobsQuery, QueueSummary, SubscriberLag};
+use crate::dto::background::{Job, JobState, JobsOverview, JobsQuery, QueueSummary, RuleTimerBacklog, SubscriberLag};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -30,9 +30,17 @@ pub async fn jobs_overview(
     let q = q.into_inner();
     let limit = crm_domain::listing::limit(q.limit)?;
     let wanted = q.state.unwrap_or(JobState::Dead);
-    let (queues, lag, rows) = state
+    let now = state.clock.now();
+    let (queues, lag, rows, timers) = state
         .db
-        .run(move |c| Ok::<_, ApiError>((jobs::stats(c)?, outbox::lag(c)?, jobs::list(c, wanted.as_str(), limit)?)))
+        .run(move |c| {
+            Ok::<_, ApiError>((
+                jobs::stats(c)?,
+                outbox::lag(c)?,
+                jobs::list(c, wanted.as_str(), limit)?,
+                crm_app::rules::backlog(c, now)?,
+            ))
+        })
         .await?;
     Ok(HttpResponse::Ok().json(JobsOverview {
         queues: queues
@@ -46,6 +54,10 @@ pub async fn jobs_overview(
                 oldest_ready_age_secs: q.oldest_ready_age_secs,
             })
             .collect(),
+        rule_timers: RuleTimerBacklog {
+            pending: timers.0,
+            due: timers.1,
+        },
         subscribers: lag
             .into_iter()
             .map(|l| SubscriberLag {

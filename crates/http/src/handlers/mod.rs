@@ -105,6 +105,14 @@ pub fn with_etag<T: Serialize>(body: &T, version: i32) -> HttpResponse {
         .json(body)
 }
 
+/// A `before` paging id from the query: at least 1 (400 `invalid_query` otherwise).
+pub fn before_id(v: Option<i64>) -> ApiResult<Option<i64>> {
+    match v {
+        Some(b) if b < 1 => Err(ApiError::bad_request("invalid_query", "`before` must be at least 1")),
+        v => Ok(v),
+    }
+}
+
 /// 409 `invalid_transition` for a status machine's refusal, naming the current status.
 pub fn transition_error(e: crm_domain::status::InvalidTransition) -> ApiError {
     ApiError::conflict("invalid_transition", e.to_string()).with_extra("current_status", serde_json::json!(e.status))

@@ -292,8 +292,9 @@ pub async fn list_rule_runs(
 ) -> ApiResult<HttpResponse> {
     let (id, q) = (id.into_inner(), q.into_inner());
     let limit = crm_domain::listing::limit(q.limit)?;
+    let before = super::before_id(q.before)?;
     let rows = run_op(&state, &auth, move |c, ctx| {
-        Ok(app::runs(c, ctx, id, q.status.map(|s| s.as_str()), q.before, limit)?)
+        Ok(app::runs(c, ctx, id, q.status.map(|s| s.as_str()), before, limit)?)
     })
     .await?;
     let next_before = if i64::try_from(rows.len()).unwrap_or(0) == limit {
