@@ -1267,9 +1267,20 @@ fn rule_ctx(actor: Arc<Principal>, rule: Uuid, run: i64, depth: i32, clock: &Clo
     ctx
 }
 
-/// Considers one record for one rule because of `cause`: records a run (once per
-/// event / timer), checks the loop guard, the condition and enrollment, the rate
-/// threshold, then runs the actions. Returns the run id, `None` when it ran already.
+/// What considering one record needs besides the rule: the record's view (read once
+/// per event or timer, shared by every rule), the calendar and the acting principals.
+pub struct Seen<'a> {
+    pub view: Option<&'a Value>,
+    pub cal: &'a Calendar,
+    pub actors: &'a mut Actors,
+}
+
+/// Considers one record for one rule because of `cause`: checks the loop guard, the
+/// condition and enrollment, records a run (once per event / timer occurrence), the
+/// rate threshold, then runs the actions. A record that does not match is not logged
+/// (only its enrollment state is kept; the test endpoint shows why); every enrollment,
+/// and every refusal of a matching record, is. Returns the run id, `None` when no run
+/// was recorded (no match, or it ran already).
 #[allow(clippy::too_many_arguments)]
 fn consider(
     c: &mut PgConnection,
@@ -1281,92 +1292,84 @@ fn consider(
     cause: Cause<'_>,
     record_id: Uuid,
     depth: i32,
-    actors: &mut Actors,
+    seen: &mut Seen<'_>,
 ) -> AppResult<Option<i64>> {
     let now = clock.now();
     let (event_id, timer_id, occurrence, changes) = match cause {
         Cause::Event(ev) => (Some(ev.event_id), None, None, ev.payload.get("changes")),
         Cause::Timer(t) => (None, Some(t.id), Some(t.token.clone()), None),
     };
-    let Some(run_id) = repo::start_run(
-        c,
-        &NewRun {
-            rule_id: rule.id,
-            rule_version: rule.rule_version,
-            trigger: trigger.name().to_owned(),
-            event_id,
-            timer_id,
-            occurrence,
-            object: rule.object.clone(),
-            record_id,
-            status: "skipped".into(),
-            depth,
-            retry_of: None,
-            created_at: now,
-        },
-    )?
-    else {
-        return Ok(None);
+    let new_run = |status: &str| NewRun {
+        rule_id: rule.id,
+        rule_version: rule.rule_version,
+        trigger: trigger.name().to_owned(),
+        event_id,
+        timer_id,
+        occurrence: occurrence.clone(),
+        object: rule.object.clone(),
+        record_id,
+        status: status.into(),
+        depth,
+        retry_of: None,
+        created_at: now,
     };
-    let finish =
-        |c: &mut PgConnection, status: &str, reason: Option<String>, conditions: Value, actions: Value, error| {
-            repo::finish_run(
-                c,
-                run_id,
-                &RunOutcome {
-                    status,
-                    reason,
-                    conditions,
-                    actions,
-                    error,
-                },
-                now,
-            )
-        };
-    if depth > MAX_DEPTH {
-        tracing::warn!(rule = %rule.id, record = %record_id, depth, "rule loop guard hit");
-        finish(
+    let finish = |c: &mut PgConnection,
+                  run_id: i64,
+                  status: &str,
+                  reason: Option<String>,
+                  conditions: Value,
+                  actions: Value,
+                  error: Option<String>| {
+        repo::finish_run(
             c,
-            "loop_guard",
-            Some(format!("rules triggered rules {depth} deep (limit {MAX_DEPTH})")),
-            json!([]),
-            json!([]),
-            None,
-        )?;
+            run_id,
+            &RunOutcome {
+                status,
+                reason,
+                conditions,
+                actions,
+                error,
+            },
+            now,
+        )
+    };
+    if depth > MAX_DEPTH {
+        let Some(run_id) = repo::start_run(c, &new_run("loop_guard"))? else {
+            return Ok(None);
+        };
+        tracing::warn!(rule = %rule.id, record = %record_id, depth, "rule loop guard hit");
+        let reason = format!("rules triggered rules {depth} deep (limit {MAX_DEPTH})");
+        finish(c, run_id, "loop_guard", Some(reason), json!([]), json!([]), None)?;
         return Ok(Some(run_id));
     }
-    let Some(view) = crate::record::view(c, &rule.object, record_id)? else {
-        finish(
-            c,
-            "skipped",
-            Some("the record no longer exists".into()),
-            json!([]),
-            json!([]),
-            None,
-        )?;
-        return Ok(Some(run_id));
+    let Some(view) = seen.view else {
+        return Ok(None);
     };
-    let record = eval_record(&view, changes);
-    let (matches, conditions) = match &def.condition {
-        Some(e) => (
-            e.eval(&record),
-            serde_json::to_value(explain(e, &record)).unwrap_or_default(),
-        ),
-        None => (true, json!([])),
+    let record = eval_record(view, changes);
+    let matches = def.condition.as_ref().is_none_or(|e| e.eval(&record));
+    let (was, times) = repo::enrollment(c, rule.id, record_id)?.unwrap_or((false, 0));
+    if !matches {
+        if was {
+            repo::set_enrollment(c, rule.id, record_id, false, false, now)?;
+        }
+        return Ok(None);
+    }
+    let Some(run_id) = repo::start_run(c, &new_run("skipped"))? else {
+        return Ok(None);
     };
-    let prev = repo::enrollment(c, rule.id, record_id)?;
-    let (was, times) = prev.unwrap_or((false, 0));
-    let enrol = matches && (discrete || !was) && (def.re_enroll || times == 0);
-    repo::set_enrollment(c, rule.id, record_id, matches, enrol, now)?;
+    let conditions = match &def.condition {
+        Some(e) => serde_json::to_value(explain(e, &record)).unwrap_or_default(),
+        None => json!([]),
+    };
+    let enrol = (discrete || !was) && (def.re_enroll || times == 0);
+    repo::set_enrollment(c, rule.id, record_id, true, enrol, now)?;
     if !enrol {
-        let reason = if !matches {
-            "the condition is not met"
-        } else if times > 0 && !def.re_enroll {
+        let reason = if times > 0 && !def.re_enroll {
             "the record enrolled before and re-enrollment is off"
         } else {
             "the record already matched (no change from not matching to matching)"
         };
-        finish(c, "skipped", Some(reason.into()), conditions, json!([]), None)?;
+        finish(c, run_id, "skipped", Some(reason.into()), conditions, json!([]), None)?;
         return Ok(Some(run_id));
     }
     if let Some(max) = rule.max_runs_per_hour {
@@ -1387,38 +1390,26 @@ fn consider(
             // Its pending timers are dropped as they come due (deleting them here could
             // wait on timers another worker holds, while it waits on this rule).
             tracing::warn!(rule = %rule.id, max, "rule paused by its run threshold");
-            finish(c, "skipped", Some(reason), conditions, json!([]), None)?;
+            finish(c, run_id, "skipped", Some(reason), conditions, json!([]), None)?;
             return Ok(Some(run_id));
         }
     }
-    let Some(actor) = actors.get(c, rule.acts_as)? else {
-        finish(
-            c,
-            "failed",
-            None,
-            conditions,
-            json!([]),
-            Some("the user the rule acts as is not active".into()),
-        )?;
+    let Some(actor) = seen.actors.get(c, rule.acts_as)? else {
+        let error = Some("the user the rule acts as is not active".to_owned());
+        finish(c, run_id, "failed", None, conditions, json!([]), error)?;
         return Ok(Some(run_id));
     };
     let env = Env {
         rule,
         ctx: rule_ctx(actor, rule.id, run_id, depth, clock),
         record_id,
-        view,
+        view: view.clone(),
         run_id,
-        cal: calendar(c)?,
+        cal: seen.cal.clone(),
     };
     let (status, reports, error) = execute(c, &env, def, 0)?;
-    finish(
-        c,
-        status,
-        None,
-        conditions,
-        serde_json::to_value(reports).unwrap_or_default(),
-        error,
-    )?;
+    let reports = serde_json::to_value(reports).unwrap_or_default();
+    finish(c, run_id, status, None, conditions, reports, error)?;
     Ok(Some(run_id))
 }
 
@@ -1436,12 +1427,24 @@ pub fn on_event(c: &mut PgConnection, clock: &Clock, ev: &Delivered, actors: &mu
     }
     let depth = event_depth(&ev.payload) + 1;
     let deleted = ev.event_type.ends_with(".deleted");
+    // The record as it is now, read once for every rule (a deleted one as the recycle
+    // bin keeps it, for its conditions; it has no timers).
+    let view = crate::record::view(c, object, ev.aggregate_id)?;
+    let live = view
+        .as_ref()
+        .filter(|v| !deleted && v.get("deleted_at").is_none_or(Value::is_null));
+    let cal = calendar(c)?;
+    let defs: Vec<Definition> = rules.iter().map(definition).collect::<AppResult<_>>()?;
+    let ids: Vec<Uuid> = rules.iter().map(|r| r.id).collect();
+    // Which rules the record matched last time: a rule it matches neither now nor
+    // then costs no further query.
+    let was_matching = repo::matching_of(c, ev.aggregate_id, &ids)?;
+    let record = view.as_ref().map(|v| eval_record(v, ev.payload.get("changes")));
     let mut started = 0;
-    for rule in &rules {
-        let def = definition(rule)?;
+    for (rule, def) in rules.iter().zip(&defs) {
         for (i, t) in def.triggers.iter().enumerate() {
             if t.is_timed() {
-                set_record_timer(c, clock, rule, i, t, ev.aggregate_id, deleted)?;
+                set_record_timer(c, clock, rule, i, t, ev.aggregate_id, live, &cal)?;
             }
         }
         if rule.created_at > ev.committed_at {
@@ -1450,19 +1453,30 @@ pub fn on_event(c: &mut PgConnection, clock: &Clock, ev: &Delivered, actors: &mu
         let Some((t, discrete)) = def.triggers.iter().find_map(|t| trigger_matches(t, ev).map(|d| (t, d))) else {
             continue;
         };
+        let matches = record
+            .as_ref()
+            .is_some_and(|r| def.condition.as_ref().is_none_or(|e| e.eval(r)));
+        if !matches && depth <= MAX_DEPTH && !was_matching.contains(&rule.id) {
+            continue;
+        }
+        let mut seen = Seen {
+            view: view.as_ref(),
+            cal: &cal,
+            actors,
+        };
         // A rule failing for its own reasons never stops the others (or the stream).
         let r = c.transaction(|c| {
             consider(
                 c,
                 clock,
                 rule,
-                &def,
+                def,
                 t,
                 discrete,
                 Cause::Event(ev),
                 ev.aggregate_id,
                 depth,
-                actors,
+                &mut seen,
             )
         });
         match r {
@@ -1525,6 +1539,7 @@ fn due_of(t: &Trigger, view: &Value, cal: &Calendar, now: DateTime<Utc>) -> Opti
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn set_record_timer(
     c: &mut PgConnection,
     clock: &Clock,
@@ -1532,16 +1547,11 @@ fn set_record_timer(
     index: usize,
     t: &Trigger,
     record: Uuid,
-    deleted: bool,
+    view: Option<&Value>,
+    cal: &Calendar,
 ) -> AppResult<()> {
     let i = i32::try_from(index).unwrap_or(0);
-    let view = if deleted {
-        None
-    } else {
-        crate::record::view(c, &rule.object, record)?.filter(|v| v.get("deleted_at").is_none_or(Value::is_null))
-    };
-    let cal = calendar(c)?;
-    match view.as_ref().and_then(|v| due_of(t, v, &cal, clock.now())) {
+    match view.and_then(|v| due_of(t, v, cal, clock.now())) {
         Some((due, token)) => {
             if repo::set_timer(c, rule.id, i, record, due, &token)? {
                 wake_timers(c, due)?;
@@ -1713,6 +1723,11 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
             }
             Some(_) => {}
         }
+        let mut seen = Seen {
+            view: Some(&view),
+            cal: &cal,
+            actors: &mut actors,
+        };
         let r = c.transaction(|c| {
             consider(
                 c,
@@ -1724,7 +1739,7 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
                 Cause::Timer(timer),
                 timer.record_id,
                 1,
-                &mut actors,
+                &mut seen,
             )
         });
         match r {

@@ -76,7 +76,7 @@ fn rule(
 /// Deals inserted directly (seed-style), `n` of them, in Discovery since `days_ago`.
 fn insert_deals(c: &mut PgConnection, owner: Uuid, n: u64) {
     let sql = format!(
-        "WITH a AS (INSERT INTO accounts (id, name, owner_id) VALUES (gen_random_uuid(), 'Bench account', '{owner}') RETURNING id), \
+        "WITH a AS (INSERT INTO accounts (id, name, name_norm, account_type, owner_id) VALUES (gen_random_uuid(), 'Bench account', 'bench account', 'customer', '{owner}') RETURNING id), \
               s AS (SELECT st.id, st.pipeline_id FROM stages st JOIN pipelines p ON p.id = st.pipeline_id \
                     WHERE p.is_default AND st.code = 'discovery') \
          INSERT INTO opportunities (id, name, account_id, pipeline_id, stage_id, probability, owner_id, \
@@ -215,6 +215,10 @@ fn main() {
     let t = Instant::now();
     {
         let mut w = db.conn();
+        // Seed rows only: no per-row triggers (board totals, stage visits) or FK checks.
+        diesel::sql_query("SET session_replication_role = replica")
+            .execute(&mut w)
+            .unwrap();
         let mut left = deals;
         while left > 0 {
             let n = left.min(100_000);

@@ -716,3 +716,13 @@ pub fn columns(conn: &mut PgConnection, table: &str) -> QueryResult<Vec<String>>
     .load(conn)?;
     Ok(rows.into_iter().map(|c| c.column_name).collect())
 }
+
+/// The rules among `rules` for which the record matched when last considered.
+pub fn matching_of(conn: &mut PgConnection, record: Uuid, rules: &[Uuid]) -> QueryResult<Vec<Uuid>> {
+    rule_enrollments::table
+        .filter(rule_enrollments::record_id.eq(record))
+        .filter(rule_enrollments::rule_id.eq_any(rules))
+        .filter(rule_enrollments::matching.eq(true))
+        .select(rule_enrollments::rule_id)
+        .load(conn)
+}
