@@ -5,8 +5,9 @@
 #
 #   scripts/bench-rules.sh                                   # 1,000,000 deals
 #   OPPORTUNITIES=200000 EVENTS=5000 TIMERS=5000 scripts/bench-rules.sh
+#   PROFILE=dev scripts/bench-rules.sh                      # reuse the debug build
 #
 # Needs: a local Postgres (as for the README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --locked -q -p crm-worker --bench rules
+cargo bench --locked -q --profile "${PROFILE:-bench}" -p crm-worker --bench rules

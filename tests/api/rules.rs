@@ -769,3 +769,66 @@ async fn a_rule_firing_more_than_its_threshold_pauses_itself_and_the_backlog_is_
     assert_eq!(r.status, 200);
     assert!(r.body["paused_reason"].is_null());
 }
+
+#[actix_web::test]
+async fn the_business_calendar_is_data_and_due_times_follow_it() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let r = app.get("/api/v1/admin/settings/calendar", &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["weekdays"], json!(["mon", "tue", "wed", "thu", "fri"]));
+    let bad = app
+        .send(
+            crm_test_support::app::request(
+                actix_web::http::Method::PUT,
+                "/api/v1/admin/settings/calendar",
+                Some(&admin),
+            )
+            .set_json(
+                json!({"utc_offset_hours": 8, "weekdays": ["mon"], "hours": [{"start": "18:00:00", "end": "09:00:00"}],
+                                 "holidays": [], "workdays": []}),
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.body["errors"][0]["code"], "invalid_calendar");
+    // Every day a holiday for a year except make-up days far away: "in 1 business hour"
+    // then lands on the first working day.
+    let today = app.state.clock.today();
+    let holidays: Vec<String> = (0..30)
+        .map(|d| (today + chrono::Duration::days(d)).to_string())
+        .collect();
+    let r = app
+        .send(
+            crm_test_support::app::request(actix_web::http::Method::PUT, "/api/v1/admin/settings/calendar", Some(&admin))
+                .set_json(json!({"utc_offset_hours": 8, "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                 "hours": [{"start": "09:00:00", "end": "18:00:00"}], "holidays": holidays, "workdays": []})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (deal, _) = crate::q2c::deal(&app, &rep).await;
+    let r = app
+        .post(
+            "/api/v1/admin/rules/test",
+            &admin,
+            json!({"record_id": deal, "rule": {"name": "SLA", "object": "opportunities", "triggers": [{"type": "created"}],
+                   "actions": [{"type": "create_task", "title": "x", "due_hours": 1, "business_hours": true}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let due: chrono::DateTime<chrono::Utc> = r.body["actions"][0]["arguments"]["due_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first_working = (today + chrono::Duration::days(30))
+        .and_hms_opt(1, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert_eq!(
+        due,
+        first_working + chrono::Duration::hours(1),
+        "10:00 business time on the first working day"
+    );
+}

@@ -95,3 +95,18 @@ pub fn set_payment_rules(
     put(c, ctx, "payments", value)?;
     Ok(rules)
 }
+
+/// Sets the business calendar (working days and hours, holidays, make-up working
+/// days, time zone) used by rule due times, waits and SLAs.
+pub fn set_calendar(c: &mut PgConnection, ctx: &Ctx, cal: &crm_domain::calendar::Calendar) -> AppResult<()> {
+    if let Err(e) = cal.validate() {
+        let field = match e {
+            crm_domain::calendar::CalendarError::BadHours => "hours",
+            crm_domain::calendar::CalendarError::NoWorkingDays => "weekdays",
+            crm_domain::calendar::CalendarError::BadOffset => "utc_offset_hours",
+        };
+        return Err(AppError::field(field, "invalid_calendar", e.to_string()));
+    }
+    let value = serde_json::to_value(cal).map_err(|e| AppError::internal(e.to_string()))?;
+    put(c, ctx, "business_calendar", value)
+}

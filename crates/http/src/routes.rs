@@ -189,6 +189,8 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(settings::put_company)
         .service(settings::get_payments)
         .service(settings::put_payments)
+        .service(settings::get_calendar)
+        .service(settings::put_calendar)
         .service(jobs::jobs_overview)
         .service(jobs::retry_job)
         .service(jobs::cancel_job)

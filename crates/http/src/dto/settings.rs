@@ -88,3 +88,92 @@ impl From<crm_domain::money::PaymentRules> for PaymentSettings {
         }
     }
 }
+
+str_enum! {
+    /// A day of the week.
+    Weekday { Mon => "mon", Tue => "tue", Wed => "wed", Thu => "thu", Fri => "fri", Sat => "sat", Sun => "sun" }
+}
+
+impl Weekday {
+    pub fn to_chrono(self) -> chrono::Weekday {
+        match self {
+            Weekday::Mon => chrono::Weekday::Mon,
+            Weekday::Tue => chrono::Weekday::Tue,
+            Weekday::Wed => chrono::Weekday::Wed,
+            Weekday::Thu => chrono::Weekday::Thu,
+            Weekday::Fri => chrono::Weekday::Fri,
+            Weekday::Sat => chrono::Weekday::Sat,
+            Weekday::Sun => chrono::Weekday::Sun,
+        }
+    }
+
+    pub fn from_chrono(d: chrono::Weekday) -> Self {
+        Weekday::ALL[d.num_days_from_monday() as usize]
+    }
+}
+
+/// One stretch of working time in a working day, business time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    #[schema(value_type = String, example = "09:00:00", pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$")]
+    pub start: chrono::NaiveTime,
+    #[schema(value_type = String, example = "12:00:00", pattern = "^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$")]
+    pub end: chrono::NaiveTime,
+}
+
+/// The business calendar: due times "in N business hours", waits and SLAs count
+/// working time only.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessCalendar {
+    /// The business time zone's offset from UTC in hours (China: 8).
+    #[validate(range(min = -12, max = 14))]
+    #[schema(minimum = -12, maximum = 14)]
+    pub utc_offset_hours: i32,
+    #[validate(length(max = 7))]
+    #[schema(max_items = 7)]
+    pub weekdays: Vec<Weekday>,
+    /// Ascending, not overlapping.
+    #[validate(length(min = 1, max = 8))]
+    #[schema(min_items = 1, max_items = 8)]
+    pub hours: Vec<WorkingHours>,
+    /// Days off that would be working days (public holidays).
+    #[validate(length(max = 400))]
+    #[schema(max_items = 400)]
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// Days worked that would be off (make-up working days, 调休上班).
+    #[validate(length(max = 400))]
+    #[schema(max_items = 400)]
+    pub workdays: Vec<chrono::NaiveDate>,
+}
+
+impl From<crm_domain::calendar::Calendar> for BusinessCalendar {
+    fn from(c: crm_domain::calendar::Calendar) -> Self {
+        BusinessCalendar {
+            utc_offset_hours: c.utc_offset_hours,
+            weekdays: c.weekdays.into_iter().map(Weekday::from_chrono).collect(),
+            hours: c
+                .hours
+                .into_iter()
+                .map(|(start, end)| WorkingHours { start, end })
+                .collect(),
+            holidays: c.holidays.into_iter().collect(),
+            workdays: c.workdays.into_iter().collect(),
+        }
+    }
+}
+
+impl From<BusinessCalendar> for crm_domain::calendar::Calendar {
+    fn from(b: BusinessCalendar) -> Self {
+        let mut weekdays: Vec<chrono::Weekday> = b.weekdays.into_iter().map(Weekday::to_chrono).collect();
+        weekdays.dedup();
+        crm_domain::calendar::Calendar {
+            utc_offset_hours: b.utc_offset_hours,
+            weekdays,
+            hours: b.hours.into_iter().map(|h| (h.start, h.end)).collect(),
+            holidays: b.holidays.into_iter().collect(),
+            workdays: b.workdays.into_iter().collect(),
+        }
+    }
+}

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{run_op, BadRequest, BodyErrors, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
-use crate::dto::settings::{CompanyInfo, Numbering, NumberingSeries, PaymentSettings};
+use crate::dto::settings::{BusinessCalendar, CompanyInfo, Numbering, NumberingSeries, PaymentSettings};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -202,4 +202,46 @@ fn as_object<T: serde::Serialize>(v: &T) -> ApiResult<serde_json::Map<String, se
         serde_json::Value::Object(m) => Ok(m),
         _ => Err(ApiError::internal("a settings body is an object")),
     }
+}
+
+/// The business calendar (default: Monday to Friday, 09:00–12:00 and 13:30–18:00,
+/// UTC+8, no holidays).
+#[utoipa::path(
+    tag = "admin",
+    responses((status = 200, description = "Business calendar", body = BusinessCalendar), Unauthorized, Forbidden)
+)]
+#[get("/admin/settings/calendar")]
+pub async fn get_calendar(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let cal = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(crm_app::rules::calendar(c)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(BusinessCalendar::from(cal)))
+}
+
+/// Set the business calendar: working weekdays and hours, public holidays and make-up
+/// working days as data, and the time zone.
+#[utoipa::path(
+    tag = "admin",
+    request_body = BusinessCalendar,
+    responses(
+        (status = 200, description = "Business calendar", body = BusinessCalendar),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
+)]
+#[put("/admin/settings/calendar")]
+pub async fn put_calendar(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<BusinessCalendar>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let cal: crm_domain::calendar::Calendar = body.value?.into();
+    let out = run_op(&state, &auth, move |c, ctx| {
+        crm_app::settings::set_calendar(c, ctx, &cal)?;
+        Ok(crm_app::rules::calendar(c)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(BusinessCalendar::from(out)))
 }
