@@ -36,6 +36,9 @@ async fn health_ready_and_metrics() {
     assert!(r
         .text
         .contains(r#"crm_dispatcher_lag_seconds{subscriber="notifications"}"#));
+    // The rule engine's backlog: its subscriber's lag and its time triggers.
+    assert!(r.text.contains(r#"crm_dispatcher_pending_commits{subscriber="rules"}"#));
+    assert!(r.text.contains(r#"crm_rule_timers{state="due"} 0"#), "{}", r.text);
 }
 
 #[actix_web::test]

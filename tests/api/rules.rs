@@ -832,3 +832,101 @@ async fn the_business_calendar_is_data_and_due_times_follow_it() {
         "10:00 business time on the first working day"
     );
 }
+
+#[actix_web::test]
+async fn rule_endpoints_refuse_what_they_must() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let missing = uuid::Uuid::now_v7();
+    assert_eq!(
+        app.get(&format!("/api/v1/admin/rules/{missing}"), &admin).await.status,
+        404
+    );
+    assert_eq!(app.get("/api/v1/admin/rules", &rep).await.status, 403);
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "R", "object": "opportunities", "triggers": [{"type": "created"}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "m"}]}),
+    )
+    .await;
+    let id = rule["id"].as_str().unwrap();
+    // PATCH needs If-Match.
+    let r = app
+        .send(
+            crm_test_support::app::request(
+                actix_web::http::Method::PATCH,
+                &format!("/api/v1/admin/rules/{id}"),
+                Some(&admin),
+            )
+            .set_json(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 428, "{}", r.text);
+    let r = app
+        .post(
+            &format!("/api/v1/admin/rules/{id}/versions/9/restore"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        app.get(&format!("/api/v1/admin/rules/{id}/runs/1"), &admin)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/admin/rules/{id}/runs?before=0"), &admin)
+            .await
+            .status,
+        400
+    );
+    let r = app
+        .post(
+            "/api/v1/admin/rules/test",
+            &admin,
+            json!({"rule_id": id, "record_id": missing}),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = app
+        .post(
+            "/api/v1/admin/rules/backtest",
+            &admin,
+            json!({"rule_id": id, "from": "2026-01-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        app.post(&format!("/api/v1/admin/rules/{id}/enable"), &rep, json!({}))
+            .await
+            .status,
+        403
+    );
+    let r = app
+        .send(
+            crm_test_support::app::request(
+                actix_web::http::Method::PUT,
+                "/api/v1/admin/settings/calendar",
+                Some(&rep),
+            )
+            .set_json(
+                json!({"utc_offset_hours": 8, "weekdays": ["mon"], "hours": [{"start": "09:00:00", "end": "18:00:00"}],
+                                 "holidays": [], "workdays": []}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        app.post("/api/v1/admin/rules/defaults", &rep, json!({})).await.status,
+        403
+    );
+    assert_eq!(
+        app.db.count("SELECT count(*) AS n FROM rules"),
+        1,
+        "nothing installed by the refused calls"
+    );
+}

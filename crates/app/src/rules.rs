@@ -2194,12 +2194,6 @@ pub fn backlog(c: &mut PgConnection, now: DateTime<Utc>) -> AppResult<(i64, i64)
     Ok(repo::timer_backlog(c, now)?)
 }
 
-/// Timer rows of a record (for tests and the record's automation view).
-pub fn timers_of(c: &mut PgConnection, ctx: &Ctx, rule: Uuid, record: Uuid) -> AppResult<Vec<TimerRow>> {
-    get(c, ctx, rule)?;
-    Ok(repo::timers_of(c, rule, record)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

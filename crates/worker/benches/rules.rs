@@ -110,7 +110,6 @@ fn main() {
     let ctx = admin_ctx(&mut c, org.admin, &clock);
 
     // 1. Events per second with 50 enabled rules.
-    let mut ids = Vec::new();
     for i in 0..50 {
         let (triggers, condition) = match i % 5 {
             0 => (
@@ -134,14 +133,14 @@ fn main() {
                 json!({"field": "owner.is_active", "op": "eq", "value": true}),
             ),
         };
-        ids.push(rule(
+        rule(
             &mut c,
             &ctx,
             format!("Bench rule {i}"),
             triggers,
             Some(condition),
             json!([{"type": "notify", "to": ["owner"], "message": "{{name}}"}]),
-        ));
+        );
     }
     // One rule fires on a tenth of the events.
     rule(
@@ -344,5 +343,4 @@ fn main() {
         percentile(&ms, 0.99),
         ms.last().copied().unwrap_or(0.0)
     );
-    let _ = ids;
 }

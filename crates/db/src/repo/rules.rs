@@ -549,16 +549,6 @@ pub fn next_due(conn: &mut PgConnection) -> QueryResult<Option<DateTime<Utc>>> {
         .first(conn)
 }
 
-/// A record's timers of a rule.
-pub fn timers_of(conn: &mut PgConnection, rule: Uuid, record: Uuid) -> QueryResult<Vec<TimerRow>> {
-    rule_timers::table
-        .filter(rule_timers::rule_id.eq(rule))
-        .filter(rule_timers::record_id.eq(record))
-        .select(TimerRow::as_select())
-        .order(rule_timers::trigger_index)
-        .load(conn)
-}
-
 /// Pending timers per rule (for the rule list).
 pub fn pending_timers(conn: &mut PgConnection, rule: Uuid) -> QueryResult<i64> {
     rule_timers::table
@@ -614,7 +604,6 @@ pub fn members_with_load(
     Ok(rows.into_iter().map(|m| (m.id, m.load)).collect())
 }
 
-/// Ids of live records of `table` after `after`, in id order (paging the scheduling of
 /// a rule over every record).
 pub fn live_ids(conn: &mut PgConnection, table: &str, after: Uuid, limit: i64) -> QueryResult<Vec<Uuid>> {
     #[derive(QueryableByName)]

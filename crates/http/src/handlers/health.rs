@@ -91,12 +91,30 @@ pub async fn metrics(state: web::Data<AppState>, req: actix_web::HttpRequest) ->
     let max = state.db.pool().max_size();
     let mut text = state.metrics.render(open, idle, max);
     // A scrape still answers (with the in-process figures) when the database does not.
+    let now = state.clock.now();
     let background = state
         .db
-        .run(|c| Ok::<_, ApiError>((crm_db::repo::jobs::stats(c)?, crm_db::repo::outbox::lag(c)?)))
+        .run(move |c| {
+            Ok::<_, ApiError>((
+                crm_db::repo::jobs::stats(c)?,
+                crm_db::repo::outbox::lag(c)?,
+                crm_app::rules::backlog(c, now)?,
+            ))
+        })
         .await;
     match background {
-        Ok((queues, lag)) => text.push_str(&background_gauges(&queues, &lag)),
+        Ok((queues, lag, (pending, due))) => {
+            text.push_str(&background_gauges(&queues, &lag));
+            gauge(
+                &mut text,
+                "crm_rule_timers",
+                "Time triggers of automation rules: pending, and due but not fired yet.",
+                &[
+                    ("state=\"pending\"".to_owned(), pending as f64),
+                    ("state=\"due\"".to_owned(), due as f64),
+                ],
+            );
+        }
         Err(e) => tracing::warn!(error = %e, "metrics: background gauges unavailable"),
     }
     if let Some(extra) = &state.extra_metrics {
