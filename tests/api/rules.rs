@@ -466,7 +466,7 @@ async fn the_seeded_stalled_deal_rule_alerts_owner_and_manager_once_per_stage_en
         .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["items"].as_array().unwrap().len(), 6);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 8);
     let again = app
         .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
         .await;
@@ -929,4 +929,355 @@ async fn rule_endpoints_refuse_what_they_must() {
         1,
         "nothing installed by the refused calls"
     );
+}
+
+/// Runs a waiting run's continuation as its job would.
+fn continue_from<S>(app: &TestApp<S>, run_id: i64, from: usize) {
+    let mut c = app.db.app_conn();
+    let clock = app.state.clock.clone();
+    c.transaction(|c| crm_app::rules::continue_run(c, &clock, run_id, from))
+        .unwrap();
+}
+
+#[actix_web::test]
+async fn the_lead_sla_is_stored_filterable_and_its_ladder_reminds_alerts_and_reassigns() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mkt = app.token(app.org.marketing);
+    let rep = app.token(app.org.rep_east1);
+    // A two-hour wall-clock SLA, so due times do not depend on the test's weekday.
+    let r = app
+        .put(
+            "/api/v1/admin/settings/lead-sla",
+            &admin,
+            json!({"hours": 2, "business_hours": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bad = app
+        .put(
+            "/api/v1/admin/settings/lead-sla",
+            &admin,
+            json!({"hours": 0, "business_hours": false}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let r = app
+        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ladder = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["actions"].as_array().is_some_and(|a| a.len() == 5))
+        .cloned()
+        .expect("the SLA ladder rule");
+    let new_lead = |name: &'static str, mobile: &'static str| {
+        let (app, mkt) = (&app, &mkt);
+        async move {
+            let lead = app
+                .post(
+                    "/api/v1/leads",
+                    mkt,
+                    json!({"person_name": name, "source": "website", "mobile": mobile}),
+                )
+                .await;
+            assert_eq!(lead.status, 201, "{}", lead.text);
+            let id = lead.body["id"].as_str().unwrap().to_owned();
+            assert!(lead.body["sla_status"].is_null(), "no SLA before assignment");
+            let r = app
+                .post(
+                    "/api/v1/leads/assign",
+                    mkt,
+                    json!({"lead_ids": [id], "owner_id": app.org.rep_east1}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(r.body["items"][0]["sla_status"], "pending");
+            id
+        }
+    };
+    let late = new_lead("迟到", "13900002001").await;
+    let answered = new_lead("及时", "13900002002").await;
+    dispatch(&app);
+    let got = app.get(&format!("/api/v1/leads/{late}"), &rep).await;
+    let due: chrono::DateTime<chrono::Utc> = got.body["sla_due_at"].as_str().unwrap().parse().unwrap();
+    let left = due - app.state.clock.now();
+    assert!(
+        left <= chrono::Duration::hours(2) && left > chrono::Duration::minutes(119),
+        "{left}"
+    );
+    let sla = |q: &'static str| {
+        let (app, rep) = (&app, &rep);
+        async move {
+            let mut ids = app.get(&format!("/api/v1/leads?sla={q}"), rep).await.ids();
+            ids.sort();
+            ids
+        }
+    };
+    let mut both = vec![late.clone(), answered.clone()];
+    both.sort();
+    assert_eq!(sla("pending").await, both);
+
+    // One is answered in time: met, with its response minutes.
+    app.state.clock.advance(chrono::Duration::minutes(30));
+    let r = app
+        .post(
+            "/api/v1/activities",
+            &rep,
+            json!({"type": "call", "subject": "首次电话", "lead_id": answered}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got = app.get(&format!("/api/v1/leads/{answered}"), &rep).await;
+    assert_eq!(got.body["sla_status"], "met");
+    assert_eq!(got.body["response_minutes"], 30);
+    assert_eq!(sla("met").await, vec![answered.clone()]);
+
+    // The other passes its due time: breached at once in the filter, stored by the sweep.
+    app.state.clock.advance(chrono::Duration::minutes(91));
+    assert_eq!(sla("breached").await, vec![late.clone()]);
+    assert!(sla("pending").await.is_empty());
+    assert_eq!(fire(&app), 1, "the ladder's first step, for the unanswered lead only");
+    let alerts = |user: uuid::Uuid| {
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert' AND user_id = '{user}' AND object_id = '{late}'"
+        ))
+    };
+    assert_eq!(alerts(app.org.rep_east1), 1);
+    assert_eq!(alerts(app.org.manager_east), 0, "the manager only after the wait");
+    {
+        let mut c = app.db.app_conn();
+        let ctx = crm_app::Ctx::system(app.state.clock.clone());
+        let swept = c.transaction(|c| crm_app::approvals::sweep(c, &ctx)).unwrap();
+        assert_eq!(swept.sla_breached, 1);
+    }
+    let got = app.get(&format!("/api/v1/leads/{late}"), &rep).await;
+    assert_eq!(got.body["sla_status"], "breached");
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'lead.sla_breached' AND aggregate_id = '{late}'"
+        )),
+        1
+    );
+    let log = runs(&app, &admin, &ladder).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], "waiting");
+    let run_id = log[0]["id"].as_i64().unwrap();
+    // After the wait: the manager; after the next wait: another member of the team.
+    continue_from(&app, run_id, 2);
+    assert_eq!(alerts(app.org.manager_east), 1);
+    continue_from(&app, run_id, 4);
+    let got = app.get(&format!("/api/v1/leads/{late}"), &admin).await;
+    let owner = got.body["owner_id"].as_str().unwrap().to_owned();
+    assert_ne!(owner, app.org.rep_east1.to_string(), "reassigned");
+    assert_eq!(got.body["sla_status"], "pending", "the new owner's SLA starts");
+    let log = runs(&app, &admin, &ladder).await;
+    assert_eq!(log[0]["status"], "done", "{log:?}");
+    assert_eq!(log[0]["actions"][4]["result"]["owner_id"].as_str().unwrap(), owner);
+
+    // A ladder stops once the lead is answered: a new owner answers during the wait.
+    dispatch(&app);
+    let due: chrono::DateTime<chrono::Utc> = got.body["sla_due_at"].as_str().unwrap().parse().unwrap();
+    app.state
+        .clock
+        .advance(due - app.state.clock.now() + chrono::Duration::minutes(1));
+    assert_eq!(fire(&app), 1, "the new owner's reminder");
+    let owner_token = app.token(owner.parse().unwrap());
+    let r = app
+        .post(
+            "/api/v1/activities",
+            &owner_token,
+            json!({"type": "call", "subject": "回电", "lead_id": late}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let log = runs(&app, &admin, &ladder).await;
+    let second = log.iter().find(|r| r["status"] == "waiting").expect("a waiting run");
+    let manager_alerts = alerts(app.org.manager_east);
+    continue_from(&app, second["id"].as_i64().unwrap(), 2);
+    assert_eq!(alerts(app.org.manager_east), manager_alerts, "no alert once answered");
+    let log = runs(&app, &admin, &ladder).await;
+    let done = log.iter().find(|r| r["id"] == second["id"]).unwrap();
+    assert_eq!(done["status"], "done");
+    assert!(done["reason"].as_str().unwrap().contains("no longer matches"), "{done}");
+}
+
+#[actix_web::test]
+async fn quote_approval_routing_is_a_rule_through_the_approval_engine() {
+    use crate::q2c::{approvals_of, deal, product, quote};
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let r = app
+        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    let routing = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["triggers"][0]["type"] == "approval_requested")
+        .cloned()
+        .expect("the seeded routing rule");
+    let p = product(&app, &admin, "P-R", "1000.00", "400.00").await;
+    let (deal_id, _) = deal(&app, &rep).await;
+    let submit = |discount: &'static str| {
+        let (app, rep, deal_id, p) = (&app, &rep, &deal_id, &p);
+        async move {
+            let q = quote(
+                app,
+                rep,
+                deal_id,
+                json!([{"product_id": p["id"], "quantity": "1", "discount_pct": discount}]),
+                "0",
+            )
+            .await;
+            let id = q["id"].as_str().unwrap().to_owned();
+            let r = app.post(&format!("/api/v1/quotes/{id}/submit"), rep, json!({})).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            (id, r.body["status"].as_str().unwrap().to_owned())
+        }
+    };
+    // Above 15%: the rule routes it to the sales director's definition, at once.
+    let (high, status) = submit("20").await;
+    assert_eq!(status, "pending_approval");
+    let a = approvals_of(&app, &rep, "quote", &high).await;
+    assert_eq!(a[0]["status"], "pending");
+    let director = app.token(app.org.director);
+    let inbox = app.get("/api/v1/me/approvals", &director).await;
+    assert_eq!(inbox.body["items"][0]["object_id"].as_str().unwrap(), high);
+    let log = runs(&app, &admin, &routing).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["trigger"], "approval_requested");
+    assert_eq!(log[0]["status"], "done");
+    assert_eq!(log[0]["conditions"][0]["result"], true);
+    // At or below: no routing rule holds and no definition matches: approved at once.
+    let (_, status) = submit("15").await;
+    assert_eq!(status, "approved");
+    assert_eq!(
+        runs(&app, &admin, &routing).await.len(),
+        1,
+        "not run when it does not match"
+    );
+
+    // Editing the rule changes the routing: now it approves automatically.
+    let id = routing["id"].as_str().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/v1/admin/rules/{id}"),
+            &admin,
+            routing["version"].as_i64().unwrap() as i32,
+            json!({"actions": [{"type": "start_approval", "auto_approve": true}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (auto, status) = submit("20").await;
+    assert_eq!(status, "approved");
+    let a = approvals_of(&app, &rep, "quote", &auto).await;
+    assert_eq!(a[0]["status"], "auto_approved");
+    let reason = a[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["action"] == "auto_approved")
+        .unwrap()["comment"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(reason.contains("报价审批路由"), "{reason}");
+
+    // Only one action, and only for approvable objects.
+    let r = app
+        .post(
+            "/api/v1/admin/rules",
+            &admin,
+            json!({"name": "bad", "object": "leads", "triggers": [{"type": "approval_requested"}],
+                   "actions": [{"type": "start_approval"}, {"type": "notify", "to": ["owner"], "message": "x"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"triggers[0]") && fields.contains(&"actions[0]") && fields.contains(&"actions"),
+        "{fields:?}"
+    );
+}
+
+#[actix_web::test]
+async fn payments_are_a_rule_object_and_the_first_contract_sets_the_anniversary() {
+    use crate::q2c::{deal, product, quote, signed};
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let finance = app.token(app.org.finance);
+    app.post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    let thanks = create_rule(
+        &app,
+        &admin,
+        json!({"name": "回款致谢 Thank for the payment", "object": "payments", "enabled": true,
+               "triggers": [{"type": "event", "action": "received"}],
+               "condition": {"field": "amount", "op": "gte", "value": "100"},
+               "actions": [{"type": "create_task", "title": "回款致谢 {{amount}}", "assignee": "owner"}]}),
+    )
+    .await;
+    let p = product(&app, &admin, "P-A", "1000.00", "400.00").await;
+    let (deal_id, _) = deal(&app, &rep).await;
+    let q = quote(
+        &app,
+        &rep,
+        &deal_id,
+        json!([{"product_id": p["id"], "quantity": "1", "discount_pct": "0"}]),
+        "0",
+    )
+    .await;
+    let qid = q["id"].as_str().unwrap();
+    app.post(&format!("/api/v1/quotes/{qid}/submit"), &rep, json!({})).await;
+    app.post(&format!("/api/v1/quotes/{qid}/send"), &rep, json!({})).await;
+    app.post(&format!("/api/v1/quotes/{qid}/accept"), &rep, json!({})).await;
+    let k = app.post("/api/v1/contracts", &rep, json!({"quote_id": qid})).await;
+    assert_eq!(k.status, 201, "{}", k.text);
+    let kid = k.body["id"].as_str().unwrap().to_owned();
+    let account = k.body["account_id"].as_str().unwrap().to_owned();
+    dispatch(&app);
+    let pending = || {
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM rule_timers WHERE record_id = '{account}' AND state = 'pending'"
+        ))
+    };
+    assert_eq!(pending(), 0, "no contract signed yet: no anniversary");
+    signed(&app, &rep, &kid).await;
+    dispatch(&app);
+    assert_eq!(pending(), 1, "the signature schedules the account's anniversary");
+    let due = app.db.count(&format!(
+        "SELECT extract(epoch FROM t.due_at)::bigint AS n FROM rule_timers t WHERE t.record_id = '{account}'"
+    ));
+    let signed_at = app.db.count(&format!(
+        "SELECT extract(epoch FROM min(signed_at))::bigint AS n FROM contracts WHERE account_id = '{account}'"
+    ));
+    let days = (due - signed_at) as f64 / 86400.0;
+    assert!(
+        (358.0..=366.0).contains(&days),
+        "about a year less three days after signing: {days}"
+    );
+
+    let r = app
+        .post(
+            "/api/v1/payments",
+            &finance,
+            json!({"contract_id": kid, "amount": "500.00", "method": "bank_transfer", "received_on": app.state.clock.today()}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    dispatch(&app);
+    let log = runs(&app, &admin, &thanks).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], "done", "{log:?}");
+    assert_eq!(tasks_titled(&app, "回款致谢 500.00"), 1);
 }

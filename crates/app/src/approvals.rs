@@ -30,6 +30,18 @@ pub struct Submission<'a> {
     /// The record as JSON; conditions are evaluated against it and it is kept as the
     /// instance snapshot approvers see.
     pub record: Value,
+    /// How it is routed when a rule's `start_approval` says; otherwise a routing rule
+    /// (`approval_requested`) or the first matching definition decides.
+    pub route: Option<Route>,
+}
+
+/// A routing decided by a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// This definition's steps.
+    Definition(Uuid),
+    /// Approved at once, for this reason.
+    Auto(String),
 }
 
 /// Where an instance stands after a call.
@@ -203,7 +215,20 @@ pub fn submit(c: &mut PgConnection, actor: &Actor, now: DateTime<Utc>, s: Submis
             "an approval of this record is already pending",
         ));
     }
-    let def = matching_definition(c, s.object_type, &s.record)?;
+    let route = match s.route.clone() {
+        Some(r) => Some(r),
+        None => crate::rules::route_approval(c, s.object_type, s.object_id, &s.record, now)?,
+    };
+    let def = match &route {
+        Some(Route::Definition(id)) => Some(repo::find_definition(c, *id, false)?.ok_or_else(|| {
+            AppError::rule(
+                "no_approver",
+                "the approval definition a rule routes to no longer exists; ask an administrator to fix the rule",
+            )
+        })?),
+        Some(Route::Auto(_)) => None,
+        None => matching_definition(c, s.object_type, &s.record)?,
+    };
     let steps = match &def {
         Some(d) => steps_of(d)?,
         None => Vec::new(),
@@ -235,10 +260,10 @@ pub fn submit(c: &mut PgConnection, actor: &Actor, now: DateTime<Utc>, s: Submis
     let details = json!({"definition_id": def.as_ref().map(|d| d.id), "definition": def.as_ref().map(|d| &d.name)});
     repo::log(c, inst.id, now, user, "submitted", None, None, details.clone())?;
     if auto {
-        let why = if def.is_none() {
-            "no approval definition matches"
-        } else {
-            "no step of the matching definition applies"
+        let why = match (&route, &def) {
+            (Some(Route::Auto(reason)), _) => reason.as_str(),
+            (_, None) => "no approval definition matches",
+            (_, Some(_)) => "no step of the matching definition applies",
         };
         repo::log(c, inst.id, now, None, "auto_approved", None, Some(why), json!({}))?;
         event(
@@ -575,6 +600,7 @@ pub fn apply_outcome(c: &mut PgConnection, actor: &Actor, inst: &InstanceRow, ou
 pub struct Swept {
     pub escalated: usize,
     pub quotes_expired: usize,
+    pub sla_breached: usize,
 }
 
 /// The time-based sweep, inside the caller's transaction: overdue decisions escalate to
@@ -583,6 +609,7 @@ pub fn sweep(c: &mut PgConnection, ctx: &crate::Ctx) -> AppResult<Swept> {
     Ok(Swept {
         escalated: escalate_due(c, ctx.now())?,
         quotes_expired: crate::quotes::expire_due(c, ctx.today())?,
+        sla_breached: crate::leads::mark_sla_breaches(c, ctx)?,
     })
 }
 

@@ -376,6 +376,16 @@ fn acting_on(
 /// Sends a draft contract to legal review through the approval engine; with no
 /// matching definition it goes straight to `pending_signature`.
 pub fn submit(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<ContractRow> {
+    submit_routed(c, ctx, id, None)
+}
+
+/// [`submit`], routed as a rule says.
+pub fn submit_routed(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    route: Option<approvals::Route>,
+) -> AppResult<ContractRow> {
     let (row, to) = acting_on(c, ctx, id, ContractAction::Submit)?;
     let actor = ctx.actor();
     let k = set_status(c, &actor, &row, to, "submitted", None, None)?;
@@ -387,6 +397,7 @@ pub fn submit(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<ContractRo
         owner_id: k.owner_id,
         owner_team: k.team_id,
         record,
+        route,
     };
     let inst = approvals::submit(c, &actor, ctx.now(), submission)?;
     let outcome = approvals::outcome(&inst);

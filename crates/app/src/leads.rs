@@ -49,6 +49,7 @@ pub fn assign(c: &mut PgConnection, ctx: &Ctx, lead_ids: &[Uuid], owner_id: Uuid
         ctx.require(RES, Action::Assign)?;
     }
     let now = ctx.now();
+    let due = crate::settings::sla_due(c, now)?;
     let mut out = Vec::with_capacity(rows.len());
     for before in rows {
         let reopen = matches!(before.status.as_str(), "new" | "disqualified");
@@ -58,9 +59,14 @@ pub fn assign(c: &mut PgConnection, ctx: &Ctx, lead_ids: &[Uuid], owner_id: Uuid
             status: reopen.then(|| "assigned".to_owned()),
             disqualify_reason: (before.status == "disqualified").then_some(None),
             assigned_at: Some(Some(now)),
+            // A new owner gets the full SLA; an answered lead keeps the one it met or missed.
             ..LeadChanges::default()
         };
         let after = leads::update(c, before.id, &ch)?;
+        // A new owner gets the full SLA; an answered lead keeps the one it met or missed.
+        if before.first_response_at.is_none() {
+            leads::start_sla(c, after.id, now, due)?;
+        }
         audit::record(c, &ctx.actor(), RES, after.id, "assigned", Map::new(), Value::Null)?;
         out.push(after);
     }
@@ -231,6 +237,10 @@ pub fn create_checked(
     let record = json!({"estimated_budget": new.estimated_budget});
     new.custom = custom::write(c, ctx, RES, input.custom.as_ref(), None, record)?.unwrap_or_else(|| json!({}));
     let row = leads::insert(c, &new)?;
+    if let Some(at) = row.assigned_at {
+        let due = crate::settings::sla_due(c, at)?;
+        leads::start_sla(c, row.id, at, due)?;
+    }
     write::created(c, ctx, RES, row.id)?;
     Ok(Created::Lead(row))
 }
@@ -591,4 +601,17 @@ pub fn convert(c: &mut PgConnection, ctx: &Ctx, id: Uuid, fields: &Map<String, V
         contact_id,
         opportunity_id,
     })
+}
+
+/// The SLA sweep: leads still unanswered at their response due time are marked
+/// `breached`, each with an audit entry and `lead.sla_breached`. Safe to run anywhere
+/// at once (rows held elsewhere are left to the next run).
+pub fn mark_sla_breaches(c: &mut PgConnection, ctx: &Ctx) -> AppResult<usize> {
+    let ids = leads::mark_sla_breaches(c, ctx.now(), 1000)?;
+    for id in &ids {
+        let mut changes = Map::new();
+        changes.insert("sla_status".into(), json!({"before": "pending", "after": "breached"}));
+        audit::record(c, &ctx.actor(), RES, *id, "sla_breached", changes, Value::Null)?;
+    }
+    Ok(ids.len())
 }

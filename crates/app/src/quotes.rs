@@ -525,6 +525,16 @@ fn still_valid(ctx: &Ctx, row: &QuoteRow) -> AppResult<()> {
 /// opens its first step (`pending_approval`); with none matching the quote is
 /// auto-approved.
 pub fn submit(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<QuoteRow> {
+    submit_routed(c, ctx, id, None)
+}
+
+/// [`submit`], routed as a rule says.
+pub fn submit_routed(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    route: Option<approvals::Route>,
+) -> AppResult<QuoteRow> {
     let (row, to) = acting_on(c, ctx, id, QuoteAction::Submit)?;
     if quotes::lines(c, &[id])?.is_empty() {
         return Err(AppError::rule("no_lines", "a quote needs at least one line"));
@@ -538,6 +548,7 @@ pub fn submit(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<QuoteRow> 
         owner_id: row.owner_id,
         owner_team: row.team_id,
         record,
+        route,
     };
     let inst = approvals::submit(c, &ctx.actor(), ctx.now(), submission)?;
     let outcome = approvals::outcome(&inst);

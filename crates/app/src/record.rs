@@ -7,9 +7,11 @@
 //!   (`"5000.00"`), integers numbers, times RFC 3339;
 //! - custom fields by key under `custom`;
 //! - derived catalogue fields: a deal's `weighted_amount` and `contacts`
-//!   (`[{contact_id, role}]`), a lead's `response_minutes`, a quote's `lines` and the
+//!   (`[{contact_id, role}]`), a lead's `response_minutes`, `sla_due_at` and `sla_status`
+//!   (its response SLA), a quote's `lines` and the
 //!   approval aliases `discount_pct` (the effective discount), `amount` (the total),
 //!   `free_text_lines` and `free_text_amount` (lines without a product, their net);
+//! - an account's `first_contract_signed_at` (its cooperation anniversary);
 //! - related records: `account` (its own view, without relations) for contacts, deals,
 //!   quotes, contracts, activities and tasks; `owner` (`id`, `name`, `email`,
 //!   `team_id`, `manager_id`, `is_active`); a deal's `stage` (`id`, `code`, `name`,
@@ -37,6 +39,7 @@ pub const VIEWED: &[(&str, &str)] = &[
     ("products", "products"),
     ("quotes", "quotes"),
     ("contracts", "contracts"),
+    ("payments", "payments"),
 ];
 
 /// Stored columns no view shows.
@@ -143,6 +146,9 @@ pub fn view(c: &mut PgConnection, object: &str, id: Uuid) -> AppResult<Option<Va
                 _ => None,
             };
             m.insert("response_minutes".into(), json!(minutes));
+            let sla = crm_db::repo::leads::slas(c, &[id])?.into_iter().next();
+            m.insert("sla_due_at".into(), json!(sla.as_ref().map(|s| s.due_at)));
+            m.insert("sla_status".into(), json!(sla.as_ref().map(|s| s.status.clone())));
         }
         "quotes" => {
             let lines = storage::rows_of(c, "quote_lines", "quote_id", id, "position")?;
@@ -169,6 +175,9 @@ pub fn view(c: &mut PgConnection, object: &str, id: Uuid) -> AppResult<Option<Va
         }
         _ => {}
     }
+    if object == "accounts" {
+        m.insert("first_contract_signed_at".into(), first_contract_signed_at(c, id)?);
+    }
     if matches!(object, "quotes" | "contracts") {
         let deal = related(c, "opportunities", "opportunities", uuid_of(&m, "opportunity_id"))?;
         let account_id = uuid_of(&m, "account_id").or_else(|| {
@@ -187,6 +196,23 @@ pub fn view(c: &mut PgConnection, object: &str, id: Uuid) -> AppResult<Option<Va
         m.insert("owner".into(), owner(c, owner_id)?);
     }
     Ok(Some(Value::Object(m)))
+}
+
+/// When the account's first contract was signed (its cooperation anniversary).
+fn first_contract_signed_at(c: &mut PgConnection, account: Uuid) -> AppResult<Value> {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct T {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    }
+    let t: T = diesel::sql_query(
+        "SELECT min(signed_at) AS at FROM contracts \
+         WHERE account_id = $1 AND deleted_at IS NULL AND signed_at IS NOT NULL",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(account)
+    .get_result(c)?;
+    Ok(json!(t.at))
 }
 
 fn money(d: Decimal) -> Decimal {

@@ -35,6 +35,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::approvals::Route;
 use crate::checks::Errors;
 use crate::context::Ctx;
 use crate::error::{AppError, AppResult};
@@ -81,7 +82,7 @@ pub struct RuleInput {
 fn derived(object: &str) -> &'static [&'static str] {
     match object {
         "opportunities" => &["contacts", "weighted_amount", "stage", "account", "owner"],
-        "leads" => &["response_minutes", "owner"],
+        "leads" => &["response_minutes", "sla_due_at", "sla_status", "owner"],
         "quotes" => &[
             "lines",
             "free_text_lines",
@@ -93,8 +94,24 @@ fn derived(object: &str) -> &'static [&'static str] {
             "owner",
         ],
         "contracts" => &["opportunity", "account", "owner"],
-        "accounts" => &["owner", "type"],
+        "accounts" => &["owner", "type", "first_contract_signed_at"],
         _ => &["account", "owner"],
+    }
+}
+
+/// Derived date fields time triggers can follow: (kind, SQL over the record `r`).
+fn derived_date(object: &str, field: &str) -> Option<(&'static str, &'static str)> {
+    match (object, field) {
+        ("leads", "sla_due_at") => Some((
+            "datetime",
+            "(SELECT sla.due_at FROM lead_slas sla WHERE sla.lead_id = r.id)",
+        )),
+        ("accounts", "first_contract_signed_at") => Some((
+            "datetime",
+            "(SELECT min(k.signed_at) FROM contracts k \
+              WHERE k.account_id = r.id AND k.deleted_at IS NULL AND k.signed_at IS NOT NULL)",
+        )),
+        _ => None,
     }
 }
 
@@ -177,6 +194,9 @@ impl Known {
         let (keys, _) = self.of(c, object)?;
         if !keys.iter().any(|k| k == path) {
             return Ok(None);
+        }
+        if let Some((kind, _)) = derived_date(object, path) {
+            return Ok(Some(kind));
         }
         let table = crm_domain::events::table_of(object).unwrap_or(object);
         column_kind(c, table, path)
@@ -267,6 +287,9 @@ fn check(
                             format!("{object} has no date or time field `{field}`"),
                         );
                     }
+                    Trigger::ApprovalRequested {} if !matches!(object, "quotes" | "contracts") => {
+                        errs.add(&at, "trigger_not_available", format!("{object} are not approved"));
+                    }
                     Trigger::InStage {
                         days, no_activity_days, ..
                     } if !(0..=3650).contains(days) || no_activity_days.is_some_and(|d| !(0..=3650).contains(&d)) => {
@@ -312,6 +335,15 @@ fn check(
         }
         _ => errs.add("actions", "invalid_action", "one to twenty actions"),
     }
+    if def.triggers.iter().any(|t| matches!(t, Trigger::ApprovalRequested {}))
+        && !matches!(def.actions.as_slice(), [RuleAction::StartApproval { .. }])
+    {
+        errs.add(
+            "actions",
+            "invalid_action",
+            "a routing rule (approval_requested) has exactly one action, start_approval",
+        );
+    }
     Ok(def)
 }
 
@@ -344,6 +376,7 @@ fn check_action(
             strategy,
             capacity,
             territories,
+            reassign,
         } => {
             if !matches!(object, "leads" | "accounts" | "contacts" | "opportunities") {
                 errs.add(
@@ -360,13 +393,13 @@ fn check_action(
             if !may(actor, object, action) {
                 denied(errs, format!("{action} {object}"));
             }
-            if user_id.is_none() && team_id.is_none() && territories.is_empty() {
-                errs.add(at, "invalid_action", "needs user_id, team_id or territories");
+            if user_id.is_none() && team_id.is_none() && territories.is_empty() && !reassign {
+                errs.add(at, "invalid_action", "needs user_id, team_id, territories or reassign");
             }
             if capacity.is_some_and(|n| n < 1) {
                 errs.add(&format!("{at}.capacity"), "out_of_range", "at least 1");
             }
-            if strategy.is_some() && team_id.is_none() && territories.iter().all(|t| t.team_id.is_none()) {
+            if strategy.is_some() && team_id.is_none() && !reassign && territories.iter().all(|t| t.team_id.is_none()) {
                 errs.add(
                     &format!("{at}.strategy"),
                     "invalid_action",
@@ -455,6 +488,37 @@ fn check_action(
                     m.insert(field.clone(), Value::Null);
                     if crate::write::guard_fields(p, object, &m).is_err() {
                         denied(errs, format!("write `{field}`"));
+                    }
+                }
+            }
+        }
+        RuleAction::StartApproval {
+            definition_id,
+            auto_approve,
+        } => {
+            let kind = match object {
+                "quotes" => Some("quote"),
+                "contracts" => Some("contract"),
+                _ => None,
+            };
+            match kind {
+                None => errs.add(at, "action_not_available", format!("{object} are not approved")),
+                Some(kind) => {
+                    if definition_id.is_some() && *auto_approve {
+                        errs.add(at, "invalid_action", "a definition or auto_approve, not both");
+                    }
+                    if let Some(d) = definition_id {
+                        match crm_db::repo::approvals::find_definition(c, *d, false)? {
+                            Some(def) if def.object_type == kind => {}
+                            _ => errs.add(
+                                &format!("{at}.definition_id"),
+                                "not_found",
+                                format!("no approval definition of {object} with this id"),
+                            ),
+                        }
+                    }
+                    if !may(actor, object, Action::Update) {
+                        denied(errs, format!("submit {object}"));
                     }
                 }
             }
@@ -861,7 +925,7 @@ fn trigger_matches(t: &Trigger, ev: &Delivered) -> Option<bool> {
                 .is_none_or(|s| stage_code(detail, "from_stage").as_deref() == Some(s)))
         .then_some(true),
         Trigger::Event { action: a } => (a == action).then_some(true),
-        Trigger::DateRelative { .. } | Trigger::InStage { .. } => None,
+        Trigger::DateRelative { .. } | Trigger::InStage { .. } | Trigger::ApprovalRequested {} => None,
     }
 }
 
@@ -930,9 +994,14 @@ fn owner_of(view: &Value) -> Option<Uuid> {
         .and_then(|s| s.parse().ok())
 }
 
+/// The record owner's team (else the record's own team).
+fn team_of(view: &Value) -> Option<Uuid> {
+    let uuid = |v: Option<&Value>| v.and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
+    uuid(view.get("owner").and_then(|o| o.get("team_id"))).or_else(|| uuid(view.get("team_id")))
+}
+
 fn party(c: &mut PgConnection, view: &Value, p: &Party) -> AppResult<Option<Uuid>> {
     let owner = owner_of(view);
-    let uuid = |v: Option<&Value>| v.and_then(Value::as_str).and_then(|s| s.parse::<Uuid>().ok());
     Ok(match p {
         Party::Owner => owner,
         Party::Manager => match owner {
@@ -940,10 +1009,7 @@ fn party(c: &mut PgConnection, view: &Value, p: &Party) -> AppResult<Option<Uuid
             None => None,
         },
         Party::User(u) => Some(*u),
-        Party::Role(key) => {
-            let team = uuid(view.get("owner").and_then(|o| o.get("team_id"))).or_else(|| uuid(view.get("team_id")));
-            repo::user_with_role_near(c, team, key)?
-        }
+        Party::Role(key) => repo::user_with_role_near(c, team_of(view), key)?,
     })
 }
 
@@ -990,11 +1056,13 @@ fn plan(c: &mut PgConnection, env: &Env<'_>, index: usize, a: &RuleAction) -> Ap
         RuleAction::Notify { to, message } => {
             let mut users = Vec::new();
             for p in to {
-                if let Some(u) = party(
-                    c,
-                    &env.view,
-                    &Party::parse(p).ok_or_else(|| AppError::internal("bad party"))?,
-                )? {
+                let p = Party::parse(p).ok_or_else(|| AppError::internal("bad party"))?;
+                // A notice goes to every holder of a role (a task to one of them).
+                let found = match &p {
+                    Party::Role(key) => repo::users_with_role_near(c, team_of(&env.view), key)?,
+                    _ => party(c, &env.view, &p)?.into_iter().collect(),
+                };
+                for u in found {
                     if !users.contains(&u) {
                         users.push(u);
                     }
@@ -1003,6 +1071,10 @@ fn plan(c: &mut PgConnection, env: &Env<'_>, index: usize, a: &RuleAction) -> Ap
             json!({"user_ids": users, "message": render(message, &env.view)})
         }
         RuleAction::UpdateField { field, value } => json!({"field": field, "value": value}),
+        RuleAction::StartApproval {
+            definition_id,
+            auto_approve,
+        } => json!({"definition_id": definition_id, "auto_approve": auto_approve}),
         RuleAction::Wait { hours, business_hours } => {
             json!({"until": add_hours(&env.cal, now, *hours, *business_hours)})
         }
@@ -1012,13 +1084,18 @@ fn plan(c: &mut PgConnection, env: &Env<'_>, index: usize, a: &RuleAction) -> Ap
             strategy,
             capacity,
             territories,
+            reassign,
         } => {
-            let (user, team, via) = match territories.iter().position(|t| t.matches(&env.view)) {
+            let (user, mut team, via) = match territories.iter().position(|t| t.matches(&env.view)) {
                 Some(j) => (territories[j].user_id, territories[j].team_id, json!(j)),
                 None => (*user_id, *team_id, Value::Null),
             };
+            let current = owner_of(&env.view).filter(|_| *reassign);
+            if *reassign && user.is_none() && team.is_none() {
+                team = team_of(&env.view);
+            }
             let picked = match (user, team) {
-                (Some(u), _) => Some(u),
+                (Some(u), _) => Some(u).filter(|u| Some(*u) != current),
                 (None, Some(t)) => pick_member(
                     c,
                     &env.rule.object,
@@ -1027,6 +1104,7 @@ fn plan(c: &mut PgConnection, env: &Env<'_>, index: usize, a: &RuleAction) -> Ap
                     t,
                     strategy.unwrap_or(Strategy::RoundRobin),
                     *capacity,
+                    current,
                 )?,
                 (None, None) => None,
             };
@@ -1044,7 +1122,8 @@ fn open_condition(object: &str) -> &'static str {
 }
 
 /// A team member for an assignment (read-only: the round-robin cursor moves when the
-/// assignment is made).
+/// assignment is made), never `exclude`.
+#[allow(clippy::too_many_arguments)]
 fn pick_member(
     c: &mut PgConnection,
     object: &str,
@@ -1053,12 +1132,13 @@ fn pick_member(
     team: Uuid,
     strategy: Strategy,
     capacity: Option<i64>,
+    exclude: Option<Uuid>,
 ) -> AppResult<Option<Uuid>> {
     let table = crm_domain::events::table_of(object).unwrap_or("leads");
     let members = repo::members_with_load(c, team, table, open_condition(object))?;
     let eligible: Vec<(Uuid, i64)> = members
         .into_iter()
-        .filter(|(_, load)| capacity.is_none_or(|cap| *load < cap))
+        .filter(|(u, load)| capacity.is_none_or(|cap| *load < cap) && Some(*u) != exclude)
         .collect();
     Ok(match strategy {
         Strategy::LeastLoaded => eligible.iter().min_by_key(|(_, l)| *l).map(|(u, _)| *u),
@@ -1166,8 +1246,117 @@ fn perform(c: &mut PgConnection, env: &Env<'_>, index: usize, a: &RuleAction, ar
             }
             Ok(json!({"owner_id": owner}))
         }
+        RuleAction::StartApproval {
+            definition_id,
+            auto_approve,
+        } => {
+            let route = route_of(env.rule, *definition_id, *auto_approve);
+            let status = match object {
+                "quotes" => crate::quotes::submit_routed(c, ctx, env.record_id, route)?.status,
+                "contracts" => crate::contracts::submit_routed(c, ctx, env.record_id, route)?.status,
+                _ => {
+                    return Err(AppError::rule(
+                        "action_not_available",
+                        format!("{object} are not approved"),
+                    ))
+                }
+            };
+            Ok(json!({"status": status}))
+        }
         RuleAction::Wait { .. } => Ok(args.clone()),
     }
+}
+
+fn route_of(rule: &RuleRow, definition_id: Option<Uuid>, auto_approve: bool) -> Option<Route> {
+    if auto_approve {
+        Some(Route::Auto(format!("rule `{}` approves it automatically", rule.name)))
+    } else {
+        definition_id.map(Route::Definition)
+    }
+}
+
+/// Approval routing, inside the submission: the first enabled rule of the object with
+/// an `approval_requested` trigger whose condition holds for the record routes it as
+/// its `start_approval` says; the run is logged. `None`: no rule routes it (the first
+/// matching approval definition does).
+pub fn route_approval(
+    c: &mut PgConnection,
+    object_type: &str,
+    record_id: Uuid,
+    record: &Value,
+    now: DateTime<Utc>,
+) -> AppResult<Option<Route>> {
+    let object = match object_type {
+        "quote" => "quotes",
+        "contract" => "contracts",
+        _ => return Ok(None),
+    };
+    for rule in repo::enabled(c, Some(object))? {
+        let def = definition(&rule)?;
+        if !def.triggers.iter().any(|t| matches!(t, Trigger::ApprovalRequested {})) {
+            continue;
+        }
+        if !def.condition.as_ref().is_none_or(|e| e.eval(record)) {
+            continue;
+        }
+        let Some(
+            a @ RuleAction::StartApproval {
+                definition_id,
+                auto_approve,
+            },
+        ) = def.actions.first()
+        else {
+            continue;
+        };
+        let Some(route) = route_of(&rule, *definition_id, *auto_approve) else {
+            continue;
+        };
+        let run = repo::start_run(
+            c,
+            &NewRun {
+                rule_id: rule.id,
+                rule_version: rule.rule_version,
+                trigger: "approval_requested".into(),
+                event_id: None,
+                timer_id: None,
+                occurrence: None,
+                object: object.into(),
+                record_id,
+                status: "done".into(),
+                depth: 1,
+                retry_of: None,
+                created_at: now,
+            },
+        )?;
+        if let Some(run_id) = run {
+            let conditions = match &def.condition {
+                Some(e) => serde_json::to_value(explain(e, record)).unwrap_or_default(),
+                None => json!([]),
+            };
+            let report = ActionReport {
+                index: 0,
+                kind: a.name(),
+                arguments: json!({"definition_id": definition_id, "auto_approve": auto_approve}),
+                status: "done",
+                result: Some(json!({"routed": true})),
+                error: None,
+            };
+            repo::finish_run(
+                c,
+                run_id,
+                &RunOutcome {
+                    status: "done",
+                    reason: Some("routed the approval request".into()),
+                    conditions,
+                    actions: json!([report]),
+                    error: None,
+                },
+                now,
+            )?;
+        }
+        return Ok(Some(route));
+    }
+    Ok(None)
 }
 
 fn update_record(c: &mut PgConnection, ctx: &Ctx, object: &str, id: Uuid, m: &Map<String, Value>) -> AppResult<()> {
@@ -1421,6 +1610,9 @@ pub fn on_event(c: &mut PgConnection, clock: &Clock, ev: &Delivered, actors: &mu
     if !OBJECTS.contains(&object) {
         return Ok(0);
     }
+    if object == "contracts" {
+        follow_account(c, clock, ev)?;
+    }
     let rules = repo::enabled(c, Some(object))?;
     if rules.is_empty() {
         return Ok(0);
@@ -1487,6 +1679,36 @@ pub fn on_event(c: &mut PgConnection, clock: &Clock, ev: &Delivered, actors: &mu
         }
     }
     Ok(started)
+}
+
+/// A contract's change can move its account's first-contract date: the account's
+/// timers that follow it are set again.
+fn follow_account(c: &mut PgConnection, clock: &Clock, ev: &Delivered) -> AppResult<()> {
+    let follows = |t: &Trigger| matches!(t, Trigger::DateRelative { field, .. } if field == "first_contract_signed_at");
+    let rules: Vec<(RuleRow, Definition)> = repo::enabled(c, Some("accounts"))?
+        .into_iter()
+        .map(|r| definition(&r).map(|d| (r, d)))
+        .collect::<AppResult<_>>()?;
+    if !rules.iter().any(|(_, d)| d.triggers.iter().any(follows)) {
+        return Ok(());
+    }
+    let account = crate::record::view(c, "contracts", ev.aggregate_id)?
+        .as_ref()
+        .and_then(|v| v.get("account_id"))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<Uuid>().ok());
+    let Some(account) = account else { return Ok(()) };
+    let view = crate::record::view(c, "accounts", account)?;
+    let live = view.as_ref().filter(|v| v.get("deleted_at").is_none_or(Value::is_null));
+    let cal = calendar(c)?;
+    for (rule, def) in &rules {
+        for (i, t) in def.triggers.iter().enumerate() {
+            if follows(t) {
+                set_record_timer(c, clock, rule, i, t, account, live, &cal)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Advances the timer job to `at` (one waits for the earliest timer).
@@ -1577,7 +1799,7 @@ fn schedule_rule(c: &mut PgConnection, rule: Uuid, now: DateTime<Utc>) -> AppRes
 
 /// The SQL reading a time trigger's input from a record `r` (and stage `s`): column
 /// names come from the validated definition and are quoted.
-fn input_sql(t: &Trigger) -> Option<String> {
+fn input_sql(object: &str, t: &Trigger) -> Option<String> {
     let ident = |s: &str| {
         s.chars()
             .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
@@ -1586,7 +1808,10 @@ fn input_sql(t: &Trigger) -> Option<String> {
     match t {
         Trigger::DateRelative { field, .. } => match field.strip_prefix("custom.") {
             Some(key) => ident(key).map(|_| format!("r.custom->>'{key}'")),
-            None => ident(field).map(|f| format!("r.{f}")),
+            None => match derived_date(object, field) {
+                Some((_, sql)) => Some(sql.to_owned()),
+                None => ident(field).map(|f| format!("r.{f}")),
+            },
         },
         Trigger::InStage { .. } => Some(
             "json_build_object('status', r.status, 'stage', json_build_object('code', s.code), \
@@ -1613,7 +1838,9 @@ pub fn schedule_page(c: &mut PgConnection, clock: &Clock, rule_id: Uuid, after: 
     let mut last = None;
     let mut earliest: Option<DateTime<Utc>> = None;
     for (i, t) in def.triggers.iter().enumerate() {
-        let Some(sql) = input_sql(t) else { continue };
+        let Some(sql) = input_sql(&rule.object, t) else {
+            continue;
+        };
         let rows = repo::timer_inputs(c, table, &sql, after, SCHEDULE_PAGE)?;
         let mut timers = Vec::new();
         for (id, v) in &rows {
@@ -1798,10 +2025,27 @@ fn resume(
 ) -> AppResult<()> {
     let now = clock.now();
     let mut reports: Vec<Value> = run.actions.as_array().cloned().unwrap_or_default();
+    let mut reason = run.reason.clone();
     let (status, error) = match (
         acting(c, rule.acts_as)?,
         crate::record::view(c, &rule.object, run.record_id)?,
     ) {
+        // After a wait the rest runs only while the record still matches (an SLA
+        // ladder stops once the lead is answered).
+        (Some(_), Some(view))
+            if from > 0
+                && def
+                    .condition
+                    .as_ref()
+                    .is_some_and(|e| !e.eval(&eval_record(&view, None))) =>
+        {
+            let why = format!("the record no longer matches after the wait: actions from {from} on not run");
+            reason = Some(match reason {
+                Some(r) => format!("{r}; {why}"),
+                None => why,
+            });
+            ("done", None)
+        }
         (Some(actor), Some(view)) => {
             let env = Env {
                 rule,
@@ -1828,7 +2072,7 @@ fn resume(
         run.id,
         &RunOutcome {
             status,
-            reason: run.reason.clone(),
+            reason,
             conditions: run.conditions.clone(),
             actions: Value::Array(reports),
             error,
@@ -2089,7 +2333,12 @@ pub fn pending_timers(c: &mut PgConnection, id: Uuid) -> AppResult<i64> {
 pub fn install_defaults(c: &mut PgConnection, ctx: &Ctx, enabled: bool) -> AppResult<Vec<RuleRow>> {
     ctx.require(RES, Action::Admin)?;
     let mut out = Vec::new();
-    for (key, input) in defaults(enabled) {
+    // Scenario 5 routes to the sales director's approval definition, where there is one.
+    let director = crm_db::repo::approvals::active_definitions(c, "quote")?
+        .into_iter()
+        .find(|d| d.steps.to_string().contains("\"sales_director\""))
+        .map(|d| d.id);
+    for (key, input) in defaults(enabled, director) {
         if repo::find_by_seed(c, key)?.is_some() {
             continue;
         }
@@ -2098,7 +2347,7 @@ pub fn install_defaults(c: &mut PgConnection, ctx: &Ctx, enabled: bool) -> AppRe
     Ok(out)
 }
 
-fn defaults(enabled: bool) -> Vec<(&'static str, RuleInput)> {
+fn defaults(enabled: bool, director: Option<Uuid>) -> Vec<(&'static str, RuleInput)> {
     let rule =
         |name: &str, object: &str, triggers: Value, condition: Option<Value>, actions: Value, re: bool| RuleInput {
             name: name.into(),
@@ -2112,7 +2361,7 @@ fn defaults(enabled: bool) -> Vec<(&'static str, RuleInput)> {
             enabled: Some(enabled),
             max_runs_per_hour: None,
         };
-    vec![
+    let mut all = vec![
         (
             "new_lead_todo",
             rule(
@@ -2128,13 +2377,16 @@ fn defaults(enabled: bool) -> Vec<(&'static str, RuleInput)> {
         (
             "lead_sla_reminder",
             rule(
-                "线索响应超时提醒 Lead response SLA: remind the owner",
+                "线索响应 SLA 升级 Lead response SLA: remind, alert the manager, reassign",
                 "leads",
-                json!([{"type": "date_relative", "field": "assigned_at", "offset_hours": 1}]),
-                Some(json!({"field": "first_response_at", "op": "blank"})),
-                json!([{"type": "notify", "to": ["owner"], "message": "线索 {{person_name}} 已超过 1 小时未响应"},
+                json!([{"type": "date_relative", "field": "sla_due_at"}]),
+                Some(json!({"all": [{"field": "first_response_at", "op": "blank"},
+                                    {"field": "status", "op": "in", "value": ["new", "assigned"]}]})),
+                json!([{"type": "notify", "to": ["owner"], "message": "线索 {{person_name}} 已到响应时限仍未跟进 (SLA due)"},
+                       {"type": "wait", "hours": 1, "business_hours": true},
+                       {"type": "notify", "to": ["manager"], "message": "线索 {{person_name}} 响应超时 1 小时 (SLA breached)"},
                        {"type": "wait", "hours": 2, "business_hours": true},
-                       {"type": "notify", "to": ["manager"], "message": "线索 {{person_name}} 响应超时 (SLA breached)"}]),
+                       {"type": "assign_owner", "reassign": true, "strategy": "round_robin"}]),
                 true,
             ),
         ),
@@ -2186,7 +2438,34 @@ fn defaults(enabled: bool) -> Vec<(&'static str, RuleInput)> {
                 true,
             ),
         ),
-    ]
+        (
+            "account_anniversary",
+            rule(
+                "客户关怀: 合作周年前 3 天送祝福 Customer care: greetings 3 days before the cooperation anniversary",
+                "accounts",
+                json!([{"type": "date_relative", "field": "first_contract_signed_at", "offset_days": -3,
+                        "yearly": true, "at": "09:00:00"}]),
+                None,
+                json!([{"type": "create_task", "title": "合作周年祝福 Anniversary greetings: {{name}}",
+                        "assignee": "owner", "due_hours": 72}]),
+                true,
+            ),
+        ),
+    ];
+    if let Some(d) = director {
+        all.push((
+            "quote_approval_routing",
+            rule(
+                "报价审批路由: 折扣超过 15% 由销售总监审批 Quote approval: a discount above 15% goes to the sales director",
+                "quotes",
+                json!([{"type": "approval_requested"}]),
+                Some(json!({"field": "discount_pct", "op": "gt", "value": "15"})),
+                json!([{"type": "start_approval", "definition_id": d}]),
+                true,
+            ),
+        ));
+    }
+    all
 }
 
 /// (pending timers, of which due already): the time-trigger backlog.
@@ -2228,7 +2507,7 @@ mod tests {
             yearly: true,
             at: None,
         };
-        assert_eq!(input_sql(&t).unwrap(), "r.\"birthday\"");
+        assert_eq!(input_sql("contacts", &t).unwrap(), "r.\"birthday\"");
         let bad = Trigger::DateRelative {
             field: "x; drop".into(),
             offset_days: 0,
@@ -2236,6 +2515,6 @@ mod tests {
             yearly: true,
             at: None,
         };
-        assert!(input_sql(&bad).is_none());
+        assert!(input_sql("contacts", &bad).is_none());
     }
 }

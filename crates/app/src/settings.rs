@@ -110,3 +110,54 @@ pub fn set_calendar(c: &mut PgConnection, ctx: &Ctx, cal: &crm_domain::calendar:
     let value = serde_json::to_value(cal).map_err(|e| AppError::internal(e.to_string()))?;
     put(c, ctx, "business_calendar", value)
 }
+
+/// The lead response SLA: how long after assignment the first response is due, in
+/// business hours (the business calendar) or wall-clock hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeadSla {
+    pub hours: i64,
+    pub business_hours: bool,
+}
+
+impl Default for LeadSla {
+    fn default() -> Self {
+        LeadSla {
+            hours: 1,
+            business_hours: true,
+        }
+    }
+}
+
+/// The lead response SLA (setting `lead_sla`, else one business hour).
+pub fn lead_sla(c: &mut PgConnection) -> AppResult<LeadSla> {
+    Ok(workflow::setting(c, "lead_sla")?
+        .and_then(|v| serde_json::from_value::<LeadSla>(v).ok())
+        .filter(|s| (1..=720).contains(&s.hours))
+        .unwrap_or_default())
+}
+
+/// Sets the lead response SLA (1 to 720 hours). Leads assigned from now on are due by
+/// it; leads already assigned keep their due time.
+pub fn set_lead_sla(c: &mut PgConnection, ctx: &Ctx, sla: LeadSla) -> AppResult<LeadSla> {
+    if !(1..=720).contains(&sla.hours) {
+        return Err(AppError::field("hours", "invalid_sla", "between 1 and 720 hours"));
+    }
+    let value = serde_json::to_value(sla).map_err(|e| AppError::internal(e.to_string()))?;
+    put(c, ctx, "lead_sla", value)?;
+    Ok(sla)
+}
+
+/// When the first response to a lead assigned at `assigned_at` is due.
+pub fn sla_due(
+    c: &mut PgConnection,
+    assigned_at: chrono::DateTime<chrono::Utc>,
+) -> AppResult<chrono::DateTime<chrono::Utc>> {
+    let sla = lead_sla(c)?;
+    let cal = crate::rules::calendar(c)?;
+    Ok(crm_domain::rules::add_hours(
+        &cal,
+        assigned_at,
+        sla.hours,
+        sla.business_hours,
+    ))
+}

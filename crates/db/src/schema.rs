@@ -342,6 +342,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    lead_slas (lead_id) {
+        lead_id -> Uuid,
+        assigned_at -> Timestamptz,
+        due_at -> Timestamptz,
+        status -> Text,
+        responded_at -> Nullable<Timestamptz>,
+        response_minutes -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
     leads (id) {
         id -> Uuid,
         person_name -> Text,
@@ -946,6 +957,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoices,
     job_schedules,
     layouts,
+    lead_slas,
     leads,
     login_known_addresses,
     login_security,

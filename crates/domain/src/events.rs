@@ -105,6 +105,10 @@ pub const CATALOGUE: &[EventObject] = &[
                 "responded",
                 "The first activity on the lead was logged (response time).",
             ),
+            act(
+                "sla_breached",
+                "The lead was still unanswered at its response due time (`sla_due_at`).",
+            ),
         ],
     },
     EventObject {

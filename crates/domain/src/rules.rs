@@ -32,6 +32,7 @@ pub const OBJECTS: &[&str] = &[
     "tasks",
     "quotes",
     "contracts",
+    "payments",
 ];
 
 /// What makes a rule consider a record.
@@ -80,6 +81,9 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<NaiveTime>,
     },
+    /// A quote or contract is submitted for approval: the rule routes it, inside the
+    /// submission (its `start_approval` names the definition, or approves at once).
+    ApprovalRequested {},
     /// A deal in its stage (any, or this one) for `days`, with no activity for
     /// `no_activity_days` either: due at the exact moment both hold, once per stage entry.
     InStage {
@@ -104,6 +108,7 @@ impl Trigger {
             Trigger::Event { .. } => "event",
             Trigger::DateRelative { .. } => "date_relative",
             Trigger::InStage { .. } => "in_stage",
+            Trigger::ApprovalRequested {} => "approval_requested",
         }
     }
 
@@ -188,7 +193,8 @@ impl Territory {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RuleAction {
     /// Give the record an owner: a fixed user; the first matching territory row; or a
-    /// team's member by `strategy` (`capacity`: open records a member may hold).
+    /// team's member by `strategy` (`capacity`: open records a member may hold);
+    /// `reassign` excludes the current owner.
     AssignOwner {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<Uuid>,
@@ -200,6 +206,10 @@ pub enum RuleAction {
         capacity: Option<i64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         territories: Vec<Territory>,
+        /// Hand the record to someone other than its current owner; without a user,
+        /// team or territory, among the current owner's team (an SLA's last step).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reassign: bool,
     },
     /// A to-do about the record (`{{path}}` in the title reads the record view).
     CreateTask {
@@ -220,6 +230,14 @@ pub enum RuleAction {
     Notify { to: Vec<String>, message: String },
     /// Set one field of the record through its update operation.
     UpdateField { field: String, value: Value },
+    /// Submit the record (a quote or contract) to the approval engine: through this
+    /// definition, or the first matching one; `auto_approve` approves it at once.
+    StartApproval {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        definition_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auto_approve: bool,
+    },
     /// Hold the remaining actions for `hours` (business hours if asked).
     Wait {
         hours: i64,
@@ -239,6 +257,7 @@ impl RuleAction {
             RuleAction::CreateTask { .. } => "create_task",
             RuleAction::Notify { .. } => "notify",
             RuleAction::UpdateField { .. } => "update_field",
+            RuleAction::StartApproval { .. } => "start_approval",
             RuleAction::Wait { .. } => "wait",
         }
     }
@@ -354,6 +373,8 @@ pub fn date_due(
     let (date, time) = parse_moment(value)?;
     let offset = Duration::days(i64::from(offset_days)) + Duration::hours(i64::from(offset_hours));
     let tz = cal.offset();
+    // A yearly time field fires at its own time of day unless `at` says otherwise.
+    let time_of_day = if at.is_some() { None } else { time };
     let at = at.unwrap_or_else(default_at);
     let local = |d: NaiveDate| {
         tz.from_local_datetime(&d.and_time(at))
@@ -365,7 +386,7 @@ pub fn date_due(
         let this_year = now.with_timezone(&tz).year();
         for year in [this_year - 1, this_year, this_year + 1, this_year + 2] {
             let d = in_year(base_date, year)?;
-            let due = match time {
+            let due = match time_of_day {
                 Some(t) => {
                     let shifted = t.with_timezone(&tz);
                     tz.from_local_datetime(&d.and_time(shifted.time()))

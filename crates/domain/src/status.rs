@@ -158,9 +158,63 @@ machine! {
     }
 }
 
+/// Where a lead stands against its response SLA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaStanding {
+    /// Answered by the due time.
+    Met,
+    /// Answered late, or unanswered past the due time.
+    Breached,
+    /// Unanswered, not yet due.
+    Pending,
+}
+
+impl SlaStanding {
+    /// The standing of a lead due at `due` and answered at `answered`, seen at `now`.
+    pub fn of(
+        due: Option<chrono::DateTime<chrono::Utc>>,
+        answered: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<SlaStanding> {
+        let due = due?;
+        Some(match answered {
+            Some(a) if a <= due => SlaStanding::Met,
+            Some(_) => SlaStanding::Breached,
+            None if now > due => SlaStanding::Breached,
+            None => SlaStanding::Pending,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaStanding::Met => "met",
+            SlaStanding::Breached => "breached",
+            SlaStanding::Pending => "pending",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sla_standing_follows_the_due_time_and_the_answer() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let due = Some(at("2026-12-01T10:00:00Z"));
+        let (early, late) = (at("2026-12-01T09:00:00Z"), at("2026-12-01T11:00:00Z"));
+        assert_eq!(SlaStanding::of(due, Some(early), late), Some(SlaStanding::Met));
+        assert_eq!(SlaStanding::of(due, due, late), Some(SlaStanding::Met));
+        assert_eq!(SlaStanding::of(due, Some(late), late), Some(SlaStanding::Breached));
+        assert_eq!(SlaStanding::of(due, None, late), Some(SlaStanding::Breached));
+        assert_eq!(SlaStanding::of(due, None, early), Some(SlaStanding::Pending));
+        assert_eq!(SlaStanding::of(None, None, early), None);
+    }
 
     #[test]
     fn quotes_move_only_along_their_machine() {

@@ -393,7 +393,7 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ("capture", "400", &["invalid_body"]),
     ("capture", "403", &["origin_not_allowed"]),
     ("capture", "429", &["rate_limited"]),
-    ("admin", "422", &["invalid_calendar"]),
+    ("admin", "422", &["invalid_calendar", "invalid_sla"]),
     ("rules", "409", &["rule_archived", "run_not_failed"]),
     (
         "rules",

@@ -191,6 +191,8 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(settings::put_payments)
         .service(settings::get_calendar)
         .service(settings::put_calendar)
+        .service(settings::get_lead_sla)
+        .service(settings::put_lead_sla)
         .service(jobs::jobs_overview)
         .service(jobs::retry_job)
         .service(jobs::cancel_job)

@@ -138,6 +138,10 @@ where
         self.send(request(Method::POST, path, Some(token)).set_json(body)).await
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(request(Method::PUT, path, Some(token)).set_json(body)).await
+    }
+
     pub async fn patch(&self, path: &str, token: &str, version: i32, body: Value) -> Resp {
         self.send(
             request(Method::PATCH, path, Some(token))

@@ -123,10 +123,11 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
     registry
         .handle(SWEEP, |c, ctx, _| {
             let swept = crm_app::approvals::sweep(c, &ctx.system())?;
-            if swept.escalated + swept.quotes_expired > 0 {
+            if swept.escalated + swept.quotes_expired + swept.sla_breached > 0 {
                 tracing::info!(
                     escalated = swept.escalated,
                     quotes_expired = swept.quotes_expired,
+                    sla_breached = swept.sla_breached,
                     "sweep done"
                 );
             }

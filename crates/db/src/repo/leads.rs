@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use crm_domain::access::ScopeFilter;
+pub use crm_domain::status::SlaStanding;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Nullable, Text, Uuid as SqlUuid};
 use rust_decimal::Decimal;
@@ -117,6 +118,8 @@ pub struct LeadFilter {
     pub tag: Option<String>,
     /// Assigned (or new) and not yet answered: the response-SLA queue.
     pub unanswered: Option<bool>,
+    /// The response SLA's standing (`met`, `breached`, `pending`) at the given moment.
+    pub sla: Option<(SlaStanding, DateTime<Utc>)>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
     pub updated_after: Option<DateTime<Utc>>,
@@ -172,6 +175,26 @@ fn push_filter(sql: &mut Sql<'_>, f: &LeadFilter) {
             sql.push(" AND NOT (l.first_response_at IS NULL AND l.status IN ('new', 'assigned'))");
         }
         None => {}
+    }
+    if let Some((standing, now)) = f.sla {
+        use diesel::sql_types::Timestamptz;
+        // A pending SLA past its due time is breached before the sweep records it.
+        sql.push(" AND EXISTS (SELECT 1 FROM lead_slas sla WHERE sla.lead_id = l.id AND ");
+        match standing {
+            SlaStanding::Met => {
+                sql.push("sla.status = 'met'");
+            }
+            SlaStanding::Breached => {
+                sql.push("(sla.status = 'breached' OR (sla.status = 'pending' AND sla.due_at < ");
+                sql.bind::<Timestamptz, _>(now);
+                sql.push("))");
+            }
+            SlaStanding::Pending => {
+                sql.push("sla.status = 'pending' AND sla.due_at >= ");
+                sql.bind::<Timestamptz, _>(now);
+            }
+        }
+        sql.push(")");
     }
     super::fields::push_custom(sql, "l", &f.custom);
 }
@@ -312,6 +335,7 @@ pub fn record_response(
     let mut changes = LeadChanges::default();
     if before.first_response_at.is_none() {
         changes.first_response_at = Some(Some(at));
+        answer_sla(conn, id, at)?;
     }
     if matches!(before.status.as_str(), "new" | "assigned") {
         changes.status = Some("contacted".into());
@@ -329,4 +353,87 @@ pub fn record_response(
     }
     let after = update(conn, id, &changes)?;
     Ok(Some((before, after)))
+}
+
+/// A lead's response SLA.
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, Serialize)]
+#[diesel(table_name = crate::schema::lead_slas)]
+pub struct SlaRow {
+    pub lead_id: Uuid,
+    pub assigned_at: DateTime<Utc>,
+    pub due_at: DateTime<Utc>,
+    pub status: String,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub response_minutes: Option<i32>,
+}
+
+/// Starts (or restarts, for a new owner) the response SLA of an unanswered lead.
+pub fn start_sla(
+    conn: &mut PgConnection,
+    lead: Uuid,
+    assigned_at: DateTime<Utc>,
+    due_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    use crate::schema::lead_slas::dsl as s;
+    diesel::insert_into(s::lead_slas)
+        .values((
+            s::lead_id.eq(lead),
+            s::assigned_at.eq(assigned_at),
+            s::due_at.eq(due_at),
+            s::status.eq("pending"),
+        ))
+        .on_conflict(s::lead_id)
+        .do_update()
+        .set((
+            s::assigned_at.eq(assigned_at),
+            s::due_at.eq(due_at),
+            s::status.eq("pending"),
+            s::responded_at.eq(None::<DateTime<Utc>>),
+            s::response_minutes.eq(None::<i32>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records the first response against a pending SLA: met by the due time, else breached.
+fn answer_sla(conn: &mut PgConnection, lead: Uuid, at: DateTime<Utc>) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE lead_slas SET responded_at = $2, \
+             response_minutes = greatest(0, floor(extract(epoch FROM $2 - assigned_at) / 60))::integer, \
+             status = CASE WHEN status = 'pending' AND $2 <= due_at THEN 'met' ELSE 'breached' END \
+         WHERE lead_id = $1 AND responded_at IS NULL",
+    )
+    .bind::<SqlUuid, _>(lead)
+    .bind::<diesel::sql_types::Timestamptz, _>(at)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The SLAs of these leads.
+pub fn slas(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<Vec<SlaRow>> {
+    use crate::schema::lead_slas::dsl as s;
+    s::lead_slas
+        .filter(s::lead_id.eq_any(ids))
+        .select(SlaRow::as_select())
+        .load(conn)
+}
+
+/// Marks pending SLAs due by `now` breached (at most `limit`, oldest first, skipping
+/// rows another transaction holds). Returns the ids marked.
+pub fn mark_sla_breaches(conn: &mut PgConnection, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Uuid>> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let rows: Vec<Id> = diesel::sql_query(
+        "UPDATE lead_slas SET status = 'breached' \
+         WHERE lead_id IN (SELECT lead_id FROM lead_slas WHERE status = 'pending' AND due_at <= $1 \
+                           ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING lead_id AS id",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(now)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
 }

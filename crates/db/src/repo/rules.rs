@@ -637,24 +637,37 @@ pub fn timer_backlog(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult
 /// The first active user with role `role` in `team` or, failing that, in the nearest
 /// parent team that has one; then any active user with the role.
 pub fn user_with_role_near(conn: &mut PgConnection, team: Option<Uuid>, role: &str) -> QueryResult<Option<Uuid>> {
+    Ok(users_with_role_near(conn, team, role)?.first().copied())
+}
+
+/// Every active holder of the role at the nearest level that has one: the team, else
+/// its parent, and so on, else anywhere (at most 50, oldest first).
+pub fn users_with_role_near(conn: &mut PgConnection, team: Option<Uuid>, role: &str) -> QueryResult<Vec<Uuid>> {
     #[derive(QueryableByName)]
     struct I {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
         id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        d: Option<i32>,
     }
     let rows: Vec<I> = diesel::sql_query(
         "WITH RECURSIVE up AS ( \
            SELECT id, parent_id, 0 AS d FROM teams WHERE id = $1 \
            UNION ALL SELECT t.id, t.parent_id, up.d + 1 FROM teams t JOIN up ON t.id = up.parent_id WHERE up.d < 20) \
-         SELECT u.id FROM users u JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id \
+         SELECT u.id, up.d FROM users u JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id \
          LEFT JOIN up ON up.id = u.team_id \
          WHERE r.key = $2 AND u.is_active AND NOT u.is_service \
-         ORDER BY up.d NULLS LAST, u.created_at, u.id LIMIT 1",
+         ORDER BY up.d NULLS LAST, u.created_at, u.id LIMIT 50",
     )
     .bind::<diesel::sql_types::Nullable<diesel::sql_types::Uuid>, _>(team)
     .bind::<Text, _>(role)
     .load(conn)?;
-    Ok(rows.first().map(|r| r.id))
+    let nearest = rows.first().map(|r| r.d);
+    Ok(rows
+        .into_iter()
+        .take_while(|r| Some(r.d) == nearest)
+        .map(|r| r.id)
+        .collect())
 }
 
 /// What scheduling a time trigger needs of each record, read in pages: (id, value).
@@ -679,9 +692,15 @@ pub fn timer_inputs(
     } else {
         ""
     };
+    // Payments are never soft-deleted (they are reversed).
+    let live = if table == "payments" {
+        "true"
+    } else {
+        "r.deleted_at IS NULL"
+    };
     let sql = format!(
         "SELECT r.id, ({value_sql})::text AS v FROM {table} r{join} \
-         WHERE r.deleted_at IS NULL AND r.id > $1 ORDER BY r.id LIMIT $2"
+         WHERE {live} AND r.id > $1 ORDER BY r.id LIMIT $2"
     );
     let rows: Vec<I> = diesel::sql_query(sql)
         .bind::<diesel::sql_types::Uuid, _>(after)

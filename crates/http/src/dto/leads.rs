@@ -12,6 +12,13 @@ use super::accounts::{AccountType, Source};
 use super::{double_option, str_enum};
 
 str_enum! {
+    /// Where a lead stands against its response SLA: `pending` (unanswered, not yet
+    /// due), `met` (answered by the due time), `breached` (answered late, or
+    /// unanswered at the due time).
+    SlaStatus { Pending => "pending", Met => "met", Breached => "breached" }
+}
+
+str_enum! {
     /// new -> assigned -> contacted -> qualified | disqualified -> converted.
     LeadStatusDto {
         New => "new", Assigned => "assigned", Contacted => "contacted", Qualified => "qualified",
@@ -46,6 +53,13 @@ pub struct Lead {
     pub first_response_at: Option<DateTime<Utc>>,
     /// Minutes from assignment to first response.
     pub response_minutes: Option<i64>,
+    /// When the first response is due (the response SLA, `PUT /admin/settings/lead-sla`),
+    /// set at assignment; none for a lead never assigned.
+    pub sla_due_at: Option<DateTime<Utc>>,
+    /// Stored: `met` / `breached` at the first response; `breached` within a minute
+    /// of the due time when unanswered (the `sla=` filter is exact at any moment).
+    #[schema(inline)]
+    pub sla_status: Option<SlaStatus>,
     pub last_activity_at: Option<DateTime<Utc>>,
     pub converted_at: Option<DateTime<Utc>>,
     pub converted_account_id: Option<Uuid>,
@@ -88,6 +102,8 @@ impl From<LeadRow> for Lead {
             assigned_at: r.assigned_at,
             first_response_at: r.first_response_at,
             response_minutes,
+            sla_due_at: None,
+            sla_status: None,
             last_activity_at: r.last_activity_at,
             converted_at: r.converted_at,
             converted_account_id: r.converted_account_id,
@@ -239,6 +255,9 @@ pub struct LeadListQuery {
     pub tag: Option<String>,
     /// `true`: new or assigned and not yet answered (the response-SLA queue).
     pub unanswered: Option<bool>,
+    /// Leads by response-SLA standing now: `pending`, `met` or `breached`.
+    #[param(inline)]
+    pub sla: Option<SlaStatus>,
     pub created_after: Option<DateTime<Utc>>,
     pub created_before: Option<DateTime<Utc>>,
     pub updated_after: Option<DateTime<Utc>>,
@@ -316,4 +335,45 @@ pub struct ConversionResult {
     pub account_id: Uuid,
     pub contact_id: Uuid,
     pub opportunity_id: Option<Uuid>,
+}
+
+impl Lead {
+    /// The lead with its response SLA.
+    pub fn with_sla(mut self, sla: Option<&crm_db::repo::leads::SlaRow>) -> Lead {
+        if let Some(s) = sla {
+            self.sla_due_at = Some(s.due_at);
+            self.sla_status = SlaStatus::parse(&s.status);
+        }
+        self
+    }
+}
+
+/// Leads as the API shows them, with their SLAs (one query for all).
+pub fn leads_out(c: &mut diesel::PgConnection, rows: Vec<LeadRow>) -> diesel::QueryResult<Vec<Lead>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let slas = crm_db::repo::leads::slas(c, &ids)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let id = r.id;
+            Lead::from(r).with_sla(slas.iter().find(|s| s.lead_id == id))
+        })
+        .collect())
+}
+
+/// One lead as the API shows it.
+pub fn lead_out(c: &mut diesel::PgConnection, row: LeadRow) -> diesel::QueryResult<Lead> {
+    Ok(leads_out(c, vec![row])?
+        .pop()
+        .unwrap_or_else(|| unreachable!("one lead in, one out")))
+}
+
+impl From<SlaStatus> for crm_domain::status::SlaStanding {
+    fn from(s: SlaStatus) -> Self {
+        match s {
+            SlaStatus::Pending => crm_domain::status::SlaStanding::Pending,
+            SlaStatus::Met => crm_domain::status::SlaStanding::Met,
+            SlaStatus::Breached => crm_domain::status::SlaStanding::Breached,
+        }
+    }
 }

@@ -104,7 +104,7 @@ str_enum! {
     RuleObject {
         Leads => "leads", Accounts => "accounts", Contacts => "contacts",
         Opportunities => "opportunities", Activities => "activities", Tasks => "tasks",
-        Quotes => "quotes", Contracts => "contracts"
+        Quotes => "quotes", Contracts => "contracts", Payments => "payments"
     }
 }
 

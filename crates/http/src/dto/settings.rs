@@ -177,3 +177,23 @@ impl From<BusinessCalendar> for crm_domain::calendar::Calendar {
         }
     }
 }
+
+/// The lead response SLA: the first response is due this many hours after assignment,
+/// counted in business hours (the business calendar) or wall-clock hours.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadSlaSetting {
+    #[validate(range(min = 1, max = 720))]
+    #[schema(minimum = 1, maximum = 720, example = 1)]
+    pub hours: i64,
+    pub business_hours: bool,
+}
+
+impl From<crm_app::settings::LeadSla> for LeadSlaSetting {
+    fn from(s: crm_app::settings::LeadSla) -> Self {
+        LeadSlaSetting {
+            hours: s.hours,
+            business_hours: s.business_hours,
+        }
+    }
+}

@@ -14,7 +14,8 @@ use crate::auth::Auth;
 use crate::custom::Shaper;
 use crate::dto::accounts::{AuditEntry, CreateQuery, HistoryQuery};
 use crate::dto::leads::{
-    AssignLeads, AssignResult, ConversionResult, ConvertLead, CreateLead, Lead, LeadListQuery, UpdateLead,
+    lead_out, leads_out, AssignLeads, AssignResult, ConversionResult, ConvertLead, CreateLead, Lead, LeadListQuery,
+    UpdateLead,
 };
 use crate::dto::{Page, SyncPage};
 use crate::error::ApiResult;
@@ -37,12 +38,12 @@ pub async fn list_leads(
     auth: Auth,
     q: ListQuery<LeadListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (filter, params) = list_filter(q);
+    let (filter, params) = list_filter(q, state.clock.now());
     listing::list(&state, &auth, filter, params).await
 }
 
 /// The typed filter and the shared list parameters of a list or export query.
-fn list_filter(q: ListQuery<LeadListQuery>) -> (LeadFilter, listing::Params) {
+fn list_filter(q: ListQuery<LeadListQuery>, now: chrono::DateTime<chrono::Utc>) -> (LeadFilter, listing::Params) {
     let ListQuery { query: q, custom, keys } = q;
     let params = listing::Params {
         since: q.updated_since,
@@ -62,6 +63,7 @@ fn list_filter(q: ListQuery<LeadListQuery>) -> (LeadFilter, listing::Params) {
         industry: q.industry,
         tag: q.tag,
         unanswered: q.unanswered,
+        sla: q.sla.map(|s| (s.into(), now)),
         created_after: q.created_after,
         created_before: q.created_before,
         updated_after: q.updated_after,
@@ -73,10 +75,7 @@ fn list_filter(q: ListQuery<LeadListQuery>) -> (LeadFilter, listing::Params) {
     (filter, params)
 }
 
-crate::impl_listing!(LeadFilter, Lead, RES, "l", leads, |c, rows| rows
-    .into_iter()
-    .map(Lead::from)
-    .collect());
+crate::impl_listing!(LeadFilter, Lead, RES, "l", leads, |c, rows| leads_out(c, rows)?);
 
 /// Export leads as CSV: every record the list with the same filters and sort returns.
 ///
@@ -101,7 +100,7 @@ pub async fn export_leads(
     auth: Auth,
     q: ExportQuery<LeadListQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (filter, params) = list_filter(q.list);
+    let (filter, params) = list_filter(q.list, state.clock.now());
     listing::export(&state, &auth, filter, params, q.options, q.raw).await
 }
 
@@ -131,7 +130,8 @@ pub async fn create_lead(
     let fields = body.fields()?;
     let allow_duplicate = q.allow_duplicate;
     created_record(&state, &auth, (key, &req, &raw), (RES, "leads"), move |c, ctx| {
-        Ok(Lead::from(crm_app::leads::create(c, ctx, &fields, allow_duplicate)?))
+        let row = crm_app::leads::create(c, ctx, &fields, allow_duplicate)?;
+        Ok(lead_out(c, row)?)
     })
     .await
 }
@@ -144,8 +144,8 @@ pub async fn create_lead(
 )]
 #[get("/leads/{id}")]
 pub async fn get_lead(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
-    super::get_record(&state, &auth, "lead", id.into_inner(), |_c, row: leads::LeadRow| {
-        Ok(Lead::from(row))
+    super::get_record(&state, &auth, "lead", id.into_inner(), |c, row: leads::LeadRow| {
+        Ok(lead_out(c, row)?)
     })
     .await
 }
@@ -172,7 +172,8 @@ pub async fn update_lead(
     auth.require(RES, Action::Update)?;
     let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
     changed_record(&state, &auth, RES, move |c, ctx| {
-        Ok(Lead::from(crm_app::leads::update(c, ctx, id, expected, &fields)?))
+        let row = crm_app::leads::update(c, ctx, id, expected, &fields)?;
+        Ok(lead_out(c, row)?)
     })
     .await
 }
@@ -216,7 +217,7 @@ pub async fn restore_lead(
         "deleted lead",
         id.into_inner(),
         super::always,
-        move |c, w, row: leads::LeadRow| Ok(Shaper::new(&w.principal, RES, cache.get(c, RES)?).one(&Lead::from(row))),
+        move |c, w, row: leads::LeadRow| Ok(Shaper::new(&w.principal, RES, cache.get(c, RES)?).one(&lead_out(c, row)?)),
     )
     .await
 }
@@ -264,7 +265,7 @@ pub async fn assign_leads(
     idempotency::post(&state, &auth, key, &req, &body.raw, idempotency::keep, move |c| {
         let rows = crm_app::leads::assign(c, &ctx, &dto.lead_ids, dto.owner_id)?;
         let shaper = Shaper::new(&writer.principal, RES, cache.get(c, RES)?);
-        let items: Vec<serde_json::Value> = rows.into_iter().map(|r| shaper.one(&Lead::from(r))).collect();
+        let items: Vec<serde_json::Value> = leads_out(c, rows)?.iter().map(|l| shaper.one(l)).collect();
         Outcome::ok(&json!({ "items": items }))
     })
     .await
@@ -298,7 +299,7 @@ pub async fn convert_lead(
     let ctx = auth.ctx();
     idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
         let done = crm_app::leads::convert(c, &ctx, id, &fields)?;
-        let lead = Shaper::new(&ctx.principal, RES, cache.get(c, RES)?).one(&Lead::from(done.lead));
+        let lead = Shaper::new(&ctx.principal, RES, cache.get(c, RES)?).one(&lead_out(c, done.lead)?);
         let (account_id, contact_id, opportunity_id) = (done.account_id, done.contact_id, done.opportunity_id);
         Outcome::ok(&json!({"lead": lead, "account_id": account_id, "contact_id": contact_id, "opportunity_id": opportunity_id}))
     })

@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::{run_op, BadRequest, BodyErrors, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
-use crate::dto::settings::{BusinessCalendar, CompanyInfo, Numbering, NumberingSeries, PaymentSettings};
+use crate::dto::settings::{
+    BusinessCalendar, CompanyInfo, LeadSlaSetting, Numbering, NumberingSeries, PaymentSettings,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
 use crate::state::AppState;
@@ -244,4 +246,48 @@ pub async fn put_calendar(
     })
     .await?;
     Ok(HttpResponse::Ok().json(BusinessCalendar::from(out)))
+}
+
+/// The lead response SLA (default: one business hour from assignment).
+#[utoipa::path(
+    tag = "admin",
+    responses((status = 200, description = "Lead response SLA", body = LeadSlaSetting), Unauthorized, Forbidden)
+)]
+#[get("/admin/settings/lead-sla")]
+pub async fn get_lead_sla(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let sla = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(crm_app::settings::lead_sla(c)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(LeadSlaSetting::from(sla)))
+}
+
+/// Set the lead response SLA. Leads assigned from now on are due by it; leads already
+/// assigned keep their due time.
+#[utoipa::path(
+    tag = "admin",
+    request_body = LeadSlaSetting,
+    responses(
+        (status = 200, description = "Lead response SLA", body = LeadSlaSetting),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
+)]
+#[put("/admin/settings/lead-sla")]
+pub async fn put_lead_sla(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<LeadSlaSetting>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let b = body.value?;
+    let sla = crm_app::settings::LeadSla {
+        hours: b.hours,
+        business_hours: b.business_hours,
+    };
+    let out = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::settings::set_lead_sla(c, ctx, sla)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(LeadSlaSetting::from(out)))
 }
