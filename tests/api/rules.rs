@@ -176,6 +176,45 @@ async fn saving_a_rule_names_every_problem_and_versions_its_changes() {
     ] {
         assert!(fields.contains(&want), "{want:?} missing in {fields:?}");
     }
+    // Values of the wrong type, in conditions, trigger values and field updates.
+    let bad = app
+        .post(
+            "/api/v1/admin/rules",
+            &admin,
+            json!({
+                "name": "Mistyped", "object": "opportunities",
+                "triggers": [{"type": "field_changed", "field": "amount", "to": "lots"}],
+                "condition": {"all": [{"field": "amount", "op": "gt", "value": "a lot"},
+                                      {"field": "name", "op": "gte", "value": "M"},
+                                      {"field": "expected_close_date", "op": "lt", "value": "next month"},
+                                      {"field": "account.industry", "op": "in", "value": ["制造业", 5]},
+                                      {"field": "amount", "op": "gte", "value": "100000"},
+                                      {"field": "stage.probability", "op": "gte", "value": 50}]},
+                "actions": [{"type": "update_field", "field": "expected_close_date", "value": "soon"}]
+            }),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let errors = bad.body["errors"].as_array().unwrap();
+    let typed: Vec<(&str, &str)> = errors
+        .iter()
+        .filter(|e| e["code"] == "wrong_value_type")
+        .map(|e| (e["field"].as_str().unwrap(), e["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(typed.len(), 6, "{typed:?} {errors:?}");
+    for (field, needle) in [
+        ("triggers[0].to", "`amount` holds a number"),
+        ("condition", "\"a lot\""),
+        ("condition", "`name` holds text and cannot be ordered"),
+        ("condition", "`expected_close_date` holds a date"),
+        ("condition", "`account.industry` holds text; 5"),
+        ("actions[0].value", "\"soon\""),
+    ] {
+        assert!(
+            typed.iter().any(|(f, m)| *f == field && m.contains(needle)),
+            "{field} {needle} in {typed:?}"
+        );
+    }
     // An action the rule's user may not do.
     let r = app
         .post(
@@ -1280,4 +1319,129 @@ async fn payments_are_a_rule_object_and_the_first_contract_sets_the_anniversary(
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["status"], "done", "{log:?}");
     assert_eq!(tasks_titled(&app, "回款致谢 500.00"), 1);
+}
+
+/// Runs every `rules.sweep` job waiting (a schedule occurrence over the records).
+fn sweep<S>(app: &TestApp<S>) {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct J {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        payload: Value,
+    }
+    let clock = app.state.clock.clone();
+    let mut c = app.db.app_conn();
+    let jobs: Vec<J> = diesel::sql_query("SELECT id, payload FROM background_jobs WHERE kind = 'rules.sweep'")
+        .load(&mut c)
+        .unwrap();
+    for j in jobs {
+        c.transaction(|c| {
+            let rule = j.payload["rule_id"].as_str().unwrap().parse().unwrap();
+            let index = j.payload["trigger_index"].as_i64().unwrap() as i32;
+            let occurrence = j.payload["occurrence"].as_str().unwrap();
+            let mut after = uuid::Uuid::nil();
+            // The same page twice, as a crashed worker's retry would.
+            crm_app::rules::sweep_page(c, &clock, rule, index, occurrence, after)?;
+            while let Some(last) = crm_app::rules::sweep_page(c, &clock, rule, index, occurrence, after)? {
+                after = last;
+            }
+            diesel::sql_query("DELETE FROM background_jobs WHERE id = $1")
+                .bind::<diesel::sql_types::BigInt, _>(j.id)
+                .execute(c)?;
+            Ok::<_, crm_app::AppError>(())
+        })
+        .unwrap();
+    }
+}
+
+#[actix_web::test]
+async fn a_scheduled_rule_runs_over_the_matching_records_at_each_occurrence() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mkt = app.token(app.org.marketing);
+    for (name, mobile) in [("甲", "13900003001"), ("乙", "13900003002"), ("丙", "13900003003")] {
+        let r = app
+            .post(
+                "/api/v1/leads",
+                &mkt,
+                json!({"person_name": name, "source": "website", "mobile": mobile}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        if name == "丙" {
+            let id = r.body["id"].as_str().unwrap();
+            app.post(
+                "/api/v1/leads/assign",
+                &mkt,
+                json!({"lead_ids": [id], "owner_id": app.org.rep_east1}),
+            )
+            .await;
+        }
+    }
+    let bad = app
+        .post(
+            "/api/v1/admin/rules",
+            &admin,
+            json!({"name": "bad", "object": "leads", "triggers": [{"type": "schedule", "cron": "0 25 * * *"}],
+                   "actions": [{"type": "notify", "to": ["owner"], "message": "x"}]}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    assert_eq!(bad.body["errors"][0]["field"], "triggers[0].cron");
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "每日未分配线索提醒 Daily: unassigned leads", "object": "leads", "enabled": true,
+               "triggers": [{"type": "schedule", "cron": "0 9 * * *"}],
+               "condition": {"field": "status", "op": "eq", "value": "new"},
+               "actions": [{"type": "notify", "to": ["owner"], "message": "线索 {{person_name}} 仍未分配"}],
+               "re_enroll": true}),
+    )
+    .await;
+    schedule(&app);
+    let id = rule["id"].as_str().unwrap();
+    let due: chrono::DateTime<chrono::Utc> = {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct D {
+            #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+            due_at: chrono::DateTime<chrono::Utc>,
+        }
+        let d: D = diesel::sql_query(format!(
+            "SELECT due_at FROM rule_timers WHERE rule_id = '{id}' AND record_id = '00000000-0000-0000-0000-000000000000'"
+        ))
+        .get_result(&mut app.db.conn())
+        .unwrap();
+        d.due_at
+    };
+    let local = due.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    assert_eq!(local.format("%H:%M").to_string(), "09:00", "09:00 business time");
+    assert!(due > app.state.clock.now() && due - app.state.clock.now() <= chrono::Duration::days(1));
+    let notices = || {
+        app.db
+            .count("SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert'")
+    };
+    app.state
+        .clock
+        .advance(due - app.state.clock.now() + chrono::Duration::minutes(1));
+    fire(&app);
+    sweep(&app);
+    assert_eq!(
+        notices(),
+        2,
+        "the two new leads, not the assigned one; once each though swept twice"
+    );
+    let log = runs(&app, &admin, &rule).await;
+    assert_eq!(log.iter().filter(|r| r["status"] == "done").count(), 2, "{log:?}");
+    assert!(log.iter().all(|r| r["trigger"] == "schedule"));
+    // The next day's occurrence runs again (re-enrollment on).
+    fire(&app);
+    sweep(&app);
+    assert_eq!(notices(), 2, "not before its time");
+    app.state.clock.advance(chrono::Duration::days(1));
+    fire(&app);
+    sweep(&app);
+    assert_eq!(notices(), 4);
 }

@@ -53,11 +53,15 @@ pub const TIMERS: &str = "rules.timers";
 pub const SCHEDULE: &str = "rules.schedule";
 /// Continues a run after a `wait` action.
 pub const CONTINUE: &str = "rules.continue";
+/// The job sweeping a schedule occurrence over the object's records.
+pub const SWEEP: &str = "rules.sweep";
 
 /// Timers fired per pass.
 const TIMER_BATCH: i64 = 200;
 /// Records scheduled per page.
 const SCHEDULE_PAGE: i64 = 5000;
+/// Records a schedule sweep considers per job.
+const SWEEP_PAGE: i64 = 500;
 
 /// What a rule is saved from.
 #[derive(Debug, Clone, Default)]
@@ -124,11 +128,197 @@ type Keys = (Vec<String>, Vec<(String, String)>);
 
 struct Known {
     cache: HashMap<String, Keys>,
+    types: HashMap<String, Vec<(String, String)>>,
+}
+
+/// The type of value a field holds, as far as saving a rule checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+    Bool,
+    Date,
+    DateTime,
+    Id,
+}
+
+impl Kind {
+    fn of_sql(t: &str) -> Option<Kind> {
+        Some(match t {
+            "text" | "character varying" => Kind::Text,
+            "integer" | "bigint" | "smallint" | "numeric" | "double precision" | "real" => Kind::Number,
+            "boolean" => Kind::Bool,
+            "date" => Kind::Date,
+            "timestamp with time zone" => Kind::DateTime,
+            "uuid" => Kind::Id,
+            _ => return None,
+        })
+    }
+
+    fn of_custom(t: &str) -> Option<Kind> {
+        Some(match t {
+            "text" | "long_text" | "single_select" | "email" | "phone" | "url" => Kind::Text,
+            "integer" | "decimal" | "money" | "percent" => Kind::Number,
+            "boolean" => Kind::Bool,
+            "date" => Kind::Date,
+            "datetime" => Kind::DateTime,
+            "user_ref" | "record_ref" => Kind::Id,
+            _ => return None,
+        })
+    }
+
+    fn of_derived(key: &str) -> Option<Kind> {
+        Some(match key {
+            "weighted_amount" | "response_minutes" | "free_text_lines" | "free_text_amount" | "discount_pct"
+            | "amount" => Kind::Number,
+            "sla_due_at" | "first_contract_signed_at" => Kind::DateTime,
+            "sla_status" => Kind::Text,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Number => "a number",
+            Kind::Bool => "true or false",
+            Kind::Date => "a date (YYYY-MM-DD)",
+            Kind::DateTime => "a time (RFC 3339)",
+            Kind::Id => "an id",
+        }
+    }
+
+    /// Whether `v` is a value of this kind (null always is).
+    fn fits(self, v: &Value) -> bool {
+        let text = v.as_str();
+        match (self, v) {
+            (_, Value::Null) => true,
+            (Kind::Text, _) => text.is_some(),
+            (Kind::Number, Value::Number(_)) => true,
+            (Kind::Number, _) => text.is_some_and(|s| s.trim().parse::<rust_decimal::Decimal>().is_ok()),
+            (Kind::Bool, _) => v.is_boolean(),
+            (Kind::Date, _) => text.is_some_and(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
+            (Kind::DateTime, _) => text.is_some_and(|s| {
+                DateTime::parse_from_rfc3339(s).is_ok() || chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+            }),
+            (Kind::Id, _) => text.is_some_and(|s| s.parse::<Uuid>().is_ok()),
+        }
+    }
 }
 
 impl Known {
     fn new() -> Self {
-        Known { cache: HashMap::new() }
+        Known {
+            cache: HashMap::new(),
+            types: HashMap::new(),
+        }
+    }
+
+    /// The kind of value at `path` in `object`'s view, where it is known.
+    fn kind(&mut self, c: &mut PgConnection, object: &str, path: &str, depth: usize) -> AppResult<Option<Kind>> {
+        let (top, rest) = match path.split_once('.') {
+            Some((t, r)) => (t, Some(r)),
+            None => (path, None),
+        };
+        if top == "custom" {
+            let Some(key) = rest else { return Ok(None) };
+            let (_, custom) = self.of(c, object)?;
+            return Ok(custom
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, t)| Kind::of_custom(t)));
+        }
+        if let Some(rest) = rest {
+            return Ok(match top {
+                "account" if depth == 0 => self.kind(c, "accounts", rest, 1)?,
+                "opportunity" if depth == 0 => self.kind(c, "opportunities", rest, 1)?,
+                "owner" => match rest {
+                    "id" | "team_id" | "manager_id" => Some(Kind::Id),
+                    "name" | "email" => Some(Kind::Text),
+                    "is_active" => Some(Kind::Bool),
+                    _ => None,
+                },
+                "stage" => match rest {
+                    "id" => Some(Kind::Id),
+                    "code" | "name" | "kind" => Some(Kind::Text),
+                    "probability" => Some(Kind::Number),
+                    _ => None,
+                },
+                _ => None,
+            });
+        }
+        if let Some(k) = Kind::of_derived(top) {
+            return Ok(Some(k));
+        }
+        let column = if object == "accounts" && top == "type" {
+            "account_type"
+        } else {
+            top
+        };
+        if !self.types.contains_key(object) {
+            let table = crm_domain::events::table_of(object).unwrap_or(object);
+            let types = repo::column_types(c, table)?;
+            self.types.insert(object.to_owned(), types);
+        }
+        Ok(self.types[object]
+            .iter()
+            .find(|(n, _)| n == column)
+            .and_then(|(_, t)| Kind::of_sql(t)))
+    }
+
+    /// Each comparison whose value does not fit its field (or whose operator does not
+    /// apply to it): (field, problem).
+    fn mistyped(
+        &mut self,
+        c: &mut PgConnection,
+        object: &str,
+        e: &Expr,
+        out: &mut Vec<(String, String)>,
+    ) -> AppResult<()> {
+        use crm_domain::expr::Op;
+        match e {
+            Expr::All { all: l } | Expr::Any { any: l } => {
+                for x in l {
+                    self.mistyped(c, object, x, out)?;
+                }
+            }
+            Expr::Not { not } => self.mistyped(c, object, not, out)?,
+            Expr::Compare { field, op, value } => {
+                let top = field.split('.').next().unwrap_or_default();
+                if matches!(top, "changed" | "from" | "to") || matches!(op, Op::Present | Op::Blank) {
+                    return Ok(());
+                }
+                let Some(kind) = self.kind(c, object, field, 0)? else {
+                    return Ok(());
+                };
+                let ordered = matches!(op, Op::Gt | Op::Gte | Op::Lt | Op::Lte);
+                if ordered && !matches!(kind, Kind::Number | Kind::Date | Kind::DateTime) {
+                    out.push((
+                        field.clone(),
+                        format!("`{field}` holds {} and cannot be ordered", kind.name()),
+                    ));
+                    return Ok(());
+                }
+                let values: Vec<&Value> = match op {
+                    Op::In | Op::NotIn => match value.as_array() {
+                        Some(list) => list.iter().collect(),
+                        None => {
+                            out.push((field.clone(), format!("`{field}` {op:?}: a list of values")));
+                            return Ok(());
+                        }
+                    },
+                    Op::Contains if kind != Kind::Text => return Ok(()),
+                    _ => vec![value],
+                };
+                if let Some(bad) = values.iter().find(|v| !kind.fits(v)) {
+                    out.push((
+                        field.clone(),
+                        format!("`{field}` holds {}; {bad} is not one", kind.name()),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// (own keys, custom fields as (key, type)).
@@ -287,6 +477,11 @@ fn check(
                             format!("{object} has no date or time field `{field}`"),
                         );
                     }
+                    Trigger::Schedule { cron } => {
+                        if let Err(e) = crm_domain::cron::Cron::parse(cron) {
+                            errs.add(&format!("{at}.cron"), "invalid_trigger", e);
+                        }
+                    }
                     Trigger::ApprovalRequested {} if !matches!(object, "quotes" | "contracts") => {
                         errs.add(&at, "trigger_not_available", format!("{object} are not approved"));
                     }
@@ -296,6 +491,19 @@ fn check(
                         errs.add(&at, "out_of_range", "days between 0 and 3650");
                     }
                     _ => {}
+                }
+                if let Trigger::FieldChanged { field, from, to } = &t {
+                    if let Some(kind) = known.kind(c, object, field, 1)? {
+                        for (k, v) in [("from", from), ("to", to)] {
+                            if let Some(v) = v.as_ref().filter(|v| !kind.fits(v)) {
+                                errs.add(
+                                    &format!("{at}.{k}"),
+                                    "wrong_value_type",
+                                    format!("`{field}` holds {}; {v} is not one", kind.name()),
+                                );
+                            }
+                        }
+                    }
                 }
                 def.triggers.push(t);
             }
@@ -307,9 +515,18 @@ fn check(
             Ok(e) => match e.validate() {
                 Err(x) => errs.add("condition", "invalid_condition", x.to_string()),
                 Ok(()) => {
+                    let mut unknown = false;
                     for f in e.fields() {
                         if !known.has(c, object, f, 0)? {
+                            unknown = true;
                             errs.add("condition", "no_such_field", format!("{object} has no field `{f}`"));
+                        }
+                    }
+                    if !unknown {
+                        let mut wrong = Vec::new();
+                        known.mistyped(c, object, &e, &mut wrong)?;
+                        for (_, problem) in wrong {
+                            errs.add("condition", "wrong_value_type", problem);
                         }
                     }
                     def.condition = Some(e);
@@ -466,7 +683,7 @@ fn check_action(
                 errs.add(&format!("{at}.message"), "too_long", "1 to 500 characters");
             }
         }
-        RuleAction::UpdateField { field, value: _ } => {
+        RuleAction::UpdateField { field, value } => {
             if !updatable(object) {
                 errs.add(
                     at,
@@ -480,6 +697,15 @@ fn check_action(
                     format!("{object} has no field `{field}`"),
                 );
             } else {
+                if let Some(kind) = known.kind(c, object, field, 0)? {
+                    if !kind.fits(value) {
+                        errs.add(
+                            &format!("{at}.value"),
+                            "wrong_value_type",
+                            format!("`{field}` holds {}; {value} is not one", kind.name()),
+                        );
+                    }
+                }
                 if !may(actor, object, Action::Update) {
                     denied(errs, format!("update {object}"));
                 }
@@ -889,6 +1115,8 @@ pub fn calendar(c: &mut PgConnection) -> AppResult<Calendar> {
 pub enum Cause<'a> {
     Event(&'a Delivered),
     Timer(&'a TimerRow),
+    /// An occurrence (its RFC 3339 time) of a schedule trigger.
+    Schedule(&'a str),
 }
 
 fn stage_code(v: &Value, key: &str) -> Option<String> {
@@ -925,7 +1153,10 @@ fn trigger_matches(t: &Trigger, ev: &Delivered) -> Option<bool> {
                 .is_none_or(|s| stage_code(detail, "from_stage").as_deref() == Some(s)))
         .then_some(true),
         Trigger::Event { action: a } => (a == action).then_some(true),
-        Trigger::DateRelative { .. } | Trigger::InStage { .. } | Trigger::ApprovalRequested {} => None,
+        Trigger::DateRelative { .. }
+        | Trigger::InStage { .. }
+        | Trigger::ApprovalRequested {}
+        | Trigger::Schedule { .. } => None,
     }
 }
 
@@ -1487,6 +1718,7 @@ fn consider(
     let (event_id, timer_id, occurrence, changes) = match cause {
         Cause::Event(ev) => (Some(ev.event_id), None, None, ev.payload.get("changes")),
         Cause::Timer(t) => (None, Some(t.id), Some(t.token.clone()), None),
+        Cause::Schedule(at) => (None, None, Some(format!("schedule:{at}")), None),
     };
     let new_run = |status: &str| NewRun {
         rule_id: rule.id,
@@ -1837,6 +2069,22 @@ pub fn schedule_page(c: &mut PgConnection, clock: &Clock, rule_id: Uuid, after: 
     let now = clock.now();
     let mut last = None;
     let mut earliest: Option<DateTime<Utc>> = None;
+    if after.is_nil() {
+        // A schedule has one timer, for the rule itself (record nil).
+        for (i, t) in def.triggers.iter().enumerate() {
+            if let Some(next) = t.next_scheduled(now, &cal) {
+                repo::set_timer(
+                    c,
+                    rule.id,
+                    i32::try_from(i).unwrap_or(0),
+                    Uuid::nil(),
+                    next,
+                    &next.to_rfc3339(),
+                )?;
+                earliest = Some(earliest.map_or(next, |e| e.min(next)));
+            }
+        }
+    }
     for (i, t) in def.triggers.iter().enumerate() {
         let Some(sql) = input_sql(&rule.object, t) else {
             continue;
@@ -1932,6 +2180,29 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
             repo::clear_timer(c, rule.id, timer.trigger_index, timer.record_id)?;
             continue;
         };
+        if let Trigger::Schedule { .. } = t {
+            // An occurrence of a schedule: a sweep over the object's records, then the
+            // next occurrence.
+            jobs::enqueue(
+                c,
+                &jobs::NewJob::new(
+                    QUEUE,
+                    SWEEP,
+                    json!({"rule_id": rule.id, "trigger_index": timer.trigger_index, "occurrence": timer.token,
+                           "after": Uuid::nil()}),
+                )
+                .unique(format!(
+                    "rule-sweep:{}:{}:{}",
+                    rule.id, timer.trigger_index, timer.token
+                ))
+                .at(now),
+            )?;
+            match t.next_scheduled(timer.due_at.max(now), &cal) {
+                Some(next) => repo::reschedule(c, timer.id, next, &next.to_rfc3339())?,
+                None => repo::mark_fired(c, timer.id, now)?,
+            }
+            continue;
+        }
         let view = crate::record::view(c, &rule.object, timer.record_id)?
             .filter(|v| v.get("deleted_at").is_none_or(Value::is_null));
         let Some(view) = view else {
@@ -1995,6 +2266,68 @@ pub fn fire_due(c: &mut PgConnection, clock: &Clock) -> AppResult<usize> {
         wake_timers(c, next.max(now))?;
     }
     Ok(fired)
+}
+
+/// One page of a schedule occurrence's sweep: every live record of the rule's object
+/// after `after` (up to [`SWEEP_PAGE`]) is considered, each once per occurrence, each
+/// in its own savepoint. Returns the last id when there is more.
+pub fn sweep_page(
+    c: &mut PgConnection,
+    clock: &Clock,
+    rule_id: Uuid,
+    trigger_index: i32,
+    occurrence: &str,
+    after: Uuid,
+) -> AppResult<Option<Uuid>> {
+    let Some(rule) = repo::find(c, rule_id)?.filter(|r| r.enabled && r.archived_at.is_none()) else {
+        return Ok(None);
+    };
+    let def = definition(&rule)?;
+    let Some(t) = def
+        .triggers
+        .get(usize::try_from(trigger_index).unwrap_or(usize::MAX))
+        .filter(|t| matches!(t, Trigger::Schedule { .. }))
+    else {
+        return Ok(None);
+    };
+    let table = crm_domain::events::table_of(&rule.object).unwrap_or("leads");
+    let ids = repo::timer_inputs(c, table, "NULL", after, SWEEP_PAGE)?;
+    let cal = calendar(c)?;
+    let mut actors = Actors::default();
+    for (id, _) in &ids {
+        let view = crate::record::view(c, &rule.object, *id)?;
+        let mut seen = Seen {
+            view: view.as_ref(),
+            cal: &cal,
+            actors: &mut actors,
+        };
+        let r = c.transaction(|c| {
+            consider(
+                c,
+                clock,
+                &rule,
+                &def,
+                t,
+                true,
+                Cause::Schedule(occurrence),
+                *id,
+                1,
+                &mut seen,
+            )
+        });
+        match r {
+            Ok(_) => {}
+            Err(AppError::Db(e)) => return Err(AppError::Db(e)),
+            Err(e) => tracing::error!(rule = %rule.id, record = %id, error = %e, "scheduled rule run failed"),
+        }
+        if repo::find(c, rule.id)?.is_none_or(|r| !r.enabled) {
+            // Paused by its threshold meanwhile.
+            return Ok(None);
+        }
+    }
+    Ok((ids.len() as i64 == SWEEP_PAGE)
+        .then(|| ids.last().map(|r| r.0))
+        .flatten())
 }
 
 /// Continues a run held by a `wait` action, from action `from`, with the rule version

@@ -4,6 +4,7 @@ pub mod access;
 pub mod approvals;
 pub mod calendar;
 pub mod catalogue;
+pub mod cron;
 pub mod diff;
 pub mod events;
 pub mod expr;

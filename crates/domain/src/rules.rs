@@ -81,6 +81,10 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<NaiveTime>,
     },
+    /// On a schedule: a five-field cron expression in the business time zone
+    /// (`0 9 * * 1`: Mondays 09:00); each occurrence considers every record of the
+    /// object that matches the condition (see [`crate::cron`]).
+    Schedule { cron: String },
     /// A quote or contract is submitted for approval: the rule routes it, inside the
     /// submission (its `start_approval` names the definition, or approves at once).
     ApprovalRequested {},
@@ -109,10 +113,19 @@ impl Trigger {
             Trigger::DateRelative { .. } => "date_relative",
             Trigger::InStage { .. } => "in_stage",
             Trigger::ApprovalRequested {} => "approval_requested",
+            Trigger::Schedule { .. } => "schedule",
         }
     }
 
-    /// Whether it is due at a moment rather than on an event.
+    /// The next occurrence of a schedule trigger after `after`.
+    pub fn next_scheduled(&self, after: DateTime<Utc>, cal: &Calendar) -> Option<DateTime<Utc>> {
+        match self {
+            Trigger::Schedule { cron } => crate::cron::Cron::parse(cron).ok()?.next_after(after, cal.offset()),
+            _ => None,
+        }
+    }
+
+    /// Whether it is due at a moment of a record rather than on an event.
     pub fn is_timed(&self) -> bool {
         matches!(self, Trigger::DateRelative { .. } | Trigger::InStage { .. })
     }

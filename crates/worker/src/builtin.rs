@@ -95,6 +95,29 @@ fn rules_jobs(registry: &mut Registry) {
             }
             Ok(())
         })
+        .handle(rules::SWEEP, |c, ctx, payload: &Value| {
+            let id = uuid_in(payload, "rule_id")?;
+            let index = payload
+                .get("trigger_index")
+                .and_then(Value::as_i64)
+                .ok_or("payload has no trigger_index")?;
+            let occurrence = payload
+                .get("occurrence")
+                .and_then(Value::as_str)
+                .ok_or("payload has no occurrence")?;
+            let after = uuid_in(payload, "after").unwrap_or_default();
+            if let Some(last) = rules::sweep_page(c, &ctx.clock, id, i32::try_from(index)?, occurrence, after)? {
+                crm_db::repo::jobs::enqueue(
+                    c,
+                    &crm_db::repo::jobs::NewJob::new(
+                        rules::QUEUE,
+                        rules::SWEEP,
+                        serde_json::json!({"rule_id": id, "trigger_index": index, "occurrence": occurrence, "after": last}),
+                    ),
+                )?;
+            }
+            Ok(())
+        })
         .handle(rules::CONTINUE, |c, ctx, payload: &Value| {
             let run = payload
                 .get("run_id")

@@ -725,6 +725,24 @@ pub fn columns(conn: &mut PgConnection, table: &str) -> QueryResult<Vec<String>>
     Ok(rows.into_iter().map(|c| c.column_name).collect())
 }
 
+/// The columns of a table with their SQL types (information_schema `data_type`).
+pub fn column_types(conn: &mut PgConnection, table: &str) -> QueryResult<Vec<(String, String)>> {
+    #[derive(QueryableByName)]
+    struct C {
+        #[diesel(sql_type = Text)]
+        column_name: String,
+        #[diesel(sql_type = Text)]
+        data_type: String,
+    }
+    let rows: Vec<C> = diesel::sql_query(
+        "SELECT column_name::text AS column_name, data_type::text AS data_type FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+    )
+    .bind::<Text, _>(table)
+    .load(conn)?;
+    Ok(rows.into_iter().map(|c| (c.column_name, c.data_type)).collect())
+}
+
 /// The rules among `rules` for which the record matched when last considered.
 pub fn matching_of(conn: &mut PgConnection, record: Uuid, rules: &[Uuid]) -> QueryResult<Vec<Uuid>> {
     rule_enrollments::table

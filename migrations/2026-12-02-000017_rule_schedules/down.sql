@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS rule_runs_schedule_key;
