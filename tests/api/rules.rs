@@ -568,6 +568,41 @@ async fn a_birthday_rule_fires_three_days_before_and_a_date_change_reschedules_i
         ))
     };
     assert_eq!(pending(), 1);
+    // A backtest replays time triggers too: over the coming month the greeting falls
+    // due once, never in the past month; nothing is queued.
+    let birthday = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["object"] == "contacts")
+        .cloned()
+        .unwrap();
+    let now = app.state.clock.now();
+    let jobs0 = app.db.count("SELECT count(*) AS n FROM background_jobs");
+    for (from, to, fired) in [
+        (now, now + chrono::Duration::days(30), 1),
+        (now - chrono::Duration::days(30), now, 0),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/admin/rules/backtest",
+                &admin,
+                json!({"rule_id": birthday["id"], "from": from, "to": to}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["fired"], fired, "{}", r.text);
+        if fired > 0 {
+            assert_eq!(r.body["samples"][0]["record_id"].as_str().unwrap(), cid);
+            assert_eq!(r.body["samples"][0]["trigger"], "date_relative");
+            assert_eq!(r.body["truncated"], false);
+        }
+    }
+    assert_eq!(
+        app.db.count("SELECT count(*) AS n FROM background_jobs"),
+        jobs0,
+        "nothing queued"
+    );
     // The birthday moves nearer: the timer follows.
     let r = app
         .patch(
@@ -807,6 +842,56 @@ async fn a_rule_firing_more_than_its_threshold_pauses_itself_and_the_backlog_is_
         .await;
     assert_eq!(r.status, 200);
     assert!(r.body["paused_reason"].is_null());
+}
+
+#[actix_web::test]
+async fn a_rule_firing_far_above_its_backtest_pauses_itself() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let due = app.state.clock.now() + chrono::Duration::hours(1);
+    for i in 0..30 {
+        let r = app
+            .post("/api/v1/tasks", &rep, json!({"title": format!("b{i}"), "due_at": due}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let bad = app
+        .post(
+            "/api/v1/admin/rules",
+            &admin,
+            json!({"name": "x", "object": "tasks", "pause_factor": 1,
+                   "triggers": [{"type": "created"}], "actions": [{"type": "notify", "to": ["owner"], "message": "x"}]}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "Burst", "object": "tasks", "enabled": true, "pause_factor": 3,
+               "triggers": [{"type": "date_relative", "field": "due_at"}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "due {{title}}"}]}),
+    )
+    .await;
+    schedule(&app);
+    app.state.clock.advance(chrono::Duration::hours(2));
+    fire(&app);
+    let r = app
+        .get(&format!("/api/v1/admin/rules/{}", rule["id"].as_str().unwrap()), &admin)
+        .await;
+    assert_eq!(r.body["enabled"], false, "{}", r.text);
+    let reason = r.body["paused_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("3 x the") && reason.contains("per hour its backtest"),
+        "{reason}"
+    );
+    assert!(r.body["baseline_per_hour"].as_f64().unwrap() < 1.0, "{}", r.text);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM notifications WHERE kind = 'rule_alert'"),
+        20,
+        "below 20 runs an hour nothing is compared; then 3 x max(rate, 1) under the floor of 20"
+    );
 }
 
 #[actix_web::test]

@@ -4102,6 +4102,11 @@ export interface components {
             enabled?: boolean | null;
             /** Format: int32 */
             max_runs_per_hour?: number | null;
+            /**
+             * Format: int32
+             * @description Pause when it fires more than this many times its backtest's hourly rate.
+             */
+            pause_factor?: number | null;
         };
         /** @description Body of `POST /admin/pipelines/{id}/stages` (and the stages of a new pipeline). */
         CreateStage: {
@@ -5559,6 +5564,19 @@ export interface components {
              * @description More runs than this in an hour pause the rule (disabled, `paused_reason` set).
              */
             max_runs_per_hour?: number | null;
+            /**
+             * Format: int32
+             * @description More runs in an hour than this many times the rate its backtest of the past
+             *     week predicts (at least 20 runs) pause the rule too.
+             */
+            pause_factor?: number | null;
+            /**
+             * Format: double
+             * @description That predicted hourly rate, as last computed (daily, while the rule is busy).
+             */
+            baseline_per_hour?: number | null;
+            /** Format: date-time */
+            baseline_at?: string | null;
             /** Format: date-time */
             paused_at?: string | null;
             paused_reason?: string | null;
@@ -5586,8 +5604,17 @@ export interface components {
             samples: {
                 [key: string]: unknown;
             }[];
-            /** @description Time triggers are not replayed; events only are counted. */
-            timed_triggers_skipped: boolean;
+            /**
+             * @description Occurrences of time triggers and schedules in the window, computed from the
+             *     records' current dates and stage entries (a date changed since counts at its new
+             *     value); conditions read the records as they are now.
+             */
+            time_occurrences: number;
+            /**
+             * @description The rule's object has more records than a backtest reads (200,000) or its
+             *     schedule more than 1,000 occurrences in the window: figures are a lower bound.
+             */
+            truncated: boolean;
         };
         RuleList: {
             items: components["schemas"]["Rule"][];
@@ -6247,6 +6274,8 @@ export interface components {
             acts_as?: string | null;
             /** Format: int32 */
             max_runs_per_hour?: number | null;
+            /** Format: int32 */
+            pause_factor?: number | null;
         };
         /** @description Body of `PATCH /admin/stages/{id}`; the code is immutable. */
         UpdateStage: {

@@ -77,6 +77,8 @@ pub struct RuleInput {
     pub acts_as: Option<Uuid>,
     pub enabled: Option<bool>,
     pub max_runs_per_hour: Option<i32>,
+    /// Pause when it fires more than this many times its backtest's hourly rate.
+    pub pause_factor: Option<i32>,
 }
 
 // ---------------------------------------------------------------------------------
@@ -778,6 +780,9 @@ fn validate(c: &mut PgConnection, ctx: &Ctx, input: &RuleInput, errs: &mut Error
     if input.max_runs_per_hour.is_some_and(|n| n < 1) {
         errs.add("max_runs_per_hour", "out_of_range", "at least 1");
     }
+    if input.pause_factor.is_some_and(|n| !(2..=1000).contains(&n)) {
+        errs.add("pause_factor", "out_of_range", "2 to 1000");
+    }
     let acts_as = input.acts_as.unwrap_or_else(|| ctx.user_id());
     let actor = if acts_as.is_nil() {
         errs.add("acts_as", "required", "a rule acts as a user");
@@ -849,6 +854,7 @@ fn create_seeded(c: &mut PgConnection, ctx: &Ctx, input: RuleInput, seed: Option
             acts_as,
             enabled: input.enabled.unwrap_or(false),
             max_runs_per_hour: input.max_runs_per_hour,
+            pause_factor: input.pause_factor,
             seed_key: seed.map(str::to_owned),
             created_by: by,
             created_at: now,
@@ -894,6 +900,7 @@ pub struct RulePatch {
     pub re_enroll: Option<bool>,
     pub acts_as: Option<Uuid>,
     pub max_runs_per_hour: Option<Option<i32>>,
+    pub pause_factor: Option<Option<i32>>,
 }
 
 pub fn update(c: &mut PgConnection, ctx: &Ctx, id: Uuid, expected: Option<i32>, p: RulePatch) -> AppResult<RuleRow> {
@@ -921,6 +928,7 @@ pub fn update(c: &mut PgConnection, ctx: &Ctx, id: Uuid, expected: Option<i32>, 
         acts_as: Some(p.acts_as.unwrap_or(row.acts_as)),
         enabled: Some(row.enabled),
         max_runs_per_hour: p.max_runs_per_hour.unwrap_or(row.max_runs_per_hour),
+        pause_factor: p.pause_factor.unwrap_or(row.pause_factor),
     };
     let mut errs = Errors::default();
     let (def, acts_as) = validate(c, ctx, &input, &mut errs)?;
@@ -944,6 +952,7 @@ pub fn update(c: &mut PgConnection, ctx: &Ctx, id: Uuid, expected: Option<i32>, 
             rule_version: Some(version),
             acts_as: Some(acts_as),
             max_runs_per_hour: Some(input.max_runs_per_hour),
+            pause_factor: Some(input.pause_factor),
             ..Default::default()
         },
         now,
@@ -1793,10 +1802,10 @@ fn consider(
         finish(c, run_id, "skipped", Some(reason.into()), conditions, json!([]), None)?;
         return Ok(Some(run_id));
     }
-    if let Some(max) = rule.max_runs_per_hour {
+    if let Some((max, why)) = threshold(c, rule, def, now)? {
         let acted = repo::acted_since(c, rule.id, now - Duration::hours(1))?;
-        if acted >= i64::from(max) {
-            let reason = format!("paused: more than {max} runs in an hour");
+        if acted >= max {
+            let reason = format!("paused: {acted} runs in an hour, {why}");
             repo::update(
                 c,
                 rule.id,
@@ -1832,6 +1841,51 @@ fn consider(
     let reports = serde_json::to_value(reports).unwrap_or_default();
     finish(c, run_id, status, None, conditions, reports, error)?;
     Ok(Some(run_id))
+}
+
+/// Runs in a busy hour before the backtest comparison is made (noise below this).
+const PAUSE_FLOOR: i64 = 20;
+
+/// The runs per hour at which the rule pauses itself, and why: its fixed
+/// `max_runs_per_hour`, or `pause_factor` times the hourly rate a replay of the past
+/// week predicts (the baseline, recomputed when a day old and the rule is busy).
+fn threshold(
+    c: &mut PgConnection,
+    rule: &RuleRow,
+    def: &Definition,
+    now: DateTime<Utc>,
+) -> AppResult<Option<(i64, String)>> {
+    let fixed = rule
+        .max_runs_per_hour
+        .map(|m| (i64::from(m), format!("more than its limit of {m}")));
+    let Some(factor) = rule.pause_factor else {
+        return Ok(fixed);
+    };
+    if repo::acted_since(c, rule.id, now - Duration::hours(1))? < PAUSE_FLOOR {
+        return Ok(fixed);
+    }
+    let baseline = match (rule.baseline_per_hour, rule.baseline_at) {
+        (Some(b), Some(at)) if now - at < Duration::days(1) => b,
+        _ => {
+            // The week before the busy hour.
+            let week = replay(
+                c,
+                rule,
+                def,
+                now - Duration::days(7) - Duration::hours(1),
+                now - Duration::hours(1),
+            )?;
+            let b = week.fired as f64 / (7.0 * 24.0);
+            repo::set_baseline(c, rule.id, b, now)?;
+            b
+        }
+    };
+    let by_backtest = (f64::from(factor) * baseline.max(1.0)).ceil().max(PAUSE_FLOOR as f64) as i64;
+    let predicted = format!("{factor} x the {baseline:.1} per hour its backtest of the past week predicts");
+    Ok(Some(match fixed {
+        Some((m, why)) if m <= by_backtest => (m, why),
+        _ => (by_backtest, predicted),
+    }))
 }
 
 /// The `rules` event subscriber: every enabled rule of the event's object whose
@@ -2092,26 +2146,7 @@ pub fn schedule_page(c: &mut PgConnection, clock: &Clock, rule_id: Uuid, after: 
         let rows = repo::timer_inputs(c, table, &sql, after, SCHEDULE_PAGE)?;
         let mut timers = Vec::new();
         for (id, v) in &rows {
-            let value: Value = match (t, v) {
-                (_, None) => Value::Null,
-                (Trigger::InStage { .. }, Some(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
-                (_, Some(s)) => Value::String(s.replace(' ', "T")),
-            };
-            let view = match t {
-                Trigger::DateRelative { field, .. } => {
-                    let mut m = Map::new();
-                    match field.strip_prefix("custom.") {
-                        Some(k) => {
-                            m.insert("custom".into(), json!({ k: value }));
-                        }
-                        None => {
-                            m.insert(field.clone(), normalise_time(&value));
-                        }
-                    }
-                    Value::Object(m)
-                }
-                _ => normalise_in_stage(value),
-            };
+            let view = timer_view(t, v.as_deref());
             if let Some((due, token)) = due_of(t, &view, &cal, now) {
                 earliest = Some(earliest.map_or(due, |e| e.min(due)));
                 timers.push((*id, due, token));
@@ -2126,6 +2161,30 @@ pub fn schedule_page(c: &mut PgConnection, clock: &Clock, rule_id: Uuid, after: 
         wake_timers(c, at)?;
     }
     Ok(last)
+}
+
+/// The part of a record's view a time trigger reads, from its input SQL's text.
+fn timer_view(t: &Trigger, v: Option<&str>) -> Value {
+    let value: Value = match (t, v) {
+        (_, None) => Value::Null,
+        (Trigger::InStage { .. }, Some(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+        (_, Some(s)) => Value::String(s.replace(' ', "T")),
+    };
+    match t {
+        Trigger::DateRelative { field, .. } => {
+            let mut m = Map::new();
+            match field.strip_prefix("custom.") {
+                Some(k) => {
+                    m.insert("custom".into(), json!({ k: value }));
+                }
+                None => {
+                    m.insert(field.clone(), normalise_time(&value));
+                }
+            }
+            Value::Object(m)
+        }
+        _ => normalise_in_stage(value),
+    }
 }
 
 /// Postgres text of a timestamp (`2026-12-01 08:00:00+00`) as RFC 3339.
@@ -2489,6 +2548,7 @@ fn subject(c: &mut PgConnection, ctx: &Ctx, s: Subject) -> AppResult<(RuleRow, D
                     enabled: false,
                     archived_at: None,
                     max_runs_per_hour: None,
+                    pause_factor: None,
                     paused_at: None,
                     paused_reason: None,
                     seed_key: None,
@@ -2496,6 +2556,8 @@ fn subject(c: &mut PgConnection, ctx: &Ctx, s: Subject) -> AppResult<(RuleRow, D
                     created_at: now,
                     updated_at: now,
                     version: 0,
+                    baseline_per_hour: None,
+                    baseline_at: None,
                 },
                 def,
             ))
@@ -2583,9 +2645,11 @@ pub struct Backtest {
     pub fired: usize,
     pub records: usize,
     pub samples: Vec<Value>,
-    /// Time triggers are not replayed (their occurrences depend on the record's dates
-    /// over time); counted here are events only.
-    pub timed_triggers_skipped: bool,
+    /// Occurrences of time triggers and schedules in the window, computed from the
+    /// records' current dates (a date changed since is counted at its new value).
+    pub time_occurrences: usize,
+    /// More records (or schedule occurrences) than a backtest reads.
+    pub truncated: bool,
 }
 
 /// Replays the stored events of the rule's object in [from, to) (the outbox keeps
@@ -2608,6 +2672,17 @@ pub fn backtest(
         ));
     }
     let (rule, def) = subject(c, ctx, s)?;
+    replay(c, &rule, &def, from, to)
+}
+
+/// The backtest of a rule over [from, to): events replayed, time triggers computed.
+fn replay(
+    c: &mut PgConnection,
+    rule: &RuleRow,
+    def: &Definition,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<Backtest> {
     let events = crm_db::repo::outbox::window(c, &rule.object, from, to, 100_000)?;
     let mut state: HashMap<Uuid, (bool, i32)> = HashMap::new();
     let mut views: HashMap<Uuid, Option<Value>> = HashMap::new();
@@ -2644,13 +2719,158 @@ pub fn backtest(
             }
         }
     }
+    let mut timed = Timed {
+        state,
+        views,
+        fired,
+        records,
+        samples,
+        occurrences: 0,
+        truncated: false,
+    };
+    backtest_timed(c, rule, def, from, to, &mut timed)?;
     Ok(Backtest {
         events_considered: events.len(),
-        fired,
-        records: records.len(),
-        samples,
-        timed_triggers_skipped: def.triggers.iter().any(Trigger::is_timed),
+        fired: timed.fired,
+        records: timed.records.len(),
+        samples: timed.samples,
+        time_occurrences: timed.occurrences,
+        truncated: timed.truncated,
     })
+}
+
+/// The running tally of a backtest's time triggers.
+struct Timed {
+    state: HashMap<Uuid, (bool, i32)>,
+    views: HashMap<Uuid, Option<Value>>,
+    fired: usize,
+    records: std::collections::HashSet<Uuid>,
+    samples: Vec<Value>,
+    occurrences: usize,
+    truncated: bool,
+}
+
+/// Records a backtest reads for its time triggers, at most.
+const BACKTEST_RECORDS: usize = 200_000;
+
+impl Timed {
+    /// An occurrence of a time trigger on a record at `at`: fires when the record (as
+    /// it is now) matches and may enrol.
+    fn occur(
+        &mut self,
+        c: &mut PgConnection,
+        rule: &RuleRow,
+        def: &Definition,
+        t: &Trigger,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> AppResult<()> {
+        self.occurrences += 1;
+        if let std::collections::hash_map::Entry::Vacant(e) = self.views.entry(id) {
+            e.insert(crate::record::view(c, &rule.object, id)?);
+        }
+        let Some(view) = self.views[&id].as_ref() else {
+            return Ok(());
+        };
+        let matches = def.condition.as_ref().is_none_or(|e| e.eval(view));
+        let (_, times) = self.state.get(&id).copied().unwrap_or((false, 0));
+        let enrol = matches && (def.re_enroll || times == 0);
+        self.state.insert(id, (matches, times + i32::from(enrol)));
+        if enrol {
+            self.fired += 1;
+            self.records.insert(id);
+            if self.samples.len() < 20 {
+                self.samples
+                    .push(json!({"record_id": id, "due_at": at, "occurred_at": at, "trigger": t.name()}));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The occurrences of the rule's time triggers in [from, to), computed from the
+/// records' current dates (and stage entries), and of its schedules over the records
+/// matching now: what the timers would have done had the rule been on.
+fn backtest_timed(
+    c: &mut PgConnection,
+    rule: &RuleRow,
+    def: &Definition,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    tally: &mut Timed,
+) -> AppResult<()> {
+    let table = crm_domain::events::table_of(&rule.object).unwrap_or("leads");
+    let cal = calendar(c)?;
+    for t in &def.triggers {
+        if let Trigger::Schedule { .. } = t {
+            let mut at = from - Duration::seconds(1);
+            let mut moments = Vec::new();
+            while let Some(next) = t.next_scheduled(at, &cal).filter(|n| *n < to) {
+                moments.push(next);
+                at = next;
+                if moments.len() >= 1000 {
+                    tally.truncated = true;
+                    break;
+                }
+            }
+            if moments.is_empty() {
+                continue;
+            }
+            let mut after = Uuid::nil();
+            let mut seen = 0;
+            loop {
+                let ids = repo::timer_inputs(c, table, "NULL", after, SCHEDULE_PAGE)?;
+                for moment in &moments {
+                    for (id, _) in &ids {
+                        tally.occur(c, rule, def, t, *id, *moment)?;
+                    }
+                }
+                seen += ids.len();
+                match ids.last() {
+                    Some((last, _)) if ids.len() as i64 == SCHEDULE_PAGE && seen < BACKTEST_RECORDS => after = *last,
+                    Some(_) if ids.len() as i64 == SCHEDULE_PAGE => {
+                        tally.truncated = true;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            continue;
+        }
+        let Some(sql) = input_sql(&rule.object, t) else {
+            continue;
+        };
+        let mut after = Uuid::nil();
+        let mut seen = 0;
+        loop {
+            let rows = repo::timer_inputs(c, table, &sql, after, SCHEDULE_PAGE)?;
+            for (id, v) in &rows {
+                let view = timer_view(t, v.as_deref());
+                let mut now = from;
+                // A yearly date can come round more than once in a long window.
+                for _ in 0..3 {
+                    let Some((due, _)) = due_of(t, &view, &cal, now).filter(|(d, _)| *d >= from && *d < to) else {
+                        break;
+                    };
+                    tally.occur(c, rule, def, t, *id, due)?;
+                    if !matches!(t, Trigger::DateRelative { yearly: true, .. }) {
+                        break;
+                    }
+                    now = due + Duration::seconds(1);
+                }
+            }
+            seen += rows.len();
+            match rows.last() {
+                Some((last, _)) if rows.len() as i64 == SCHEDULE_PAGE && seen < BACKTEST_RECORDS => after = *last,
+                Some(_) if rows.len() as i64 == SCHEDULE_PAGE => {
+                    tally.truncated = true;
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Pending timers of a rule (for its view).
@@ -2693,6 +2913,7 @@ fn defaults(enabled: bool, director: Option<Uuid>) -> Vec<(&'static str, RuleInp
             acts_as: None,
             enabled: Some(enabled),
             max_runs_per_hour: None,
+            pause_factor: None,
         };
     let mut all = vec![
         (

@@ -28,6 +28,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int4,
+        pause_factor -> Nullable<Int4>,
+        baseline_per_hour -> Nullable<Float8>,
+        baseline_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -116,6 +119,9 @@ pub struct RuleRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
+    pub pause_factor: Option<i32>,
+    pub baseline_per_hour: Option<f64>,
+    pub baseline_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -129,6 +135,7 @@ pub struct NewRule {
     pub acts_as: Uuid,
     pub enabled: bool,
     pub max_runs_per_hour: Option<i32>,
+    pub pause_factor: Option<i32>,
     pub seed_key: Option<String>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -146,8 +153,17 @@ pub struct RuleChanges {
     pub enabled: Option<bool>,
     pub archived_at: Option<Option<DateTime<Utc>>>,
     pub max_runs_per_hour: Option<Option<i32>>,
+    pub pause_factor: Option<Option<i32>>,
     pub paused_at: Option<Option<DateTime<Utc>>>,
     pub paused_reason: Option<Option<String>>,
+}
+
+/// Stores a rule's baseline hourly rate (not a change of the rule: no new version).
+pub fn set_baseline(conn: &mut PgConnection, id: Uuid, per_hour: f64, at: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(rules::table.find(id))
+        .set((rules::baseline_per_hour.eq(per_hour), rules::baseline_at.eq(at)))
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn insert(conn: &mut PgConnection, new: &NewRule) -> QueryResult<RuleRow> {

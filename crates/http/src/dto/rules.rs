@@ -56,6 +56,12 @@ pub struct Rule {
     pub archived_at: Option<DateTime<Utc>>,
     /// More runs than this in an hour pause the rule (disabled, `paused_reason` set).
     pub max_runs_per_hour: Option<i32>,
+    /// More runs in an hour than this many times the rate its backtest of the past
+    /// week predicts (at least 20 runs) pause the rule too.
+    pub pause_factor: Option<i32>,
+    /// That predicted hourly rate, as last computed (daily, while the rule is busy).
+    pub baseline_per_hour: Option<f64>,
+    pub baseline_at: Option<DateTime<Utc>>,
     pub paused_at: Option<DateTime<Utc>>,
     pub paused_reason: Option<String>,
     /// The seeded scenario it came from, if any.
@@ -97,6 +103,10 @@ pub struct CreateRule {
     #[validate(range(min = 1, max = 1_000_000))]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub max_runs_per_hour: Option<i32>,
+    /// Pause when it fires more than this many times its backtest's hourly rate.
+    #[validate(range(min = 2, max = 1000))]
+    #[schema(minimum = 2, maximum = 1000)]
+    pub pause_factor: Option<i32>,
 }
 
 str_enum! {
@@ -131,6 +141,10 @@ pub struct UpdateRule {
     #[validate(range(min = 1, max = 1_000_000))]
     #[schema(value_type = Option<i32>, minimum = 1, maximum = 1_000_000)]
     pub max_runs_per_hour: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(range(min = 2, max = 1000))]
+    #[schema(value_type = Option<i32>, minimum = 2, maximum = 1000)]
+    pub pause_factor: Option<Option<i32>>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -279,8 +293,13 @@ pub struct RuleBacktestResult {
     /// Up to 20: record, event, time, trigger.
     #[schema(value_type = Vec<Object>)]
     pub samples: Value,
-    /// Time triggers are not replayed; events only are counted.
-    pub timed_triggers_skipped: bool,
+    /// Occurrences of time triggers and schedules in the window, computed from the
+    /// records' current dates and stage entries (a date changed since counts at its new
+    /// value); conditions read the records as they are now.
+    pub time_occurrences: usize,
+    /// The rule's object has more records than a backtest reads (200,000) or its
+    /// schedule more than 1,000 occurrences in the window: figures are a lower bound.
+    pub truncated: bool,
 }
 
 /// Install the seeded default rules (the product's five scenarios) not installed yet.

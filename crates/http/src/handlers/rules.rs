@@ -38,6 +38,9 @@ fn dto(c: &mut PgConnection, r: RuleRow) -> ApiResult<Rule> {
         max_runs_per_hour: r.max_runs_per_hour,
         paused_at: r.paused_at,
         paused_reason: r.paused_reason,
+        pause_factor: r.pause_factor,
+        baseline_per_hour: r.baseline_per_hour,
+        baseline_at: r.baseline_at,
         seed_key: r.seed_key,
         pending_timers,
         created_at: r.created_at,
@@ -58,6 +61,7 @@ fn input(d: CreateRule) -> RuleInput {
         acts_as: d.acts_as,
         enabled: d.enabled,
         max_runs_per_hour: d.max_runs_per_hour,
+        pause_factor: d.pause_factor,
     }
 }
 
@@ -169,6 +173,7 @@ pub async fn update_rule(
             re_enroll: d.re_enroll,
             acts_as: d.acts_as,
             max_runs_per_hour: d.max_runs_per_hour,
+            pause_factor: d.pause_factor,
         };
         let row = app::update(c, ctx, id, expected, patch)?;
         dto(c, row)
@@ -386,7 +391,8 @@ pub async fn backtest_rule(
         fired: out.fired,
         records: out.records,
         samples: Value::Array(out.samples),
-        timed_triggers_skipped: out.timed_triggers_skipped,
+        time_occurrences: out.time_occurrences,
+        truncated: out.truncated,
     }))
 }
 
