@@ -238,7 +238,9 @@ fn seed_demo(url: &str) -> Result<()> {
 /// scenario happen on demo records, so the run log shows them having fired: stalled
 /// deals and birthdays through their timers (set now, fired by the worker), a lead
 /// assigned (new-lead to-do and its response SLA timer), a deal moved back into
-/// Proposal (the presales task). `None` when they were installed before.
+/// Proposal (the presales task), a new lead routed by territory, a deal re-entering
+/// Closing (legal's review task), a 20% quote routed to the director. `None` when
+/// they were installed before.
 fn seed_demo_rules(conn: &mut PgConnection) -> Result<Option<usize>> {
     use crm_app::rules;
     conn.transaction(|c| {
@@ -305,8 +307,132 @@ fn seed_demo_rules(conn: &mut PgConnection) -> Result<Option<usize>> {
             Ok(())
         };
         c.transaction(ops).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The other scenarios, each on its own: one that cannot happen on this data
+        // (a missing stage, a criterion) leaves the others.
+        demo_step(c, "territory routing", |c| demo_territory(c, &ctx));
+        demo_step(c, "closing contract review", |c| demo_closing(c, &ctx));
+        demo_step(c, "quote approval routing", |c| demo_quote_routing(c, &ctx));
         Ok(Some(installed.len()))
     })
+}
+
+fn demo_step(c: &mut PgConnection, name: &str, f: impl FnOnce(&mut PgConnection) -> crm_app::AppResult<()>) {
+    if let Err(e) = c.transaction(f) {
+        tracing::warn!(scenario = name, error = %e, "demo rule scenario skipped");
+    }
+}
+
+#[derive(QueryableByName)]
+struct DemoId {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+}
+
+#[derive(QueryableByName)]
+struct DemoPair {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    other: uuid::Uuid,
+}
+
+fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// Scenario 1's assignment: a territory table over the demo regions (region teams by
+/// their English name), round-robin within each; a new web lead from East China is
+/// routed by it (its to-do and SLA follow from the other rules).
+fn demo_territory(c: &mut PgConnection, ctx: &crm_app::Ctx) -> crm_app::AppResult<()> {
+    let mut territories = Vec::new();
+    for (region, like) in [("east", "%East%"), ("north", "%North%"), ("south", "%South%")] {
+        let team: Option<DemoId> =
+            diesel::sql_query("SELECT id FROM teams WHERE kind = 'region' AND name LIKE $1 LIMIT 1")
+                .bind::<diesel::sql_types::Text, _>(like)
+                .get_result(c)
+                .optional()?;
+        if let Some(t) = team {
+            territories.push(serde_json::json!({"region": region, "team_id": t.id}));
+        }
+    }
+    if territories.is_empty() {
+        return Ok(());
+    }
+    crm_app::rules::create(
+        c,
+        ctx,
+        crm_app::rules::RuleInput {
+            name: "新线索按区域分配 New lead: assign by territory (region, round-robin)".into(),
+            description: Some(
+                "区域 -> 区域团队轮流分配; 可按行业、来源增加行 Rows may also match industry and source.".into(),
+            ),
+            object: "leads".into(),
+            triggers: serde_json::json!([{"type": "created"}]),
+            condition: Some(serde_json::json!({"field": "status", "op": "eq", "value": "new"})),
+            actions: serde_json::json!([{"type": "assign_owner", "territories": territories, "strategy": "round_robin"}]),
+            re_enroll: Some(false),
+            acts_as: None,
+            enabled: Some(true),
+            max_runs_per_hour: None,
+            pause_factor: None,
+        },
+    )?;
+    crm_app::leads::create(
+        c,
+        ctx,
+        &object(
+            serde_json::json!({"person_name": "周婷", "company": "杭州星河智能", "mobile": "13700001234",
+                                   "source": "website", "region": "east", "industry": "制造业"}),
+        ),
+        true,
+    )?;
+    Ok(())
+}
+
+/// Scenario 3's second half: a deal in Closing moved back to Negotiation and into
+/// Closing again creates the contract review task for legal.
+fn demo_closing(c: &mut PgConnection, ctx: &crm_app::Ctx) -> crm_app::AppResult<()> {
+    let deal: Option<DemoPair> = diesel::sql_query(
+        "SELECT o.id, p.id AS other FROM opportunities o JOIN stages s ON s.id = o.stage_id \
+         JOIN stages p ON p.pipeline_id = o.pipeline_id AND p.code = 'negotiation' \
+         WHERE o.deleted_at IS NULL AND o.status = 'open' AND s.code = 'closing' ORDER BY o.id LIMIT 1",
+    )
+    .get_result(c)
+    .optional()?;
+    let Some(d) = deal else { return Ok(()) };
+    let all = ctx.principal.filter(crm_domain::access::Scope::All);
+    let live = crm_db::repo::accounts::Liveness::Live;
+    let find = |c: &mut PgConnection| {
+        crm_db::repo::opportunities::find(c, &all, d.id, live, true)?.ok_or(crm_app::AppError::NotFound("opportunity"))
+    };
+    let closing = find(c)?.stage_id;
+    let row = find(c)?;
+    crm_app::opportunities::move_deal(c, ctx, row, d.other, Some("演示: 合同条款待确认".into()))?;
+    let row = find(c)?;
+    crm_app::opportunities::move_deal(c, ctx, row, closing, None)?;
+    Ok(())
+}
+
+/// Scenario 5: a quote at a 20% discount submitted on an open deal is routed by the
+/// rule to the sales director.
+fn demo_quote_routing(c: &mut PgConnection, ctx: &crm_app::Ctx) -> crm_app::AppResult<()> {
+    let deal: Option<DemoPair> = diesel::sql_query(
+        "SELECT o.id, (SELECT p.id FROM products p WHERE p.active ORDER BY p.code LIMIT 1) AS other \
+         FROM opportunities o WHERE o.deleted_at IS NULL AND o.status = 'open' \
+           AND EXISTS (SELECT 1 FROM products p WHERE p.active) \
+           AND NOT EXISTS (SELECT 1 FROM quotes q WHERE q.opportunity_id = o.id) ORDER BY o.id LIMIT 1",
+    )
+    .get_result(c)
+    .optional()?;
+    let Some(d) = deal else { return Ok(()) };
+    let q = crm_app::quotes::create(
+        c,
+        ctx,
+        &object(serde_json::json!({"opportunity_id": d.id,
+                                   "lines": [{"product_id": d.other, "quantity": "2", "discount_pct": "20"}]})),
+    )?;
+    crm_app::quotes::submit(c, ctx, q.id)?;
+    Ok(())
 }
 
 /// Clears the auth cache whenever another instance announces an org change.
