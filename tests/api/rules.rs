@@ -1391,6 +1391,22 @@ async fn payments_are_a_rule_object_and_the_first_contract_sets_the_anniversary(
         "about a year less three days after signing: {days}"
     );
 
+    let invoiced = create_rule(
+        &app,
+        &admin,
+        json!({"name": "开票通知 Invoice issued", "object": "invoices", "enabled": true,
+               "triggers": [{"type": "event", "action": "issued"}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "发票 {{number}} 已开具"}]}),
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/v1/invoices",
+            &finance,
+            json!({"contract_id": kid, "amount": "500.00"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     let r = app
         .post(
             "/api/v1/payments",
@@ -1400,6 +1416,9 @@ async fn payments_are_a_rule_object_and_the_first_contract_sets_the_anniversary(
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     dispatch(&app);
+    let log = runs(&app, &admin, &invoiced).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["status"], "done", "{log:?}");
     let log = runs(&app, &admin, &thanks).await;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["status"], "done", "{log:?}");

@@ -5623,7 +5623,7 @@ export interface components {
          * @description Objects rules are written for.
          * @enum {string}
          */
-        RuleObject: "leads" | "accounts" | "contacts" | "opportunities" | "activities" | "tasks" | "quotes" | "contracts" | "payments";
+        RuleObject: "leads" | "accounts" | "contacts" | "opportunities" | "activities" | "tasks" | "quotes" | "contracts" | "invoices" | "payments";
         /** @description One run: a rule considered for one record because of an event or a timer. */
         RuleRun: {
             /** Format: int64 */

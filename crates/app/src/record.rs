@@ -39,6 +39,7 @@ pub const VIEWED: &[(&str, &str)] = &[
     ("products", "products"),
     ("quotes", "quotes"),
     ("contracts", "contracts"),
+    ("invoices", "invoices"),
     ("payments", "payments"),
 ];
 

@@ -32,6 +32,7 @@ pub const OBJECTS: &[&str] = &[
     "tasks",
     "quotes",
     "contracts",
+    "invoices",
     "payments",
 ];
 

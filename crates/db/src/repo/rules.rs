@@ -708,8 +708,8 @@ pub fn timer_inputs(
     } else {
         ""
     };
-    // Payments are never soft-deleted (they are reversed).
-    let live = if table == "payments" {
+    // Payments and invoices are never soft-deleted (they are reversed or voided).
+    let live = if matches!(table, "payments" | "invoices") {
         "true"
     } else {
         "r.deleted_at IS NULL"

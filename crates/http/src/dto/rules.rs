@@ -114,7 +114,8 @@ str_enum! {
     RuleObject {
         Leads => "leads", Accounts => "accounts", Contacts => "contacts",
         Opportunities => "opportunities", Activities => "activities", Tasks => "tasks",
-        Quotes => "quotes", Contracts => "contracts", Payments => "payments"
+        Quotes => "quotes", Contracts => "contracts", Invoices => "invoices",
+        Payments => "payments"
     }
 }
 
