@@ -1549,3 +1549,80 @@ async fn a_scheduled_rule_runs_over_the_matching_records_at_each_occurrence() {
     sweep(&app);
     assert_eq!(notices(), 4);
 }
+
+#[actix_web::test]
+async fn members_who_pause_their_assignments_are_skipped_until_they_resume() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mkt = app.token(app.org.marketing);
+    let b = app.token(app.org.rep_east1b);
+    let now = app.state.clock.now();
+    let r = app
+        .put(
+            "/api/v1/me/assignment-pause",
+            &b,
+            json!({"until": now - chrono::Duration::hours(1)}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = app
+        .put(
+            "/api/v1/me/assignment-pause",
+            &b,
+            json!({"until": now + chrono::Duration::days(1), "reason": "年假 annual leave"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = app.get("/api/v1/me/assignment-pause", &b).await;
+    assert_eq!(got.body["reason"], "年假 annual leave");
+    assert!(got.body["until"].is_string());
+    assert!(app.get("/api/v1/me/assignment-pause", &mkt).await.body["until"].is_null());
+    create_rule(
+        &app,
+        &admin,
+        json!({"name": "Round robin in East 1", "object": "leads", "enabled": true,
+               "triggers": [{"type": "created"}],
+               "condition": {"field": "status", "op": "eq", "value": "new"},
+               "actions": [{"type": "assign_owner", "team_id": app.org.east1, "strategy": "round_robin"}]}),
+    )
+    .await;
+    let lead = |mobile: &'static str| {
+        let (app, mkt) = (&app, &mkt);
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/leads",
+                    mkt,
+                    json!({"person_name": "轮转", "company": mobile, "source": "website", "mobile": mobile}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let owner = |id: String| {
+        let (app, admin) = (&app, &admin);
+        async move { app.get(&format!("/api/v1/leads/{id}"), admin).await.body["owner_id"].clone() }
+    };
+    let (l1, l2) = (lead("13900004001").await, lead("13900004002").await);
+    dispatch(&app);
+    assert_eq!(owner(l1).await, json!(app.org.rep_east1));
+    assert_eq!(
+        owner(l2).await,
+        json!(app.org.rep_east1),
+        "the paused member is skipped"
+    );
+    let r = app.put("/api/v1/me/assignment-pause", &b, json!({"until": null})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(app.get("/api/v1/me/assignment-pause", &b).await.body["until"].is_null());
+    let l3 = lead("13900004003").await;
+    dispatch(&app);
+    assert_eq!(owner(l3).await, json!(app.org.rep_east1b), "back in the rotation");
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM outbox_events WHERE event_type = 'user.assignment_paused' AND aggregate_id = '{}'",
+            app.org.rep_east1b
+        )),
+        2
+    );
+}

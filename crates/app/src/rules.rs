@@ -1345,6 +1345,7 @@ fn plan(c: &mut PgConnection, env: &Env<'_>, index: usize, a: &RuleAction) -> Ap
                     strategy.unwrap_or(Strategy::RoundRobin),
                     *capacity,
                     current,
+                    now,
                 )?,
                 (None, None) => None,
             };
@@ -1373,9 +1374,10 @@ fn pick_member(
     strategy: Strategy,
     capacity: Option<i64>,
     exclude: Option<Uuid>,
+    now: DateTime<Utc>,
 ) -> AppResult<Option<Uuid>> {
     let table = crm_domain::events::table_of(object).unwrap_or("leads");
-    let members = repo::members_with_load(c, team, table, open_condition(object))?;
+    let members = repo::members_with_load(c, team, table, open_condition(object), now)?;
     let eligible: Vec<(Uuid, i64)> = members
         .into_iter()
         .filter(|(u, load)| capacity.is_none_or(|cap| *load < cap) && Some(*u) != exclude)
@@ -3025,6 +3027,52 @@ fn defaults(enabled: bool, director: Option<Uuid>) -> Vec<(&'static str, RuleInp
 /// (pending timers, of which due already): the time-trigger backlog.
 pub fn backlog(c: &mut PgConnection, now: DateTime<Utc>) -> AppResult<(i64, i64)> {
     Ok(repo::timer_backlog(c, now)?)
+}
+
+/// The caller's pause from automatic assignment: (until, reason), when one is running.
+pub fn my_assignment_pause(c: &mut PgConnection, ctx: &Ctx) -> AppResult<Option<(DateTime<Utc>, Option<String>)>> {
+    Ok(repo::assignment_pause(c, ctx.user_id())?.filter(|(until, _)| *until > ctx.now()))
+}
+
+/// Takes the caller out of rules' automatic assignment until `until` (at most a year
+/// ahead), or back in with `None`. Audited on the user (`user.assignment_paused`).
+pub fn set_my_assignment_pause(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    pause: Option<(DateTime<Utc>, Option<String>)>,
+) -> AppResult<Option<(DateTime<Utc>, Option<String>)>> {
+    let now = ctx.now();
+    if let Some((until, reason)) = &pause {
+        if *until <= now || *until > now + Duration::days(366) {
+            return Err(AppError::field("until", "invalid_pause", "after now and within a year"));
+        }
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 200) {
+            return Err(AppError::field("reason", "invalid_pause", "at most 200 characters"));
+        }
+    }
+    let user = ctx.user_id();
+    if user.is_nil() || ctx.kind != crate::context::ActorKind::User {
+        return Err(AppError::Forbidden(
+            "only a signed-in user pauses their own assignments".into(),
+        ));
+    }
+    let before = my_assignment_pause(c, ctx)?;
+    repo::set_assignment_pause(c, user, pause.clone(), now)?;
+    let mut changes = Map::new();
+    changes.insert(
+        "assignment_paused_until".into(),
+        json!({"before": before.map(|p| p.0), "after": pause.as_ref().map(|p| p.0)}),
+    );
+    crm_db::repo::audit::record(
+        c,
+        &ctx.actor(),
+        "users",
+        user,
+        "assignment_paused",
+        changes,
+        Value::Null,
+    )?;
+    Ok(pause)
 }
 
 #[cfg(test)]

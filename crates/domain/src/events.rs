@@ -352,6 +352,10 @@ pub const CATALOGUE: &[EventObject] = &[
                 "Repeated failed sign-ins locked an account or address.",
                 &["user_id", "address", "locked_until", "lock"],
             ),
+            act(
+                "assignment_paused",
+                "The user paused (or resumed) automatic assignment to them (`PUT /me/assignment-pause`).",
+            ),
         ],
     },
     EventObject {

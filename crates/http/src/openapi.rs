@@ -398,7 +398,12 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     (
         "rules",
         "422",
-        &["rule_actor_inactive", "action_not_available", "no_assignee"],
+        &[
+            "rule_actor_inactive",
+            "action_not_available",
+            "no_assignee",
+            "invalid_pause",
+        ],
     ),
 ];
 

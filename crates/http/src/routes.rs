@@ -236,7 +236,9 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(channels::delete_channel)
         .service(channels::test_channel)
         .service(channels::get_my_channel)
-        .service(channels::put_my_channel);
+        .service(channels::put_my_channel)
+        .service(rules::get_assignment_pause)
+        .service(rules::put_assignment_pause);
 }
 
 /// The OpenAPI document collected from the routes.

@@ -601,6 +601,7 @@ pub fn members_with_load(
     team: Uuid,
     table: &str,
     open: &str,
+    now: DateTime<Utc>,
 ) -> QueryResult<Vec<(Uuid, i64)>> {
     #[derive(QueryableByName)]
     struct M {
@@ -612,10 +613,13 @@ pub fn members_with_load(
     // `table` and `open` are constants of the caller, never input.
     let sql = format!(
         "SELECT u.id, (SELECT count(*) FROM {table} r WHERE r.owner_id = u.id AND r.deleted_at IS NULL AND {open}) AS load \
-         FROM users u WHERE u.team_id = $1 AND u.is_active AND NOT u.is_service ORDER BY u.created_at, u.id"
+         FROM users u WHERE u.team_id = $1 AND u.is_active AND NOT u.is_service \
+           AND NOT EXISTS (SELECT 1 FROM assignment_pauses p WHERE p.user_id = u.id AND p.until > $2) \
+         ORDER BY u.created_at, u.id"
     );
     let rows: Vec<M> = diesel::sql_query(sql)
         .bind::<diesel::sql_types::Uuid, _>(team)
+        .bind::<Timestamptz, _>(now)
         .load(conn)?;
     Ok(rows.into_iter().map(|m| (m.id, m.load)).collect())
 }
@@ -767,4 +771,44 @@ pub fn matching_of(conn: &mut PgConnection, record: Uuid, rules: &[Uuid]) -> Que
         .filter(rule_enrollments::matching.eq(true))
         .select(rule_enrollments::rule_id)
         .load(conn)
+}
+
+/// A user's pause from automatic assignment: (until, reason).
+pub fn assignment_pause(conn: &mut PgConnection, user: Uuid) -> QueryResult<Option<(DateTime<Utc>, Option<String>)>> {
+    #[derive(QueryableByName)]
+    struct P {
+        #[diesel(sql_type = Timestamptz)]
+        until: DateTime<Utc>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+        reason: Option<String>,
+    }
+    let p: Option<P> = diesel::sql_query("SELECT until, reason FROM assignment_pauses WHERE user_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(user)
+        .get_result(conn)
+        .optional()?;
+    Ok(p.map(|p| (p.until, p.reason)))
+}
+
+/// Sets (or with `None` ends) a user's pause from automatic assignment.
+pub fn set_assignment_pause(
+    conn: &mut PgConnection,
+    user: Uuid,
+    pause: Option<(DateTime<Utc>, Option<String>)>,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    match pause {
+        Some((until, reason)) => diesel::sql_query(
+            "INSERT INTO assignment_pauses (user_id, until, reason, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id) DO UPDATE SET until = $2, reason = $3, updated_at = $4",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(user)
+        .bind::<Timestamptz, _>(until)
+        .bind::<diesel::sql_types::Nullable<Text>, _>(reason)
+        .bind::<Timestamptz, _>(now)
+        .execute(conn)?,
+        None => diesel::sql_query("DELETE FROM assignment_pauses WHERE user_id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(user)
+            .execute(conn)?,
+    };
+    Ok(())
 }

@@ -310,3 +310,15 @@ pub struct InstallDefaults {
     /// Enable them at once (default false).
     pub enabled: Option<bool>,
 }
+
+/// The caller out of rules' automatic assignment (round robin, least loaded) until a
+/// moment: leave, a full pipeline. `until: null` takes them back in.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentPause {
+    /// After now and within a year; null: not paused.
+    pub until: Option<DateTime<Utc>>,
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub reason: Option<String>,
+}

@@ -1,7 +1,7 @@
 //! `/api/v1/admin/rules`: automation rules, their versions and run log, testing a rule
 //! on a record and backtesting it over past events.
 
-use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, patch, post, put, web, HttpRequest, HttpResponse};
 use crm_app::rules::{self as app, RuleInput, RulePatch, Subject};
 use crm_db::repo::rules::RuleRow;
 use diesel::PgConnection;
@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::{run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized, VersionErrors};
 use crate::auth::Auth;
 use crate::dto::rules::{
-    BacktestRule, CreateRule, InstallDefaults, Rule, RuleBacktestResult, RuleList, RuleQuery, RuleRun, RuleRunPage,
-    RuleTestResult, RuleVersion, RuleVersionList, RunQuery, TestRule, UpdateRule,
+    AssignmentPause, BacktestRule, CreateRule, InstallDefaults, Rule, RuleBacktestResult, RuleList, RuleQuery, RuleRun,
+    RuleRunPage, RuleTestResult, RuleVersion, RuleVersionList, RunQuery, TestRule, UpdateRule,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
@@ -417,4 +417,43 @@ pub async fn install_default_rules(
     })
     .await?;
     Ok(HttpResponse::Ok().json(RuleList { items }))
+}
+
+/// Whether the caller is out of automatic assignment, and until when.
+#[utoipa::path(
+    tag = "rules",
+    responses((status = 200, description = "The pause", body = AssignmentPause), Unauthorized)
+)]
+#[get("/me/assignment-pause")]
+pub async fn get_assignment_pause(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let p = run_op(&state, &auth, |c, ctx| Ok(app::my_assignment_pause(c, ctx)?)).await?;
+    Ok(HttpResponse::Ok().json(AssignmentPause {
+        until: p.as_ref().map(|p| p.0),
+        reason: p.and_then(|p| p.1),
+    }))
+}
+
+/// Take yourself out of rules' automatic assignment (round robin and least loaded
+/// skip you) until a moment, or back in with `until: null`.
+#[utoipa::path(
+    tag = "rules",
+    request_body = AssignmentPause,
+    responses((status = 200, description = "Saved", body = AssignmentPause), BadRequest, Unauthorized, Forbidden, BodyErrors)
+)]
+#[put("/me/assignment-pause")]
+pub async fn put_assignment_pause(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<AssignmentPause>,
+) -> ApiResult<HttpResponse> {
+    let d = body.value?;
+    let pause = d.until.map(|u| (u, d.reason.clone()));
+    let p = run_op(&state, &auth, move |c, ctx| {
+        Ok(app::set_my_assignment_pause(c, ctx, pause)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(AssignmentPause {
+        until: p.as_ref().map(|p| p.0),
+        reason: p.and_then(|p| p.1),
+    }))
 }
