@@ -289,6 +289,11 @@ fn seed_demo_rules(conn: &mut PgConnection) -> Result<Option<usize>> {
             .optional()?;
             if let Some(l) = lead {
                 crm_app::leads::assign(c, &ctx, &[l.id], l.other)?;
+                // Seed data: its response is already overdue, so the SLA ladder's first
+                // step (the owner's reminder) fires as the worker starts.
+                diesel::sql_query("UPDATE lead_slas SET due_at = now() - interval '1 minute' WHERE lead_id = $1")
+                    .bind::<diesel::sql_types::Uuid, _>(l.id)
+                    .execute(c)?;
             }
             let deal: Option<Pick> = diesel::sql_query(
                 "SELECT o.id, p.id AS other FROM opportunities o JOIN stages s ON s.id = o.stage_id \
