@@ -1086,6 +1086,18 @@ async fn the_lead_sla_is_stored_filterable_and_its_ladder_reminds_alerts_and_rea
         )
         .await;
     assert_eq!(bad.status, 422, "{}", bad.text);
+    // Only admins read or set it; a refused change changes nothing.
+    assert_eq!(app.get("/api/v1/admin/settings/lead-sla", &rep).await.status, 403);
+    let r = app
+        .put(
+            "/api/v1/admin/settings/lead-sla",
+            &rep,
+            json!({"hours": 9, "business_hours": true}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app.get("/api/v1/admin/settings/lead-sla", &admin).await;
+    assert_eq!(r.body, json!({"hours": 2, "business_hours": false}));
     let r = app
         .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
         .await;
