@@ -505,7 +505,7 @@ async fn the_seeded_stalled_deal_rule_alerts_owner_and_manager_once_per_stage_en
         .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["items"].as_array().unwrap().len(), 8);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 9);
     let again = app
         .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
         .await;
@@ -1637,4 +1637,108 @@ async fn members_who_pause_their_assignments_are_skipped_until_they_resume() {
         )),
         2
     );
+}
+
+#[actix_web::test]
+async fn the_default_territory_rule_routes_new_leads_to_the_team_covering_their_region() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mkt = app.token(app.org.marketing);
+    // Teams say which region they cover; the fixture's region teams cover east / north.
+    let teams = app.get("/api/v1/teams", &admin).await;
+    let east = teams.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == json!(app.org.east))
+        .cloned()
+        .unwrap();
+    assert_eq!(east["region"], "east");
+    let r = app
+        .post(
+            "/api/v1/admin/teams",
+            &admin,
+            json!({"name": "South", "kind": "region", "parent_id": app.org.company, "region": "x".repeat(101)}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = app
+        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rule = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["seed_key"] == "new_lead_territory")
+        .cloned()
+        .unwrap_or_else(|| panic!("the territory rule is a default: {}", r.text));
+    let rows = rule["actions"][0]["territories"].as_array().unwrap().clone();
+    assert_eq!(
+        rows,
+        vec![
+            json!({"region": "east", "team_id": app.org.east}),
+            json!({"region": "north", "team_id": app.org.north})
+        ]
+    );
+    let lead = |region: &'static str, mobile: &'static str| {
+        let (app, mkt) = (&app, &mkt);
+        async move {
+            let r = app
+                .post(
+                    "/api/v1/leads",
+                    mkt,
+                    json!({"person_name": "区域", "company": mobile, "source": "website", "mobile": mobile, "region": region}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let owner = |id: String| {
+        let (app, admin) = (&app, &admin);
+        async move { app.get(&format!("/api/v1/leads/{id}"), admin).await.body["owner_id"].clone() }
+    };
+    let (e1, e2, n1, w1) = (
+        lead("east", "13900005001").await,
+        lead("East", "13900005002").await,
+        lead("north", "13900005003").await,
+        lead("west", "13900005004").await,
+    );
+    dispatch(&app);
+    // Round robin over the region's whole team (its sub-teams' members too), in turn.
+    let east_people = [
+        app.org.manager_east,
+        app.org.rep_east1,
+        app.org.rep_east1b,
+        app.org.rep_east2,
+    ]
+    .map(|u| json!(u));
+    let (o1, o2) = (owner(e1.clone()).await, owner(e2).await);
+    assert!(east_people.contains(&o1), "{o1}");
+    assert!(east_people.contains(&o2), "{o2}");
+    assert_ne!(o1, o2, "in turn");
+    assert_eq!(owner(n1).await, json!(app.org.rep_north1));
+    assert_eq!(
+        owner(w1).await,
+        json!(app.org.marketing),
+        "no territory covers west: left as it was"
+    );
+    // The routed lead's owner gets the new-lead to-do.
+    assert_eq!(
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM tasks WHERE origin = 'rule' AND related_id = '{e1}' AND owner_id = '{}'",
+            o1.as_str().unwrap()
+        )),
+        1
+    );
+    // A team's region can be changed and cleared (audited like any team change).
+    let path = format!("/api/v1/admin/teams/{}", app.org.north);
+    let r = app.patch(&path, &admin, 1, json!({"region": "north-west"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["region"], "north-west");
+    let r = app.patch(&path, &admin, 2, json!({"region": null})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["region"].is_null());
+    assert_eq!(r.body["name"], "North");
 }

@@ -4184,6 +4184,8 @@ export interface components {
             kind: components["schemas"]["TeamKind"];
             /** Format: uuid */
             parent_id?: string | null;
+            /** @description The region value (as on leads and accounts) this team covers. */
+            region?: string | null;
         };
         CreateUser: {
             email: string;
@@ -5993,6 +5995,11 @@ export interface components {
             kind: components["schemas"]["TeamKind"];
             /** Format: uuid */
             parent_id?: string | null;
+            /**
+             * @description The region value records carry (`region`, e.g. `east`) that this team covers;
+             *     the default territory rule assigns new leads of that region to it.
+             */
+            region?: string | null;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -6347,6 +6354,8 @@ export interface components {
              * @description Move under another team (`null` makes it a root). Cycles are refused.
              */
             parent_id?: string | null;
+            /** @description The region value this team covers (`null` clears it). */
+            region?: string | null;
         };
         UpdateUser: {
             email?: string | null;

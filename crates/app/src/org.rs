@@ -67,11 +67,13 @@ pub fn create_team(
     name: &str,
     kind: &str,
     parent_id: Option<Uuid>,
+    region: Option<&str>,
 ) -> AppResult<teams::TeamRow> {
     ctx.require("teams", Action::Admin)?;
     let mut errs = Errors::default();
     let name = errs.required_text("name", name);
     check_team_kind(&mut errs, kind);
+    let region = errs.line_max("region", region.map(str::to_owned), 100);
     errs.into_result()?;
     if let Some(p) = parent_id {
         team_exists(c, "parent_id", p)?;
@@ -81,6 +83,7 @@ pub fn create_team(
         name: normalize::clean_text(&name),
         kind: kind.to_owned(),
         parent_id,
+        region,
     };
     let row = teams::insert(c, &new).map_err(|e| unique(e, "a sibling team already has this name"))?;
     write::created(c, ctx, "teams", row.id)?;
@@ -88,13 +91,22 @@ pub fn create_team(
     Ok(row)
 }
 
-/// Renames or moves a team; moving it under one of its own descendants is a `cycle`.
+/// A change to a team: (name, kind, parent, region); `None` leaves a part as it is.
+pub type TeamChange<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<Option<Uuid>>,
+    Option<Option<&'a str>>,
+);
+
+/// Renames, moves or re-regions a team; moving it under one of its own descendants is
+/// a `cycle`.
 pub fn update_team(
     c: &mut PgConnection,
     ctx: &Ctx,
     id: Uuid,
     expected: Option<i32>,
-    (name, kind, parent_id): (Option<&str>, Option<&str>, Option<Option<Uuid>>),
+    (name, kind, parent_id, region): TeamChange<'_>,
 ) -> AppResult<teams::TeamRow> {
     ctx.require("teams", Action::Admin)?;
     let mut errs = Errors::default();
@@ -102,6 +114,7 @@ pub fn update_team(
     if let Some(k) = kind {
         check_team_kind(&mut errs, k);
     }
+    let region = region.map(|r| errs.line_max("region", r.map(str::to_owned), 100));
     errs.into_result()?;
     let before = teams::find(c, id)?.ok_or(AppError::NotFound("team"))?;
     let version = before.version;
@@ -116,6 +129,7 @@ pub fn update_team(
             name,
             kind: kind.map(str::to_owned),
             parent_id,
+            region,
         };
         Ok(Some(
             teams::update(c, id, &ch).map_err(|e| unique(e, "a sibling team already has this name"))?,

@@ -2893,7 +2893,7 @@ pub fn install_defaults(c: &mut PgConnection, ctx: &Ctx, enabled: bool) -> AppRe
         .into_iter()
         .find(|d| d.steps.to_string().contains("\"sales_director\""))
         .map(|d| d.id);
-    for (key, input) in defaults(enabled, director) {
+    for (key, input) in defaults(enabled, director, territory_table(c)?) {
         if repo::find_by_seed(c, key)?.is_some() {
             continue;
         }
@@ -2902,7 +2902,26 @@ pub fn install_defaults(c: &mut PgConnection, ctx: &Ctx, enabled: bool) -> AppRe
     Ok(out)
 }
 
-fn defaults(enabled: bool, director: Option<Uuid>) -> Vec<(&'static str, RuleInput)> {
+/// Scenario 1's territory table, from the teams that say which region they cover: one
+/// row per region value, region-level teams before others, then by name.
+fn territory_table(c: &mut PgConnection) -> AppResult<Vec<Value>> {
+    let mut teams: Vec<_> = crm_db::repo::teams::list(c)?
+        .into_iter()
+        .filter(|t| t.region.is_some())
+        .collect();
+    teams.sort_by_key(|t| (t.kind != "region", t.name.clone()));
+    let mut seen = std::collections::HashSet::new();
+    Ok(teams
+        .into_iter()
+        .filter_map(|t| {
+            let region = t.region?;
+            seen.insert(region.to_lowercase())
+                .then(|| json!({"region": region, "team_id": t.id}))
+        })
+        .collect())
+}
+
+fn defaults(enabled: bool, director: Option<Uuid>, territories: Vec<Value>) -> Vec<(&'static str, RuleInput)> {
     let rule =
         |name: &str, object: &str, triggers: Value, condition: Option<Value>, actions: Value, re: bool| RuleInput {
             name: name.into(),
@@ -2917,7 +2936,26 @@ fn defaults(enabled: bool, director: Option<Uuid>) -> Vec<(&'static str, RuleInp
             max_runs_per_hour: None,
             pause_factor: None,
         };
-    let mut all = vec![
+    let mut all = Vec::new();
+    if !territories.is_empty() {
+        all.push((
+            "new_lead_territory",
+            RuleInput {
+                description: Some(
+                    "区域 -> 区域团队轮流分配; 可按行业、来源增加行 Rows may also match industry and source.".into(),
+                ),
+                ..rule(
+                    "新线索按区域分配 New lead: assign by territory (region, round-robin)",
+                    "leads",
+                    json!([{"type": "created"}]),
+                    Some(json!({"field": "status", "op": "eq", "value": "new"})),
+                    json!([{"type": "assign_owner", "territories": territories, "strategy": "round_robin"}]),
+                    false,
+                )
+            },
+        ));
+    }
+    all.extend([
         (
             "new_lead_todo",
             rule(
@@ -3007,7 +3045,7 @@ fn defaults(enabled: bool, director: Option<Uuid>) -> Vec<(&'static str, RuleInp
                 true,
             ),
         ),
-    ];
+    ]);
     if let Some(d) = director {
         all.push((
             "quote_approval_routing",

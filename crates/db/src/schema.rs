@@ -831,6 +831,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int4,
+        region -> Nullable<Text>,
     }
 }
 

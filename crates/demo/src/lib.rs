@@ -543,6 +543,8 @@ fn add_team(
     kind: &str,
     parent: Option<usize>,
 ) -> QueryResult<usize> {
+    // A region team covers its region's key (the value records carry in `region`).
+    let region = REGIONS.iter().find(|r| r.name == name).map(|r| r.key.to_owned());
     let row = teams::insert(
         c,
         &teams::NewTeam {
@@ -550,6 +552,7 @@ fn add_team(
             name: name.into(),
             kind: kind.into(),
             parent_id: parent.map(|p| ids[p]),
+            region,
         },
     )?;
     ids.push(row.id);

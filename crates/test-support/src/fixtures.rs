@@ -44,6 +44,8 @@ pub struct Org {
 }
 
 fn team(c: &mut PgConnection, name: &str, kind: &str, parent: Option<Uuid>) -> Uuid {
+    // Region teams cover the region value of their name in lower case ("East" -> "east").
+    let region = (kind == "region").then(|| name.to_lowercase());
     teams::insert(
         c,
         &teams::NewTeam {
@@ -51,6 +53,7 @@ fn team(c: &mut PgConnection, name: &str, kind: &str, parent: Option<Uuid>) -> U
             name: name.into(),
             kind: kind.into(),
             parent_id: parent,
+            region,
         },
     )
     .unwrap()

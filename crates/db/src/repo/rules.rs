@@ -594,7 +594,8 @@ pub fn set_cursor(conn: &mut PgConnection, rule: Uuid, action: i32, user: Uuid) 
     Ok(())
 }
 
-/// The active members of a team, in a stable order, with how many open records of
+/// The active members of a team and its sub-teams (a region's whole sales force),
+/// not paused, in a stable order, with how many open records of
 /// `table` each owns (`status_open`: the SQL condition for "open").
 pub fn members_with_load(
     conn: &mut PgConnection,
@@ -613,7 +614,9 @@ pub fn members_with_load(
     // `table` and `open` are constants of the caller, never input.
     let sql = format!(
         "SELECT u.id, (SELECT count(*) FROM {table} r WHERE r.owner_id = u.id AND r.deleted_at IS NULL AND {open}) AS load \
-         FROM users u WHERE u.team_id = $1 AND u.is_active AND NOT u.is_service \
+         FROM users u WHERE u.is_active AND NOT u.is_service \
+           AND u.team_id IN (WITH RECURSIVE sub(id) AS (SELECT $1::uuid UNION ALL \
+                             SELECT t.id FROM teams t JOIN sub ON t.parent_id = sub.id) SELECT id FROM sub) \
            AND NOT EXISTS (SELECT 1 FROM assignment_pauses p WHERE p.user_id = u.id AND p.until > $2) \
          ORDER BY u.created_at, u.id"
     );

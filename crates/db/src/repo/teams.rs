@@ -19,6 +19,8 @@ pub struct TeamRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
+    /// The region value records carry (`region`) that this team covers.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -28,6 +30,7 @@ pub struct NewTeam {
     pub name: String,
     pub kind: String,
     pub parent_id: Option<Uuid>,
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, AsChangeset)]
@@ -36,6 +39,7 @@ pub struct TeamChanges {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub parent_id: Option<Option<Uuid>>,
+    pub region: Option<Option<String>>,
 }
 
 /// Every team, parents before children (by name within a level is left to clients).

@@ -22,6 +22,9 @@ pub struct Team {
     pub name: String,
     pub kind: TeamKind,
     pub parent_id: Option<Uuid>,
+    /// The region value records carry (`region`, e.g. `east`) that this team covers;
+    /// the default territory rule assigns new leads of that region to it.
+    pub region: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -34,6 +37,7 @@ impl From<TeamRow> for Team {
             name: r.name,
             kind: TeamKind::parse(&r.kind).unwrap_or(TeamKind::Team),
             parent_id: r.parent_id,
+            region: r.region,
             created_at: r.created_at,
             updated_at: r.updated_at,
             version: r.version,
@@ -55,6 +59,10 @@ pub struct CreateTeam {
     pub name: String,
     pub kind: TeamKind,
     pub parent_id: Option<Uuid>,
+    /// The region value (as on leads and accounts) this team covers.
+    #[validate(length(max = 100))]
+    #[schema(max_length = 100)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -68,6 +76,11 @@ pub struct UpdateTeam {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub parent_id: Option<Option<Uuid>>,
+    /// The region value this team covers (`null` clears it).
+    #[serde(default, deserialize_with = "double_option")]
+    #[validate(length(max = 100))]
+    #[schema(value_type = Option<String>, max_length = 100)]
+    pub region: Option<Option<String>>,
 }
 
 /// A user as seen by admins.

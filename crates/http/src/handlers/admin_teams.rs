@@ -37,7 +37,14 @@ pub async fn create_team(
     let dto = body.value?;
     let ctx = auth.ctx();
     let resp = idempotency::post(&state, &auth, key, &req, &raw, idempotency::keep, move |c| {
-        let row = crm_app::org::create_team(c, &ctx, &dto.name, dto.kind.as_str(), dto.parent_id)?;
+        let row = crm_app::org::create_team(
+            c,
+            &ctx,
+            &dto.name,
+            dto.kind.as_str(),
+            dto.parent_id,
+            dto.region.as_deref(),
+        )?;
         let dto = Team::from(row);
         Outcome::created(&dto, format!("/api/v1/teams/{}", dto.id))
     })
@@ -67,7 +74,8 @@ pub async fn update_team(
     auth.require(RES, Action::Admin)?;
     let (id, expected, dto) = (id.into_inner(), if_match.0.expected(), body.value?);
     let row = run_op(&state, &auth, move |c, ctx| {
-        let change = (dto.name.as_deref(), dto.kind.map(|k| k.as_str()), dto.parent_id);
+        let region = dto.region.as_ref().map(|r| r.as_deref());
+        let change = (dto.name.as_deref(), dto.kind.map(|k| k.as_str()), dto.parent_id, region);
         Ok(crm_app::org::update_team(c, ctx, id, expected, change)?)
     })
     .await?;
