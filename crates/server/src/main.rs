@@ -236,7 +236,7 @@ fn seed_demo(url: &str) -> Result<()> {
 
 /// Installs the default automation rules (enabled, as the demo admin) and makes each
 /// scenario happen on demo records, so the run log shows them having fired: stalled
-/// deals and birthdays through their timers (set now, fired by the worker), a lead
+/// deals, a birthday and an anniversary through their timers (fired by the worker), a lead
 /// assigned (new-lead to-do and its response SLA timer), a deal moved back into
 /// Proposal (the presales task), a new lead routed by territory, a deal re-entering
 /// Closing (legal's review task), a 20% quote routed to the director. `None` when
@@ -256,20 +256,40 @@ fn seed_demo_rules(conn: &mut PgConnection) -> Result<Option<usize>> {
         if installed.is_empty() {
             return Ok(None);
         }
-        // Seed data (written directly): a birthday four days from now, so its greeting
-        // falls due tomorrow.
+        // Seed data (written directly): a contact's birthday and an account's first
+        // contract's anniversary whose greetings (three days ahead, 09:00 business
+        // time) fell due at the most recent 09:00. Their rules are scheduled as of a
+        // day ago, so the worker catches the greetings up as it starts, as it would
+        // after a day's downtime; every other rule is scheduled from now.
         diesel::sql_query("SET LOCAL crm.unaudited_writes = 'allowed'").execute(c)?;
-        diesel::sql_query(
+        const GREET: &str = "(SELECT ((now() AT TIME ZONE 'Asia/Shanghai') - interval '9 hours')::date + 3 AS d)";
+        diesel::sql_query(format!(
             "UPDATE contacts SET birthday = make_date(1988, extract(month FROM d)::int, extract(day FROM d)::int) \
-             FROM (SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date + 4 AS d) x \
-             WHERE id = (SELECT id FROM contacts WHERE deleted_at IS NULL ORDER BY id LIMIT 1)",
-        )
+             FROM {GREET} x WHERE id = (SELECT id FROM contacts WHERE deleted_at IS NULL ORDER BY id LIMIT 1)"
+        ))
         .execute(c)?;
+        diesel::sql_query(format!(
+            "UPDATE contracts k SET signed_at = ((d - interval '1 year') + time '10:00') AT TIME ZONE 'Asia/Shanghai' \
+             FROM {GREET} x WHERE k.id = (SELECT id FROM contracts WHERE signed_at IS NOT NULL AND deleted_at IS NULL \
+               AND account_id IN (SELECT account_id FROM contracts WHERE signed_at IS NOT NULL AND deleted_at IS NULL \
+                                  GROUP BY account_id HAVING count(*) = 1) ORDER BY id LIMIT 1)"
+        ))
+        .execute(c)?;
+        let yesterday = crm_app::Clock::default();
+        yesterday.advance(chrono::Duration::days(-1));
         for r in &installed {
+            let yearly = matches!(r.seed_key.as_deref(), Some("contact_birthday" | "account_anniversary"));
+            let from = if yearly { &yesterday } else { &clock };
             let mut after = uuid::Uuid::nil();
-            while let Some(last) = rules::schedule_page(c, &clock, r.id, after).map_err(|e| anyhow::anyhow!("{e}"))? {
+            while let Some(last) = rules::schedule_page(c, from, r.id, after).map_err(|e| anyhow::anyhow!("{e}"))? {
                 after = last;
             }
+            // Scheduled here in full: the rule's own scheduling job (queued when it was
+            // created, not yet seen by any worker) would only redo it from now.
+            diesel::sql_query("DELETE FROM background_jobs WHERE kind = $1 AND payload->>'rule_id' = $2")
+                .bind::<diesel::sql_types::Text, _>(rules::SCHEDULE)
+                .bind::<diesel::sql_types::Text, _>(r.id.to_string())
+                .execute(c)?;
         }
         // Event scenarios: real operations, so the worker's rule subscriber picks them up.
         let ops = |c: &mut PgConnection| -> crm_app::AppResult<()> {
@@ -328,12 +348,6 @@ fn demo_step(c: &mut PgConnection, name: &str, f: impl FnOnce(&mut PgConnection)
 }
 
 #[derive(QueryableByName)]
-struct DemoId {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: uuid::Uuid,
-}
-
-#[derive(QueryableByName)]
 struct DemoPair {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     id: uuid::Uuid,
@@ -345,43 +359,10 @@ fn object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-/// Scenario 1's assignment: a territory table over the demo regions (region teams by
-/// their English name), round-robin within each; a new web lead from East China is
-/// routed by it (its to-do and SLA follow from the other rules).
+/// Scenario 1's assignment: the default territory rule (region teams by the region
+/// they cover) routes a new web lead from East China; its to-do and SLA follow from
+/// the other rules.
 fn demo_territory(c: &mut PgConnection, ctx: &crm_app::Ctx) -> crm_app::AppResult<()> {
-    let mut territories = Vec::new();
-    for (region, like) in [("east", "%East%"), ("north", "%North%"), ("south", "%South%")] {
-        let team: Option<DemoId> =
-            diesel::sql_query("SELECT id FROM teams WHERE kind = 'region' AND name LIKE $1 LIMIT 1")
-                .bind::<diesel::sql_types::Text, _>(like)
-                .get_result(c)
-                .optional()?;
-        if let Some(t) = team {
-            territories.push(serde_json::json!({"region": region, "team_id": t.id}));
-        }
-    }
-    if territories.is_empty() {
-        return Ok(());
-    }
-    crm_app::rules::create(
-        c,
-        ctx,
-        crm_app::rules::RuleInput {
-            name: "新线索按区域分配 New lead: assign by territory (region, round-robin)".into(),
-            description: Some(
-                "区域 -> 区域团队轮流分配; 可按行业、来源增加行 Rows may also match industry and source.".into(),
-            ),
-            object: "leads".into(),
-            triggers: serde_json::json!([{"type": "created"}]),
-            condition: Some(serde_json::json!({"field": "status", "op": "eq", "value": "new"})),
-            actions: serde_json::json!([{"type": "assign_owner", "territories": territories, "strategy": "round_robin"}]),
-            re_enroll: Some(false),
-            acts_as: None,
-            enabled: Some(true),
-            max_runs_per_hour: None,
-            pause_factor: None,
-        },
-    )?;
     crm_app::leads::create(
         c,
         ctx,
