@@ -1637,6 +1637,37 @@ async fn members_who_pause_their_assignments_are_skipped_until_they_resume() {
         )),
         2
     );
+    // An integration's API key has nobody's assignments to pause: 403, nothing stored.
+    let svc = app
+        .post(
+            "/api/v1/admin/users",
+            &admin,
+            json!({"email": "robot@test.local", "name": "Robot", "is_service": true, "team_id": app.org.east1}),
+        )
+        .await;
+    assert_eq!(svc.status, 201, "{}", svc.text);
+    let key = app
+        .post(
+            "/api/v1/admin/api-keys",
+            &admin,
+            json!({"name": "robot", "user_id": svc.body["id"], "role": "sales_rep"}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.text);
+    let key = key.body["key"].as_str().unwrap().to_owned();
+    let r = app
+        .put(
+            "/api/v1/me/assignment-pause",
+            &key,
+            json!({"until": now + chrono::Duration::days(1)}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) AS n FROM assignment_pauses WHERE until > now()"),
+        0
+    );
 }
 
 #[actix_web::test]

@@ -1804,8 +1804,13 @@ fn consider(
         finish(c, run_id, "skipped", Some(reason.into()), conditions, json!([]), None)?;
         return Ok(Some(run_id));
     }
-    if let Some((max, why)) = threshold(c, rule, def, now)? {
-        let acted = repo::acted_since(c, rule.id, now - Duration::hours(1))?;
+    let limited = rule.max_runs_per_hour.is_some() || rule.pause_factor.is_some();
+    let acted = if limited {
+        repo::acted_since(c, rule.id, now - Duration::hours(1))?
+    } else {
+        0
+    };
+    if let Some((max, why)) = threshold(c, rule, def, now, acted)? {
         if acted >= max {
             let reason = format!("paused: {acted} runs in an hour, {why}");
             repo::update(
@@ -1850,12 +1855,14 @@ const PAUSE_FLOOR: i64 = 20;
 
 /// The runs per hour at which the rule pauses itself, and why: its fixed
 /// `max_runs_per_hour`, or `pause_factor` times the hourly rate a replay of the past
-/// week predicts (the baseline, recomputed when a day old and the rule is busy).
+/// week predicts (the baseline, recomputed when a day old and the rule is busy);
+/// `acted` is how many runs acted in the past hour.
 fn threshold(
     c: &mut PgConnection,
     rule: &RuleRow,
     def: &Definition,
     now: DateTime<Utc>,
+    acted: i64,
 ) -> AppResult<Option<(i64, String)>> {
     let fixed = rule
         .max_runs_per_hour
@@ -1863,7 +1870,7 @@ fn threshold(
     let Some(factor) = rule.pause_factor else {
         return Ok(fixed);
     };
-    if repo::acted_since(c, rule.id, now - Duration::hours(1))? < PAUSE_FLOOR {
+    if acted < PAUSE_FLOOR {
         return Ok(fixed);
     }
     let baseline = match (rule.baseline_per_hour, rule.baseline_at) {
