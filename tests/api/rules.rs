@@ -135,6 +135,25 @@ where
     id
 }
 
+/// Installs the default rules (enabled) and returns the one seeded as `key`.
+async fn install_default<S, B>(app: &TestApp<S>, admin: &str, key: &str) -> Value
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = app
+        .post("/api/v1/admin/rules/defaults", admin, json!({"enabled": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["seed_key"] == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("{key} is a default: {}", r.text))
+}
+
 fn tasks_titled(app: &TestApp<impl Sized>, like: &str) -> i64 {
     app.db.count(&format!(
         "SELECT count(*) AS n FROM tasks WHERE origin = 'rule' AND title LIKE '{like}'"
@@ -1098,17 +1117,8 @@ async fn the_lead_sla_is_stored_filterable_and_its_ladder_reminds_alerts_and_rea
     assert_eq!(r.status, 403, "{}", r.text);
     let r = app.get("/api/v1/admin/settings/lead-sla", &admin).await;
     assert_eq!(r.body, json!({"hours": 2, "business_hours": false}));
-    let r = app
-        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let ladder = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["actions"].as_array().is_some_and(|a| a.len() == 5))
-        .cloned()
-        .expect("the SLA ladder rule");
+    let ladder = install_default(&app, &admin, "lead_sla_reminder").await;
+    assert_eq!(ladder["actions"].as_array().map(Vec::len), Some(5), "the SLA ladder");
     let new_lead = |name: &'static str, mobile: &'static str| {
         let (app, mkt) = (&app, &mkt);
         async move {
@@ -1693,17 +1703,7 @@ async fn the_default_territory_rule_routes_new_leads_to_the_team_covering_their_
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.text);
-    let r = app
-        .post("/api/v1/admin/rules/defaults", &admin, json!({"enabled": true}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let rule = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["seed_key"] == "new_lead_territory")
-        .cloned()
-        .unwrap_or_else(|| panic!("the territory rule is a default: {}", r.text));
+    let rule = install_default(&app, &admin, "new_lead_territory").await;
     let rows = rule["actions"][0]["territories"].as_array().unwrap().clone();
     assert_eq!(
         rows,
@@ -1765,6 +1765,16 @@ async fn the_default_territory_rule_routes_new_leads_to_the_team_covering_their_
     );
     // A team's region can be changed and cleared (audited like any team change).
     let path = format!("/api/v1/admin/teams/{}", app.org.north);
+    let rep = app.token(app.org.rep_north1);
+    assert_eq!(app.patch(&path, &rep, 1, json!({"region": "x"})).await.status, 403);
+    let r = app.patch(&path, &admin, 1, json!({"region": "x".repeat(101)})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "region");
+    assert_eq!(
+        app.patch(&path, &admin, 7, json!({"region": "x"})).await.status,
+        412,
+        "stale version"
+    );
     let r = app.patch(&path, &admin, 1, json!({"region": "north-west"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["region"], "north-west");
