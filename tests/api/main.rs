@@ -23,6 +23,7 @@ mod pipeline;
 mod q2c;
 mod quotes;
 mod recycle;
+mod reports;
 mod rules;
 mod scope;
 mod webhooks;

@@ -2970,6 +2970,97 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/results": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Results: sales won (amount, deals, average size), payments collected, new
+         *     contracts and their amount, gross profit (net amount less quote line costs of the
+         *     contracts signed), for the period and the previous one, per currency. Grouped by
+         *     `none`, `team`, `owner`, `region`, `pipeline`, `source`, `industry`, `tier` or a
+         *     deal's single-select `custom.<key>`. Each figure counts the records in the caller's
+         *     read scope of its own object (deals, payments, contracts).
+         */
+        get: operations["results"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/process": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Process: new leads, how many of them converted and the conversion rate, deals
+         *     closed and the win rate (won / closed), average and median sales cycle (days from
+         *     creation to won), activity volume by type, lead response time (average, median)
+         *     and SLA attainment (met / decided), for the period and the previous one.
+         */
+        get: operations["process"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/funnel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The funnel of a pipeline (default: the default pipeline) from stage history: per
+         *     stage, deals that entered it in the period, where each entry went next (advanced,
+         *     moved back, lost; or still there), stages jumped over, conversion to the next stage
+         *     and to won, dwell time, and deals in the stage and stalled there now. `group_by`
+         *     `team` or `owner` gives one funnel per team or rep. Needs `opportunities:read`.
+         */
+        get: operations["funnel"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/pipeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Open pipeline by expected close month and stage, per currency: deals, amount,
+         *     amount weighted by each deal's probability, and a forecast from each stage's
+         *     historical win rate. A period (`period` or `from`/`to`) limits the expected close
+         *     dates; without one every open deal counts. Needs `opportunities:read`.
+         */
+        get: operations["pipeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -4407,6 +4498,35 @@ export interface components {
          * @enum {string}
          */
         FieldTypeDto: "text" | "long_text" | "integer" | "decimal" | "money" | "percent" | "date" | "datetime" | "boolean" | "single_select" | "multi_select" | "email" | "phone" | "url" | "user_ref" | "record_ref" | "formula";
+        /** @description One figure beside its value in the previous period. */
+        FigureDto: {
+            /** @description Stable name of the figure (`sales_won_amount`, `win_rate`, ...). */
+            kpi: string;
+            label_zh: string;
+            label_en: string;
+            /**
+             * @description What a figure measures: a count, an amount (in `currency`), a percentage, days or minutes.
+             * @enum {string}
+             */
+            unit: "count" | "money" | "percent" | "days" | "minutes";
+            /**
+             * @description Amounts: their currency; amounts of different currencies are never added up.
+             *     None for counts and rates, and for an amount with no records at all.
+             */
+            currency?: string | null;
+            /** @description Activity volume: the activity type (none on the total over all types). */
+            activity_type?: string | null;
+            /**
+             * @description None when there is nothing to compute it from (an average over no records).
+             * @example 128000.00
+             */
+            value?: string | null;
+            previous?: string | null;
+            /** @description `value - previous`. */
+            change?: string | null;
+            /** @description The change as a percentage of `previous` (none when that is zero or missing). */
+            change_pct?: string | null;
+        };
         FlaggedList: {
             items: components["schemas"]["FlaggedValue"][];
         };
@@ -4420,6 +4540,55 @@ export interface components {
             reason: string;
             /** Format: date-time */
             flagged_at: string;
+        };
+        /** @description The funnel of one pipeline, from stage history. */
+        FunnelDto: {
+            /** Format: uuid */
+            pipeline_id: string;
+            preset?: string | null;
+            period: components["schemas"]["PeriodDto"];
+            previous_period: components["schemas"]["PeriodDto"];
+            /** Format: int32 */
+            utc_offset_hours: number;
+            /** @description `none`, `team` or `owner`. */
+            group_by: string;
+            /** @description Per team or rep; empty when not grouped. */
+            groups: components["schemas"]["FunnelGroupDto"][];
+            /** @description Every stage, over all groups. */
+            totals: components["schemas"]["FunnelStageDto"][];
+            /** Format: date-time */
+            generated_at: string;
+        };
+        /** @description One group's funnel. */
+        FunnelGroupDto: {
+            group: components["schemas"]["GroupDto"];
+            stages: components["schemas"]["FunnelStageDto"][];
+        };
+        /** @description One stage of the funnel. */
+        FunnelStageDto: {
+            /** Format: uuid */
+            stage_id: string;
+            code: string;
+            name: string;
+            /** @description `open`, `won` or `lost`. */
+            kind: string;
+            /** Format: int32 */
+            position: number;
+            /**
+             * @description `entered` (deals), `entries`, `advanced`, `lost`, `moved_back`, `skipped`,
+             *     `conversion_to_next` and `conversion_to_won` (percent), `dwell_avg_days`,
+             *     `dwell_median_days` (of entries that left the stage), and `in_stage_now`,
+             *     `stalled_now` (today, without a previous value).
+             */
+            figures: components["schemas"]["FigureDto"][];
+        };
+        /**
+         * @description The value rows are grouped under: an id (owner, team, pipeline) or a value
+         *     (region, source, ...), none for records without one, with a readable label.
+         */
+        GroupDto: {
+            key?: string | null;
+            label?: string | null;
         };
         /** @description Health status. */
         Health: {
@@ -5101,6 +5270,20 @@ export interface components {
              */
             prepayment_wins_pct?: string | null;
         };
+        /** @description A period of business dates (both inclusive). */
+        PeriodDto: {
+            /** Format: date */
+            from: string;
+            /** Format: date */
+            to: string;
+            /**
+             * Format: date-time
+             * @description The first moment of `from` and the first moment after `to`, in UTC.
+             */
+            starts_at: string;
+            /** Format: date-time */
+            ends_at: string;
+        };
         /** @description One granted permission: `resource:action` with a data scope. */
         Permission: {
             /** @description e.g. `accounts`, `contacts`, `users`. */
@@ -5134,8 +5317,47 @@ export interface components {
             /** Format: int32 */
             version: number;
         };
+        /** @description Open deals of one expected close month, stage and currency. */
+        PipelineCellDto: {
+            /** @description `YYYY-MM`; none for deals without an expected close date. */
+            month?: string | null;
+            /** Format: uuid */
+            stage_id: string;
+            stage_code: string;
+            stage_name: string;
+            /** Format: int32 */
+            stage_position: number;
+            currency: string;
+            /** Format: int64 */
+            deals: number;
+            amount?: string | null;
+            /** @description Each deal's amount times its probability. */
+            weighted_amount?: string | null;
+            /**
+             * @description Won share (percent) of the deals that entered this stage in the last 365 days
+             *     and have closed since; none without such deals.
+             */
+            historical_win_pct?: string | null;
+            /** @description `amount` times `historical_win_pct`. */
+            forecast_amount?: string | null;
+        };
         PipelineList: {
             items: components["schemas"]["Pipeline"][];
+        };
+        /** @description Open pipeline by expected close month and stage. */
+        PipelineReportDto: {
+            /**
+             * Format: date
+             * @description Expected close dates covered (none: every open deal, with or without a date).
+             */
+            close_from?: string | null;
+            /** Format: date */
+            close_to?: string | null;
+            cells: components["schemas"]["PipelineCellDto"][];
+            /** @description Amount columns left out (null) because the caller may not see deal amounts. */
+            withheld: string[];
+            /** Format: date-time */
+            generated_at: string;
         };
         /** @description A price list for a currency, optionally for a customer tier. */
         PriceBook: {
@@ -5514,6 +5736,40 @@ export interface components {
         ReorderStages: {
             /** @description Every live stage of the pipeline, in the new order. */
             stage_ids: string[];
+        };
+        /** @description A results or process report. */
+        ReportDto: {
+            /** @description `results` or `process`. */
+            report: string;
+            /** @description The preset asked for, if any. */
+            preset?: string | null;
+            period: components["schemas"]["PeriodDto"];
+            previous_period: components["schemas"]["PeriodDto"];
+            /**
+             * Format: int32
+             * @description Offset of the business time zone from UTC, in hours.
+             */
+            utc_offset_hours: number;
+            group_by: string;
+            /** @description Per group, ordered by label (records without a value last); empty when not grouped. */
+            rows: components["schemas"]["ReportRowDto"][];
+            /** @description Over all groups. */
+            totals: components["schemas"]["FigureDto"][];
+            /**
+             * @description Figures left out: the caller lacks the read permission on their records, or
+             *     may not see a field they read (hidden or masked).
+             */
+            withheld: string[];
+            /**
+             * Format: date-time
+             * @description Computed live from the primary (or the reports replica) at this moment.
+             */
+            generated_at: string;
+        };
+        /** @description One group's figures. */
+        ReportRowDto: {
+            group: components["schemas"]["GroupDto"];
+            figures: components["schemas"]["FigureDto"][];
         };
         /** @description A resource of the permission model and the actions it supports. */
         ResourcePermissions: {
@@ -23972,6 +24228,358 @@ export interface operations {
             422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    results: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Results */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    process: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Process */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    funnel: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Funnel */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunnelDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pipeline: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Pipeline */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineReportDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -30,6 +30,7 @@ pub mod products;
 pub mod quotes;
 pub mod record;
 pub mod recycle;
+pub mod reports;
 pub mod rules;
 pub mod settings;
 pub mod shaping;

@@ -14,6 +14,7 @@ pub mod listing;
 pub mod money;
 pub mod normalize;
 pub mod pipeline;
+pub mod reports;
 pub mod rules;
 pub mod secrets;
 pub mod status;

@@ -35,6 +35,10 @@ pub struct HttpConfig {
     pub export_max_rows: usize,
     /// How long an export waits for a free slot before answering 429.
     pub export_wait: Duration,
+    /// Report queries that may run at once; more wait up to `report_wait`.
+    pub report_slots: usize,
+    /// How long a report waits for a free slot before answering 429 `report_busy`.
+    pub report_wait: Duration,
     /// Bearer token that opens `/metrics` on the API listener; without it `/metrics`
     /// is served there to nobody (use a separate metrics listener instead).
     pub metrics_token: Option<String>,
@@ -52,6 +56,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("trust_proxy", &self.trust_proxy)
             .field("body_limit", &self.body_limit)
             .field("export_slots", &self.export_slots)
+            .field("report_slots", &self.report_slots)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -91,6 +96,8 @@ impl HttpConfig {
             export_slots: 2,
             export_max_rows: 100_000,
             export_wait: Duration::from_secs(15),
+            report_slots: 4,
+            report_wait: Duration::from_secs(10),
             metrics_token: None,
         }
     }

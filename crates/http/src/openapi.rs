@@ -44,6 +44,7 @@ use crate::error::{FieldErrorDto, Problem};
         (name = "capture", description = "Web-to-lead: the public capture endpoint for website forms, and capture forms (admin)"),
         (name = "channels", description = "DingTalk and WeCom group robots (admin), and the caller's channel for personal notifications"),
         (name = "rules", description = "Automation rules (admin): triggers, conditions, actions; versions, run log and retry; test on a record; backtest"),
+        (name = "reports", description = "Fixed reports: results, process, funnel from stage history, open pipeline and forecast; in the caller's data scope, per currency, beside the previous period"),
         (name = "ops", description = "Health, readiness, metrics")
     )
 )]
@@ -292,6 +293,7 @@ const GENERIC_CODES: &[(&str, &[&str])] = &[
 
 /// Problem `code`s particular to the operations of one tag, by status.
 const TAG_CODES: &[(&str, &str, &[&str])] = &[
+    ("reports", "429", &["report_busy"]),
     ("auth", "400", &["not_a_session"]),
     (
         "auth",

@@ -14,7 +14,7 @@ use crate::extract::{json_error, path_error, query_error};
 use crate::handlers::{
     accounts, activities, admin_api_keys, admin_roles, admin_teams, admin_users, approvals, auth, capture, channels,
     contacts, contracts, directory, events, fields, health, jobs, leads, me, notifications, opportunities, pipelines,
-    products, quotes, rules, settings, webhooks,
+    products, quotes, reports, rules, settings, webhooks,
 };
 use crate::middleware::observe;
 use crate::openapi::ApiDoc;
@@ -238,7 +238,11 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(channels::get_my_channel)
         .service(channels::put_my_channel)
         .service(rules::get_assignment_pause)
-        .service(rules::put_assignment_pause);
+        .service(rules::put_assignment_pause)
+        .service(reports::results)
+        .service(reports::process)
+        .service(reports::funnel)
+        .service(reports::pipeline);
 }
 
 /// The OpenAPI document collected from the routes.

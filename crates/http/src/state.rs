@@ -22,6 +22,10 @@ pub struct AppState {
     pub clock: Clock,
     /// Slots for running exports ([`HttpConfig::export_slots`]).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Where report queries run: a read replica (`CRM_REPORTS_DATABASE_URL`) or the primary.
+    pub reports_db: Db,
+    /// Slots for running report queries ([`HttpConfig::report_slots`]).
+    pub reports: Arc<tokio::sync::Semaphore>,
     /// More Prometheus text for `/metrics` (the background worker of this process).
     pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
@@ -33,7 +37,10 @@ impl AppState {
         let jwt = Arc::new(JwtKeys::new(&config));
         let auth_cache = Arc::new(AuthCache::new(config.auth_cache_ttl));
         let exports = Arc::new(tokio::sync::Semaphore::new(config.export_slots.max(1)));
+        let reports = Arc::new(tokio::sync::Semaphore::new(config.report_slots.max(1)));
         AppState {
+            reports_db: db.clone(),
+            reports,
             db,
             config: Arc::new(config),
             jwt,

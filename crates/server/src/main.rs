@@ -126,6 +126,13 @@ struct ServeArgs {
     /// CSV exports that may run at once (each holds up to 100,000 rows in memory).
     #[arg(long, env = "CRM_EXPORT_SLOTS", default_value_t = 2)]
     export_slots: usize,
+    /// Report queries that may run at once (more wait up to 10 s, then get 429).
+    #[arg(long, env = "CRM_REPORT_SLOTS", default_value_t = 4)]
+    report_slots: usize,
+    /// A read replica for report queries (falls back to the primary). Reports read
+    /// from it may lag the primary by the replica's replay delay.
+    #[arg(long, env = "CRM_REPORTS_DATABASE_URL", hide_env_values = true)]
+    reports_database_url: Option<String>,
     /// Rows one CSV export may hold.
     #[arg(long, env = "CRM_EXPORT_MAX_ROWS", default_value_t = 100_000)]
     export_max_rows: usize,
@@ -576,7 +583,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     cfg.export_max_rows = args.export_max_rows.max(1);
     cfg.metrics_token = args.metrics_token.clone().filter(|t| !t.is_empty());
     cfg.ip_throttle.max_failures = args.login_ip_max_failures.max(1);
+    cfg.report_slots = args.report_slots.max(1);
     let mut state = AppState::new(Db::new(pool), cfg);
+    if let Some(replica) = args.reports_database_url.as_deref().filter(|u| !u.is_empty()) {
+        let pool = build_pool(
+            replica,
+            &PoolConfig {
+                max_size: u32::try_from(args.report_slots.max(1)).unwrap_or(4),
+                ..PoolConfig::default()
+            },
+        )
+        .with_context(|| format!("connecting to the reports replica {}", redact_url(replica)))?;
+        state.reports_db = Db::new(pool);
+        tracing::info!(replica = %redact_url(replica), "report queries go to the read replica");
+    }
     let worker = if args.no_worker {
         tracing::info!("background work is left to `crm worker` processes (--no-worker)");
         None

@@ -18,6 +18,7 @@ pub mod overview;
 pub mod pipelines;
 pub mod products;
 pub mod quotes;
+pub mod reports;
 pub mod rules;
 pub mod settings;
 

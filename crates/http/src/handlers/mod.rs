@@ -24,6 +24,7 @@ pub mod opportunities;
 pub mod pipelines;
 pub mod products;
 pub mod quotes;
+pub mod reports;
 pub mod rules;
 pub mod settings;
 pub mod webhooks;
@@ -70,6 +71,7 @@ problem_response! {
     Unprocessable => "422", "Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`).";
     PreconditionRequired => "428", "`If-Match` is required for this change (`precondition_required`).";
     TooManyRequests => "429", "Too many failed attempts (`too_many_attempts`); see `Retry-After`.";
+    ReportBusy => "429", "Other reports are running (`report_busy`); retry after `Retry-After` seconds.";
     ExportBusy => "429", "Other exports are running (`export_busy`); retry after `Retry-After` seconds.";
     ServiceUnavailable => "503", "Not ready (database unreachable or migrations pending).";
 }

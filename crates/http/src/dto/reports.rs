@@ -1,0 +1,366 @@
+//! Fixed reports: results, process, funnel, pipeline.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use crm_app::reports as app;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::str_enum;
+
+str_enum! {
+    /// A period relative to today in the business time zone (weeks start on Monday).
+    PeriodPreset {
+        ThisWeek => "this_week",
+        LastWeek => "last_week",
+        ThisMonth => "this_month",
+        LastMonth => "last_month",
+        ThisQuarter => "this_quarter",
+        LastQuarter => "last_quarter",
+        ThisYear => "this_year",
+        LastYear => "last_year",
+    }
+}
+
+impl PeriodPreset {
+    fn model(self) -> crm_domain::reports::Preset {
+        use crm_domain::reports::Preset as P;
+        match self {
+            PeriodPreset::ThisWeek => P::ThisWeek,
+            PeriodPreset::LastWeek => P::LastWeek,
+            PeriodPreset::ThisMonth => P::ThisMonth,
+            PeriodPreset::LastMonth => P::LastMonth,
+            PeriodPreset::ThisQuarter => P::ThisQuarter,
+            PeriodPreset::LastQuarter => P::LastQuarter,
+            PeriodPreset::ThisYear => P::ThisYear,
+            PeriodPreset::LastYear => P::LastYear,
+        }
+    }
+}
+
+/// Query of the fixed reports. The period is `period` (default `this_month`) or
+/// `from` and `to` (business dates, inclusive, at most 1098 days); the previous period
+/// is the unit before a preset, or as many days just before a custom range.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    #[param(inline)]
+    pub period: Option<PeriodPreset>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+    /// `tier` or `custom.<key>`; each report says which it accepts.
+    #[param(pattern = "^(none|team|owner|region|pipeline|source|industry|tier|custom\\.[a-z][a-z0-9_]{0,63})$")]
+    pub group_by: Option<String>,
+    /// Records owned by this user.
+    pub owner_id: Option<Uuid>,
+    /// Records of this team and the teams below it.
+    pub team_id: Option<Uuid>,
+    /// Deal-based figures of this pipeline (lead figures ignore it).
+    pub pipeline_id: Option<Uuid>,
+}
+
+impl ReportQuery {
+    pub fn params(self) -> app::Params {
+        app::Params {
+            period: self.period.map(PeriodPreset::model),
+            from: self.from,
+            to: self.to,
+            group_by: self.group_by,
+            owner_id: self.owner_id,
+            team_id: self.team_id,
+            pipeline_id: self.pipeline_id,
+        }
+    }
+}
+
+/// A period of business dates (both inclusive).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PeriodDto {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// The first moment of `from` and the first moment after `to`, in UTC.
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+impl From<crm_domain::reports::Period> for PeriodDto {
+    fn from(p: crm_domain::reports::Period) -> Self {
+        PeriodDto {
+            from: p.from,
+            to: p.to,
+            starts_at: p.start,
+            ends_at: p.end,
+        }
+    }
+}
+
+str_enum! {
+    /// What a figure measures: a count, an amount (in `currency`), a percentage, days or minutes.
+    FigureUnit { Count => "count", Money => "money", Percent => "percent", Days => "days", Minutes => "minutes" }
+}
+
+/// One figure beside its value in the previous period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FigureDto {
+    /// Stable name of the figure (`sales_won_amount`, `win_rate`, ...).
+    pub kpi: String,
+    pub label_zh: String,
+    pub label_en: String,
+    #[schema(inline)]
+    pub unit: FigureUnit,
+    /// Amounts: their currency; amounts of different currencies are never added up.
+    /// None for counts and rates, and for an amount with no records at all.
+    pub currency: Option<String>,
+    /// Activity volume: the activity type (none on the total over all types).
+    pub activity_type: Option<String>,
+    /// None when there is nothing to compute it from (an average over no records).
+    #[schema(value_type = Option<String>, example = "128000.00")]
+    pub value: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub previous: Option<Decimal>,
+    /// `value - previous`.
+    #[schema(value_type = Option<String>)]
+    pub change: Option<Decimal>,
+    /// The change as a percentage of `previous` (none when that is zero or missing).
+    #[schema(value_type = Option<String>)]
+    pub change_pct: Option<Decimal>,
+}
+
+impl From<app::Figure> for FigureDto {
+    fn from(f: app::Figure) -> Self {
+        let unit = match f.unit {
+            app::Unit::Count => FigureUnit::Count,
+            app::Unit::Money => FigureUnit::Money,
+            app::Unit::Percent => FigureUnit::Percent,
+            app::Unit::Days => FigureUnit::Days,
+            app::Unit::Minutes => FigureUnit::Minutes,
+        };
+        FigureDto {
+            kpi: f.kpi.into(),
+            label_zh: f.label_zh.into(),
+            label_en: f.label_en.into(),
+            unit,
+            currency: f.currency,
+            activity_type: f.activity_type,
+            value: f.value,
+            previous: f.previous,
+            change: f.change,
+            change_pct: f.change_pct,
+        }
+    }
+}
+
+/// The value rows are grouped under: an id (owner, team, pipeline) or a value
+/// (region, source, ...), none for records without one, with a readable label.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupDto {
+    pub key: Option<String>,
+    pub label: Option<String>,
+}
+
+impl From<app::Group> for GroupDto {
+    fn from(g: app::Group) -> Self {
+        GroupDto {
+            key: g.key,
+            label: g.label,
+        }
+    }
+}
+
+/// One group's figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportRowDto {
+    pub group: GroupDto,
+    pub figures: Vec<FigureDto>,
+}
+
+/// A results or process report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportDto {
+    /// `results` or `process`.
+    pub report: String,
+    /// The preset asked for, if any.
+    pub preset: Option<String>,
+    pub period: PeriodDto,
+    pub previous_period: PeriodDto,
+    /// Offset of the business time zone from UTC, in hours.
+    pub utc_offset_hours: i32,
+    pub group_by: String,
+    /// Per group, ordered by label (records without a value last); empty when not grouped.
+    pub rows: Vec<ReportRowDto>,
+    /// Over all groups.
+    pub totals: Vec<FigureDto>,
+    /// Figures left out: the caller lacks the read permission on their records, or
+    /// may not see a field they read (hidden or masked).
+    pub withheld: Vec<String>,
+    /// Computed live from the primary (or the reports replica) at this moment.
+    pub generated_at: DateTime<Utc>,
+}
+
+impl From<app::Report> for ReportDto {
+    fn from(r: app::Report) -> Self {
+        ReportDto {
+            report: r.report.into(),
+            preset: r.window.preset.map(|p| p.as_str().to_owned()),
+            period: r.window.current.into(),
+            previous_period: r.window.previous.into(),
+            utc_offset_hours: r.utc_offset_hours,
+            group_by: r.group_by.as_str(),
+            rows: r
+                .rows
+                .into_iter()
+                .map(|row| ReportRowDto {
+                    group: row.group.into(),
+                    figures: row.figures.into_iter().map(Into::into).collect(),
+                })
+                .collect(),
+            totals: r.totals.into_iter().map(Into::into).collect(),
+            withheld: r.withheld.into_iter().map(str::to_owned).collect(),
+            generated_at: r.generated_at,
+        }
+    }
+}
+
+/// One stage of the funnel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelStageDto {
+    pub stage_id: Uuid,
+    pub code: String,
+    pub name: String,
+    /// `open`, `won` or `lost`.
+    pub kind: String,
+    pub position: i32,
+    /// `entered` (deals), `entries`, `advanced`, `lost`, `moved_back`, `skipped`,
+    /// `conversion_to_next` and `conversion_to_won` (percent), `dwell_avg_days`,
+    /// `dwell_median_days` (of entries that left the stage), and `in_stage_now`,
+    /// `stalled_now` (today, without a previous value).
+    pub figures: Vec<FigureDto>,
+}
+
+impl From<app::FunnelStage> for FunnelStageDto {
+    fn from(s: app::FunnelStage) -> Self {
+        FunnelStageDto {
+            stage_id: s.stage_id,
+            code: s.code,
+            name: s.name,
+            kind: s.kind,
+            position: s.position,
+            figures: s.figures.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// One group's funnel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelGroupDto {
+    pub group: GroupDto,
+    pub stages: Vec<FunnelStageDto>,
+}
+
+/// The funnel of one pipeline, from stage history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunnelDto {
+    pub pipeline_id: Uuid,
+    pub preset: Option<String>,
+    pub period: PeriodDto,
+    pub previous_period: PeriodDto,
+    pub utc_offset_hours: i32,
+    /// `none`, `team` or `owner`.
+    pub group_by: String,
+    /// Per team or rep; empty when not grouped.
+    pub groups: Vec<FunnelGroupDto>,
+    /// Every stage, over all groups.
+    pub totals: Vec<FunnelStageDto>,
+    pub generated_at: DateTime<Utc>,
+}
+
+impl From<app::Funnel> for FunnelDto {
+    fn from(f: app::Funnel) -> Self {
+        FunnelDto {
+            pipeline_id: f.pipeline_id,
+            preset: f.window.preset.map(|p| p.as_str().to_owned()),
+            period: f.window.current.into(),
+            previous_period: f.window.previous.into(),
+            utc_offset_hours: f.utc_offset_hours,
+            group_by: f.group_by.as_str(),
+            groups: f
+                .groups
+                .into_iter()
+                .map(|g| FunnelGroupDto {
+                    group: g.group.into(),
+                    stages: g.stages.into_iter().map(Into::into).collect(),
+                })
+                .collect(),
+            totals: f.totals.into_iter().map(Into::into).collect(),
+            generated_at: f.generated_at,
+        }
+    }
+}
+
+/// Open deals of one expected close month, stage and currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineCellDto {
+    /// `YYYY-MM`; none for deals without an expected close date.
+    pub month: Option<String>,
+    pub stage_id: Uuid,
+    pub stage_code: String,
+    pub stage_name: String,
+    pub stage_position: i32,
+    pub currency: String,
+    pub deals: i64,
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
+    /// Each deal's amount times its probability.
+    #[schema(value_type = Option<String>)]
+    pub weighted_amount: Option<Decimal>,
+    /// Won share (percent) of the deals that entered this stage in the last 365 days
+    /// and have closed since; none without such deals.
+    #[schema(value_type = Option<String>)]
+    pub historical_win_pct: Option<Decimal>,
+    /// `amount` times `historical_win_pct`.
+    #[schema(value_type = Option<String>)]
+    pub forecast_amount: Option<Decimal>,
+}
+
+/// Open pipeline by expected close month and stage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PipelineReportDto {
+    /// Expected close dates covered (none: every open deal, with or without a date).
+    pub close_from: Option<NaiveDate>,
+    pub close_to: Option<NaiveDate>,
+    pub cells: Vec<PipelineCellDto>,
+    /// Amount columns left out (null) because the caller may not see deal amounts.
+    pub withheld: Vec<String>,
+    pub generated_at: DateTime<Utc>,
+}
+
+impl From<app::Pipeline> for PipelineReportDto {
+    fn from(p: app::Pipeline) -> Self {
+        PipelineReportDto {
+            close_from: p.close_from,
+            close_to: p.close_to,
+            cells: p
+                .cells
+                .into_iter()
+                .map(|c| PipelineCellDto {
+                    month: c.month,
+                    stage_id: c.stage_id,
+                    stage_code: c.stage_code,
+                    stage_name: c.stage_name,
+                    stage_position: c.stage_position,
+                    currency: c.currency,
+                    deals: c.deals,
+                    amount: c.amount,
+                    weighted_amount: c.weighted_amount,
+                    historical_win_pct: c.historical_win_pct,
+                    forecast_amount: c.forecast_amount,
+                })
+                .collect(),
+            withheld: p.withheld.into_iter().map(str::to_owned).collect(),
+            generated_at: p.generated_at,
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! Fixed reports on small hand-built data sets whose right answers are known: results,
+//! process, funnel and pipeline; periods in the business time zone, data scope and
+//! field permissions.
+
+use diesel::RunQueryDsl;
+use serde_json::{json, Value};
+
+use crate::q2c::{product, quote};
+use crm_test_support::app::{stage_id, start};
+
+/// October 2026 in China Standard Time; the previous period is the 31 days before it
+/// (2026-08-31 ..= 2026-09-30).
+const OCT: &str = "from=2026-10-01&to=2026-10-31";
+
+fn exec(app_db: &crm_test_support::TestDb, sql: &str) {
+    diesel::sql_query(sql)
+        .execute(&mut app_db.conn())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The figure `kpi` (of `currency` / `activity_type` when given) among `figures`.
+fn fig<'a>(figures: &'a Value, kpi: &str, split: Option<&str>) -> &'a Value {
+    figures
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| {
+            f["kpi"] == kpi
+                && match split {
+                    None => f["currency"].is_null() && f["activity_type"].is_null(),
+                    Some(s) => f["currency"] == s || f["activity_type"] == s,
+                }
+        })
+        .unwrap_or_else(|| panic!("no figure {kpi} {split:?} in {figures}"))
+}
+
+fn has_fig(figures: &Value, kpi: &str) -> bool {
+    figures.as_array().unwrap().iter().any(|f| f["kpi"] == kpi)
+}
+
+/// (value, previous) of a figure, as strings ("" for null).
+fn vp(f: &Value) -> (String, String) {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    (s(&f["value"]), s(&f["previous"]))
+}
+
+#[actix_web::test]
+async fn results_and_process_count_each_record_once_in_its_period_and_scope() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep_e = app.token(app.org.rep_east1);
+    let rep_n = app.token(app.org.rep_north1);
+    let east = app.account(&rep_e, "华东客户").await["id"].as_str().unwrap().to_owned();
+    let north = app.account(&rep_n, "华北客户").await["id"].as_str().unwrap().to_owned();
+    let mut ids = std::collections::BTreeMap::new();
+    for (key, token, account, amount, currency) in [
+        ("a", &rep_e, &east, "1000", "CNY"),
+        ("b", &rep_e, &east, "700", "CNY"),
+        ("c", &rep_n, &north, "400", "CNY"),
+        ("d", &rep_n, &north, "50", "USD"),
+        ("e", &rep_e, &east, "300", "CNY"),
+        ("f", &rep_e, &east, "900", "CNY"),
+    ] {
+        let d = app
+            .deal(
+                token,
+                json!({"name": format!("deal {key}"), "account_id": account, "amount": amount, "currency": currency}),
+            )
+            .await;
+        ids.insert(key, d["id"].as_str().unwrap().to_owned());
+    }
+    let set = |key: &str, status: &str, created: &str, closed: Option<&str>| {
+        let closed = closed.map_or("NULL".to_owned(), |c| format!("'{c}'"));
+        exec(
+            &app.db,
+            &format!(
+                "UPDATE opportunities SET status = '{status}', created_at = '{created}', closed_at = {closed}, \
+                 lost_reason = CASE WHEN '{status}' = 'lost' THEN 'price' END WHERE id = '{}'",
+                ids[key]
+            ),
+        );
+    };
+    // Won on 31 October at 23:59 in Beijing: October.
+    set("a", "won", "2026-10-01T00:00:00Z", Some("2026-10-31T15:59:00Z"));
+    // Won at midnight of 1 November in Beijing (still 31 October in UTC): not October.
+    set("b", "won", "2026-10-01T00:00:00Z", Some("2026-10-31T16:00:00Z"));
+    // Won in the previous period.
+    set("c", "won", "2026-09-01T02:00:00Z", Some("2026-09-15T02:00:00Z"));
+    // Won in October, in dollars, after exactly ten days.
+    set("d", "won", "2026-10-10T04:00:00Z", Some("2026-10-20T04:00:00Z"));
+    // Lost in October.
+    set("e", "lost", "2026-10-01T00:00:00Z", Some("2026-10-05T04:00:00Z"));
+    // Won in October, then reopened: open again, it counts nowhere.
+    set("f", "open", "2026-10-01T00:00:00Z", None);
+
+    let r = app.get(&format!("/api/v1/reports/results?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["period"]["from"], "2026-10-01");
+    assert_eq!(r.body["period"]["starts_at"], "2026-09-30T16:00:00Z");
+    assert_eq!(r.body["previous_period"]["from"], "2026-08-31");
+    assert_eq!(r.body["previous_period"]["to"], "2026-09-30");
+    assert_eq!(r.body["utc_offset_hours"], 8);
+    let t = &r.body["totals"];
+    let won_cny = fig(t, "sales_won_amount", Some("CNY"));
+    assert_eq!(vp(won_cny), ("1000.00".into(), "400.00".into()));
+    assert_eq!(won_cny["change"], "600.00");
+    assert_eq!(won_cny["change_pct"], "150.00");
+    assert_eq!(won_cny["unit"], "money");
+    // Dollars are reported apart, never added to yuan.
+    assert_eq!(
+        vp(fig(t, "sales_won_amount", Some("USD"))),
+        ("50.00".into(), "0".into())
+    );
+    assert_eq!(vp(fig(t, "deals_won", None)), ("2".into(), "1".into()));
+    assert_eq!(
+        vp(fig(t, "average_deal_size", Some("CNY"))),
+        ("1000.00".into(), "400.00".into())
+    );
+    assert!(r.body["withheld"].as_array().unwrap().is_empty());
+
+    // Per owner: each rep's own deals, users named.
+    let r = app
+        .get(&format!("/api/v1/reports/results?{OCT}&group_by=owner"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    let row = |user: uuid::Uuid| {
+        rows.iter()
+            .find(|row| row["group"]["key"] == user.to_string())
+            .unwrap_or_else(|| panic!("no row for {user}: {rows:?}"))
+    };
+    let east_row = row(app.org.rep_east1);
+    assert!(east_row["group"]["label"].as_str().is_some());
+    assert_eq!(
+        vp(fig(&east_row["figures"], "deals_won", None)),
+        ("1".into(), "0".into())
+    );
+    let north_row = row(app.org.rep_north1);
+    assert_eq!(
+        vp(fig(&north_row["figures"], "deals_won", None)),
+        ("1".into(), "1".into())
+    );
+    assert_eq!(
+        vp(fig(&north_row["figures"], "sales_won_amount", Some("CNY"))),
+        ("0".into(), "400.00".into())
+    );
+
+    // Process: win rate over deals closed, sales cycle of the deals won.
+    let r = app.get(&format!("/api/v1/reports/process?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = &r.body["totals"];
+    assert_eq!(vp(fig(t, "deals_closed", None)), ("3".into(), "1".into()));
+    assert_eq!(vp(fig(t, "win_rate", None)), ("66.67".into(), "100.00".into()));
+    // a: 30 days 15:59 (30.67), d: 10 days; c before: 14 days.
+    assert_eq!(vp(fig(t, "sales_cycle_avg_days", None)), ("20.3".into(), "14.0".into()));
+    assert_eq!(
+        vp(fig(t, "sales_cycle_median_days", None)),
+        ("20.3".into(), "14.0".into())
+    );
+
+    // A rep sees the figures of their own deals only.
+    let r = app.get(&format!("/api/v1/reports/results?{OCT}"), &rep_e).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = &r.body["totals"];
+    assert_eq!(vp(fig(t, "deals_won", None)), ("1".into(), "0".into()));
+    assert!(t.as_array().unwrap().iter().all(|f| f["currency"] != "USD"), "{t}");
+    // The east manager sees east's deals, not north's.
+    let manager = app.token(app.org.manager_east);
+    let r = app.get(&format!("/api/v1/reports/process?{OCT}"), &manager).await;
+    assert_eq!(
+        vp(fig(&r.body["totals"], "deals_closed", None)),
+        ("2".into(), "0".into())
+    );
+
+    // With deal amounts hidden from reps, their amount figures are withheld, not shown.
+    app.set_field_access(
+        &admin,
+        "sales_rep",
+        json!([{"object": "opportunities", "field": "amount", "access": "hidden"}]),
+    )
+    .await;
+    let r = app.get(&format!("/api/v1/reports/results?{OCT}"), &rep_e).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let withheld: Vec<&str> = r.body["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        withheld.contains(&"sales_won_amount") && withheld.contains(&"average_deal_size"),
+        "{withheld:?}"
+    );
+    assert!(!has_fig(&r.body["totals"], "sales_won_amount"));
+    assert!(has_fig(&r.body["totals"], "deals_won"));
+    let r = app.get("/api/v1/reports/pipeline", &rep_e).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["amount"].is_null()));
+    // ... and grouping by a field the caller may not read is refused, naming it.
+    app.set_field_access(
+        &admin,
+        "sales_rep",
+        json!([{"object": "accounts", "field": "industry", "access": "hidden"}]),
+    )
+    .await;
+    let r = app
+        .get(&format!("/api/v1/reports/results?{OCT}&group_by=industry"), &rep_e)
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "group_by");
+    assert_eq!(r.body["errors"][0]["code"], "field_not_readable");
+}
+
+#[actix_web::test]
+async fn contracts_payments_gross_profit_leads_activities_and_response_times() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let mkt = app.token(app.org.marketing);
+    let acc = app.account(&rep, "合同客户").await["id"].as_str().unwrap().to_owned();
+    let deal = app
+        .deal(&rep, json!({"name": "合同商机", "account_id": acc, "amount": "5000"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A quote: two units at 1000 that cost 600 each, so 800 gross profit.
+    let p = product(&app, &admin, "RPT-1", "1000.00", "600.00").await;
+    let q = quote(
+        &app,
+        &rep,
+        &deal,
+        json!([{"product_id": p["id"], "quantity": "2"}]),
+        "0",
+    )
+    .await;
+    let mut contracts = Vec::new();
+    for amount in ["2260.00", "999.00"] {
+        let r = app
+            .post(
+                "/api/v1/contracts",
+                &rep,
+                json!({"opportunity_id": deal, "amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        contracts.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    // One signed in October (from the quote), one in September.
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE contracts SET status = 'signed', signed_at = '2026-10-08T02:00:00Z', quote_id = '{}' WHERE id = '{}'",
+            q["id"].as_str().unwrap(),
+            contracts[0]
+        ),
+    );
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE contracts SET status = 'signed', signed_at = '2026-09-08T02:00:00Z' WHERE id = '{}'",
+            contracts[1]
+        ),
+    );
+    // Payments: two in October (one on the last day), one on 1 November (outside).
+    for (amount, day) in [
+        ("1000.00", "2026-10-01"),
+        ("260.00", "2026-10-31"),
+        ("1000.00", "2026-11-01"),
+    ] {
+        exec(
+            &app.db,
+            &format!(
+                "INSERT INTO payments (id, contract_id, account_id, amount, received_on, method, owner_id, team_id) \
+                 VALUES (gen_random_uuid(), '{}', '{acc}', {amount}, '{day}', 'bank_transfer', '{}', '{}')",
+                contracts[0], app.org.rep_east1, app.org.east1
+            ),
+        );
+    }
+    let r = app.get(&format!("/api/v1/reports/results?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = &r.body["totals"];
+    assert_eq!(vp(fig(t, "new_contracts", None)), ("1".into(), "1".into()));
+    assert_eq!(
+        vp(fig(t, "new_contract_amount", Some("CNY"))),
+        ("2260.00".into(), "999.00".into())
+    );
+    assert_eq!(vp(fig(t, "gross_profit", Some("CNY"))).0, "800.00");
+    assert_eq!(
+        vp(fig(t, "payments_collected", Some("CNY"))),
+        ("1260.00".into(), "0".into())
+    );
+    assert_eq!(vp(fig(t, "payments_received", None)), ("2".into(), "0".into()));
+    // Legal reads contracts but not payments, and not quote margins: those figures are
+    // withheld, the rest is there.
+    let legal = app.token(app.org.legal);
+    let r = app.get(&format!("/api/v1/reports/results?{OCT}"), &legal).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let withheld = r.body["withheld"].as_array().unwrap();
+    for kpi in ["payments_collected", "payments_received", "gross_profit"] {
+        assert!(withheld.iter().any(|w| w == kpi), "{kpi} in {withheld:?}");
+        assert!(!has_fig(&r.body["totals"], kpi), "{kpi}");
+    }
+    assert_eq!(vp(fig(&r.body["totals"], "new_contracts", None)).0, "1");
+
+    // Leads: three created in October (one converted), one in September.
+    let mut leads = Vec::new();
+    for (name, region) in [("甲", "east"), ("乙", "east"), ("丙", "north"), ("丁", "east")] {
+        let r = app
+            .post(
+                "/api/v1/leads",
+                &mkt,
+                json!({"person_name": name, "source": "event", "region": region}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        leads.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    for (i, (created, converted)) in [
+        ("2026-10-02T01:00:00Z", Some("2026-10-20T01:00:00Z")),
+        ("2026-10-03T01:00:00Z", None),
+        ("2026-10-04T01:00:00Z", None),
+        ("2026-09-04T01:00:00Z", None),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let converted = converted.map_or("NULL".to_owned(), |c| format!("'{c}'"));
+        exec(
+            &app.db,
+            &format!(
+                "UPDATE leads SET created_at = '{created}', converted_at = {converted} WHERE id = '{}'",
+                leads[i]
+            ),
+        );
+        // Response: 30 and 90 minutes (met, breached), one still pending.
+        let (status, minutes) = match i {
+            0 => ("met", "30"),
+            1 => ("breached", "90"),
+            _ => ("pending", "NULL"),
+        };
+        exec(
+            &app.db,
+            &format!(
+                "INSERT INTO lead_slas (lead_id, assigned_at, due_at, status, response_minutes) \
+                 VALUES ('{}', '{created}', '{created}'::timestamptz + interval '1 hour', '{status}', {minutes}) \
+                 ON CONFLICT (lead_id) DO UPDATE SET assigned_at = EXCLUDED.assigned_at, status = EXCLUDED.status, \
+                 response_minutes = EXCLUDED.response_minutes",
+                leads[i]
+            ),
+        );
+    }
+    // Activities: two calls and a visit in October, a call in September.
+    for (kind, at) in [
+        ("call", "2026-10-02T01:00:00Z"),
+        ("call", "2026-10-09T01:00:00Z"),
+        ("visit", "2026-10-09T03:00:00Z"),
+        ("call", "2026-09-09T01:00:00Z"),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/activities",
+                &rep,
+                json!({"type": kind, "subject": "跟进", "account_id": acc, "occurred_at": at}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = app.get(&format!("/api/v1/reports/process?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = &r.body["totals"];
+    assert_eq!(vp(fig(t, "new_leads", None)), ("3".into(), "1".into()));
+    assert_eq!(vp(fig(t, "new_leads_converted", None)), ("1".into(), "0".into()));
+    assert_eq!(
+        vp(fig(t, "lead_conversion_rate", None)),
+        ("33.33".into(), "0.00".into())
+    );
+    assert_eq!(vp(fig(t, "activities", None)), ("3".into(), "1".into()));
+    assert_eq!(vp(fig(t, "activities", Some("call"))), ("2".into(), "1".into()));
+    assert_eq!(vp(fig(t, "activities", Some("visit"))), ("1".into(), "0".into()));
+    assert_eq!(vp(fig(t, "lead_response_avg_minutes", None)).0, "60.0");
+    assert_eq!(vp(fig(t, "lead_response_median_minutes", None)).0, "60.0");
+    assert_eq!(vp(fig(t, "lead_sla_attainment", None)), ("50.00".into(), "".into()));
+
+    // Grouped by region: leads by their region.
+    let r = app
+        .get(&format!("/api/v1/reports/process?{OCT}&group_by=region"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    let east = rows.iter().find(|row| row["group"]["key"] == "east").unwrap();
+    assert_eq!(vp(fig(&east["figures"], "new_leads", None)), ("2".into(), "1".into()));
+    let north = rows.iter().find(|row| row["group"]["key"] == "north").unwrap();
+    assert_eq!(vp(fig(&north["figures"], "new_leads", None)).0, "1");
+
+    // No data at all: counts are zero, rates unknown.
+    let r = app
+        .get("/api/v1/reports/process?from=2020-01-01&to=2020-01-31", &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = &r.body["totals"];
+    assert_eq!(vp(fig(t, "new_leads", None)), ("0".into(), "0".into()));
+    assert!(fig(t, "win_rate", None)["value"].is_null());
+    assert!(fig(t, "win_rate", None)["change"].is_null());
+    let r = app
+        .get("/api/v1/reports/results?from=2020-01-01&to=2020-01-31", &admin)
+        .await;
+    assert_eq!(
+        vp(fig(&r.body["totals"], "sales_won_amount", None)),
+        ("0".into(), "0".into())
+    );
+}
+
+#[actix_web::test]
+async fn the_funnel_follows_stage_history_through_skips_moves_back_and_losses() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let rep_n = app.token(app.org.rep_north1);
+    let pipeline = app.default_pipeline(&admin).await;
+    let st = |code: &str| stage_id(&pipeline, code);
+    let acc = app.account(&rep, "漏斗客户").await["id"].as_str().unwrap().to_owned();
+    let acc_n = app.account(&rep_n, "漏斗客户北").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut deals = Vec::new();
+    for (token, account) in [(&rep, &acc), (&rep, &acc), (&rep_n, &acc_n)] {
+        let d = app.deal(token, json!({"name": "漏斗", "account_id": account})).await;
+        deals.push(d["id"].as_str().unwrap().to_owned());
+    }
+    exec(&app.db, "DELETE FROM stage_history");
+    // (deal, stage, entered, left)
+    let history = [
+        // 1: qualification -> discovery -> proposal -> back to discovery -> proposal (there now).
+        (0, "qualification", "2026-10-01T02:00:00Z", Some("2026-10-03T02:00:00Z")),
+        (0, "discovery", "2026-10-03T02:00:00Z", Some("2026-10-05T02:00:00Z")),
+        (0, "proposal", "2026-10-05T02:00:00Z", Some("2026-10-08T02:00:00Z")),
+        (0, "discovery", "2026-10-08T02:00:00Z", Some("2026-10-10T02:00:00Z")),
+        (0, "proposal", "2026-10-10T02:00:00Z", None),
+        // 2: qualification -> proposal (discovery skipped) -> lost.
+        (1, "qualification", "2026-10-02T02:00:00Z", Some("2026-10-04T02:00:00Z")),
+        (1, "proposal", "2026-10-04T02:00:00Z", Some("2026-10-06T02:00:00Z")),
+        (1, "lost", "2026-10-06T02:00:00Z", None),
+        // 3 (north): the previous period, qualification -> discovery.
+        (2, "qualification", "2026-09-20T02:00:00Z", Some("2026-09-25T02:00:00Z")),
+        (2, "discovery", "2026-09-25T02:00:00Z", None),
+    ];
+    let mut prev: Option<(usize, &str)> = None;
+    for (deal, code, entered, left) in history {
+        let from = match prev {
+            Some((d, c)) if d == deal => format!("'{}'", st(c)),
+            _ => "NULL".to_owned(),
+        };
+        let left = left.map_or("NULL".to_owned(), |l| format!("'{l}'"));
+        exec(
+            &app.db,
+            &format!(
+                "INSERT INTO stage_history (opportunity_id, from_stage_id, to_stage_id, entered_at, left_at) \
+                 VALUES ('{}', {from}, '{}', '{entered}', {left})",
+                deals[deal],
+                st(code)
+            ),
+        );
+        prev = Some((deal, code));
+    }
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET stage_id = '{}', stage_entered_at = '2026-10-10T02:00:00Z' WHERE id = '{}'",
+            st("proposal"),
+            deals[0]
+        ),
+    );
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET stage_id = '{}', status = 'lost', lost_reason = 'price', \
+             closed_at = '2026-10-06T02:00:00Z' WHERE id = '{}'",
+            st("lost"),
+            deals[1]
+        ),
+    );
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET stage_id = '{}', stage_entered_at = now() WHERE id = '{}'",
+            st("discovery"),
+            deals[2]
+        ),
+    );
+
+    let r = app.get(&format!("/api/v1/reports/funnel?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let stage = |body: &Value, code: &str| -> Value {
+        body["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"] == code)
+            .cloned()
+            .unwrap()
+    };
+    let q = stage(&r.body, "qualification");
+    assert_eq!(vp(fig(&q["figures"], "entered", None)), ("2".into(), "1".into()));
+    assert_eq!(vp(fig(&q["figures"], "advanced", None)), ("2".into(), "1".into()));
+    assert_eq!(
+        vp(fig(&q["figures"], "conversion_to_next", None)),
+        ("100.00".into(), "100.00".into())
+    );
+    assert_eq!(
+        vp(fig(&q["figures"], "dwell_avg_days", None)),
+        ("2.0".into(), "5.0".into())
+    );
+    let d = stage(&r.body, "discovery");
+    assert_eq!(vp(fig(&d["figures"], "entered", None)), ("1".into(), "1".into()));
+    assert_eq!(vp(fig(&d["figures"], "entries", None)), ("2".into(), "1".into()));
+    assert_eq!(vp(fig(&d["figures"], "advanced", None)).0, "2");
+    assert_eq!(vp(fig(&d["figures"], "skipped", None)), ("1".into(), "0".into()));
+    assert_eq!(vp(fig(&d["figures"], "in_stage_now", None)).0, "1");
+    let p = stage(&r.body, "proposal");
+    assert_eq!(vp(fig(&p["figures"], "entered", None)).0, "2");
+    assert_eq!(vp(fig(&p["figures"], "entries", None)).0, "3");
+    assert_eq!(vp(fig(&p["figures"], "advanced", None)).0, "0");
+    assert_eq!(vp(fig(&p["figures"], "moved_back", None)).0, "1");
+    assert_eq!(vp(fig(&p["figures"], "lost", None)).0, "1");
+    assert_eq!(vp(fig(&p["figures"], "conversion_to_next", None)).0, "0.00");
+    assert_eq!(vp(fig(&p["figures"], "conversion_to_won", None)).0, "0.00");
+    // Entries that left: 3 days (deal 1) and 2 days (deal 2).
+    assert_eq!(vp(fig(&p["figures"], "dwell_avg_days", None)).0, "2.5");
+    assert_eq!(vp(fig(&p["figures"], "in_stage_now", None)).0, "1");
+    // In proposal since 10 October: past its stalled threshold.
+    assert_eq!(vp(fig(&p["figures"], "stalled_now", None)).0, "1");
+    assert!(fig(&p["figures"], "stalled_now", None)["previous"].is_null());
+    let n = stage(&r.body, "negotiation");
+    assert_eq!(vp(fig(&n["figures"], "skipped", None)).0, "0");
+    assert_eq!(vp(fig(&n["figures"], "entered", None)), ("0".into(), "0".into()));
+
+    // Per rep: the north rep's funnel holds only their deal.
+    let r = app
+        .get(&format!("/api/v1/reports/funnel?{OCT}&group_by=owner"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let groups = r.body["groups"].as_array().unwrap();
+    let north = groups
+        .iter()
+        .find(|g| g["group"]["key"] == app.org.rep_north1.to_string())
+        .unwrap();
+    let nq = north["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["code"] == "qualification")
+        .unwrap();
+    assert_eq!(vp(fig(&nq["figures"], "entered", None)), ("0".into(), "1".into()));
+    // The north rep's own funnel: the east deals are out of scope.
+    let r = app.get(&format!("/api/v1/reports/funnel?{OCT}"), &rep_n).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let q = stage(&r.body, "qualification");
+    assert_eq!(vp(fig(&q["figures"], "entered", None)), ("0".into(), "1".into()));
+    // A funnel groups by team or owner only.
+    let r = app
+        .get(&format!("/api/v1/reports/funnel?{OCT}&group_by=industry"), &admin)
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "group_by");
+}
+
+#[actix_web::test]
+async fn open_pipeline_by_close_month_and_stage_is_weighted_per_currency() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "预测客户").await["id"].as_str().unwrap().to_owned();
+    for (amount, currency, close, probability) in [
+        ("1000", "CNY", "2027-01-15", 10),
+        ("3000", "CNY", "2027-01-20", 30),
+        ("200", "USD", "2027-01-20", 50),
+        ("500", "CNY", "2027-02-01", 10),
+    ] {
+        app.deal(
+            &rep,
+            json!({"name": "预测", "account_id": acc, "amount": amount, "currency": currency,
+                   "expected_close_date": close, "probability": probability}),
+        )
+        .await;
+    }
+    let r = app.get("/api/v1/reports/pipeline", &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cells = r.body["cells"].as_array().unwrap();
+    let cell = |month: &str, currency: &str| {
+        cells
+            .iter()
+            .find(|c| c["month"] == month && c["currency"] == currency)
+            .unwrap_or_else(|| panic!("no {month} {currency}: {cells:?}"))
+    };
+    let jan = cell("2027-01", "CNY");
+    assert_eq!(jan["deals"], 2);
+    assert_eq!(jan["amount"], "4000.00");
+    assert_eq!(jan["weighted_amount"], "1000.00");
+    assert_eq!(jan["stage_code"], "qualification");
+    assert!(jan["historical_win_pct"].is_null(), "no closed history yet");
+    assert_eq!(cell("2027-01", "USD")["weighted_amount"], "100.00");
+    assert_eq!(cell("2027-02", "CNY")["amount"], "500.00");
+    // A period limits the expected close dates.
+    let r = app
+        .get("/api/v1/reports/pipeline?from=2027-02-01&to=2027-02-28", &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["close_from"], "2027-02-01");
+    assert_eq!(r.body["cells"].as_array().unwrap().len(), 1);
+    // Another rep's pipeline is empty.
+    let other = app.token(app.org.rep_north1);
+    let r = app.get("/api/v1/reports/pipeline", &other).await;
+    assert!(r.body["cells"].as_array().unwrap().is_empty(), "{}", r.text);
+}
+
+#[actix_web::test]
+async fn report_periods_and_groupings_are_validated() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    for (query, field, code) in [
+        ("from=2026-10-31&to=2026-10-01", "to", "before_from"),
+        ("from=2026-10-01", "from", "incomplete_period"),
+        (
+            "period=this_month&from=2026-10-01&to=2026-10-02",
+            "from",
+            "period_conflict",
+        ),
+        ("from=2020-01-01&to=2026-10-01", "to", "period_too_long"),
+        ("group_by=custom.no_such_field", "group_by", "unknown_grouping"),
+    ] {
+        let r = app.get(&format!("/api/v1/reports/results?{query}"), &admin).await;
+        assert_eq!(r.status, 422, "{query}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], field, "{query}");
+        assert_eq!(r.body["errors"][0]["code"], code, "{query}");
+    }
+    let r = app.get("/api/v1/reports/process?group_by=colour", &admin).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["code"], "unknown_grouping");
+    for query in ["period=next_month", "colour=red", "from=yesterday"] {
+        let r = app.get(&format!("/api/v1/reports/process?{query}"), &admin).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+    }
+    let r = app.get("/api/v1/reports/pipeline?group_by=owner", &admin).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    // A preset resolves in the business time zone and compares with the unit before.
+    let r = app.get("/api/v1/reports/results?period=last_month", &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["preset"], "last_month");
+    let from: chrono::NaiveDate = r.body["period"]["from"].as_str().unwrap().parse().unwrap();
+    let prev_to: chrono::NaiveDate = r.body["previous_period"]["to"].as_str().unwrap().parse().unwrap();
+    assert_eq!(prev_to.succ_opt().unwrap(), from);
+    // A custom select field of deals is a grouping.
+    let r = app
+        .post(
+            "/api/v1/admin/fields/opportunities",
+            &admin,
+            json!({"key": "deal_type", "label_zh": "类型", "label_en": "Type", "type": "single_select",
+                   "settings": {"options": [{"key": "new", "label_zh": "新购", "label_en": "New"},
+                                            {"key": "renewal", "label_zh": "续约", "label_en": "Renewal"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "类型客户").await["id"].as_str().unwrap().to_owned();
+    let d = app
+        .deal(
+            &rep,
+            json!({"name": "续约", "account_id": acc, "amount": "10", "custom": {"deal_type": "renewal"}}),
+        )
+        .await;
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET status = 'won', closed_at = '2026-10-10T00:00:00Z' WHERE id = '{}'",
+            d["id"].as_str().unwrap()
+        ),
+    );
+    let r = app
+        .get(
+            &format!("/api/v1/reports/results?{OCT}&group_by=custom.deal_type"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    let renewal = rows.iter().find(|row| row["group"]["key"] == "renewal").unwrap();
+    assert_eq!(vp(fig(&renewal["figures"], "deals_won", None)).0, "1");
+}
