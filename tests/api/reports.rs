@@ -692,3 +692,191 @@ async fn report_periods_and_groupings_are_validated() {
     let renewal = rows.iter().find(|row| row["group"]["key"] == "renewal").unwrap();
     assert_eq!(vp(fig(&renewal["figures"], "deals_won", None)).0, "1");
 }
+
+#[actix_web::test]
+async fn ad_hoc_queries_group_filter_bucket_and_keep_to_scope_and_field_permissions() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let rep_n = app.token(app.org.rep_north1);
+    let account = |token: String, name: &'static str, industry: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .post("/api/v1/accounts", &token, json!({"name": name, "industry": industry}))
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let energy = account(rep.clone(), "能源甲", "energy").await;
+    let finance = account(rep.clone(), "金融乙", "finance").await;
+    let energy_n = account(rep_n.clone(), "能源丙", "energy").await;
+    for (token, acc, amount, currency) in [
+        (&rep, &energy, "100", "CNY"),
+        (&rep, &energy, "200", "CNY"),
+        (&rep, &finance, "50", "USD"),
+        (&rep_n, &energy_n, "1000", "CNY"),
+    ] {
+        app.deal(
+            token,
+            json!({"name": "即席", "account_id": acc, "amount": amount, "currency": currency}),
+        )
+        .await;
+    }
+    let by_industry = json!({
+        "object": "opportunities",
+        "measures": [{"agg": "count"}, {"agg": "sum", "field": "amount"}],
+        "dimensions": [{"field": "account.industry"}]
+    });
+    let r = app.post("/api/v1/reports/query", &admin, by_industry.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let keys: Vec<&str> = r.body["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap())
+        .collect();
+    // Sums of amounts are split by currency, and the answer says so.
+    assert_eq!(keys, ["account.industry", "currency", "count", "sum:amount"]);
+    assert!(!r.body["notes"].as_array().unwrap().is_empty());
+    assert_eq!(r.body["columns"][3]["type"], "money");
+    assert_eq!(r.body["columns"][0]["label_en"], "Account: Industry");
+    assert_eq!(r.body["chart"], "stacked_bar");
+    let rows = r.body["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.contains(&json!(["energy", "CNY", 3, "1300.00"])), "{rows:?}");
+    assert!(rows.contains(&json!(["finance", "USD", 1, "50.00"])), "{rows:?}");
+    // Sorted by the sum, largest first, by default.
+    assert_eq!(rows[0][3], "1300.00");
+
+    // A filter in the shared expression format; values are bound, not spliced.
+    let mut q = by_industry.clone();
+    q["filter"] = json!({"all": [{"field": "amount", "op": "gte", "value": "150"},
+                                 {"field": "account.name", "op": "ne", "value": "x' OR '1'='1"}]});
+    let r = app.post("/api/v1/reports/query", &admin, q).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["rows"], json!([["energy", "CNY", 2, "1200.00"]]));
+
+    // A time bucket in the business time zone: every deal was created this month.
+    let r = app
+        .post(
+            "/api/v1/reports/query",
+            &admin,
+            json!({"object": "opportunities", "measures": [{"agg": "count"}],
+                   "dimensions": [{"field": "created_at", "bucket": "month"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let today = app.state.clock.today();
+    let month = format!("{}", today.format("%Y-%m-01"));
+    assert_eq!(r.body["rows"], json!([[month, 4]]));
+    assert_eq!(r.body["chart"], "line");
+
+    // The rep's answer holds their own deals only.
+    let r = app.post("/api/v1/reports/query", &rep, by_industry.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    assert!(rows.contains(&json!(["energy", "CNY", 2, "300.00"])), "{rows:?}");
+
+    // A limit cuts the answer and says so.
+    let mut q = by_industry.clone();
+    q["limit"] = json!(1);
+    let r = app.post("/api/v1/reports/query", &admin, q).await;
+    assert_eq!(r.body["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["truncated"], true);
+
+    // Stage history and payments are objects too.
+    let r = app
+        .post(
+            "/api/v1/reports/query",
+            &rep,
+            json!({"object": "stage_history", "measures": [{"agg": "count_distinct", "field": "opportunity_id"}],
+                   "dimensions": [{"field": "stage.code"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["rows"], json!([["qualification", 3]]));
+
+    // Refusals name the field.
+    for (body, field, code) in [
+        (
+            json!({"object": "opportunities", "measures": [{"agg": "sum", "field": "colour"}]}),
+            "measures[0].field",
+            "unknown_report_field",
+        ),
+        (
+            json!({"object": "opportunities", "measures": [{"agg": "avg", "field": "name"}]}),
+            "measures[0].field",
+            "not_numeric",
+        ),
+        (
+            json!({"object": "opportunities", "dimensions": [{"field": "name", "bucket": "week"}]}),
+            "dimensions[0].bucket",
+            "not_a_date",
+        ),
+        (
+            json!({"object": "opportunities", "measures": [{"agg": "count"}], "sort": [{"key": "sum:amount"}]}),
+            "sort[0].key",
+            "unknown_column",
+        ),
+        (
+            json!({"object": "activities", "measures": [{"agg": "sum", "field": "opportunity.amount"}]}),
+            "measures[0].field",
+            "related_amount",
+        ),
+        (
+            json!({"object": "opportunities", "measures": [{"agg": "count"}], "filter": {"field": "amount", "op": "gt", "value": "lots"}}),
+            "filter.value",
+            "invalid_value",
+        ),
+        (json!({"object": "opportunities"}), "measures", "nothing_to_compute"),
+    ] {
+        let r = app.post("/api/v1/reports/query", &admin, body.clone()).await;
+        assert_eq!(r.status, 422, "{body}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], field, "{body}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["code"], code, "{body}: {}", r.text);
+    }
+    let r = app
+        .post(
+            "/api/v1/reports/query",
+            &admin,
+            json!({"object": "planets", "measures": [{"agg": "count"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+
+    // Quote margins are hidden from reps by default.
+    let r = app
+        .post(
+            "/api/v1/reports/query",
+            &rep,
+            json!({"object": "quotes", "measures": [{"agg": "sum", "field": "gross_margin"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    // A field hidden from the caller cannot be measured, grouped or filtered on.
+    app.set_field_access(
+        &admin,
+        "sales_rep",
+        json!([{"object": "opportunities", "field": "amount", "access": "hidden"},
+               {"object": "accounts", "field": "industry", "access": "masked"}]),
+    )
+    .await;
+    let r = app.post("/api/v1/reports/query", &rep, by_industry).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let errors = r.body["errors"].as_array().unwrap();
+    assert!(errors.iter().all(|e| e["code"] == "field_not_readable"), "{errors:?}");
+    assert!(errors.iter().any(|e| e["field"] == "dimensions[0].field"));
+    assert!(errors.iter().any(|e| e["field"] == "measures[1].field"));
+    let r = app
+        .post(
+            "/api/v1/reports/query",
+            &rep,
+            json!({"object": "opportunities", "measures": [{"agg": "count"}],
+                   "filter": {"field": "amount", "op": "gt", "value": "150"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "filter.field");
+}

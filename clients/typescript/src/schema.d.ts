@@ -3061,6 +3061,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/query": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * An ad-hoc query: an object, measures, dimensions (fields, custom fields, related
+         *     fields such as `account.industry`, time buckets), a filter in the shared expression
+         *     format, sort and limit. Fields the caller may not read (hidden or masked), unknown
+         *     fields and measures on non-numeric fields answer 422 naming them. Rows are those in
+         *     the caller's read scope of the object; more rows than `limit` are cut and
+         *     `truncated` says so.
+         */
+        post: operations["query"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -5497,6 +5521,54 @@ export interface components {
             name: string;
             sections: components["schemas"]["LayoutSection"][];
         };
+        /** @description A column of a query answer. */
+        QueryColumnDto: {
+            /**
+             * @description The dimension's field (`created_at:month` with a bucket) or the measure's
+             *     `agg:field` (`count` for rows).
+             */
+            key: string;
+            /** @description `dimension` or `measure`. */
+            role: string;
+            /**
+             * @description `text`, `number`, `money`, `integer`, `date`, `datetime`, `boolean` or `id`.
+             *     Money and numbers are decimal strings; buckets are their first date.
+             */
+            type: string;
+            label_zh: string;
+            label_en: string;
+            /** @description `currency` (amounts: the row's `currency` column says which) or `count`. */
+            unit?: string | null;
+        };
+        /** @description One dimension. */
+        QueryDimension: {
+            /** @description As for measures: `stage_id`, `custom.<key>`, `account.industry`, `created_at`. */
+            field: string;
+            /** @description For a date or time field: group by day, week, month, quarter or year. */
+            bucket?: null | ("day" | "week" | "month" | "quarter" | "year");
+        };
+        /** @description One measure. */
+        QueryMeasure: {
+            /**
+             * @description An aggregate: `count` (rows, no field), `count_distinct` (of a field), or `sum`, `avg`, `min`, `max` of a numeric field.
+             * @enum {string}
+             */
+            agg: "count" | "count_distinct" | "sum" | "avg" | "min" | "max";
+            /**
+             * @description A field of the object (`amount`), a custom field (`custom.<key>`) or a related
+             *     record's field (`account.industry`); none for `count`.
+             */
+            field?: string | null;
+        };
+        /** @description One sort key. */
+        QuerySort: {
+            /**
+             * @description A column key of the answer: a dimension's field (`stage_id`,
+             *     `created_at:month`) or a measure's `agg:field` (`sum:amount`, `count`).
+             */
+            key: string;
+            desc?: boolean;
+        };
         /** @description Counts of one queue. */
         QueueSummary: {
             queue: string;
@@ -5764,6 +5836,55 @@ export interface components {
              * Format: date-time
              * @description Computed live from the primary (or the reports replica) at this moment.
              */
+            generated_at: string;
+        };
+        /**
+         * @description An ad-hoc report query. Fields are checked against the object's report fields,
+         *     custom fields and the caller's field permissions (422 naming the field); sums and
+         *     averages of amounts are always split by currency.
+         */
+        ReportQueryRequest: {
+            /**
+             * @description What an ad-hoc query runs over.
+             * @enum {string}
+             */
+            object: "leads" | "accounts" | "contacts" | "opportunities" | "stage_history" | "activities" | "tasks" | "quotes" | "quote_lines" | "contracts" | "invoices" | "payments";
+            measures?: components["schemas"]["QueryMeasure"][];
+            dimensions?: components["schemas"]["QueryDimension"][];
+            /**
+             * @description A condition in the shared expression format (`{"all": [{"field": "status",
+             *     "op": "eq", "value": "won"}]}`); fields as for dimensions.
+             */
+            filter?: {
+                [key: string]: unknown;
+            } | null;
+            sort?: components["schemas"]["QuerySort"][];
+            /**
+             * Format: int64
+             * @description Rows, 1..=10000 (default 1000).
+             */
+            limit?: number | null;
+        };
+        /** @description The answer to an ad-hoc query. */
+        ReportQueryResult: {
+            object: string;
+            columns: components["schemas"]["QueryColumnDto"][];
+            /** @description One array per row, its cells in column order. */
+            rows: {
+                [key: string]: unknown;
+            }[][];
+            /**
+             * Format: int64
+             * @description The row limit applied.
+             */
+            limit: number;
+            /** @description True when more rows matched than the limit: the answer is cut. */
+            truncated: boolean;
+            /** @description How to draw it: `number`, `bar`, `stacked_bar`, `line` or `table`. */
+            chart: string;
+            /** @description What the engine added (such as a currency dimension beside sums of amounts). */
+            notes: string[];
+            /** Format: date-time */
             generated_at: string;
         };
         /** @description One group's figures. */
@@ -24557,6 +24678,103 @@ export interface operations {
             };
             /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
             403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    query: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportQueryRequest"];
+            };
+        };
+        responses: {
+            /** @description The answer */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportQueryResult"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

@@ -242,7 +242,8 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(reports::results)
         .service(reports::process)
         .service(reports::funnel)
-        .service(reports::pipeline);
+        .service(reports::pipeline)
+        .service(reports::query);
 }
 
 /// The OpenAPI document collected from the routes.

@@ -8,6 +8,7 @@
 mod funnel;
 mod kpi;
 mod pipeline;
+pub mod query;
 
 use std::collections::BTreeMap;
 

@@ -6,6 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use validator::Validate;
 
 use super::str_enum;
 
@@ -361,6 +362,216 @@ impl From<app::Pipeline> for PipelineReportDto {
                 .collect(),
             withheld: p.withheld.into_iter().map(str::to_owned).collect(),
             generated_at: p.generated_at,
+        }
+    }
+}
+
+str_enum! {
+    /// What an ad-hoc query runs over.
+    QueryObject {
+        Leads => "leads",
+        Accounts => "accounts",
+        Contacts => "contacts",
+        Opportunities => "opportunities",
+        StageHistory => "stage_history",
+        Activities => "activities",
+        Tasks => "tasks",
+        Quotes => "quotes",
+        QuoteLines => "quote_lines",
+        Contracts => "contracts",
+        Invoices => "invoices",
+        Payments => "payments",
+    }
+}
+
+str_enum! {
+    /// An aggregate: `count` (rows, no field), `count_distinct` (of a field), or `sum`,
+    /// `avg`, `min`, `max` of a numeric field.
+    QueryAgg { Count => "count", CountDistinct => "count_distinct", Sum => "sum", Avg => "avg", Min => "min", Max => "max" }
+}
+
+str_enum! {
+    /// A time bucket of a date or time field, in the business time zone (weeks start on Monday).
+    QueryBucket { Day => "day", Week => "week", Month => "month", Quarter => "quarter", Year => "year" }
+}
+
+/// One measure.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryMeasure {
+    #[schema(inline)]
+    pub agg: QueryAgg,
+    /// A field of the object (`amount`), a custom field (`custom.<key>`) or a related
+    /// record's field (`account.industry`); none for `count`.
+    #[validate(length(max = 200))]
+    #[schema(max_length = 200)]
+    pub field: Option<String>,
+}
+
+/// One dimension.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryDimension {
+    /// As for measures: `stage_id`, `custom.<key>`, `account.industry`, `created_at`.
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub field: String,
+    /// For a date or time field: group by day, week, month, quarter or year.
+    #[schema(inline)]
+    pub bucket: Option<QueryBucket>,
+}
+
+/// One sort key.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySort {
+    /// A column key of the answer: a dimension's field (`stage_id`,
+    /// `created_at:month`) or a measure's `agg:field` (`sum:amount`, `count`).
+    #[validate(length(min = 1, max = 220))]
+    #[schema(min_length = 1, max_length = 220)]
+    pub key: String,
+    #[serde(default)]
+    pub desc: bool,
+}
+
+/// An ad-hoc report query. Fields are checked against the object's report fields,
+/// custom fields and the caller's field permissions (422 naming the field); sums and
+/// averages of amounts are always split by currency.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQueryRequest {
+    #[schema(inline)]
+    pub object: QueryObject,
+    #[serde(default)]
+    #[validate(nested, length(max = 8))]
+    #[schema(max_items = 8)]
+    pub measures: Vec<QueryMeasure>,
+    #[serde(default)]
+    #[validate(nested, length(max = 4))]
+    #[schema(max_items = 4)]
+    pub dimensions: Vec<QueryDimension>,
+    /// A condition in the shared expression format (`{"all": [{"field": "status",
+    /// "op": "eq", "value": "won"}]}`); fields as for dimensions.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default)]
+    #[validate(nested, length(max = 8))]
+    #[schema(max_items = 8)]
+    pub sort: Vec<QuerySort>,
+    /// Rows, 1..=10000 (default 1000).
+    #[validate(range(min = 1, max = 10000))]
+    #[schema(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
+impl ReportQueryRequest {
+    pub fn spec(self) -> app::query::QuerySpec {
+        use app::query::{Agg, Bucket};
+        app::query::QuerySpec {
+            object: self.object.as_str().to_owned(),
+            measures: self
+                .measures
+                .into_iter()
+                .map(|m| app::query::MeasureSpec {
+                    agg: match m.agg {
+                        QueryAgg::Count => Agg::Count,
+                        QueryAgg::CountDistinct => Agg::CountDistinct,
+                        QueryAgg::Sum => Agg::Sum,
+                        QueryAgg::Avg => Agg::Avg,
+                        QueryAgg::Min => Agg::Min,
+                        QueryAgg::Max => Agg::Max,
+                    },
+                    field: m.field,
+                })
+                .collect(),
+            dimensions: self
+                .dimensions
+                .into_iter()
+                .map(|d| app::query::DimensionSpec {
+                    field: d.field,
+                    bucket: d.bucket.map(|b| match b {
+                        QueryBucket::Day => Bucket::Day,
+                        QueryBucket::Week => Bucket::Week,
+                        QueryBucket::Month => Bucket::Month,
+                        QueryBucket::Quarter => Bucket::Quarter,
+                        QueryBucket::Year => Bucket::Year,
+                    }),
+                })
+                .collect(),
+            filter: self.filter,
+            sort: self
+                .sort
+                .into_iter()
+                .map(|s| app::query::SortSpec {
+                    key: s.key,
+                    desc: s.desc,
+                })
+                .collect(),
+            limit: self.limit,
+        }
+    }
+}
+
+/// A column of a query answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryColumnDto {
+    /// The dimension's field (`created_at:month` with a bucket) or the measure's
+    /// `agg:field` (`count` for rows).
+    pub key: String,
+    /// `dimension` or `measure`.
+    pub role: String,
+    /// `text`, `number`, `money`, `integer`, `date`, `datetime`, `boolean` or `id`.
+    /// Money and numbers are decimal strings; buckets are their first date.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub ty: String,
+    pub label_zh: String,
+    pub label_en: String,
+    /// `currency` (amounts: the row's `currency` column says which) or `count`.
+    pub unit: Option<String>,
+}
+
+/// The answer to an ad-hoc query.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportQueryResult {
+    pub object: String,
+    pub columns: Vec<QueryColumnDto>,
+    /// One array per row, its cells in column order.
+    #[schema(value_type = Vec<Vec<Object>>)]
+    pub rows: Vec<serde_json::Value>,
+    /// The row limit applied.
+    pub limit: i64,
+    /// True when more rows matched than the limit: the answer is cut.
+    pub truncated: bool,
+    /// How to draw it: `number`, `bar`, `stacked_bar`, `line` or `table`.
+    pub chart: String,
+    /// What the engine added (such as a currency dimension beside sums of amounts).
+    pub notes: Vec<String>,
+    pub generated_at: DateTime<Utc>,
+}
+
+impl From<app::query::QueryResult> for ReportQueryResult {
+    fn from(r: app::query::QueryResult) -> Self {
+        ReportQueryResult {
+            object: r.object.into(),
+            columns: r
+                .columns
+                .into_iter()
+                .map(|c| QueryColumnDto {
+                    key: c.key,
+                    role: c.role.into(),
+                    ty: c.ty.as_str().into(),
+                    label_zh: c.label_zh,
+                    label_en: c.label_en,
+                    unit: c.unit.map(str::to_owned),
+                })
+                .collect(),
+            rows: r.rows,
+            limit: r.limit,
+            truncated: r.truncated,
+            chart: r.chart.into(),
+            notes: r.notes,
+            generated_at: r.generated_at,
         }
     }
 }

@@ -2,13 +2,16 @@
 //! transaction on the reports database (a replica when configured), with a statement
 //! timeout, and at most `report_slots` at once.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use diesel::PgConnection;
 
-use super::{BadRequest, Forbidden, ReportBusy, Unauthorized, Unprocessable};
+use super::{BadRequest, BodyErrors, Forbidden, ReportBusy, Unauthorized, Unprocessable};
 use crate::auth::Auth;
-use crate::dto::reports::{FunnelDto, PipelineReportDto, ReportDto, ReportQuery};
+use crate::dto::reports::{
+    FunnelDto, PipelineReportDto, ReportDto, ReportQuery, ReportQueryRequest, ReportQueryResult,
+};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::ValidJson;
 use crate::state::AppState;
 
 /// Runs a report for the caller: waits for a report slot (429 `report_busy` after
@@ -106,4 +109,26 @@ pub async fn pipeline(state: web::Data<AppState>, auth: Auth, q: web::Query<Repo
     let p = q.into_inner().params();
     let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::pipeline(c, ctx, &p)).await?;
     Ok(HttpResponse::Ok().json(PipelineReportDto::from(r)))
+}
+
+/// An ad-hoc query: an object, measures, dimensions (fields, custom fields, related
+/// fields such as `account.industry`, time buckets), a filter in the shared expression
+/// format, sort and limit. Fields the caller may not read (hidden or masked), unknown
+/// fields and measures on non-numeric fields answer 422 naming them. Rows are those in
+/// the caller's read scope of the object; more rows than `limit` are cut and
+/// `truncated` says so.
+#[utoipa::path(
+    tag = "reports",
+    request_body = ReportQueryRequest,
+    responses((status = 200, description = "The answer", body = ReportQueryResult), BadRequest, Unauthorized, Forbidden, BodyErrors, ReportBusy)
+)]
+#[post("/reports/query")]
+pub async fn query(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<ReportQueryRequest>,
+) -> ApiResult<HttpResponse> {
+    let spec = body.value?.spec();
+    let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::query::run(c, ctx, &spec)).await?;
+    Ok(HttpResponse::Ok().json(ReportQueryResult::from(r)))
 }
