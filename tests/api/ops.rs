@@ -479,7 +479,15 @@ fn problem_codes_in_handlers_are_documented() {
     for entry in std::fs::read_dir(&app).unwrap() {
         let path = entry.unwrap().path();
         let file = path.file_stem().unwrap().to_string_lossy().into_owned();
-        sources.push((format!("app/{file}"), std::fs::read_to_string(&path).unwrap()));
+        // A module may be a directory of part files (`reports/funnel.rs`).
+        let parts: Vec<std::path::PathBuf> = if path.is_dir() {
+            std::fs::read_dir(&path).unwrap().map(|p| p.unwrap().path()).collect()
+        } else {
+            vec![path]
+        };
+        for part in parts {
+            sources.push((format!("app/{file}"), std::fs::read_to_string(&part).unwrap()));
+        }
     }
     for (file, src) in sources {
         for (call, status) in [

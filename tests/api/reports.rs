@@ -880,3 +880,127 @@ async fn ad_hoc_queries_group_filter_bucket_and_keep_to_scope_and_field_permissi
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.body["errors"][0]["field"], "filter.field");
 }
+
+#[actix_web::test]
+async fn forecast_categories_default_per_stage_are_overridden_per_deal_and_snapshotted_daily() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let pipeline = app.default_pipeline(&admin).await;
+    let category = |code: &str| {
+        pipeline["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"] == code)
+            .unwrap()["forecast_category"]
+            .clone()
+    };
+    assert_eq!(category("qualification"), "pipeline");
+    assert_eq!(category("proposal"), "best_case");
+    assert_eq!(category("closing"), "commit");
+    assert_eq!(category("won"), "closed");
+    assert_eq!(category("lost"), "omitted");
+
+    let acc = app.account(&rep, "预测类别客户").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deal = app
+        .deal(
+            &rep,
+            json!({"name": "承诺", "account_id": acc, "amount": "800", "expected_close_date": "2027-01-10"}),
+        )
+        .await;
+    let id = deal["id"].as_str().unwrap().to_owned();
+    assert!(deal["forecast_category"].is_null());
+    let other = app
+        .deal(&rep, json!({"name": "普通", "account_id": acc, "amount": "200"}))
+        .await;
+    assert!(other["id"].is_string());
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            deal["version"].as_i64().unwrap() as i32,
+            json!({"forecast_category": "commit"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["forecast_category"], "commit");
+    let version = r.body["version"].as_i64().unwrap() as i32;
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            version,
+            json!({"forecast_category": "maybe"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+
+    let r = app.get("/api/v1/reports/pipeline", &rep).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let by_category = r.body["by_category"].as_array().unwrap();
+    let total = |c: &str| by_category.iter().find(|t| t["category"] == c).cloned();
+    assert_eq!(total("commit").unwrap()["amount"], "800.00");
+    assert_eq!(total("pipeline").unwrap()["amount"], "200.00");
+    assert_eq!(
+        by_category[0]["category"], "pipeline",
+        "categories in order of certainty"
+    );
+
+    // The day's snapshot is taken once, however often the job runs.
+    let first = crm_app::reports::forecast::take_snapshot(&mut app.db.conn(), &app.state.clock).unwrap();
+    assert_eq!(first, 2);
+    assert_eq!(
+        crm_app::reports::forecast::take_snapshot(&mut app.db.conn(), &app.state.clock).unwrap(),
+        0
+    );
+    let today = app.state.clock.today();
+    let r = app.get("/api/v1/reports/forecast-snapshots", &rep).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["taken_on"], today.to_string());
+    let items = r.body["items"].as_array().unwrap();
+    let commit = items.iter().find(|i| i["category"] == "commit").unwrap();
+    assert_eq!(commit["amount"], "800.00");
+    assert_eq!(commit["close_month"], "2027-01-01");
+
+    // Tomorrow the deal falls back to its stage's category; today's snapshot keeps
+    // what was committed.
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{id}"),
+            &rep,
+            version,
+            json!({"forecast_category": null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["forecast_category"].is_null());
+    app.state.clock.advance(chrono::Duration::days(1));
+    // Two rows again: both deals in `pipeline`, one with a close month, one without.
+    assert_eq!(
+        crm_app::reports::forecast::take_snapshot(&mut app.db.conn(), &app.state.clock).unwrap(),
+        2
+    );
+    let r = app.get("/api/v1/reports/forecast-snapshots", &rep).await;
+    let items = r.body["items"].as_array().unwrap();
+    assert!(items.iter().all(|i| i["category"] == "pipeline"), "{items:?}");
+    let r = app
+        .get(&format!("/api/v1/reports/forecast-snapshots?on={today}"), &rep)
+        .await;
+    assert_eq!(r.body["taken_on"], today.to_string());
+    assert!(r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["category"] == "commit"));
+    // Before any snapshot: none. Another rep's scope: nothing.
+    let r = app.get("/api/v1/reports/forecast-snapshots?on=2020-01-01", &rep).await;
+    assert!(r.body["taken_on"].is_null());
+    let other_rep = app.token(app.org.rep_north1);
+    let r = app.get("/api/v1/reports/forecast-snapshots", &other_rep).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+}

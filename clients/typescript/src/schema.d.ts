@@ -3085,6 +3085,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/forecast-snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A forecast snapshot: what the open pipeline (by owner, team, pipeline, forecast
+         *     category, expected close month and currency) and the quarter's won deals were on
+         *     `on` (default today), or on the latest day before it that has one. The worker takes
+         *     one per business day. Rows in the caller's `opportunities:read` scope.
+         */
+        get: operations["forecast_snapshots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -3620,6 +3642,15 @@ export interface components {
         CaptureSubmissionList: {
             items: components["schemas"]["CaptureSubmission"][];
         };
+        /** @description Open deals of one forecast category and currency. */
+        CategoryTotalDto: {
+            category: string;
+            currency: string;
+            /** Format: int64 */
+            deals: number;
+            amount?: string | null;
+            weighted_amount?: string | null;
+        };
         /** @description A group robot channel. Its URL and secret are never shown. */
         Channel: {
             /** Format: uuid */
@@ -4118,6 +4149,8 @@ export interface components {
             owner_id?: string | null;
             competitors?: string[];
             next_step?: string | null;
+            /** @description Overrides the stage's forecast category for this deal. */
+            forecast_category?: null | ("pipeline" | "best_case" | "commit" | "closed" | "omitted");
             /** @description Custom field values by key (see `GET /meta/{object}`); `null` clears a value. */
             custom?: {
                 [key: string]: unknown;
@@ -4268,6 +4301,8 @@ export interface components {
             entry_criteria?: components["schemas"]["Criterion"][];
             /** Format: int32 */
             stalled_after_days?: number | null;
+            /** @description Default by kind: open `pipeline`, won `closed`, lost `omitted`. */
+            forecast_category?: null | ("pipeline" | "best_case" | "commit" | "closed" | "omitted");
             /**
              * Format: int32
              * @description 1-based position to insert at; appended when absent.
@@ -5101,6 +5136,8 @@ export interface components {
             source_lead_id?: string | null;
             competitors?: string[];
             next_step?: string | null;
+            /** @description The deal's own forecast category; none: its stage's (see the stage). */
+            forecast_category?: null | ("pipeline" | "best_case" | "commit" | "closed" | "omitted");
             status: components["schemas"]["DealStatus"];
             lost_reason?: string | null;
             /** Format: date-time */
@@ -5351,6 +5388,8 @@ export interface components {
             stage_name: string;
             /** Format: int32 */
             stage_position: number;
+            /** @description The deal's own forecast category, else its stage's. */
+            forecast_category: string;
             currency: string;
             /** Format: int64 */
             deals: number;
@@ -5378,6 +5417,11 @@ export interface components {
             /** Format: date */
             close_to?: string | null;
             cells: components["schemas"]["PipelineCellDto"][];
+            /**
+             * @description Per forecast category (`pipeline`, `best_case`, `commit`, `closed`, `omitted`)
+             *     and currency.
+             */
+            by_category: components["schemas"]["CategoryTotalDto"][];
             /** @description Amount columns left out (null) because the caller may not see deal amounts. */
             withheld: string[];
             /** Format: date-time */
@@ -6151,6 +6195,41 @@ export interface components {
             signed_at?: string | null;
         };
         /**
+         * @description A forecast snapshot: open deals (and deals won in that quarter) as they stood on
+         *     `taken_on`.
+         */
+        SnapshotDto: {
+            /**
+             * Format: date
+             * @description The snapshot's business date; none when no snapshot was taken on or before the
+             *     date asked for. Snapshots are taken by the background worker once a day.
+             */
+            taken_on?: string | null;
+            items: components["schemas"]["SnapshotRowDto"][];
+            withheld: string[];
+        };
+        /** @description One row of a forecast snapshot. */
+        SnapshotRowDto: {
+            /** Format: uuid */
+            owner_id: string;
+            /** Format: uuid */
+            team_id?: string | null;
+            /** Format: uuid */
+            pipeline_id: string;
+            /** @description The forecast category the deals had that day. */
+            category: string;
+            /**
+             * Format: date
+             * @description First day of the expected close month; none for deals without a date.
+             */
+            close_month?: string | null;
+            currency: string;
+            /** Format: int32 */
+            deals: number;
+            amount?: string | null;
+            weighted?: string | null;
+        };
+        /**
          * @description Where a customer or lead came from.
          * @enum {string}
          */
@@ -6182,6 +6261,8 @@ export interface components {
              * @description Deals longer than this in the stage without activity count as stalled.
              */
             stalled_after_days?: number | null;
+            /** @description Forecast category of the stage's deals unless a deal overrides it. */
+            forecast_category: "pipeline" | "best_case" | "commit" | "closed" | "omitted";
             archived: boolean;
             /** Format: int32 */
             version: number;
@@ -6623,6 +6704,8 @@ export interface components {
             owner_id?: string | null;
             competitors?: string[] | null;
             next_step?: string | null;
+            /** @description Overrides the stage's forecast category; `null` goes back to the stage's. */
+            forecast_category?: null | ("pipeline" | "best_case" | "commit" | "closed" | "omitted");
             /** @description Custom field values by key (see `GET /meta/{object}`); `null` clears a value. */
             custom?: {
                 [key: string]: unknown;
@@ -6707,6 +6790,7 @@ export interface components {
             stalled_after_days?: number | null;
             /** @description Archive the stage (refused while open deals are in it) or restore it. */
             archived?: boolean | null;
+            forecast_category?: null | ("pipeline" | "best_case" | "commit" | "closed" | "omitted");
         };
         UpdateTask: {
             title?: string | null;
@@ -24785,6 +24869,76 @@ export interface operations {
             };
             /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
             422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    forecast_snapshots: {
+        parameters: {
+            query?: {
+                /** @description The business date to read (default today): its snapshot, or the latest before it. */
+                on?: string;
+                owner_id?: string;
+                /** @description This team and the teams below it. */
+                team_id?: string;
+                pipeline_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The snapshot */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SnapshotDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

@@ -546,6 +546,7 @@ fn convert_deal(
         source_lead_id: Some(lead.id),
         competitors: Vec::new(),
         next_step: None,
+        forecast_category: None,
         custom: None,
     };
     let row = crate::opportunities::create(c, ctx, deal).map_err(|e| e.prefixed("opportunity."))?;

@@ -238,6 +238,7 @@ pub struct NewDeal {
     pub source_lead_id: Option<Uuid>,
     pub competitors: Vec<String>,
     pub next_step: Option<String>,
+    pub forecast_category: Option<String>,
     pub custom: Option<Map<String, Value>>,
 }
 
@@ -352,6 +353,7 @@ pub fn create(c: &mut PgConnection, ctx: &Ctx, d: NewDeal) -> AppResult<Opportun
         next_step: d.next_step,
         status: "open".into(),
         closed_at: None,
+        forecast_category: d.forecast_category,
         custom,
         created_by: Some(ctx.user_id()).filter(|u| !u.is_nil()),
     };
@@ -409,6 +411,7 @@ pub struct DealInput {
     #[serde(default)]
     pub competitors: Vec<String>,
     pub next_step: Option<String>,
+    pub forecast_category: Option<String>,
     pub custom: Option<Map<String, Value>>,
 }
 
@@ -432,7 +435,15 @@ pub struct DealPatch {
     pub competitors: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub next_step: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub forecast_category: Option<Option<String>>,
     pub custom: Option<Map<String, Value>>,
+}
+
+/// A deal's own forecast category, one of the five (none: the stage's).
+fn check_category(errs: &mut Errors, v: Option<String>) -> Option<String> {
+    crate::pipelines::check_category(errs, "forecast_category", v.as_deref());
+    v
 }
 
 /// An active ISO 4217 code, upper-cased.
@@ -500,6 +511,7 @@ pub fn create_from(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>)
         source_lead_id: None,
         competitors: clean_list(input.competitors),
         next_step: errs.text_max("next_step", input.next_step, 2_000),
+        forecast_category: check_category(&mut errs, input.forecast_category),
         custom: input.custom,
     };
     errs.into_result()?;
@@ -532,6 +544,7 @@ pub fn update(
         team_id: None,
         competitors: input.competitors.map(clean_list),
         next_step: patch(input.next_step, |v| errs.text_max("next_step", v, 2_000)),
+        forecast_category: input.forecast_category.map(|v| check_category(&mut errs, v)),
         custom: None,
     };
     let contacts_in = input.contacts.map(|l| links(&mut errs, l));
@@ -582,7 +595,7 @@ pub fn update(
             }
             let unchanged = prune_changes!(ch, before;
             name, account_id, primary_contact_id, amount, currency, expected_close_date, probability,
-            owner_id, team_id, competitors, next_step, custom);
+            owner_id, team_id, competitors, next_step, forecast_category, custom);
             if unchanged && !contacts_changed {
                 return Ok(None);
             }

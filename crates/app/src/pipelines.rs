@@ -64,6 +64,9 @@ pub struct StageInput {
     #[serde(default)]
     pub entry_criteria: Vec<Value>,
     pub stalled_after_days: Option<i32>,
+    /// Forecast category of deals in the stage (default by kind: open `pipeline`,
+    /// won `closed`, lost `omitted`); a deal may override it.
+    pub forecast_category: Option<String>,
     /// 1-based place among the live stages; appended when absent.
     pub position: Option<i32>,
 }
@@ -103,6 +106,7 @@ pub struct StagePatch {
     #[serde(default, deserialize_with = "double_option")]
     pub stalled_after_days: Option<Option<i32>>,
     pub archived: Option<bool>,
+    pub forecast_category: Option<String>,
 }
 
 fn valid_code(s: &str) -> bool {
@@ -243,6 +247,10 @@ fn new_stage(pipeline_id: Uuid, s: &StageInput, position: usize) -> NewStage {
         required_outputs: json_of(&s.required_outputs),
         entry_criteria: json_of(&s.entry_criteria),
         stalled_after_days: s.stalled_after_days,
+        forecast_category: s
+            .forecast_category
+            .clone()
+            .unwrap_or_else(|| crm_domain::reports::default_category(&s.kind).to_owned()),
     }
 }
 
@@ -254,6 +262,24 @@ fn check_stage(errs: &mut Errors, prefix: &str, s: &StageInput) {
     }
     check_items(errs, &format!("{prefix}key_tasks"), &s.key_tasks);
     check_items(errs, &format!("{prefix}required_outputs"), &s.required_outputs);
+    check_category(
+        errs,
+        &format!("{prefix}forecast_category"),
+        s.forecast_category.as_deref(),
+    );
+}
+
+/// A forecast category must be one of the five.
+pub fn check_category(errs: &mut Errors, field: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        if !crm_domain::reports::FORECAST_CATEGORIES.contains(&v) {
+            errs.add(
+                field,
+                "unknown_category",
+                format!("one of {}", crm_domain::reports::FORECAST_CATEGORIES.join(", ")),
+            );
+        }
+    }
 }
 
 /// Records a change of the pipeline `id` (its stages included) as `action`.
@@ -444,6 +470,7 @@ pub fn update_stage(
         .collect();
     let mut errs = Errors::default();
     check_pipeline(&mut errs, &defs, &|i| format!("stages[{i}]"));
+    check_category(&mut errs, "forecast_category", dto.forecast_category.as_deref());
     errs.into_result()?;
     let changes = StageChanges {
         name,
@@ -454,6 +481,7 @@ pub fn update_stage(
         entry_criteria: dto.entry_criteria.as_ref().map(json_of),
         stalled_after_days: dto.stalled_after_days,
         archived_at: dto.archived.map(|a| a.then(|| ctx.now())),
+        forecast_category: dto.forecast_category,
     };
     let after = pipelines::update_stage(c, id, &changes)?;
     if dto.archived.is_some() {

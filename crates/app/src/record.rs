@@ -252,6 +252,7 @@ pub fn opportunity(r: &OpportunityRow, contacts: &[(Uuid, String)]) -> Value {
         "source_lead_id": r.source_lead_id,
         "competitors": r.competitors,
         "next_step": r.next_step,
+        "forecast_category": r.forecast_category,
         "status": r.status,
         "lost_reason": r.lost_reason,
         "closed_at": r.closed_at,

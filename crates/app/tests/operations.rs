@@ -73,6 +73,7 @@ fn deal(c: &mut PgConnection, ctx: &Ctx, account_id: Uuid, owner: Uuid) -> opps:
             source_lead_id: None,
             competitors: Vec::new(),
             next_step: None,
+            forecast_category: None,
             custom: None,
         },
     )

@@ -473,6 +473,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
         version -> Int4,
+        forecast_category -> Nullable<Text>,
     }
 }
 
@@ -763,6 +764,7 @@ diesel::table! {
         amount -> Nullable<Numeric>,
         probability -> Nullable<Int4>,
         reason -> Nullable<Text>,
+        next_stage_id -> Nullable<Uuid>,
     }
 }
 
@@ -783,6 +785,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         version -> Int4,
+        forecast_category -> Text,
     }
 }
 

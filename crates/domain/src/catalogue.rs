@@ -168,6 +168,10 @@ pub const OPPORTUNITIES: &[Builtin] = &[
     sys(f("source_lead_id", "来源线索", "Source lead", "record_ref")),
     f("competitors", "竞争对手", "Competitors", "multi_select"),
     f("next_step", "下一步", "Next step", "text"),
+    opts(
+        f("forecast_category", "预测类别", "Forecast category", "single_select"),
+        &crate::reports::FORECAST_CATEGORIES,
+    ),
     sys(filt(opts(
         f("status", "状态", "Status", "single_select"),
         &["open", "won", "lost"],

@@ -174,6 +174,18 @@ pub fn percent(part: Decimal, whole: Decimal) -> Decimal {
     d
 }
 
+/// Forecast categories, from least to most certain; `omitted` leaves a deal out.
+pub const FORECAST_CATEGORIES: [&str; 5] = ["pipeline", "best_case", "commit", "closed", "omitted"];
+
+/// A new stage's default forecast category, from its kind.
+pub fn default_category(stage_kind: &str) -> &'static str {
+    match stage_kind {
+        "won" => "closed",
+        "lost" => "omitted",
+        _ => "pipeline",
+    }
+}
+
 /// What is wrong with a requested period.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PeriodError {

@@ -243,7 +243,8 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(reports::process)
         .service(reports::funnel)
         .service(reports::pipeline)
-        .service(reports::query);
+        .service(reports::query)
+        .service(reports::forecast_snapshots);
 }
 
 /// The OpenAPI document collected from the routes.

@@ -163,6 +163,13 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
             tracing::info!(keys, throttle, capture, "housekeeping done");
             Ok(())
         })
+        .handle(crm_app::reports::forecast::SNAPSHOT_JOB, |c, ctx, _| {
+            let rows = crm_app::reports::forecast::take_snapshot(c, &ctx.clock)?;
+            if rows > 0 {
+                tracing::info!(rows, "forecast snapshot taken");
+            }
+            Ok(())
+        })
         .handle(PRUNE_OUTBOX, move |c, _, _| {
             let n = crm_db::repo::outbox::prune(c, retention)?;
             if n > 0 {
@@ -173,6 +180,13 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
         .every(SWEEP, DEFAULT_QUEUE, SWEEP, opts.sweep_every)
         .every(HOUSEKEEPING, DEFAULT_QUEUE, HOUSEKEEPING, Duration::from_secs(3600))
         .every(PRUNE_OUTBOX, DEFAULT_QUEUE, PRUNE_OUTBOX, Duration::from_secs(3600))
+        // The first run of a business day records that day's forecast snapshot.
+        .every(
+            crm_app::reports::forecast::SNAPSHOT_JOB,
+            DEFAULT_QUEUE,
+            crm_app::reports::forecast::SNAPSHOT_JOB,
+            Duration::from_secs(3600),
+        )
         // A safety net only: timers wake their job at their exact moment.
         .every(
             crm_app::rules::TIMERS,

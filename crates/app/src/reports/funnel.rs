@@ -188,7 +188,7 @@ pub fn funnel(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Funnel> 
     let w = &s.window;
 
     // Each entry into a stage of the pipeline in either period, with the stage the
-    // deal went to next (the following history row of the same deal).
+    // deal went to next (kept on the visit by a trigger).
     let mut sql = Sql::new("WITH st AS (SELECT id, kind, position FROM stages WHERE pipeline_id = ");
     sql.bind::<SqlUuid, _>(pipeline_id);
     sql.push(&format!(
@@ -200,14 +200,12 @@ pub fn funnel(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Funnel> 
          round(avg(x.dwell) FILTER (WHERE x.dwell IS NOT NULL), 1) AS dwell_avg, \
          round((percentile_cont(0.5) WITHIN GROUP (ORDER BY x.dwell))::numeric, 1) AS dwell_median \
          FROM (SELECT {grp} AS grp, h.opportunity_id, h.to_stage_id AS stage_id, o.status, \
-         extract(epoch FROM h.left_at - h.entered_at) / 86400.0 AS dwell, nx.to_stage_id AS next_stage, \
+         extract(epoch FROM h.left_at - h.entered_at) / 86400.0 AS dwell, h.next_stage_id AS next_stage, \
          h.entered_at >= "
     ));
     sql.bind::<Timestamptz, _>(w.current.start);
     sql.push(
         " AS cur FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL \
-         LEFT JOIN LATERAL (SELECT n.to_stage_id FROM stage_history n WHERE n.opportunity_id = h.opportunity_id \
-         AND (n.entered_at, n.id) > (h.entered_at, h.id) ORDER BY n.entered_at, n.id LIMIT 1) nx ON TRUE \
          WHERE h.to_stage_id IN (SELECT id FROM st) AND h.entered_at >= ",
     );
     sql.bind::<Timestamptz, _>(w.previous.start);

@@ -5,6 +5,7 @@
 //! summed across currencies. Figures that read a field the caller may not see in
 //! full (hidden or masked) are left out and named in `withheld`.
 
+pub mod forecast;
 mod funnel;
 mod kpi;
 mod pipeline;

@@ -27,6 +27,9 @@ pub struct PipelineCell {
     pub stage_name: String,
     #[diesel(sql_type = Integer)]
     pub stage_position: i32,
+    /// The deal's own forecast category, else its stage's.
+    #[diesel(sql_type = Text)]
+    pub forecast_category: String,
     #[diesel(sql_type = Text)]
     pub currency: String,
     #[diesel(sql_type = BigInt)]
@@ -44,6 +47,16 @@ pub struct PipelineCell {
     pub forecast_amount: Option<Decimal>,
 }
 
+/// Open deals of one forecast category and currency.
+#[derive(Debug, Clone)]
+pub struct CategoryTotal {
+    pub category: String,
+    pub currency: String,
+    pub deals: i64,
+    pub amount: Option<Decimal>,
+    pub weighted_amount: Option<Decimal>,
+}
+
 /// The pipeline report's answer.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -51,6 +64,8 @@ pub struct Pipeline {
     pub close_from: Option<chrono::NaiveDate>,
     pub close_to: Option<chrono::NaiveDate>,
     pub cells: Vec<PipelineCell>,
+    /// Per forecast category and currency, over every month and stage.
+    pub by_category: Vec<CategoryTotal>,
     pub withheld: Vec<&'static str>,
     pub generated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -89,7 +104,8 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
     sql.push(
         " GROUP BY h.to_stage_id) \
          SELECT to_char(o.expected_close_date, 'YYYY-MM') AS month, o.stage_id, s.code AS stage_code, \
-         s.name AS stage_name, s.position AS stage_position, o.currency, count(*) AS deals, \
+         s.name AS stage_name, s.position AS stage_position, \
+         coalesce(o.forecast_category, s.forecast_category) AS forecast_category, o.currency, count(*) AS deals, \
          coalesce(sum(o.amount), 0) AS amount, \
          round(coalesce(sum(o.amount * o.probability / 100.0), 0), 2) AS weighted_amount, \
          max(hist.pct) AS historical_win_pct, \
@@ -110,8 +126,8 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
         sql.bind::<Date, _>(to);
     }
     sql.push(
-        " GROUP BY 1, o.stage_id, s.code, s.name, s.position, o.currency \
-         ORDER BY 1 NULLS LAST, s.position, o.currency",
+        " GROUP BY 1, o.stage_id, s.code, s.name, s.position, 6, o.currency \
+         ORDER BY 1 NULLS LAST, s.position, 6, o.currency",
     );
     let mut cells: Vec<PipelineCell> = sql.into_query().load(c)?;
     let mut withheld = Vec::new();
@@ -123,10 +139,46 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
             cell.forecast_amount = None;
         }
     }
+    let mut by_category: Vec<CategoryTotal> = Vec::new();
+    for cell in &cells {
+        let add = |a: Option<Decimal>, b: Option<Decimal>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        match by_category
+            .iter_mut()
+            .find(|t| t.category == cell.forecast_category && t.currency == cell.currency)
+        {
+            Some(t) => {
+                t.deals += cell.deals;
+                t.amount = add(t.amount, cell.amount);
+                t.weighted_amount = add(t.weighted_amount, cell.weighted_amount);
+            }
+            None => by_category.push(CategoryTotal {
+                category: cell.forecast_category.clone(),
+                currency: cell.currency.clone(),
+                deals: cell.deals,
+                amount: cell.amount,
+                weighted_amount: cell.weighted_amount,
+            }),
+        }
+    }
+    let rank = |c: &str| {
+        crm_domain::reports::FORECAST_CATEGORIES
+            .iter()
+            .position(|x| *x == c)
+            .unwrap_or(usize::MAX)
+    };
+    by_category.sort_by(|a, b| {
+        rank(&a.category)
+            .cmp(&rank(&b.category))
+            .then(a.currency.cmp(&b.currency))
+    });
     Ok(Pipeline {
         close_from,
         close_to,
         cells,
+        by_category,
         withheld,
         generated_at: ctx.now(),
     })

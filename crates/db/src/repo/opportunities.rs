@@ -46,6 +46,8 @@ pub struct OpportunityRow {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub version: i32,
+    /// Overrides the stage's forecast category (none: the stage's).
+    pub forecast_category: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -70,6 +72,7 @@ pub struct NewOpportunity {
     pub closed_at: Option<DateTime<Utc>>,
     pub custom: Value,
     pub created_by: Option<Uuid>,
+    pub forecast_category: Option<String>,
 }
 
 /// Fields a PATCH may change. Stage, status and closing only change through a stage move.
@@ -88,6 +91,7 @@ pub struct OpportunityChanges {
     pub competitors: Option<Vec<String>>,
     pub next_step: Option<Option<String>>,
     pub custom: Option<Value>,
+    pub forecast_category: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -58,6 +58,7 @@ pub struct StageRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
+    pub forecast_category: String,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -74,6 +75,7 @@ pub struct NewStage {
     pub required_outputs: Value,
     pub entry_criteria: Value,
     pub stalled_after_days: Option<i32>,
+    pub forecast_category: String,
 }
 
 #[derive(Debug, Clone, Default, AsChangeset)]
@@ -87,6 +89,7 @@ pub struct StageChanges {
     pub entry_criteria: Option<Value>,
     pub stalled_after_days: Option<Option<i32>>,
     pub archived_at: Option<Option<DateTime<Utc>>>,
+    pub forecast_category: Option<String>,
 }
 
 pub fn list(conn: &mut PgConnection, include_archived: bool) -> QueryResult<Vec<PipelineRow>> {

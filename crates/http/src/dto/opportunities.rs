@@ -58,6 +58,9 @@ pub struct Opportunity {
     pub source_lead_id: Option<Uuid>,
     pub competitors: Vec<String>,
     pub next_step: Option<String>,
+    /// The deal's own forecast category; none: its stage's (see the stage).
+    #[schema(inline)]
+    pub forecast_category: Option<crate::dto::pipelines::ForecastCategory>,
     pub status: DealStatus,
     pub lost_reason: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
@@ -97,6 +100,10 @@ impl Opportunity {
             source_lead_id: r.source_lead_id,
             competitors: r.competitors,
             next_step: r.next_step,
+            forecast_category: r
+                .forecast_category
+                .as_deref()
+                .and_then(crate::dto::pipelines::ForecastCategory::parse),
             status: DealStatus::parse(&r.status).unwrap_or(DealStatus::Open),
             lost_reason: r.lost_reason,
             closed_at: r.closed_at,
@@ -151,6 +158,9 @@ pub struct CreateOpportunity {
     #[validate(length(max = 2000))]
     #[schema(max_length = 2000)]
     pub next_step: Option<String>,
+    /// Overrides the stage's forecast category for this deal.
+    #[schema(inline)]
+    pub forecast_category: Option<crate::dto::pipelines::ForecastCategory>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
     #[schema(value_type = Option<Object>)]
     pub custom: Option<serde_json::Map<String, serde_json::Value>>,
@@ -195,6 +205,10 @@ pub struct UpdateOpportunity {
     #[schema(value_type = Option<String>, max_length = 2000)]
     #[validate(length(max = 2000))]
     pub next_step: Option<Option<String>>,
+    /// Overrides the stage's forecast category; `null` goes back to the stage's.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(inline)]
+    pub forecast_category: Option<Option<crate::dto::pipelines::ForecastCategory>>,
     /// Custom field values by key (see `GET /meta/{object}`); `null` clears a value.
     #[schema(value_type = Option<Object>)]
     pub custom: Option<serde_json::Map<String, serde_json::Value>>,

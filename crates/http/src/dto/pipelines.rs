@@ -107,8 +107,16 @@ pub struct Stage {
     pub entry_criteria: Vec<Criterion>,
     /// Deals longer than this in the stage without activity count as stalled.
     pub stalled_after_days: Option<i32>,
+    /// Forecast category of the stage's deals unless a deal overrides it.
+    #[schema(inline)]
+    pub forecast_category: ForecastCategory,
     pub archived: bool,
     pub version: i32,
+}
+
+str_enum! {
+    /// A forecast category: `pipeline`, `best_case`, `commit`, `closed` or `omitted` (left out of forecasts).
+    ForecastCategory { Pipeline => "pipeline", BestCase => "best_case", Commit => "commit", Closed => "closed", Omitted => "omitted" }
 }
 
 impl From<StageRow> for Stage {
@@ -125,6 +133,7 @@ impl From<StageRow> for Stage {
             required_outputs: serde_json::from_value(r.required_outputs).unwrap_or_default(),
             entry_criteria: serde_json::from_value(r.entry_criteria).unwrap_or_default(),
             stalled_after_days: r.stalled_after_days,
+            forecast_category: ForecastCategory::parse(&r.forecast_category).unwrap_or(ForecastCategory::Pipeline),
             archived: r.archived_at.is_some(),
             version: r.version,
         }
@@ -204,6 +213,9 @@ pub struct CreateStage {
     #[validate(range(min = 1, max = 3650))]
     #[schema(minimum = 1, maximum = 3650)]
     pub stalled_after_days: Option<i32>,
+    /// Default by kind: open `pipeline`, won `closed`, lost `omitted`.
+    #[schema(inline)]
+    pub forecast_category: Option<ForecastCategory>,
     /// 1-based position to insert at; appended when absent.
     #[validate(range(min = 1))]
     #[schema(minimum = 1)]
@@ -263,6 +275,8 @@ pub struct UpdateStage {
     pub stalled_after_days: Option<Option<i32>>,
     /// Archive the stage (refused while open deals are in it) or restore it.
     pub archived: Option<bool>,
+    #[schema(inline)]
+    pub forecast_category: Option<ForecastCategory>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]

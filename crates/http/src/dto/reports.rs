@@ -310,6 +310,8 @@ pub struct PipelineCellDto {
     pub stage_code: String,
     pub stage_name: String,
     pub stage_position: i32,
+    /// The deal's own forecast category, else its stage's.
+    pub forecast_category: String,
     pub currency: String,
     pub deals: i64,
     #[schema(value_type = Option<String>)]
@@ -333,6 +335,9 @@ pub struct PipelineReportDto {
     pub close_from: Option<NaiveDate>,
     pub close_to: Option<NaiveDate>,
     pub cells: Vec<PipelineCellDto>,
+    /// Per forecast category (`pipeline`, `best_case`, `commit`, `closed`, `omitted`)
+    /// and currency.
+    pub by_category: Vec<CategoryTotalDto>,
     /// Amount columns left out (null) because the caller may not see deal amounts.
     pub withheld: Vec<String>,
     pub generated_at: DateTime<Utc>,
@@ -352,6 +357,7 @@ impl From<app::Pipeline> for PipelineReportDto {
                     stage_code: c.stage_code,
                     stage_name: c.stage_name,
                     stage_position: c.stage_position,
+                    forecast_category: c.forecast_category,
                     currency: c.currency,
                     deals: c.deals,
                     amount: c.amount,
@@ -360,8 +366,97 @@ impl From<app::Pipeline> for PipelineReportDto {
                     forecast_amount: c.forecast_amount,
                 })
                 .collect(),
+            by_category: p
+                .by_category
+                .into_iter()
+                .map(|t| CategoryTotalDto {
+                    category: t.category,
+                    currency: t.currency,
+                    deals: t.deals,
+                    amount: t.amount,
+                    weighted_amount: t.weighted_amount,
+                })
+                .collect(),
             withheld: p.withheld.into_iter().map(str::to_owned).collect(),
             generated_at: p.generated_at,
+        }
+    }
+}
+
+/// Open deals of one forecast category and currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryTotalDto {
+    pub category: String,
+    pub currency: String,
+    pub deals: i64,
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub weighted_amount: Option<Decimal>,
+}
+
+/// Query of `GET /reports/forecast-snapshots`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    /// The business date to read (default today): its snapshot, or the latest before it.
+    pub on: Option<NaiveDate>,
+    pub owner_id: Option<Uuid>,
+    /// This team and the teams below it.
+    pub team_id: Option<Uuid>,
+    pub pipeline_id: Option<Uuid>,
+}
+
+/// One row of a forecast snapshot.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotRowDto {
+    pub owner_id: Uuid,
+    pub team_id: Option<Uuid>,
+    pub pipeline_id: Uuid,
+    /// The forecast category the deals had that day.
+    pub category: String,
+    /// First day of the expected close month; none for deals without a date.
+    pub close_month: Option<NaiveDate>,
+    pub currency: String,
+    pub deals: i32,
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub weighted: Option<Decimal>,
+}
+
+/// A forecast snapshot: open deals (and deals won in that quarter) as they stood on
+/// `taken_on`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotDto {
+    /// The snapshot's business date; none when no snapshot was taken on or before the
+    /// date asked for. Snapshots are taken by the background worker once a day.
+    pub taken_on: Option<NaiveDate>,
+    pub items: Vec<SnapshotRowDto>,
+    pub withheld: Vec<String>,
+}
+
+impl From<app::forecast::Snapshot> for SnapshotDto {
+    fn from(s: app::forecast::Snapshot) -> Self {
+        SnapshotDto {
+            taken_on: s.taken_on,
+            items: s
+                .rows
+                .into_iter()
+                .map(|r| SnapshotRowDto {
+                    owner_id: r.owner_id,
+                    team_id: r.team_id,
+                    pipeline_id: r.pipeline_id,
+                    category: r.category,
+                    close_month: r.close_month,
+                    currency: r.currency,
+                    deals: r.deals,
+                    amount: r.amount,
+                    weighted: r.weighted,
+                })
+                .collect(),
+            withheld: s.withheld.into_iter().map(str::to_owned).collect(),
         }
     }
 }

@@ -8,7 +8,8 @@ use diesel::PgConnection;
 use super::{BadRequest, BodyErrors, Forbidden, ReportBusy, Unauthorized, Unprocessable};
 use crate::auth::Auth;
 use crate::dto::reports::{
-    FunnelDto, PipelineReportDto, ReportDto, ReportQuery, ReportQueryRequest, ReportQueryResult,
+    FunnelDto, PipelineReportDto, ReportDto, ReportQuery, ReportQueryRequest, ReportQueryResult, SnapshotDto,
+    SnapshotQuery,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
@@ -109,6 +110,36 @@ pub async fn pipeline(state: web::Data<AppState>, auth: Auth, q: web::Query<Repo
     let p = q.into_inner().params();
     let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::pipeline(c, ctx, &p)).await?;
     Ok(HttpResponse::Ok().json(PipelineReportDto::from(r)))
+}
+
+/// A forecast snapshot: what the open pipeline (by owner, team, pipeline, forecast
+/// category, expected close month and currency) and the quarter's won deals were on
+/// `on` (default today), or on the latest day before it that has one. The worker takes
+/// one per business day. Rows in the caller's `opportunities:read` scope.
+#[utoipa::path(
+    tag = "reports",
+    params(SnapshotQuery),
+    responses((status = 200, description = "The snapshot", body = SnapshotDto), BadRequest, Unauthorized, Forbidden, ReportBusy)
+)]
+#[get("/reports/forecast-snapshots")]
+pub async fn forecast_snapshots(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<SnapshotQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let p = crm_app::reports::Params {
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        pipeline_id: q.pipeline_id,
+        ..Default::default()
+    };
+    let on = q.on;
+    let r = run_report(&state, &auth, move |c, ctx| {
+        crm_app::reports::forecast::snapshot(c, ctx, on, &p)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(SnapshotDto::from(r)))
 }
 
 /// An ad-hoc query: an object, measures, dimensions (fields, custom fields, related
