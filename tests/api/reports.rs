@@ -1004,3 +1004,361 @@ async fn forecast_categories_default_per_stage_are_overridden_per_deal_and_snaps
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body["items"].as_array().unwrap().is_empty());
 }
+
+#[actix_web::test]
+async fn reports_export_as_csv_and_xlsx_and_render_as_svg_charts() {
+    use std::io::Read;
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "导出客户").await["id"].as_str().unwrap().to_owned();
+    let d = app
+        .deal(&rep, json!({"name": "导出", "account_id": acc, "amount": "1234.5"}))
+        .await;
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET status = 'won', closed_at = '2026-10-10T00:00:00Z' WHERE id = '{}'",
+            d["id"].as_str().unwrap()
+        ),
+    );
+    let get = |path: String, token: String| {
+        let app = &app;
+        async move {
+            let req = crm_test_support::app::request(actix_web::http::Method::GET, &path, Some(&token));
+            app.send(req).await
+        }
+    };
+    // CSV: BOM, header row, one row per figure.
+    let r = get(
+        format!("/api/v1/reports/results/export?{OCT}&group_by=owner"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(r.header("content-disposition").unwrap().contains("results-"));
+    assert!(r.text.starts_with('\u{feff}'));
+    let lines: Vec<&str> = r.text.lines().collect();
+    assert!(
+        lines[0].contains("Value") && lines[0].contains("Previous"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("合计 Total,") && l.contains("sales_won_amount") && l.contains("1234.50")),
+        "{}",
+        r.text
+    );
+
+    // XLSX: a real workbook with typed number cells and a frozen header row.
+    let r = get(
+        format!("/api/v1/reports/results/export?{OCT}&format=xlsx"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("content-type").unwrap().contains("spreadsheetml"));
+    let mut book = zip::ZipArchive::new(std::io::Cursor::new(r.bytes.clone())).unwrap();
+    let mut sheet = String::new();
+    book.by_name("xl/worksheets/sheet1.xml")
+        .unwrap()
+        .read_to_string(&mut sheet)
+        .unwrap();
+    assert!(sheet.contains(r#"<pane ySplit="1""#), "frozen pane: {sheet}");
+    assert!(sheet.contains("<v>1234.5</v>"), "a number cell: {sheet}");
+
+    // SVG charts: the results per owner, the funnel, the pipeline; no script.
+    for path in [
+        format!("/api/v1/reports/results/chart.svg?{OCT}&group_by=owner&kpi=deals_won"),
+        format!("/api/v1/reports/funnel/chart.svg?{OCT}"),
+        "/api/v1/reports/pipeline/chart.svg".to_owned(),
+    ] {
+        let r = get(path.clone(), admin.clone()).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.header("content-type").unwrap(), "image/svg+xml");
+        assert!(r.text.starts_with("<svg") && r.text.ends_with("</svg>"), "{}", r.text);
+        assert!(!r.text.contains("<script"));
+    }
+    let r = get(
+        format!("/api/v1/reports/results/chart.svg?{OCT}&kpi=no_such_kpi"),
+        admin.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = get("/api/v1/reports/planets/export".into(), admin.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // An ad-hoc answer as CSV and as a chart; a rep's export holds their scope only.
+    let q = json!({"object": "opportunities", "measures": [{"agg": "count"}], "dimensions": [{"field": "status"}]});
+    let r = app.post("/api/v1/reports/query/export", &admin, q.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("won,1"), "{}", r.text);
+    let r = app.post("/api/v1/reports/query/chart.svg", &admin, q.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("<rect"));
+    let other = app.token(app.org.rep_north1);
+    let r = app.post("/api/v1/reports/query/export", &other, q).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(!r.text.contains("won,"), "{}", r.text);
+}
+
+#[actix_web::test]
+async fn receivables_age_overdue_installments_at_each_period_end_per_currency_and_scope() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep_e = app.token(app.org.rep_east1);
+    let rep_n = app.token(app.org.rep_north1);
+    let east = app.account(&rep_e, "应收华东").await["id"].as_str().unwrap().to_owned();
+    let north = app.account(&rep_n, "应收华北").await["id"].as_str().unwrap().to_owned();
+    let contract = |token: String, acc: String, currency: &'static str, status: &'static str| {
+        let app = &app;
+        async move {
+            let deal = app
+                .deal(&token, json!({"name": "应收商机", "account_id": acc, "amount": "5000"}))
+                .await;
+            let r = app
+                .post(
+                    "/api/v1/contracts",
+                    &token,
+                    json!({"opportunity_id": deal["id"], "amount": "5000.00"}),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            let id = r.body["id"].as_str().unwrap().to_owned();
+            exec(
+                &app.db,
+                &format!("UPDATE contracts SET status = '{status}', currency = '{currency}' WHERE id = '{id}'"),
+            );
+            id
+        }
+    };
+    let k1 = contract(rep_e.clone(), east.clone(), "CNY", "signed").await;
+    let k2 = contract(rep_n.clone(), north.clone(), "USD", "active").await;
+    let k3 = contract(rep_e.clone(), east.clone(), "CNY", "draft").await;
+    let inst = |k: &str, seq: i32, due: &str, amount: &str| {
+        let id = uuid::Uuid::new_v4();
+        exec(
+            &app.db,
+            &format!(
+                "INSERT INTO installments (id, contract_id, seq, due_date, amount) VALUES ('{id}', '{k}', {seq}, '{due}', {amount})"
+            ),
+        );
+        id
+    };
+    let pay = |k: &str, acc: &str, owner: uuid::Uuid, installment: uuid::Uuid, amount: &str, day: &str| {
+        exec(
+            &app.db,
+            &format!(
+                "WITH p AS (INSERT INTO payments (id, contract_id, account_id, amount, received_on, method, owner_id) \
+                 VALUES (gen_random_uuid(), '{k}', '{acc}', {amount}, '{day}', 'bank_transfer', '{owner}') RETURNING id) \
+                 INSERT INTO payment_allocations (payment_id, installment_id, amount) SELECT id, '{installment}', {amount} FROM p"
+            ),
+        );
+    };
+    // CNY: due 15 Sep (300: 100 paid in September, 200 in October), 10 Oct (500,
+    // unpaid), 1 Jul (400, unpaid), 20 Nov (600, not yet due at the end of October).
+    let i1 = inst(&k1, 1, "2026-09-15", "300");
+    inst(&k1, 2, "2026-10-10", "500");
+    inst(&k1, 3, "2026-07-01", "400");
+    inst(&k1, 4, "2026-11-20", "600");
+    pay(&k1, &east, app.org.rep_east1, i1, "100", "2026-09-20");
+    pay(&k1, &east, app.org.rep_east1, i1, "200", "2026-10-05");
+    // USD: 50 due and paid on 20 October. The draft contract's plan does not count.
+    let i5 = inst(&k2, 1, "2026-10-20", "50");
+    pay(&k2, &north, app.org.rep_north1, i5, "50", "2026-10-20");
+    inst(&k3, 1, "2026-10-15", "999");
+
+    let r = app.get(&format!("/api/v1/reports/receivables?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["report"], "receivables");
+    let t = &r.body["totals"];
+    let cny = |kpi: &str| vp(fig(t, kpi, Some("CNY")));
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(cny("receivable_due"), pair("500.00", "300.00"));
+    assert_eq!(cny("receivable_collected"), pair("200.00", "100.00"));
+    assert_eq!(cny("collection_rate"), pair("0.00", "33.33"));
+    // At 31 October: 500 is 21 days late, 400 is 122 days; at 30 September 200 was 15
+    // days late and 400 was 91.
+    assert_eq!(cny("receivable_overdue"), pair("900.00", "600.00"));
+    assert_eq!(cny("overdue_1_30_days"), pair("500.00", "200.00"));
+    assert_eq!(cny("overdue_over_90_days"), pair("400.00", "400.00"));
+    // Paid in full: nothing left of the 46-day-old installment.
+    assert_eq!(cny("overdue_31_60_days"), pair("0.00", "0"));
+    assert_eq!(cny("receivable_not_yet_due"), pair("600.00", "1100.00"));
+    assert_eq!(vp(fig(t, "overdue_installments", None)), pair("2", "2"));
+    let usd = |kpi: &str| vp(fig(t, kpi, Some("USD")));
+    assert_eq!(usd("receivable_due"), pair("50.00", "0"));
+    assert_eq!(usd("collection_rate").0, "100.00");
+    assert_eq!(usd("receivable_overdue"), pair("0.00", "0"));
+
+    // Per owner and per account, labelled.
+    let r = app
+        .get(&format!("/api/v1/reports/receivables?{OCT}&group_by=account"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let east_row = rows.iter().find(|r| r["group"]["label"] == "应收华东").unwrap();
+    assert_eq!(
+        vp(fig(&east_row["figures"], "receivable_overdue", Some("CNY"))).0,
+        "900.00"
+    );
+    assert!(!east_row["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["currency"] == "USD"));
+    let r = app
+        .get(&format!("/api/v1/reports/receivables?{OCT}&group_by=region"), &admin)
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+
+    // A rep sees their own contracts only; legal sees what fell due, not collections.
+    let r = app.get(&format!("/api/v1/reports/receivables?{OCT}"), &rep_n).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let t = &r.body["totals"];
+    assert!(!t.as_array().unwrap().iter().any(|f| f["currency"] == "CNY"), "{t}");
+    assert_eq!(vp(fig(t, "overdue_installments", None)), pair("0", "0"));
+    let r = app
+        .get(&format!("/api/v1/reports/receivables?{OCT}"), &app.token(app.org.legal))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(vp(fig(&r.body["totals"], "receivable_due", Some("CNY"))).0, "500.00");
+    assert!(!has_fig(&r.body["totals"], "receivable_overdue"));
+    assert!(r.body["withheld"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w == "receivable_collected"));
+    // Marketing has no contracts permission.
+    let r = app
+        .get(
+            &format!("/api/v1/reports/receivables?{OCT}"),
+            &app.token(app.org.marketing),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // As a spreadsheet too.
+    let r = app
+        .get(
+            &format!("/api/v1/reports/receivables/export?{OCT}&group_by=owner"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("receivable_overdue"), "{}", r.text);
+}
+
+#[actix_web::test]
+async fn leaderboard_ranks_owners_per_currency_with_ties_within_the_callers_scope() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let won = |owner: uuid::Uuid, amount: &'static str, currency: &'static str| {
+        let app = &app;
+        async move {
+            let token = app.token(owner);
+            let acc = app.account(&token, &format!("榜单{owner}{currency}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let d = app
+                .deal(&token, json!({"name": "榜单", "account_id": acc, "amount": amount}))
+                .await;
+            exec(
+                &app.db,
+                &format!(
+                    "UPDATE opportunities SET status = 'won', currency = '{currency}', closed_at = '2026-10-12T03:00:00Z' WHERE id = '{}'",
+                    d["id"].as_str().unwrap()
+                ),
+            );
+        }
+    };
+    won(app.org.rep_east1, "1000", "CNY").await;
+    won(app.org.rep_east2, "1000", "CNY").await;
+    won(app.org.rep_north1, "400", "CNY").await;
+    won(app.org.rep_north1, "50", "USD").await;
+
+    let r = app.get(&format!("/api/v1/reports/leaderboard?{OCT}"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["kpi"], "sales_won_amount");
+    let board: Vec<(String, String, u64, String)> = r.body["standings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["currency"].as_str().unwrap_or("").to_owned(),
+                s["group"]["key"].as_str().unwrap().to_owned(),
+                s["rank"].as_u64().unwrap(),
+                s["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let (e1, e2, n1) = (
+        app.org.rep_east1.to_string(),
+        app.org.rep_east2.to_string(),
+        app.org.rep_north1.to_string(),
+    );
+    assert_eq!(board.len(), 4, "{board:?}");
+    assert_eq!(board[0].2, 1);
+    assert_eq!(board[1].2, 1);
+    assert!([&board[0].1, &board[1].1].contains(&&e1) && [&board[0].1, &board[1].1].contains(&&e2));
+    assert_eq!(board[2], ("CNY".into(), n1.clone(), 3, "400.00".into()));
+    assert_eq!(board[3], ("USD".into(), n1.clone(), 1, "50.00".into()));
+
+    // Counts add up across currencies: north has two deals, the others one each.
+    let r = app
+        .get(&format!("/api/v1/reports/leaderboard?{OCT}&kpi=deals_won"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ranks: Vec<(String, u64)> = r.body["standings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["group"]["key"].as_str().unwrap().to_owned(),
+                s["rank"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ranks[0], (n1.clone(), 1));
+    assert_eq!((ranks[1].1, ranks[2].1, ranks.len()), (2, 2, 3));
+    // One currency only; per team; the east manager sees the east only.
+    let r = app
+        .get(&format!("/api/v1/reports/leaderboard?{OCT}&currency=USD"), &admin)
+        .await;
+    assert_eq!(r.body["standings"].as_array().unwrap().len(), 1, "{}", r.text);
+    let r = app
+        .get(&format!("/api/v1/reports/leaderboard?{OCT}&group_by=team"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["group_by"], "team");
+    let r = app
+        .get(
+            &format!("/api/v1/reports/leaderboard?{OCT}"),
+            &app.token(app.org.manager_east),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let keys: Vec<&str> = r.body["standings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["group"]["key"].as_str().unwrap())
+        .collect();
+    assert!(!keys.contains(&n1.as_str()) && keys.contains(&e1.as_str()), "{keys:?}");
+    // Bad asks.
+    for (q, status) in [
+        ("kpi=no_such_figure", 422),
+        ("group_by=region", 422),
+        ("currency=usd", 400),
+        ("format=csv", 400),
+    ] {
+        let r = app.get(&format!("/api/v1/reports/leaderboard?{OCT}&{q}"), &admin).await;
+        assert_eq!(r.status, status, "{q}: {}", r.text);
+    }
+}

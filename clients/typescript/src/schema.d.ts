@@ -3061,6 +3061,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reports/receivables": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Receivables: the installments of signed, active and completed contracts, per
+         *     currency. Due in the period and collected against installments in it (payments
+         *     allocated, by date received) with the collected share; at the period's end (today
+         *     while it runs): overdue amounts (from the day after the due date) aged 1-30, 31-60,
+         *     61-90 and over 90 days, not yet due, and overdue installments. The previous period
+         *     is taken the same way at its end. `group_by` `none`, `owner`, `team` or `account`.
+         *     Contracts in the caller's `contracts:read` scope; without `payments:read` only the
+         *     amounts due are shown (the rest is `withheld`).
+         */
+        get: operations["receivables"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/leaderboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A leaderboard: the owners (default) or teams of the caller's scope ranked by one
+         *     figure of the results or process report in the period, beside the previous
+         *     period's. Amounts are ranked per currency (or in `currency` only). A figure the
+         *     caller may not read answers 422.
+         */
+        get: operations["leaderboard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/reports/query": {
         parameters: {
             query?: never;
@@ -3099,6 +3147,85 @@ export interface paths {
          *     one per business day. Rows in the caller's `opportunities:read` scope.
          */
         get: operations["forecast_snapshots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/query/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** An ad-hoc query's answer as a file: `format=csv` (default) or `format=xlsx`. */
+        post: operations["export_query"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/query/chart.svg": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * An ad-hoc query's answer drawn as an SVG chart: its first dimension against its
+         *     first measure (a line over time buckets, bars otherwise).
+         */
+        post: operations["query_chart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/{report}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A fixed report as a file: `format=csv` (UTF-8 with BOM; default) or `format=xlsx`
+         *     (a spreadsheet with typed number and date cells, a bold header row frozen above the
+         *     data). Same parameters, scope and withheld figures as the report itself.
+         */
+        get: operations["export_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/{report}/chart.svg": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A fixed report drawn as an SVG chart (bars beside the previous period's, or a
+         *     line), for channels that cannot run JavaScript. `kpi` picks the figure of results
+         *     and process reports.
+         */
+        get: operations["report_chart"];
         put?: never;
         post?: never;
         delete?: never;
@@ -4895,6 +5022,26 @@ export interface components {
          * @enum {string}
          */
         LeadStatusDto: "new" | "assigned" | "contacted" | "qualified" | "disqualified" | "converted";
+        /** @description Reps or teams ranked by one figure. */
+        LeaderboardDto: {
+            kpi: string;
+            label_zh: string;
+            label_en: string;
+            /**
+             * @description What a figure measures: a count, an amount (in `currency`), a percentage, days or minutes.
+             * @enum {string}
+             */
+            unit: "count" | "money" | "percent" | "days" | "minutes";
+            /** @description `owner` or `team`. */
+            group_by: string;
+            preset?: string | null;
+            period: components["schemas"]["PeriodDto"];
+            previous_period: components["schemas"]["PeriodDto"];
+            /** @description By currency (amounts), then rank. */
+            standings: components["schemas"]["StandingDto"][];
+            /** Format: date-time */
+            generated_at: string;
+        };
         /**
          * @description A line as entered. With `product_id` the list price comes from the price book and
          *     the description, unit, tax rate and cost from the product unless given.
@@ -5855,7 +6002,7 @@ export interface components {
         };
         /** @description A results or process report. */
         ReportDto: {
-            /** @description `results` or `process`. */
+            /** @description `results`, `process` or `receivables`. */
             report: string;
             /** @description The preset asked for, if any. */
             preset?: string | null;
@@ -6308,6 +6455,22 @@ export interface components {
             /** Format: int32 */
             probability?: number | null;
             reason?: string | null;
+        };
+        /** @description One place on a leaderboard. */
+        StandingDto: {
+            /**
+             * Format: int32
+             * @description 1 for the highest value; equal values share a rank (1, 2, 2, 4). Amounts are
+             *     ranked within their currency.
+             */
+            rank: number;
+            group: components["schemas"]["GroupDto"];
+            currency?: string | null;
+            /** @example 128000.00 */
+            value?: string | null;
+            previous?: string | null;
+            change?: string | null;
+            change_pct?: string | null;
         };
         /** @description A recorded status change. */
         StatusChange: {
@@ -24449,7 +24612,7 @@ export interface operations {
                 to?: string;
                 /**
                  * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
-                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
                  */
                 group_by?: string;
                 /** @description Records owned by this user. */
@@ -24537,7 +24700,7 @@ export interface operations {
                 to?: string;
                 /**
                  * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
-                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
                  */
                 group_by?: string;
                 /** @description Records owned by this user. */
@@ -24625,7 +24788,7 @@ export interface operations {
                 to?: string;
                 /**
                  * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
-                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
                  */
                 group_by?: string;
                 /** @description Records owned by this user. */
@@ -24713,7 +24876,7 @@ export interface operations {
                 to?: string;
                 /**
                  * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
-                 *     `tier` or `custom.<key>`; each report says which it accepts.
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
                  */
                 group_by?: string;
                 /** @description Records owned by this user. */
@@ -24737,6 +24900,189 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PipelineReportDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    receivables: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Receivables */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    leaderboard: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+                /**
+                 * @description A figure of the results or process report (default `sales_won_amount`), e.g.
+                 *     `payments_collected`, `new_contracts`, `win_rate`, `activities`.
+                 */
+                kpi?: string;
+                /** @description Amounts of this currency only (default: every currency, each ranked apart). */
+                currency?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The standings */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeaderboardDto"];
                 };
             };
             /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
@@ -24939,6 +25285,397 @@ export interface operations {
             };
             /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
             403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_query: {
+        parameters: {
+            query?: {
+                /** @description `csv` (default) or `xlsx`. */
+                format?: "csv" | "xlsx";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportQueryRequest"];
+            };
+        };
+        responses: {
+            /** @description The answer as a file */
+            200: {
+                headers: {
+                    "Content-Disposition"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    query_chart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReportQueryRequest"];
+            };
+        };
+        responses: {
+            /** @description SVG chart */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/svg+xml": string;
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_report: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+                /** @description `csv` (default) or `xlsx`. */
+                format?: "csv" | "xlsx";
+            };
+            header?: never;
+            path: {
+                /** @description `results`, `process`, `funnel`, `pipeline` or `receivables` */
+                report: "results" | "process" | "funnel" | "pipeline" | "receivables";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report as a file */
+            200: {
+                headers: {
+                    "Content-Disposition"?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": string;
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    report_chart: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+                /**
+                 * @description Results and process: the figure drawn per group (default the first, e.g.
+                 *     `sales_won_amount`, `win_rate`). Funnels draw deals entered per stage, the
+                 *     pipeline its weighted amount per close month.
+                 */
+                kpi?: string;
+            };
+            header?: never;
+            path: {
+                /** @description `results`, `process`, `funnel`, `pipeline` or `receivables` */
+                report: "results" | "process" | "funnel" | "pipeline" | "receivables";
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description SVG chart */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/svg+xml": string;
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

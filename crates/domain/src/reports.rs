@@ -280,13 +280,15 @@ pub enum GroupBy {
     Source,
     Industry,
     Tier,
+    /// The account (receivables).
+    Account,
     /// A custom select field of deals (`custom.<key>`).
     Custom(String),
 }
 
 impl GroupBy {
-    pub const BUILT_IN: [&'static str; 8] = [
-        "none", "team", "owner", "region", "pipeline", "source", "industry", "tier",
+    pub const BUILT_IN: [&'static str; 9] = [
+        "none", "team", "owner", "region", "pipeline", "source", "industry", "tier", "account",
     ];
 
     pub fn as_str(&self) -> String {
@@ -299,6 +301,7 @@ impl GroupBy {
             GroupBy::Source => "source".into(),
             GroupBy::Industry => "industry".into(),
             GroupBy::Tier => "tier".into(),
+            GroupBy::Account => "account".into(),
             GroupBy::Custom(k) => format!("custom.{k}"),
         }
     }
@@ -315,6 +318,7 @@ impl GroupBy {
             "source" => GroupBy::Source,
             "industry" => GroupBy::Industry,
             "tier" => GroupBy::Tier,
+            "account" => GroupBy::Account,
             other => {
                 let key = other.strip_prefix("custom.")?;
                 if key.is_empty()

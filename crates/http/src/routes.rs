@@ -243,8 +243,14 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(reports::process)
         .service(reports::funnel)
         .service(reports::pipeline)
+        .service(reports::receivables)
+        .service(reports::leaderboard)
         .service(reports::query)
-        .service(reports::forecast_snapshots);
+        .service(reports::forecast_snapshots)
+        .service(reports::export_query)
+        .service(reports::query_chart)
+        .service(reports::export_report)
+        .service(reports::report_chart);
 }
 
 /// The OpenAPI document collected from the routes.

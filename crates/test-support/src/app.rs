@@ -24,6 +24,8 @@ pub struct Resp {
     pub headers: HeaderMap,
     pub text: String,
     pub body: Value,
+    /// The body as sent (binary answers such as spreadsheets).
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -127,6 +129,7 @@ where
             headers,
             text,
             body,
+            bytes: bytes.to_vec(),
         }
     }
 

@@ -325,13 +325,42 @@ const GROUPINGS: &[&str] = &[
 
 /// Results: sales won, payments collected, gross profit, new contracts, deal size.
 pub fn results(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Report> {
-    report(c, ctx, p, "results", &[&WON, &PAYMENTS, &CONTRACTS])
+    report(c, ctx, p, "results", REPORTS[0].1)
 }
 
 /// Process: new leads and their conversion, win rate, sales cycle, activity volume by
 /// type, lead response time and SLA attainment.
 pub fn process(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Report> {
-    report(c, ctx, p, "process", &[&LEADS, &CLOSED, &ACTIVITIES, &LEAD_SLA])
+    report(c, ctx, p, "process", REPORTS[1].1)
+}
+
+/// The sources of each report, by name.
+static REPORTS: [(&str, &[&Source]); 2] = [
+    ("results", &[&WON, &PAYMENTS, &CONTRACTS]),
+    ("process", &[&LEADS, &CLOSED, &ACTIVITIES, &LEAD_SLA]),
+];
+
+/// The measure named `kpi` among the results and process figures.
+pub(super) fn find(kpi: &str) -> Option<&'static Measure> {
+    REPORTS
+        .iter()
+        .flat_map(|(_, sources)| sources.iter())
+        .flat_map(|s| s.measures.iter())
+        .find(|m| m.kpi == kpi)
+}
+
+/// The results or process report computed from only the source of `kpi`.
+pub(super) fn of_kpi(c: &mut PgConnection, ctx: &Ctx, p: &Params, kpi: &str) -> AppResult<Report> {
+    for (name, sources) in REPORTS.iter() {
+        if let Some(src) = sources.iter().find(|s| s.measures.iter().any(|m| m.kpi == kpi)) {
+            return report(c, ctx, p, name, &[*src]);
+        }
+    }
+    Err(crate::error::AppError::field(
+        "kpi",
+        "unknown_kpi",
+        format!("`{kpi}` is not a figure of the results or process report"),
+    ))
 }
 
 #[derive(QueryableByName)]
@@ -497,6 +526,7 @@ fn load(
         GroupBy::Tier => dim(src.tier),
         GroupBy::Source => dim(src.source),
         GroupBy::Pipeline => src.deal.map(|d| format!("{d}.pipeline_id::text")),
+        GroupBy::Account => None,
         GroupBy::Custom(_) => src.deal.map(|d| format!("({d}.custom ->> ")),
     };
     match (grp, group_by) {

@@ -1,4 +1,4 @@
-//! Fixed reports: results, process, funnel and pipeline. Each is computed in Postgres
+//! Fixed reports: results, process, funnel, pipeline and receivables. Each is computed in Postgres
 //! in one or a few grouped statements over the caller's data scope (per source
 //! record: deals, payments, contracts, leads, activities), with the figures of the
 //! previous period beside the current ones. Amounts are split per currency, never
@@ -8,8 +8,11 @@
 pub mod forecast;
 mod funnel;
 mod kpi;
+pub mod leaderboard;
 mod pipeline;
 pub mod query;
+mod receivables;
+pub mod table;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,7 @@ use uuid::Uuid;
 pub use funnel::{funnel, Funnel, FunnelGroup, FunnelStage};
 pub use kpi::{process, results};
 pub use pipeline::{pipeline, Pipeline, PipelineCell};
+pub use receivables::receivables;
 
 use crate::error::{AppError, AppResult};
 use crate::Ctx;
@@ -289,6 +293,7 @@ pub(crate) fn labels(
         GroupBy::Owner => "users",
         GroupBy::Team => "teams",
         GroupBy::Pipeline => "pipelines",
+        GroupBy::Account => "accounts",
         _ => return Ok(keys.iter().flatten().map(|k| (k.clone(), k.clone())).collect()),
     };
     let ids: Vec<Uuid> = keys.iter().flatten().filter_map(|k| k.parse().ok()).collect();

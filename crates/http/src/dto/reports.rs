@@ -52,8 +52,10 @@ pub struct ReportQuery {
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
     /// `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
-    /// `tier` or `custom.<key>`; each report says which it accepts.
-    #[param(pattern = "^(none|team|owner|region|pipeline|source|industry|tier|custom\\.[a-z][a-z0-9_]{0,63})$")]
+    /// `tier`, `account` or `custom.<key>`; each report says which it accepts.
+    #[param(
+        pattern = "^(none|team|owner|region|pipeline|source|industry|tier|account|custom\\.[a-z][a-z0-9_]{0,63})$"
+    )]
     pub group_by: Option<String>,
     /// Records owned by this user.
     pub owner_id: Option<Uuid>,
@@ -103,6 +105,18 @@ str_enum! {
     FigureUnit { Count => "count", Money => "money", Percent => "percent", Days => "days", Minutes => "minutes" }
 }
 
+impl FigureUnit {
+    fn of(u: app::Unit) -> FigureUnit {
+        match u {
+            app::Unit::Count => FigureUnit::Count,
+            app::Unit::Money => FigureUnit::Money,
+            app::Unit::Percent => FigureUnit::Percent,
+            app::Unit::Days => FigureUnit::Days,
+            app::Unit::Minutes => FigureUnit::Minutes,
+        }
+    }
+}
+
 /// One figure beside its value in the previous period.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FigureDto {
@@ -132,13 +146,7 @@ pub struct FigureDto {
 
 impl From<app::Figure> for FigureDto {
     fn from(f: app::Figure) -> Self {
-        let unit = match f.unit {
-            app::Unit::Count => FigureUnit::Count,
-            app::Unit::Money => FigureUnit::Money,
-            app::Unit::Percent => FigureUnit::Percent,
-            app::Unit::Days => FigureUnit::Days,
-            app::Unit::Minutes => FigureUnit::Minutes,
-        };
+        let unit = FigureUnit::of(f.unit);
         FigureDto {
             kpi: f.kpi.into(),
             label_zh: f.label_zh.into(),
@@ -181,7 +189,7 @@ pub struct ReportRowDto {
 /// A results or process report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReportDto {
-    /// `results` or `process`.
+    /// `results`, `process` or `receivables`.
     pub report: String,
     /// The preset asked for, if any.
     pub preset: Option<String>,
@@ -667,6 +675,117 @@ impl From<app::query::QueryResult> for ReportQueryResult {
             chart: r.chart.into(),
             notes: r.notes,
             generated_at: r.generated_at,
+        }
+    }
+}
+
+str_enum! {
+    /// A fixed report.
+    ReportName { Results => "results", Process => "process", Funnel => "funnel", Pipeline => "pipeline", Receivables => "receivables" }
+}
+
+str_enum! {
+    /// A file format: `csv` (UTF-8 with BOM) or `xlsx` (typed cells, header row frozen).
+    FileFormat { Csv => "csv", Xlsx => "xlsx" }
+}
+
+/// How a report is written out (besides the report's own parameters).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportOptions {
+    /// `csv` (default) or `xlsx`.
+    #[param(inline)]
+    pub format: Option<FileFormat>,
+}
+
+/// What a chart draws (besides the report's own parameters).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChartOptions {
+    /// Results and process: the figure drawn per group (default the first, e.g.
+    /// `sales_won_amount`, `win_rate`). Funnels draw deals entered per stage, the
+    /// pipeline its weighted amount per close month.
+    #[param(max_length = 64, pattern = "^[a-z_]{1,64}$")]
+    pub kpi: Option<String>,
+}
+
+/// What a leaderboard ranks (besides the report's own parameters).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LeaderboardOptions {
+    /// A figure of the results or process report (default `sales_won_amount`), e.g.
+    /// `payments_collected`, `new_contracts`, `win_rate`, `activities`.
+    #[param(max_length = 64, pattern = "^[a-z_]{1,64}$")]
+    pub kpi: Option<String>,
+    /// Amounts of this currency only (default: every currency, each ranked apart).
+    #[param(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+}
+
+/// One place on a leaderboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StandingDto {
+    /// 1 for the highest value; equal values share a rank (1, 2, 2, 4). Amounts are
+    /// ranked within their currency.
+    pub rank: u32,
+    pub group: GroupDto,
+    pub currency: Option<String>,
+    #[schema(value_type = Option<String>, example = "128000.00")]
+    pub value: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub previous: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub change: Option<Decimal>,
+    #[schema(value_type = Option<String>)]
+    pub change_pct: Option<Decimal>,
+}
+
+/// Reps or teams ranked by one figure.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderboardDto {
+    pub kpi: String,
+    pub label_zh: String,
+    pub label_en: String,
+    #[schema(inline)]
+    pub unit: FigureUnit,
+    /// `owner` or `team`.
+    pub group_by: String,
+    pub preset: Option<String>,
+    pub period: PeriodDto,
+    pub previous_period: PeriodDto,
+    /// By currency (amounts), then rank.
+    pub standings: Vec<StandingDto>,
+    pub generated_at: DateTime<Utc>,
+}
+
+impl From<app::leaderboard::Leaderboard> for LeaderboardDto {
+    fn from(l: app::leaderboard::Leaderboard) -> Self {
+        LeaderboardDto {
+            kpi: l.kpi.into(),
+            label_zh: l.label_zh.into(),
+            label_en: l.label_en.into(),
+            unit: FigureUnit::of(l.unit),
+            group_by: l.group_by.as_str(),
+            preset: l.window.preset.map(|p| p.as_str().to_owned()),
+            period: l.window.current.into(),
+            previous_period: l.window.previous.into(),
+            standings: l
+                .standings
+                .into_iter()
+                .map(|s| StandingDto {
+                    rank: s.rank,
+                    group: s.group.into(),
+                    currency: s.figure.currency,
+                    value: s.figure.value,
+                    previous: s.figure.previous,
+                    change: s.figure.change,
+                    change_pct: s.figure.change_pct,
+                })
+                .collect(),
+            generated_at: l.generated_at,
         }
     }
 }

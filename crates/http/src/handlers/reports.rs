@@ -8,8 +8,8 @@ use diesel::PgConnection;
 use super::{BadRequest, BodyErrors, Forbidden, ReportBusy, Unauthorized, Unprocessable};
 use crate::auth::Auth;
 use crate::dto::reports::{
-    FunnelDto, PipelineReportDto, ReportDto, ReportQuery, ReportQueryRequest, ReportQueryResult, SnapshotDto,
-    SnapshotQuery,
+    ChartOptions, ExportOptions, FileFormat, FunnelDto, LeaderboardDto, LeaderboardOptions, PipelineReportDto,
+    ReportDto, ReportName, ReportQuery, ReportQueryRequest, ReportQueryResult, SnapshotDto, SnapshotQuery,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
@@ -112,6 +112,63 @@ pub async fn pipeline(state: web::Data<AppState>, auth: Auth, q: web::Query<Repo
     Ok(HttpResponse::Ok().json(PipelineReportDto::from(r)))
 }
 
+/// Receivables: the installments of signed, active and completed contracts, per
+/// currency. Due in the period and collected against installments in it (payments
+/// allocated, by date received) with the collected share; at the period's end (today
+/// while it runs): overdue amounts (from the day after the due date) aged 1-30, 31-60,
+/// 61-90 and over 90 days, not yet due, and overdue installments. The previous period
+/// is taken the same way at its end. `group_by` `none`, `owner`, `team` or `account`.
+/// Contracts in the caller's `contracts:read` scope; without `payments:read` only the
+/// amounts due are shown (the rest is `withheld`).
+#[utoipa::path(
+    tag = "reports",
+    params(ReportQuery),
+    responses((status = 200, description = "Receivables", body = ReportDto), BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy)
+)]
+#[get("/reports/receivables")]
+pub async fn receivables(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<ReportQuery>,
+) -> ApiResult<HttpResponse> {
+    let p = q.into_inner().params();
+    let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::receivables(c, ctx, &p)).await?;
+    Ok(HttpResponse::Ok().json(ReportDto::from(r)))
+}
+
+/// A leaderboard: the owners (default) or teams of the caller's scope ranked by one
+/// figure of the results or process report in the period, beside the previous
+/// period's. Amounts are ranked per currency (or in `currency` only). A figure the
+/// caller may not read answers 422.
+#[utoipa::path(
+    tag = "reports",
+    params(ReportQuery, LeaderboardOptions),
+    responses((status = 200, description = "The standings", body = LeaderboardDto), BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy)
+)]
+#[get("/reports/leaderboard")]
+pub async fn leaderboard(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: FileQuery<LeaderboardOptions>,
+) -> ApiResult<HttpResponse> {
+    let p = q.report.params();
+    let kpi = q.options.kpi.unwrap_or_else(|| "sales_won_amount".into());
+    let currency = q.options.currency;
+    if let Some(c) = &currency {
+        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "currency is three capital letters (ISO 4217)",
+            ));
+        }
+    }
+    let r = run_report(&state, &auth, move |c, ctx| {
+        crm_app::reports::leaderboard::leaderboard(c, ctx, &p, &kpi, currency.as_deref())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(LeaderboardDto::from(r)))
+}
+
 /// A forecast snapshot: what the open pipeline (by owner, team, pipeline, forecast
 /// category, expected close month and currency) and the quarter's won deals were on
 /// `on` (default today), or on the latest day before it that has one. The worker takes
@@ -162,4 +219,215 @@ pub async fn query(
     let spec = body.value?.spec();
     let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::query::run(c, ctx, &spec)).await?;
     Ok(HttpResponse::Ok().json(ReportQueryResult::from(r)))
+}
+
+/// How a report is written out.
+enum Render {
+    Csv,
+    Xlsx,
+    Svg,
+}
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// A report's query string split into the report's parameters and the options of
+/// what is made of it (a file, a chart, a leaderboard).
+struct FileQuery<O> {
+    report: ReportQuery,
+    options: O,
+}
+
+impl<O: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for FileQuery<O> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready((|| {
+            let bad = |e: serde_urlencoded::de::Error| {
+                ApiError::bad_request("invalid_query", format!("invalid query string: {e}"))
+            };
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string()).map_err(bad)?;
+            let (opts, rest): (Vec<_>, Vec<_>) = pairs
+                .into_iter()
+                .partition(|(k, _)| matches!(k.as_str(), "format" | "kpi" | "currency"));
+            let enc = |p: &[(String, String)]| serde_urlencoded::to_string(p).unwrap_or_default();
+            Ok(FileQuery {
+                report: serde_urlencoded::from_str(&enc(&rest)).map_err(bad)?,
+                options: serde_urlencoded::from_str(&enc(&opts)).map_err(bad)?,
+            })
+        })())
+    }
+}
+
+/// Computes a report and writes it out as `render` says.
+async fn file(
+    state: &AppState,
+    auth: &Auth,
+    title: String,
+    render: Render,
+    build: impl FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<crm_app::reports::table::Table>
+        + Send
+        + 'static,
+) -> ApiResult<HttpResponse> {
+    use crm_app::reports::table;
+    let svg = matches!(render, Render::Svg);
+    let (bytes, ctype) = run_report(state, auth, move |c, ctx| {
+        let t = build(c, ctx)?;
+        let tz = crm_app::rules::calendar(c)?.offset();
+        Ok(match render {
+            Render::Csv => (table::csv(&t, tz).into_bytes(), "text/csv; charset=utf-8"),
+            Render::Xlsx => (table::xlsx(&t, tz)?, XLSX),
+            Render::Svg => (table::svg(&t, tz).into_bytes(), "image/svg+xml"),
+        })
+    })
+    .await?;
+    let mut resp = HttpResponse::Ok();
+    resp.content_type(ctype);
+    if !svg {
+        let ext = if ctype == XLSX { "xlsx" } else { "csv" };
+        let stamp = state.clock.now().format("%Y%m%d-%H%M%S");
+        resp.insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{title}-{stamp}.{ext}\""),
+        ));
+    }
+    Ok(resp.body(bytes))
+}
+
+fn table_of(
+    name: ReportName,
+    p: crm_app::reports::Params,
+    kpi: Option<String>,
+) -> impl FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<crm_app::reports::table::Table> + Send + 'static
+{
+    use crm_app::reports::{self as r, table};
+    move |c, ctx| match name {
+        ReportName::Results => table::of_report(&r::results(c, ctx, &p)?, kpi.as_deref()),
+        ReportName::Process => table::of_report(&r::process(c, ctx, &p)?, kpi.as_deref()),
+        ReportName::Funnel => Ok(table::of_funnel(&r::funnel(c, ctx, &p)?)),
+        ReportName::Pipeline => Ok(table::of_pipeline(&r::pipeline(c, ctx, &p)?)),
+        ReportName::Receivables => table::of_report(&r::receivables(c, ctx, &p)?, kpi.as_deref()),
+    }
+}
+
+/// A fixed report as a file: `format=csv` (UTF-8 with BOM; default) or `format=xlsx`
+/// (a spreadsheet with typed number and date cells, a bold header row frozen above the
+/// data). Same parameters, scope and withheld figures as the report itself.
+#[utoipa::path(
+    tag = "reports",
+    params(("report" = inline(ReportName), Path, description = "`results`, `process`, `funnel`, `pipeline` or `receivables`"), ReportQuery, ExportOptions),
+    responses(
+        (status = 200, description = "The report as a file",
+            content((String = "text/csv"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
+            headers(("Content-Disposition" = String))),
+        BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy
+    )
+)]
+#[get("/reports/{report}/export")]
+pub async fn export_report(
+    state: web::Data<AppState>,
+    auth: Auth,
+    report: web::Path<ReportName>,
+    q: FileQuery<ExportOptions>,
+) -> ApiResult<HttpResponse> {
+    let name = report.into_inner();
+    let render = match q.options.format {
+        Some(FileFormat::Xlsx) => Render::Xlsx,
+        _ => Render::Csv,
+    };
+    file(
+        &state,
+        &auth,
+        name.as_str().into(),
+        render,
+        table_of(name, q.report.params(), None),
+    )
+    .await
+}
+
+/// A fixed report drawn as an SVG chart (bars beside the previous period's, or a
+/// line), for channels that cannot run JavaScript. `kpi` picks the figure of results
+/// and process reports.
+#[utoipa::path(
+    tag = "reports",
+    params(("report" = inline(ReportName), Path, description = "`results`, `process`, `funnel`, `pipeline` or `receivables`"), ReportQuery, ChartOptions),
+    responses(
+        (status = 200, description = "SVG chart", content_type = "image/svg+xml", body = String),
+        BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy
+    )
+)]
+#[get("/reports/{report}/chart.svg")]
+pub async fn report_chart(
+    state: web::Data<AppState>,
+    auth: Auth,
+    report: web::Path<ReportName>,
+    q: FileQuery<ChartOptions>,
+) -> ApiResult<HttpResponse> {
+    let name = report.into_inner();
+    let kpi = q.options.kpi;
+    file(
+        &state,
+        &auth,
+        name.as_str().into(),
+        Render::Svg,
+        table_of(name, q.report.params(), kpi),
+    )
+    .await
+}
+
+/// An ad-hoc query's answer as a file: `format=csv` (default) or `format=xlsx`.
+#[utoipa::path(
+    tag = "reports",
+    params(ExportOptions),
+    request_body = ReportQueryRequest,
+    responses(
+        (status = 200, description = "The answer as a file",
+            content((String = "text/csv"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
+            headers(("Content-Disposition" = String))),
+        BadRequest, Unauthorized, Forbidden, BodyErrors, ReportBusy
+    )
+)]
+#[post("/reports/query/export")]
+pub async fn export_query(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<ExportOptions>,
+    body: ValidJson<ReportQueryRequest>,
+) -> ApiResult<HttpResponse> {
+    let spec = body.value?.spec();
+    let render = match q.into_inner().format {
+        Some(FileFormat::Xlsx) => Render::Xlsx,
+        _ => Render::Csv,
+    };
+    file(&state, &auth, "query".into(), render, move |c, ctx| {
+        Ok(crm_app::reports::table::of_query(&crm_app::reports::query::run(
+            c, ctx, &spec,
+        )?))
+    })
+    .await
+}
+
+/// An ad-hoc query's answer drawn as an SVG chart: its first dimension against its
+/// first measure (a line over time buckets, bars otherwise).
+#[utoipa::path(
+    tag = "reports",
+    request_body = ReportQueryRequest,
+    responses(
+        (status = 200, description = "SVG chart", content_type = "image/svg+xml", body = String),
+        BadRequest, Unauthorized, Forbidden, BodyErrors, ReportBusy
+    )
+)]
+#[post("/reports/query/chart.svg")]
+pub async fn query_chart(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<ReportQueryRequest>,
+) -> ApiResult<HttpResponse> {
+    let spec = body.value?.spec();
+    file(&state, &auth, "query".into(), Render::Svg, move |c, ctx| {
+        Ok(crm_app::reports::table::of_query(&crm_app::reports::query::run(
+            c, ctx, &spec,
+        )?))
+    })
+    .await
 }
