@@ -1362,3 +1362,103 @@ async fn leaderboard_ranks_owners_per_currency_with_ties_within_the_callers_scop
         assert_eq!(r.status, status, "{q}: {}", r.text);
     }
 }
+
+#[actix_web::test]
+async fn adoption_counts_entries_follow_ups_idle_and_incomplete_deals_and_late_moves_per_rep() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "采用率客户").await["id"].as_str().unwrap().to_owned();
+    let deal = |body: Value| {
+        let (app, rep) = (&app, &rep);
+        async move { app.deal(rep, body).await["id"].as_str().unwrap().to_owned() }
+    };
+    // D1: entered in October without an expected close date, never followed up.
+    let d1 = deal(json!({"name": "D1", "account_id": acc, "amount": "100"})).await;
+    // D2: entered in September, expected 10 October, won on the 20th.
+    let d2 = deal(json!({"name": "D2", "account_id": acc, "amount": "100", "expected_close_date": "2026-10-10"})).await;
+    // D3: entered in October, followed up on 25 October, left qualification late.
+    let d3 = deal(json!({"name": "D3", "account_id": acc, "amount": "100", "expected_close_date": "2026-12-20"})).await;
+    let r = app
+        .post(
+            "/api/v1/leads",
+            &rep,
+            json!({"person_name": "采用率", "company": "线索公司", "source": "event"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let lead = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            "/api/v1/activities",
+            &rep,
+            json!({"type": "call", "subject": "跟进", "opportunity_id": d3, "occurred_at": "2026-10-25T02:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for sql in [
+        format!("UPDATE accounts SET created_at = '2026-10-05T02:00:00Z' WHERE id = '{acc}'"),
+        format!("UPDATE leads SET created_at = '2026-10-03T02:00:00Z' WHERE id = '{lead}'"),
+        format!("UPDATE opportunities SET created_at = '2026-10-06T02:00:00Z' WHERE id = '{d1}'"),
+        format!(
+            "UPDATE opportunities SET created_at = '2026-09-10T02:00:00Z', status = 'won', \
+             closed_at = '2026-10-20T02:00:00Z' WHERE id = '{d2}'"
+        ),
+        format!("UPDATE opportunities SET created_at = '2026-10-02T02:00:00Z' WHERE id = '{d3}'"),
+        format!("UPDATE stages SET stalled_after_days = 5 WHERE id = (SELECT stage_id FROM opportunities WHERE id = '{d3}')"),
+        format!(
+            "INSERT INTO stage_history (opportunity_id, to_stage_id, entered_at, left_at) \
+             SELECT id, stage_id, '2026-10-02T02:00:00Z', '2026-10-20T02:00:00Z' FROM opportunities WHERE id = '{d3}'"
+        ),
+    ] {
+        exec(&app.db, &sql);
+    }
+    let r = app
+        .get(&format!("/api/v1/reports/adoption?{OCT}&group_by=owner"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let row = r.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"]["key"] == app.org.rep_east1.to_string())
+        .unwrap_or_else(|| panic!("no row for the rep: {}", r.text));
+    let f = |kpi: &str| vp(fig(&row["figures"], kpi, None));
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    // The account, the lead, D1 and D3 in October; D2 in September.
+    assert_eq!(f("records_entered"), pair("4", "1"));
+    assert_eq!(f("deals_entered"), pair("2", "1"));
+    assert_eq!(f("leads_entered"), pair("1", "0"));
+    assert_eq!(f("follow_ups_logged"), pair("1", "0"));
+    // At 31 October D1 is idle (D3 was called six days before); at 30 September D2 was.
+    assert_eq!(f("deals_idle"), pair("1", "1"));
+    assert_eq!(f("deals_missing_required"), pair("1", ""));
+    assert_eq!(f("stage_moves_late"), pair("1", "0"));
+    assert_eq!(f("closed_after_expected"), pair("1", "0"));
+    // A shorter idle window makes D3 idle too.
+    let r = app
+        .get(&format!("/api/v1/reports/adoption?{OCT}&idle_days=3"), &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(vp(fig(&r.body["totals"], "deals_idle", None)).0, "2");
+    // Another rep's scope holds none of it.
+    let r = app
+        .get(
+            &format!("/api/v1/reports/adoption?{OCT}"),
+            &app.token(app.org.rep_north1),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for kpi in [
+        "records_entered",
+        "deals_idle",
+        "deals_missing_required",
+        "stage_moves_late",
+    ] {
+        assert_eq!(vp(fig(&r.body["totals"], kpi, None)).0, "0", "{kpi}");
+    }
+    for q in ["idle_days=0", "group_by=region"] {
+        let r = app.get(&format!("/api/v1/reports/adoption?{OCT}&{q}"), &admin).await;
+        assert!(r.status == 422 || r.status == 400, "{q}: {}", r.text);
+    }
+}

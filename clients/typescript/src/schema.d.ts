@@ -3078,7 +3078,7 @@ export interface paths {
          *     Contracts in the caller's `contracts:read` scope; without `payments:read` only the
          *     amounts due are shown (the rest is `withheld`).
          */
-        get: operations["receivables"];
+        get: operations["receivables_report"];
         put?: never;
         post?: never;
         delete?: never;
@@ -3101,6 +3101,31 @@ export interface paths {
          *     caller may not read answers 422.
          */
         get: operations["leaderboard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reports/adoption": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Adoption, per rep (`group_by=owner`) or team: records entered (leads, accounts,
+         *     contacts, deals, by who entered them) and follow-ups logged in the period; open
+         *     deals without an activity in the `idle_days` (default 14) before the period's end;
+         *     open deals missing the amount, the expected close date or a required custom field
+         *     (now; no previous figure); stage visits left only after the stage's stalled
+         *     threshold; deals closed after their expected close date. Counts over the records
+         *     the caller may read; needs `opportunities:read`.
+         */
+        get: operations["adoption"];
         put?: never;
         post?: never;
         delete?: never;
@@ -6002,7 +6027,7 @@ export interface components {
         };
         /** @description A results or process report. */
         ReportDto: {
-            /** @description `results`, `process` or `receivables`. */
+            /** @description `results`, `process`, `receivables` or `adoption`. */
             report: string;
             /** @description The preset asked for, if any. */
             preset?: string | null;
@@ -24621,6 +24646,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
             };
             header?: never;
             path?: never;
@@ -24709,6 +24736,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
             };
             header?: never;
             path?: never;
@@ -24797,6 +24826,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
             };
             header?: never;
             path?: never;
@@ -24885,6 +24916,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
             };
             header?: never;
             path?: never;
@@ -24956,7 +24989,7 @@ export interface operations {
             };
         };
     };
-    receivables: {
+    receivables_report: {
         parameters: {
             query?: {
                 period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
@@ -24973,6 +25006,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
             };
             header?: never;
             path?: never;
@@ -25061,6 +25096,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
                 /**
                  * @description A figure of the results or process report (default `sales_won_amount`), e.g.
                  *     `payments_collected`, `new_contracts`, `win_rate`, `activities`.
@@ -25083,6 +25120,96 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LeaderboardDto"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adoption: {
+        parameters: {
+            query?: {
+                period?: "this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year";
+                from?: string;
+                to?: string;
+                /**
+                 * @description `none` (default), `team`, `owner`, `region`, `pipeline`, `source`, `industry`,
+                 *     `tier`, `account` or `custom.<key>`; each report says which it accepts.
+                 */
+                group_by?: string;
+                /** @description Records owned by this user. */
+                owner_id?: string;
+                /** @description Records of this team and the teams below it. */
+                team_id?: string;
+                /** @description Deal-based figures of this pipeline (lead figures ignore it). */
+                pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Adoption */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportDto"];
                 };
             };
             /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`. */
@@ -25522,13 +25649,15 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
                 /** @description `csv` (default) or `xlsx`. */
                 format?: "csv" | "xlsx";
             };
             header?: never;
             path: {
-                /** @description `results`, `process`, `funnel`, `pipeline` or `receivables` */
-                report: "results" | "process" | "funnel" | "pipeline" | "receivables";
+                /** @description `results`, `process`, `funnel`, `pipeline`, `receivables` or `adoption` */
+                report: "results" | "process" | "funnel" | "pipeline" | "receivables" | "adoption";
             };
             cookie?: never;
         };
@@ -25617,6 +25746,8 @@ export interface operations {
                 team_id?: string;
                 /** @description Deal-based figures of this pipeline (lead figures ignore it). */
                 pipeline_id?: string;
+                /** @description Adoption: days without an activity that make an open deal idle (default 14). */
+                idle_days?: number;
                 /**
                  * @description Results and process: the figure drawn per group (default the first, e.g.
                  *     `sales_won_amount`, `win_rate`). Funnels draw deals entered per stage, the
@@ -25626,8 +25757,8 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description `results`, `process`, `funnel`, `pipeline` or `receivables` */
-                report: "results" | "process" | "funnel" | "pipeline" | "receivables";
+                /** @description `results`, `process`, `funnel`, `pipeline`, `receivables` or `adoption` */
+                report: "results" | "process" | "funnel" | "pipeline" | "receivables" | "adoption";
             };
             cookie?: never;
         };

@@ -245,6 +245,7 @@ fn api_v1(cfg: &mut ServiceConfig<'_>) {
         .service(reports::pipeline)
         .service(reports::receivables)
         .service(reports::leaderboard)
+        .service(reports::adoption)
         .service(reports::query)
         .service(reports::forecast_snapshots)
         .service(reports::export_query)

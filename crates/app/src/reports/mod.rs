@@ -1,10 +1,11 @@
-//! Fixed reports: results, process, funnel, pipeline and receivables. Each is computed in Postgres
+//! Fixed reports: results, process, funnel, pipeline, receivables and adoption. Each is computed in Postgres
 //! in one or a few grouped statements over the caller's data scope (per source
 //! record: deals, payments, contracts, leads, activities), with the figures of the
 //! previous period beside the current ones. Amounts are split per currency, never
 //! summed across currencies. Figures that read a field the caller may not see in
 //! full (hidden or masked) are left out and named in `withheld`.
 
+mod adoption;
 pub mod forecast;
 mod funnel;
 mod kpi;
@@ -25,6 +26,7 @@ use diesel::sql_types::{Text, Uuid as SqlUuid};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+pub use adoption::adoption;
 pub use funnel::{funnel, Funnel, FunnelGroup, FunnelStage};
 pub use kpi::{process, results};
 pub use pipeline::{pipeline, Pipeline, PipelineCell};
@@ -49,6 +51,8 @@ pub struct Params {
     pub team_id: Option<Uuid>,
     /// Deal-based figures only (leads have no pipeline).
     pub pipeline_id: Option<Uuid>,
+    /// Adoption: days without an activity that make an open deal idle.
+    pub idle_days: Option<u32>,
 }
 
 /// What a figure measures.

@@ -63,6 +63,9 @@ pub struct ReportQuery {
     pub team_id: Option<Uuid>,
     /// Deal-based figures of this pipeline (lead figures ignore it).
     pub pipeline_id: Option<Uuid>,
+    /// Adoption: days without an activity that make an open deal idle (default 14).
+    #[param(minimum = 1, maximum = 365)]
+    pub idle_days: Option<u32>,
 }
 
 impl ReportQuery {
@@ -75,6 +78,7 @@ impl ReportQuery {
             owner_id: self.owner_id,
             team_id: self.team_id,
             pipeline_id: self.pipeline_id,
+            idle_days: self.idle_days,
         }
     }
 }
@@ -189,7 +193,7 @@ pub struct ReportRowDto {
 /// A results or process report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReportDto {
-    /// `results`, `process` or `receivables`.
+    /// `results`, `process`, `receivables` or `adoption`.
     pub report: String,
     /// The preset asked for, if any.
     pub preset: Option<String>,
@@ -681,7 +685,7 @@ impl From<app::query::QueryResult> for ReportQueryResult {
 
 str_enum! {
     /// A fixed report.
-    ReportName { Results => "results", Process => "process", Funnel => "funnel", Pipeline => "pipeline", Receivables => "receivables" }
+    ReportName { Results => "results", Process => "process", Funnel => "funnel", Pipeline => "pipeline", Receivables => "receivables", Adoption => "adoption" }
 }
 
 str_enum! {

@@ -122,6 +122,7 @@ pub async fn pipeline(state: web::Data<AppState>, auth: Auth, q: web::Query<Repo
 /// amounts due are shown (the rest is `withheld`).
 #[utoipa::path(
     tag = "reports",
+    operation_id = "receivables_report",
     params(ReportQuery),
     responses((status = 200, description = "Receivables", body = ReportDto), BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy)
 )]
@@ -133,6 +134,25 @@ pub async fn receivables(
 ) -> ApiResult<HttpResponse> {
     let p = q.into_inner().params();
     let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::receivables(c, ctx, &p)).await?;
+    Ok(HttpResponse::Ok().json(ReportDto::from(r)))
+}
+
+/// Adoption, per rep (`group_by=owner`) or team: records entered (leads, accounts,
+/// contacts, deals, by who entered them) and follow-ups logged in the period; open
+/// deals without an activity in the `idle_days` (default 14) before the period's end;
+/// open deals missing the amount, the expected close date or a required custom field
+/// (now; no previous figure); stage visits left only after the stage's stalled
+/// threshold; deals closed after their expected close date. Counts over the records
+/// the caller may read; needs `opportunities:read`.
+#[utoipa::path(
+    tag = "reports",
+    params(ReportQuery),
+    responses((status = 200, description = "Adoption", body = ReportDto), BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy)
+)]
+#[get("/reports/adoption")]
+pub async fn adoption(state: web::Data<AppState>, auth: Auth, q: web::Query<ReportQuery>) -> ApiResult<HttpResponse> {
+    let p = q.into_inner().params();
+    let r = run_report(&state, &auth, move |c, ctx| crm_app::reports::adoption(c, ctx, &p)).await?;
     Ok(HttpResponse::Ok().json(ReportDto::from(r)))
 }
 
@@ -307,6 +327,7 @@ fn table_of(
         ReportName::Funnel => Ok(table::of_funnel(&r::funnel(c, ctx, &p)?)),
         ReportName::Pipeline => Ok(table::of_pipeline(&r::pipeline(c, ctx, &p)?)),
         ReportName::Receivables => table::of_report(&r::receivables(c, ctx, &p)?, kpi.as_deref()),
+        ReportName::Adoption => table::of_report(&r::adoption(c, ctx, &p)?, kpi.as_deref()),
     }
 }
 
@@ -315,7 +336,7 @@ fn table_of(
 /// data). Same parameters, scope and withheld figures as the report itself.
 #[utoipa::path(
     tag = "reports",
-    params(("report" = inline(ReportName), Path, description = "`results`, `process`, `funnel`, `pipeline` or `receivables`"), ReportQuery, ExportOptions),
+    params(("report" = inline(ReportName), Path, description = "`results`, `process`, `funnel`, `pipeline`, `receivables` or `adoption`"), ReportQuery, ExportOptions),
     responses(
         (status = 200, description = "The report as a file",
             content((String = "text/csv"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
@@ -350,7 +371,7 @@ pub async fn export_report(
 /// and process reports.
 #[utoipa::path(
     tag = "reports",
-    params(("report" = inline(ReportName), Path, description = "`results`, `process`, `funnel`, `pipeline` or `receivables`"), ReportQuery, ChartOptions),
+    params(("report" = inline(ReportName), Path, description = "`results`, `process`, `funnel`, `pipeline`, `receivables` or `adoption`"), ReportQuery, ChartOptions),
     responses(
         (status = 200, description = "SVG chart", content_type = "image/svg+xml", body = String),
         BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy
