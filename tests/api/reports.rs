@@ -1462,3 +1462,193 @@ async fn adoption_counts_entries_follow_ups_idle_and_incomplete_deals_and_late_m
         assert!(r.status == 422 || r.status == 400, "{q}: {}", r.text);
     }
 }
+
+#[actix_web::test]
+async fn sales_targets_are_set_within_scope_and_report_attainment_over_their_own_dates() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mgr = app.token(app.org.manager_east);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "目标客户").await["id"].as_str().unwrap().to_owned();
+    for (amount, closed) in [
+        ("1000", "2026-10-12T03:00:00Z"),
+        ("500", "2026-10-30T03:00:00Z"),
+        ("700", "2026-11-02T03:00:00Z"),
+    ] {
+        let d = app
+            .deal(
+                &rep,
+                json!({"name": format!("目标{amount}"), "account_id": acc, "amount": amount}),
+            )
+            .await;
+        exec(
+            &app.db,
+            &format!(
+                "UPDATE opportunities SET status = 'won', closed_at = '{closed}' WHERE id = '{}'",
+                d["id"].as_str().unwrap()
+            ),
+        );
+    }
+    let october = json!({"period_from": "2026-10-01", "period_to": "2026-10-31"});
+    let body = |extra: Value| {
+        let mut b = october.clone();
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    // The east manager sets a target for a rep of the team.
+    let r = app
+        .post(
+            "/api/v1/sales-targets",
+            &mgr,
+            body(json!({"owner_id": app.org.rep_east1, "metric": "sales_won_amount", "currency": "cny", "target": "2000"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["team_id"], app.org.east1.to_string());
+    assert_eq!(r.body["currency"], "CNY");
+    assert_eq!(r.body["target"], "2000.00");
+    let rep_target = r.body["id"].as_str().unwrap().to_owned();
+    assert!(r.header("location").unwrap().ends_with(&rep_target));
+    // The same again is a duplicate; another region's rep is out of scope; a rep may
+    // not set targets.
+    let again =
+        body(json!({"owner_id": app.org.rep_east1, "metric": "sales_won_amount", "currency": "CNY", "target": "1"}));
+    let r = app.post("/api/v1/sales-targets", &mgr, again.clone()).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (409, Some("duplicate")),
+        "{}",
+        r.text
+    );
+    let r = app
+        .post(
+            "/api/v1/sales-targets",
+            &mgr,
+            body(json!({"owner_id": app.org.rep_north1, "metric": "deals_won", "target": "3"})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app
+        .post(
+            "/api/v1/sales-targets",
+            &rep,
+            body(json!({"owner_id": app.org.rep_east1, "metric": "deals_won", "target": "3"})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    for (bad, field) in [
+        (
+            json!({"owner_id": app.org.rep_east1, "metric": "deals_won", "currency": "CNY", "target": "3"}),
+            "currency",
+        ),
+        (
+            json!({"owner_id": app.org.rep_east1, "metric": "payments_collected", "target": "3"}),
+            "currency",
+        ),
+        (json!({"metric": "deals_won", "target": "3"}), "owner_id"),
+        (
+            json!({"owner_id": app.org.rep_east1, "team_id": app.org.east1, "metric": "deals_won", "target": "3"}),
+            "team_id",
+        ),
+        (
+            json!({"owner_id": app.org.rep_east1, "metric": "deals_won", "target": "0"}),
+            "target",
+        ),
+        (
+            json!({"owner_id": uuid::Uuid::new_v4(), "metric": "deals_won", "target": "3"}),
+            "owner_id",
+        ),
+    ] {
+        let r = app.post("/api/v1/sales-targets", &admin, body(bad.clone())).await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.text);
+        assert_eq!(r.body["errors"][0]["field"], field, "{bad}: {}", r.text);
+    }
+    let r = app
+        .post(
+            "/api/v1/sales-targets",
+            &admin,
+            json!({"team_id": app.org.east1, "metric": "deals_won", "target": "3",
+                   "period_from": "2026-10-01", "period_to": "2026-09-30"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    // The team's own target: deals won by the team and its sub-teams.
+    let r = app
+        .post(
+            "/api/v1/sales-targets",
+            &admin,
+            body(json!({"team_id": app.org.east, "metric": "deals_won", "target": "3"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let r = app.get(&format!("/api/v1/reports/targets?{OCT}"), &mgr).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", r.text);
+    let of = |metric: &str| items.iter().find(|i| i["target"]["metric"] == metric).unwrap().clone();
+    let won = of("sales_won_amount");
+    assert_eq!(won["actual"], "1500.00");
+    assert_eq!(won["attainment_pct"], "75.00");
+    assert_eq!(won["elapsed_pct"], "100.00");
+    assert_eq!(won["met"], false);
+    let count = of("deals_won");
+    assert_eq!(count["actual"], "2");
+    assert_eq!(count["attainment_pct"], "66.67");
+    // A rep sees their own target only; nothing overlaps September.
+    let r = app.get(&format!("/api/v1/reports/targets?{OCT}"), &rep).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.text);
+    let r = app
+        .get("/api/v1/reports/targets?from=2026-09-01&to=2026-09-30", &mgr)
+        .await;
+    assert!(r.body["items"].as_array().unwrap().is_empty(), "{}", r.text);
+
+    // Lowered to what was reached, it is met; a stale version is refused.
+    let path = format!("/api/v1/sales-targets/{rep_target}");
+    let r = app.get(&path, &mgr).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .patch(&path, &mgr, 1, json!({"target": "1500.00", "note": "调整"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["version"], 2);
+    let r = app.patch(&path, &mgr, 1, json!({"target": "1400"})).await;
+    assert_eq!(r.status, 412, "{}", r.text);
+    let r = app
+        .get(
+            &format!("/api/v1/reports/targets?{OCT}&owner_id={}", app.org.rep_east1),
+            &mgr,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["met"], true, "{}", r.text);
+    // Listed in scope; the history has the change; deleted, it is gone.
+    let r = app.get("/api/v1/sales-targets?metric=sales_won_amount", &rep).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let r = app.get("/api/v1/sales-targets", &app.token(app.org.rep_north1)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+    let r = app.get("/api/v1/sales-targets?from=2026-10-01", &mgr).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let audited: i64 = {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM audit_log WHERE entity_id = '{rep_target}'"
+        ))
+        .get_result::<N>(&mut app.db.conn())
+        .unwrap()
+        .n
+    };
+    assert_eq!(audited, 2);
+    let r = app.delete(&path, &rep).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app.delete(&path, &mgr).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = app.get(&path, &mgr).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}

@@ -753,6 +753,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    sales_targets (id) {
+        id -> Uuid,
+        owner_id -> Nullable<Uuid>,
+        team_id -> Nullable<Uuid>,
+        metric -> Text,
+        period_from -> Date,
+        period_to -> Date,
+        currency -> Nullable<Text>,
+        target -> Numeric,
+        note -> Nullable<Text>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
     stage_history (id) {
         id -> Int8,
         opportunity_id -> Uuid,
@@ -931,6 +949,7 @@ diesel::joinable!(quotes -> price_books (price_book_id));
 diesel::joinable!(quotes -> teams (team_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(role_permissions -> roles (role_id));
+diesel::joinable!(sales_targets -> teams (team_id));
 diesel::joinable!(stage_history -> opportunities (opportunity_id));
 diesel::joinable!(stage_history -> users (changed_by));
 diesel::joinable!(stages -> pipelines (pipeline_id));
@@ -989,6 +1008,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     role_permissions,
     roles,
+    sales_targets,
     scope_departures,
     settings,
     stage_history,

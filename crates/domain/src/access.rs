@@ -205,6 +205,10 @@ pub const RESOURCES: &[ResourceDef] = &[
         name: "settings",
         actions: &[Action::Admin],
     },
+    ResourceDef {
+        name: "sales_targets",
+        actions: &[Action::Read, Action::Create, Action::Update, Action::Delete],
+    },
 ];
 
 /// Looks up a resource definition by name.

@@ -359,6 +359,11 @@ pub const CATALOGUE: &[EventObject] = &[
         ],
     },
     EventObject {
+        object: "sales_targets",
+        table: Some("sales_targets"),
+        actions: &[CREATED, UPDATED, act("deleted", "The target was deleted.")],
+    },
+    EventObject {
         object: "teams",
         table: Some("teams"),
         actions: &[CREATED, UPDATED, DELETED],

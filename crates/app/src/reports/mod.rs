@@ -14,6 +14,7 @@ mod pipeline;
 pub mod query;
 mod receivables;
 pub mod table;
+pub mod targets;
 
 use std::collections::BTreeMap;
 

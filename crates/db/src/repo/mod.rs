@@ -24,6 +24,7 @@ pub mod roles;
 pub mod rules;
 pub mod soft_delete;
 pub mod storage;
+pub mod targets;
 pub mod tasks;
 pub mod teams;
 pub mod timeline;

@@ -793,3 +793,168 @@ impl From<app::leaderboard::Leaderboard> for LeaderboardDto {
         }
     }
 }
+
+str_enum! {
+    /// The figure a sales target is set on: an amount (`sales_won_amount`,
+    /// `new_contract_amount`, `payments_collected`, in `currency`) or a count
+    /// (`deals_won`, `new_contracts`, no currency).
+    TargetMetric {
+        SalesWonAmount => "sales_won_amount",
+        NewContractAmount => "new_contract_amount",
+        PaymentsCollected => "payments_collected",
+        DealsWon => "deals_won",
+        NewContracts => "new_contracts",
+    }
+}
+
+/// Body of `POST /sales-targets`: a rep's (`owner_id`) or a team's (`team_id`) target.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTarget {
+    /// The rep; the target keeps the rep's current team.
+    pub owner_id: Option<Uuid>,
+    /// The team (its sub-teams count toward it), when `owner_id` is not given.
+    pub team_id: Option<Uuid>,
+    #[schema(inline)]
+    pub metric: TargetMetric,
+    pub period_from: NaiveDate,
+    /// Inclusive; at most 1098 days after `period_from`.
+    pub period_to: NaiveDate,
+    /// Amount targets: ISO 4217 code; counts have none.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+    /// More than zero; at most two decimals.
+    #[schema(value_type = String, example = "500000.00", pattern = "^[0-9]{1,16}(\\.[0-9]{1,2})?$")]
+    #[serde(deserialize_with = "super::decimal_str::required")]
+    pub target: Decimal,
+    #[validate(length(max = 2000))]
+    #[schema(max_length = 2000)]
+    pub note: Option<String>,
+}
+
+/// Body of `PATCH /sales-targets/{id}`: the value and the note (subject, figure and
+/// period stay; delete and set anew to change them).
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTarget {
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{1,16}(\\.[0-9]{1,2})?$")]
+    #[serde(default, deserialize_with = "super::decimal_str::optional")]
+    pub target: Option<Decimal>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
+    #[validate(length(max = 2000))]
+    pub note: Option<Option<String>>,
+}
+
+/// A sales target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SalesTarget {
+    pub id: Uuid,
+    /// The rep; none for a team's own target.
+    pub owner_id: Option<Uuid>,
+    /// The team: a team's target, or the rep's team when it was set.
+    pub team_id: Option<Uuid>,
+    pub metric: String,
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    pub currency: Option<String>,
+    #[schema(value_type = String, example = "500000.00")]
+    pub target: Decimal,
+    pub note: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<crm_db::repo::targets::TargetRow> for SalesTarget {
+    fn from(r: crm_db::repo::targets::TargetRow) -> Self {
+        SalesTarget {
+            id: r.id,
+            owner_id: r.owner_id,
+            team_id: r.team_id,
+            metric: r.metric,
+            period_from: r.period_from,
+            period_to: r.period_to,
+            currency: r.currency,
+            target: super::money(r.target),
+            note: r.note,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+/// Query of `GET /sales-targets`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TargetListQuery {
+    /// A rep's targets.
+    pub owner_id: Option<Uuid>,
+    /// Targets of this team (a team's own, and its reps').
+    pub team_id: Option<Uuid>,
+    #[param(inline)]
+    pub metric: Option<TargetMetric>,
+    /// Targets whose period overlaps `from ..= to` (both needed).
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// `period_from`, `period_to`, `target`, `created_at`; `-` for descending. Default `-period_from`.
+    pub sort: Option<String>,
+}
+
+/// One target beside what was reached.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttainmentDto {
+    pub target: SalesTarget,
+    /// The figure over the target's own dates for its rep (or team and sub-teams),
+    /// counting the records the caller may read; none when the caller may not read them.
+    #[schema(value_type = Option<String>, example = "320000.00")]
+    pub actual: Option<Decimal>,
+    #[schema(value_type = Option<String>, example = "64.00")]
+    pub attainment_pct: Option<Decimal>,
+    /// Share of the target's days gone by (to today in the business time zone).
+    #[schema(value_type = String, example = "50.00")]
+    pub elapsed_pct: Decimal,
+    /// `actual` reached the target.
+    pub met: bool,
+}
+
+/// Targets overlapping the period, with attainment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetReportDto {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub items: Vec<AttainmentDto>,
+    /// More targets overlap the period than one report computes (200).
+    pub truncated: bool,
+    pub generated_at: DateTime<Utc>,
+}
+
+impl From<app::targets::TargetReport> for TargetReportDto {
+    fn from(r: app::targets::TargetReport) -> Self {
+        TargetReportDto {
+            from: r.from,
+            to: r.to,
+            items: r
+                .items
+                .into_iter()
+                .map(|a| AttainmentDto {
+                    target: a.target.into(),
+                    actual: a.actual,
+                    attainment_pct: a.attainment_pct,
+                    elapsed_pct: a.elapsed_pct,
+                    met: a.met,
+                })
+                .collect(),
+            truncated: r.truncated,
+            generated_at: r.generated_at,
+        }
+    }
+}

@@ -1,18 +1,25 @@
-//! Fixed reports: results, process, funnel and pipeline. Each runs in one read-only
+//! Reports (results, process, funnel, pipeline, receivables, adoption, leaderboard,
+//! targets' attainment) and the sales targets. Each report runs in one read-only
 //! transaction on the reports database (a replica when configured), with a statement
 //! timeout, and at most `report_slots` at once.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
 use diesel::PgConnection;
+use uuid::Uuid;
 
-use super::{BadRequest, BodyErrors, Forbidden, ReportBusy, Unauthorized, Unprocessable};
+use super::{
+    changed_record, created_record, run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors,
+    ReportBusy, Unauthorized, Unprocessable, VersionErrors,
+};
 use crate::auth::Auth;
 use crate::dto::reports::{
     ChartOptions, ExportOptions, FileFormat, FunnelDto, LeaderboardDto, LeaderboardOptions, PipelineReportDto,
     ReportDto, ReportName, ReportQuery, ReportQueryRequest, ReportQueryResult, SnapshotDto, SnapshotQuery,
 };
+use crate::dto::reports::{CreateTarget, SalesTarget, TargetListQuery, TargetReportDto, UpdateTarget};
+use crate::dto::Page;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ValidJson;
+use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
 use crate::state::AppState;
 
 /// Runs a report for the caller: waits for a report slot (429 `report_busy` after
@@ -241,6 +248,8 @@ pub async fn query(
     Ok(HttpResponse::Ok().json(ReportQueryResult::from(r)))
 }
 
+const TARGETS: &str = "sales_targets";
+
 /// How a report is written out.
 enum Render {
     Csv,
@@ -451,4 +460,166 @@ pub async fn query_chart(
         )?))
     })
     .await
+}
+
+/// Sales targets in the caller's `sales_targets:read` scope (reps their own, managers
+/// their teams'), newest period first.
+#[utoipa::path(
+    tag = "reports",
+    params(TargetListQuery),
+    responses((status = 200, description = "A page of targets", body = Page<SalesTarget>), BadRequest, Unauthorized, Forbidden)
+)]
+#[get("/sales-targets")]
+pub async fn list_targets(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<TargetListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let overlaps = match (q.from, q.to) {
+        (Some(from), Some(to)) if from <= to => Some((from, to)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`from` and `to` go together, `from` first",
+            ))
+        }
+    };
+    let filter = crm_db::repo::targets::TargetFilter {
+        owner_id: q.owner_id,
+        team_id: q.team_id,
+        metric: q.metric.map(|m| m.as_str().to_owned()),
+        overlaps,
+    };
+    let page = run_op(&state, &auth, move |c, ctx| {
+        let spec = crm_db::sql::ListSpec::list(
+            crm_db::repo::targets::SORT_COLUMNS,
+            "-period_from",
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )?;
+        Ok(crm_app::reports::targets::list(c, ctx, &filter, &spec)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.into_iter().map(SalesTarget::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One sales target.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Target id")),
+    responses((status = 200, description = "The target", body = SalesTarget, headers(("ETag" = String))), ReadErrors)
+)]
+#[get("/sales-targets/{id}")]
+pub async fn get_target(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let row = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::targets::get(c, ctx, id)?)
+    })
+    .await?;
+    let version = row.version;
+    Ok(with_etag(&SalesTarget::from(row), version))
+}
+
+/// Set a sales target for a rep or a team in the caller's `sales_targets:create` scope
+/// (admins and directors: anyone; managers: their teams). One per rep or team, figure,
+/// period and currency (`duplicate`, 409).
+#[utoipa::path(
+    tag = "reports",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateTarget,
+    responses(
+        (status = 201, description = "Created", body = SalesTarget, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, Conflict, BodyErrors
+    )
+)]
+#[post("/sales-targets")]
+pub async fn create_target(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateTarget>,
+) -> ApiResult<HttpResponse> {
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(
+        &state,
+        &auth,
+        (key, &req, &raw),
+        (TARGETS, "sales-targets"),
+        move |c, ctx| Ok(SalesTarget::from(crm_app::reports::targets::create(c, ctx, &fields)?)),
+    )
+    .await
+}
+
+/// Change a target's value or note (`If-Match` required).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Target id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateTarget,
+    responses(
+        (status = 200, description = "Updated", body = SalesTarget, headers(("ETag" = String))),
+        ReadErrors, VersionErrors, BodyErrors
+    )
+)]
+#[patch("/sales-targets/{id}")]
+pub async fn update_target(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateTarget>,
+) -> ApiResult<HttpResponse> {
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, TARGETS, move |c, ctx| {
+        Ok(SalesTarget::from(crm_app::reports::targets::update(
+            c, ctx, id, expected, &fields,
+        )?))
+    })
+    .await
+}
+
+/// Delete a target.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Target id")),
+    responses((status = 204, description = "Deleted"), ReadErrors)
+)]
+#[delete("/sales-targets/{id}")]
+pub async fn delete_target(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::targets::delete(c, ctx, id)?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Attainment: the targets (in the caller's `sales_targets:read` scope) whose period
+/// overlaps the report's (default this month), each beside the figure reached over the
+/// target's own dates for its rep (or team and sub-teams), the attainment and the share
+/// of the target's days gone by. `owner_id` / `team_id` narrow the targets.
+#[utoipa::path(
+    tag = "reports",
+    params(ReportQuery),
+    responses((status = 200, description = "Attainment", body = TargetReportDto), BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy)
+)]
+#[get("/reports/targets")]
+pub async fn target_attainment(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<ReportQuery>,
+) -> ApiResult<HttpResponse> {
+    let p = q.into_inner().params();
+    let r = run_report(&state, &auth, move |c, ctx| {
+        crm_app::reports::targets::attainment(c, ctx, &p)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(TargetReportDto::from(r)))
 }

@@ -1,0 +1,2 @@
+DELETE FROM role_permissions WHERE resource = 'sales_targets';
+DROP TABLE sales_targets;
