@@ -1652,3 +1652,117 @@ async fn sales_targets_are_set_within_scope_and_report_attainment_over_their_own
     let r = app.get(&path, &mgr).await;
     assert_eq!(r.status, 404, "{}", r.text);
 }
+
+#[actix_web::test]
+async fn the_pipeline_of_a_past_date_is_rebuilt_from_stage_and_field_history() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let acc = app.account(&rep, "历史管道").await["id"].as_str().unwrap().to_owned();
+    let d1 = app
+        .deal(
+            &rep,
+            json!({"name": "历史1", "account_id": acc, "amount": "1500", "expected_close_date": "2026-12-20"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d2 = app
+        .deal(
+            &rep,
+            json!({"name": "历史2", "account_id": acc, "amount": "300", "expected_close_date": "2026-10-30"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stage = |deal: &str, code: &str| {
+        format!("(SELECT s.id FROM stages s JOIN opportunities o ON o.pipeline_id = s.pipeline_id WHERE o.id = '{deal}' AND s.code = '{code}')")
+    };
+    for sql in [
+        // D1: qualification from 1 September (1000, 10%), proposal from 5 October (50%);
+        // its amount went from 1000 to 1500 and its close date from October to December
+        // on 20 October.
+        format!("UPDATE opportunities SET created_at = '2026-09-01T02:00:00Z' WHERE id = '{d1}'"),
+        format!(
+            "UPDATE stage_history SET to_stage_id = {}, entered_at = '2026-09-01T02:00:00Z', \
+             left_at = '2026-10-05T02:00:00Z', amount = 1000, probability = 10 WHERE opportunity_id = '{d1}'",
+            stage(&d1, "qualification")
+        ),
+        format!(
+            "INSERT INTO stage_history (opportunity_id, from_stage_id, to_stage_id, entered_at, amount, probability) \
+             VALUES ('{d1}', {}, {}, '2026-10-05T02:00:00Z', 1000, 50)",
+            stage(&d1, "qualification"),
+            stage(&d1, "proposal")
+        ),
+        format!("UPDATE opportunities SET stage_id = {} WHERE id = '{d1}'", stage(&d1, "proposal")),
+        format!(
+            "INSERT INTO audit_log (occurred_at, entity_type, entity_id, action, changes) VALUES \
+             ('2026-09-01T02:00:00Z', 'opportunities', '{d1}', 'created', \
+              '{{\"amount\": {{\"before\": null, \"after\": 1000}}, \"expected_close_date\": {{\"before\": null, \"after\": \"2026-10-31\"}}}}'), \
+             ('2026-10-20T02:00:00Z', 'opportunities', '{d1}', 'updated', \
+              '{{\"amount\": {{\"before\": 1000, \"after\": 1500}}, \"expected_close_date\": {{\"before\": \"2026-10-31\", \"after\": \"2026-12-20\"}}}}')"
+        ),
+        // D2: entered on 15 October (no recorded changes before), won on the 18th.
+        format!("UPDATE opportunities SET created_at = '2026-10-15T02:00:00Z' WHERE id = '{d2}'"),
+        format!(
+            "UPDATE stage_history SET entered_at = '2026-10-15T02:00:00Z', left_at = '2026-10-18T02:00:00Z', \
+             amount = 300, probability = 10 WHERE opportunity_id = '{d2}'"
+        ),
+        format!(
+            "INSERT INTO stage_history (opportunity_id, to_stage_id, entered_at) VALUES ('{d2}', {}, '2026-10-18T02:00:00Z')",
+            stage(&d2, "won")
+        ),
+    ] {
+        exec(&app.db, &sql);
+    }
+    let cells = |on: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let r = app.get(&format!("/api/v1/reports/pipeline?as_of={on}"), admin).await;
+            assert_eq!(r.status, 200, "{on}: {}", r.text);
+            r.body["cells"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["month"].as_str().unwrap_or("").to_owned(),
+                        c["stage_code"].as_str().unwrap().to_owned(),
+                        c["amount"].as_str().unwrap().to_owned(),
+                        c["weighted_amount"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let row = |m: &str, s: &str, a: &str, w: &str| (m.to_owned(), s.to_owned(), a.to_owned(), w.to_owned());
+    assert_eq!(
+        cells("2026-09-30").await,
+        vec![row("2026-10", "qualification", "1000", "100.00")]
+    );
+    assert_eq!(
+        cells("2026-10-16").await,
+        vec![
+            row("2026-10", "qualification", "300.00", "30.00"),
+            row("2026-10", "proposal", "1000", "500.00"),
+        ]
+    );
+    assert_eq!(
+        cells("2026-10-25").await,
+        vec![row("2026-12", "proposal", "1500", "750.00")]
+    );
+    assert!(cells("2026-08-01").await.is_empty());
+    // Scope holds for the past too; tomorrow is not known yet.
+    let r = app
+        .get(
+            "/api/v1/reports/pipeline?as_of=2026-10-16",
+            &app.token(app.org.rep_north1),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["cells"].as_array().unwrap().is_empty());
+    let r = app.get("/api/v1/reports/pipeline?as_of=2999-01-01", &admin).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+}

@@ -3050,7 +3050,10 @@ export interface paths {
          * Open pipeline by expected close month and stage, per currency: deals, amount,
          *     amount weighted by each deal's probability, and a forecast from each stage's
          *     historical win rate. A period (`period` or `from`/`to`) limits the expected close
-         *     dates; without one every open deal counts. Needs `opportunities:read`.
+         *     dates; without one every open deal counts. `as_of` rebuilds the pipeline as it
+         *     stood at the end of a past date: each deal's stage from its stage visits, amount and
+         *     expected close date from the last change recorded before then (no historical
+         *     forecast). Needs `opportunities:read`.
          */
         get: operations["pipeline"];
         put?: never;
@@ -24827,6 +24830,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -24917,6 +24925,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -25007,6 +25020,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -25097,6 +25115,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -25187,6 +25210,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -25277,6 +25305,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
                 /**
                  * @description A figure of the results or process report (default `sales_won_amount`), e.g.
                  *     `payments_collected`, `new_contracts`, `win_rate`, `activities`.
@@ -25374,6 +25407,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -25464,6 +25502,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
             };
             header?: never;
             path?: never;
@@ -26340,6 +26383,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
                 /** @description `csv` (default) or `xlsx`. */
                 format?: "csv" | "xlsx";
             };
@@ -26437,6 +26485,11 @@ export interface operations {
                 pipeline_id?: string;
                 /** @description Adoption: days without an activity that make an open deal idle (default 14). */
                 idle_days?: number;
+                /**
+                 * @description Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+                 *     from stage and field history (default: now).
+                 */
+                as_of?: string;
                 /**
                  * @description Results and process: the figure drawn per group (default the first, e.g.
                  *     `sales_won_amount`, `win_rate`). Funnels draw deals entered per stage, the

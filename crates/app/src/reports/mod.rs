@@ -54,6 +54,8 @@ pub struct Params {
     pub pipeline_id: Option<Uuid>,
     /// Adoption: days without an activity that make an open deal idle.
     pub idle_days: Option<u32>,
+    /// Pipeline: rebuilt as it stood at the end of this date.
+    pub as_of: Option<NaiveDate>,
 }
 
 /// What a figure measures.

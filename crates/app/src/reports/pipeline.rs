@@ -83,6 +83,9 @@ const AMOUNT: Measure = Measure {
 
 /// Open pipeline by expected close month and stage.
 pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeline> {
+    if let Some(on) = p.as_of {
+        return pipeline_as_of(c, ctx, p, on);
+    }
     let asked = p.period.is_some() || p.from.is_some() || p.to.is_some();
     let s = setup(c, ctx, p, &["none"])?;
     let scope =
@@ -129,7 +132,17 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
         " GROUP BY 1, o.stage_id, s.code, s.name, s.position, 6, o.currency \
          ORDER BY 1 NULLS LAST, s.position, 6, o.currency",
     );
-    let mut cells: Vec<PipelineCell> = sql.into_query().load(c)?;
+    let cells: Vec<PipelineCell> = sql.into_query().load(c)?;
+    finish(ctx, close_from, close_to, cells)
+}
+
+/// Withholds amounts the caller may not read and adds the totals per forecast category.
+fn finish(
+    ctx: &Ctx,
+    close_from: Option<chrono::NaiveDate>,
+    close_to: Option<chrono::NaiveDate>,
+    mut cells: Vec<PipelineCell>,
+) -> AppResult<Pipeline> {
     let mut withheld = Vec::new();
     if !may_read(ctx, &AMOUNT) {
         withheld = vec!["amount", "weighted_amount", "forecast_amount"];
@@ -182,4 +195,84 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
         withheld,
         generated_at: ctx.now(),
     })
+}
+
+/// The open pipeline as it stood at the end of `on` (business time zone), rebuilt from
+/// history: each deal's stage from the stage visit open then, its amount and expected
+/// close date from the last change recorded before then (the audit trail; the stage
+/// visit's amount or today's value when none was recorded), its probability from that
+/// visit. Deals are those in the caller's read scope today. A period limits the
+/// expected close dates as in [`pipeline`].
+pub fn pipeline_as_of(c: &mut PgConnection, ctx: &Ctx, p: &Params, on: chrono::NaiveDate) -> AppResult<Pipeline> {
+    let asked = p.period.is_some() || p.from.is_some() || p.to.is_some();
+    let s = setup(c, ctx, p, &["none"])?;
+    let scope =
+        read_scope(ctx, "opportunities").ok_or_else(|| AppError::forbidden("missing permission opportunities:read"))?;
+    let today = ctx.now().with_timezone(&s.tz).date_naive();
+    if on > today {
+        return Err(AppError::field(
+            "as_of",
+            "in_future",
+            "the pipeline of a day to come is not known yet",
+        ));
+    }
+    let at = crm_domain::reports::Period::dates(on, on, s.tz).end;
+    let (close_from, close_to) = if asked {
+        (Some(s.window.current.from), Some(s.window.current.to))
+    } else {
+        (None, None)
+    };
+    let last_change = |field: &str, ty: &str| {
+        format!(
+            "LEFT JOIN LATERAL (SELECT (a.changes -> '{field}' ->> 'after')::{ty} AS v FROM audit_log a \
+             WHERE a.entity_type = 'opportunities' AND a.entity_id = o.id AND a.occurred_at < $at \
+             AND a.changes ? '{field}' ORDER BY a.id DESC LIMIT 1) ch_{field} ON TRUE "
+        )
+    };
+    let template = format!(
+        "SELECT to_char(x.close_date, 'YYYY-MM') AS month, x.stage_id, s.code AS stage_code, s.name AS stage_name, \
+         s.position AS stage_position, coalesce(x.category, s.forecast_category) AS forecast_category, x.currency, \
+         count(*) AS deals, coalesce(sum(x.amount), 0) AS amount, \
+         round(coalesce(sum(x.amount * x.probability / 100.0), 0), 2) AS weighted_amount, \
+         NULL::numeric AS historical_win_pct, NULL::numeric AS forecast_amount \
+         FROM (SELECT v.to_stage_id AS stage_id, o.currency, o.forecast_category AS category, \
+         coalesce(ch_amount.v, v.amount, o.amount) AS amount, \
+         coalesce(v.probability, st.probability) AS probability, \
+         coalesce(ch_expected_close_date.v, o.expected_close_date) AS close_date \
+         FROM opportunities o \
+         JOIN LATERAL (SELECT h.to_stage_id, h.amount, h.probability FROM stage_history h \
+         WHERE h.opportunity_id = o.id AND h.entered_at < $at AND (h.left_at IS NULL OR h.left_at >= $at) \
+         ORDER BY h.entered_at DESC, h.id DESC LIMIT 1) v ON TRUE \
+         JOIN stages st ON st.id = v.to_stage_id \
+         {}{}\
+         WHERE (o.deleted_at IS NULL OR o.deleted_at >= $at) AND o.created_at < $at AND st.kind = 'open'",
+        last_change("amount", "numeric"),
+        last_change("expected_close_date", "date"),
+    );
+    // `$at` stands for the moment; each occurrence is bound in order.
+    let mut parts = template.split("$at");
+    let mut sql = Sql::new(parts.next().unwrap_or_default());
+    for rest in parts {
+        sql.bind::<Timestamptz, _>(at);
+        sql.push(rest);
+    }
+    sql.scope("o", &scope);
+    push_filters(&mut sql, "o", p);
+    if let Some(pipeline) = p.pipeline_id {
+        sql.push(" AND o.pipeline_id = ");
+        sql.bind::<SqlUuid, _>(pipeline);
+    }
+    sql.push(") x JOIN stages s ON s.id = x.stage_id WHERE TRUE");
+    if let (Some(from), Some(to)) = (close_from, close_to) {
+        sql.push(" AND x.close_date >= ");
+        sql.bind::<Date, _>(from);
+        sql.push(" AND x.close_date <= ");
+        sql.bind::<Date, _>(to);
+    }
+    sql.push(
+        " GROUP BY 1, x.stage_id, s.code, s.name, s.position, 6, x.currency \
+         ORDER BY 1 NULLS LAST, s.position, 6, x.currency",
+    );
+    let cells: Vec<PipelineCell> = sql.into_query().load(c)?;
+    finish(ctx, close_from, close_to, cells)
 }

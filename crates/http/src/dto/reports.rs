@@ -66,6 +66,9 @@ pub struct ReportQuery {
     /// Adoption: days without an activity that make an open deal idle (default 14).
     #[param(minimum = 1, maximum = 365)]
     pub idle_days: Option<u32>,
+    /// Pipeline: the open pipeline as it stood at the end of this business date, rebuilt
+    /// from stage and field history (default: now).
+    pub as_of: Option<NaiveDate>,
 }
 
 impl ReportQuery {
@@ -79,6 +82,7 @@ impl ReportQuery {
             team_id: self.team_id,
             pipeline_id: self.pipeline_id,
             idle_days: self.idle_days,
+            as_of: self.as_of,
         }
     }
 }

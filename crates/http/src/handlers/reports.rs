@@ -106,7 +106,10 @@ pub async fn funnel(state: web::Data<AppState>, auth: Auth, q: web::Query<Report
 /// Open pipeline by expected close month and stage, per currency: deals, amount,
 /// amount weighted by each deal's probability, and a forecast from each stage's
 /// historical win rate. A period (`period` or `from`/`to`) limits the expected close
-/// dates; without one every open deal counts. Needs `opportunities:read`.
+/// dates; without one every open deal counts. `as_of` rebuilds the pipeline as it
+/// stood at the end of a past date: each deal's stage from its stage visits, amount and
+/// expected close date from the last change recorded before then (no historical
+/// forecast). Needs `opportunities:read`.
 #[utoipa::path(
     tag = "reports",
     params(ReportQuery),
