@@ -213,6 +213,14 @@ async fn wecom_messages_respect_the_length_limit_and_failures_lose_nothing() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // A mobile number that is none is refused, with or without a channel.
+    let r = app
+        .send(
+            request(actix_web::http::Method::PUT, "/api/v1/me/channel", Some(&rep))
+                .set_json(json!({"channel_id": null, "mobile": "不是号码"})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
     let manager = app.token(app.org.manager_east);
     let t = app
         .post(

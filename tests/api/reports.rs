@@ -1766,3 +1766,123 @@ async fn the_pipeline_of_a_past_date_is_rebuilt_from_stage_and_field_history() {
     let r = app.get("/api/v1/reports/pipeline?as_of=2999-01-01", &admin).await;
     assert_eq!(r.status, 422, "{}", r.text);
 }
+
+#[actix_web::test]
+async fn saved_reports_are_shared_by_role_or_team_and_each_viewer_runs_them_in_their_own_scope() {
+    let app = start().await;
+    let mgr = app.token(app.org.manager_east);
+    let rep_e = app.token(app.org.rep_east1);
+    let rep_n = app.token(app.org.rep_north1);
+    for (token, name, amount) in [(&rep_e, "共享东", "1000"), (&rep_n, "共享北", "400")] {
+        let acc = app.account(token, name).await["id"].as_str().unwrap().to_owned();
+        let d = app
+            .deal(token, json!({"name": name, "account_id": acc, "amount": amount}))
+            .await;
+        exec(
+            &app.db,
+            &format!(
+                "UPDATE opportunities SET status = 'won', closed_at = '2026-10-12T03:00:00Z' WHERE id = '{}'",
+                d["id"].as_str().unwrap()
+            ),
+        );
+    }
+    let r = app
+        .post(
+            "/api/v1/saved-reports",
+            &mgr,
+            json!({"name": "赢单 Sales won", "report": "results", "params": {"period": "this_quarter", "group_by": "owner"},
+                   "shared_with_roles": ["sales_rep", "sales_rep"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["shared_with_roles"], json!(["sales_rep"]));
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    // Parameters are read as a run reads them; sharing names real roles and teams.
+    for bad in [
+        json!({"name": "x", "report": "results", "params": {"group_by": 5}}),
+        json!({"name": "x", "report": "results", "params": {"bogus": "1"}}),
+        json!({"name": "x", "report": "query", "params": {"object": "planets"}}),
+        json!({"name": "x", "report": "results", "shared_with_roles": ["no_such_role"]}),
+        json!({"name": "x", "report": "results", "shared_with_teams": [uuid::Uuid::new_v4()]}),
+    ] {
+        let r = app.post("/api/v1/saved-reports", &mgr, bad.clone()).await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.text);
+    }
+    // Reps see it (shared with their role); marketing does not.
+    for token in [&rep_e, &rep_n] {
+        let r = app.get("/api/v1/saved-reports", token).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.text);
+    }
+    let path = format!("/api/v1/saved-reports/{id}");
+    let r = app.get(&path, &app.token(app.org.marketing)).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    // Each viewer runs it over their own scope; a period replaces the saved one.
+    let won = |r: &crm_test_support::app::Resp| vp(fig(&r.body["result"]["totals"], "sales_won_amount", Some("CNY"))).0;
+    let r = app.get(&format!("{path}/run?{OCT}"), &mgr).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["saved_report"]["id"], id.as_str());
+    assert_eq!(r.body["result"]["period"]["from"], "2026-10-01");
+    assert_eq!(won(&r), "1000.00");
+    let r = app.get(&format!("{path}/run?{OCT}"), &rep_n).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(won(&r), "400.00");
+    let r = app.get(&format!("{path}/run"), &rep_n).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["result"]["preset"], "this_quarter");
+    // Only the owner changes it.
+    let r = app.patch(&path, &rep_e, 1, json!({"name": "改"})).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app
+        .patch(
+            &path,
+            &mgr,
+            1,
+            json!({"name": "华东赢单", "shared_with_roles": [], "shared_with_teams": [app.org.east1]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["version"], 2);
+    let r = app.patch(&path, &mgr, 1, json!({"name": "旧"})).await;
+    assert_eq!(r.status, 412, "{}", r.text);
+    // Now shared with the east1 team only.
+    let r = app.get(&path, &rep_n).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = app.get(&path, &rep_e).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // Ad-hoc queries and leaderboards save too.
+    let r = app
+        .post(
+            "/api/v1/saved-reports",
+            &rep_e,
+            json!({"name": "我的商机", "report": "query",
+                   "params": {"object": "opportunities", "measures": [{"agg": "count"}], "dimensions": [{"field": "status"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let q = r.body["id"].as_str().unwrap().to_owned();
+    let r = app.get(&format!("/api/v1/saved-reports/{q}/run"), &rep_e).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.body["result"]["rows"].as_array().is_some(), "{}", r.text);
+    let r = app
+        .post(
+            "/api/v1/saved-reports",
+            &mgr,
+            json!({"name": "榜", "report": "leaderboard", "params": {"kpi": "deals_won", "from": "2026-10-01", "to": "2026-10-31"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let lb = r.body["id"].as_str().unwrap().to_owned();
+    let r = app.get(&format!("/api/v1/saved-reports/{lb}/run"), &mgr).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["result"]["kpi"], "deals_won");
+    assert_eq!(r.body["result"]["standings"].as_array().unwrap().len(), 1, "{}", r.text);
+    // Deleted by its owner only.
+    let r = app.delete(&path, &rep_e).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app.delete(&path, &mgr).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = app.get(&path, &mgr).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}

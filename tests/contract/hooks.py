@@ -28,7 +28,7 @@ SHAPE_CODES = {
 # the document. Values whose type depends on another field (a custom field's default
 # against the field's type) are checked against that other field. A capture form's
 # `mapping` is keyed by the website form's own field names.
-FREE_FORM = {"settings", "condition", "steps", "expr", "default_value", "value", "sections", "mapping", "triggers", "actions"}
+FREE_FORM = {"settings", "condition", "steps", "expr", "filter", "params", "default_value", "value", "sections", "mapping", "triggers", "actions"}
 FIELD_SHAPE_CODES = {
     "invalid_type",
     "unknown_field",

@@ -753,6 +753,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    saved_reports (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        name -> Text,
+        report -> Text,
+        params -> Jsonb,
+        shared_with_roles -> Array<Text>,
+        shared_with_teams -> Array<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
     sales_targets (id) {
         id -> Uuid,
         owner_id -> Nullable<Uuid>,
@@ -950,6 +966,8 @@ diesel::joinable!(quotes -> teams (team_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(sales_targets -> teams (team_id));
+diesel::joinable!(saved_reports -> teams (team_id));
+diesel::joinable!(saved_reports -> users (owner_id));
 diesel::joinable!(stage_history -> opportunities (opportunity_id));
 diesel::joinable!(stage_history -> users (changed_by));
 diesel::joinable!(stages -> pipelines (pipeline_id));
@@ -1009,6 +1027,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     role_permissions,
     roles,
     sales_targets,
+    saved_reports,
     scope_departures,
     settings,
     stage_history,

@@ -359,6 +359,11 @@ pub const CATALOGUE: &[EventObject] = &[
         ],
     },
     EventObject {
+        object: "saved_reports",
+        table: Some("saved_reports"),
+        actions: &[CREATED, UPDATED, act("deleted", "The saved report was deleted.")],
+    },
+    EventObject {
         object: "sales_targets",
         table: Some("sales_targets"),
         actions: &[CREATED, UPDATED, act("deleted", "The target was deleted.")],

@@ -13,6 +13,7 @@ pub mod leaderboard;
 mod pipeline;
 pub mod query;
 mod receivables;
+pub mod saved;
 pub mod table;
 pub mod targets;
 
@@ -192,6 +193,13 @@ pub(crate) fn setup(c: &mut PgConnection, ctx: &Ctx, p: &Params, allowed: &[&str
         };
         AppError::field(field, code, e.to_string())
     })?;
+    if p.idle_days.is_some_and(|d| !(1..=365).contains(&d)) {
+        return Err(AppError::field(
+            "idle_days",
+            "out_of_range",
+            "idle_days is between 1 and 365",
+        ));
+    }
     let raw = p.group_by.as_deref().unwrap_or("none");
     let group_by = GroupBy::parse(raw)
         .filter(|g| matches!(g, GroupBy::Custom(_)) || allowed.contains(&g.as_str().as_str()))

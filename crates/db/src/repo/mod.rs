@@ -22,6 +22,7 @@ pub mod products;
 pub mod quotes;
 pub mod roles;
 pub mod rules;
+pub mod saved_reports;
 pub mod soft_delete;
 pub mod storage;
 pub mod targets;

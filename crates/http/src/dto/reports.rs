@@ -962,3 +962,131 @@ impl From<app::targets::TargetReport> for TargetReportDto {
         }
     }
 }
+
+str_enum! {
+    /// A report that can be saved: a fixed report or an ad-hoc `query`.
+    SavedReportKind {
+        Results => "results",
+        Process => "process",
+        Funnel => "funnel",
+        Pipeline => "pipeline",
+        Receivables => "receivables",
+        Adoption => "adoption",
+        Leaderboard => "leaderboard",
+        Targets => "targets",
+        Query => "query",
+    }
+}
+
+/// Body of `POST /saved-reports`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSavedReport {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    #[schema(inline)]
+    pub report: SavedReportKind,
+    /// Fixed reports: their query parameters as JSON (`{"period": "this_quarter",
+    /// "group_by": "owner"}`; a leaderboard also `kpi`, `currency`). `query`: the body of
+    /// `POST /reports/query`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Role keys (`sales_rep`, `sales_manager`, ...) whose holders may see and run it.
+    #[serde(default)]
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50, value_type = Vec<String>)]
+    pub shared_with_roles: Vec<String>,
+    /// Teams whose members may see and run it.
+    #[serde(default)]
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub shared_with_teams: Vec<Uuid>,
+}
+
+/// Body of `PATCH /saved-reports/{id}` (the report kind stays).
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSavedReport {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<serde_json::Map<String, serde_json::Value>>,
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub shared_with_roles: Option<Vec<String>>,
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub shared_with_teams: Option<Vec<Uuid>>,
+}
+
+/// A saved report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SavedReport {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub report: String,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    pub shared_with_roles: Vec<String>,
+    pub shared_with_teams: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<crm_db::repo::saved_reports::SavedReportRow> for SavedReport {
+    fn from(r: crm_db::repo::saved_reports::SavedReportRow) -> Self {
+        SavedReport {
+            id: r.id,
+            owner_id: r.owner_id,
+            name: r.name,
+            report: r.report,
+            params: r.params,
+            shared_with_roles: r.shared_with_roles,
+            shared_with_teams: r.shared_with_teams,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+/// Query of `GET /saved-reports`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SavedReportListQuery {
+    #[param(inline)]
+    pub report: Option<SavedReportKind>,
+    /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// `name`, `created_at`, `updated_at`; `-` for descending. Default `name`.
+    pub sort: Option<String>,
+}
+
+/// Query of `GET /saved-reports/{id}/run`: a period that replaces the saved one.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunSavedQuery {
+    #[param(inline)]
+    pub period: Option<PeriodPreset>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+/// A saved report's answer, computed for the caller's own scope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SavedReportRun {
+    pub saved_report: SavedReport,
+    /// The report's own answer (as its endpoint gives it: `ReportDto`, `FunnelDto`,
+    /// `PipelineReportDto`, `LeaderboardDto`, `TargetReportDto` or `ReportQueryResult`).
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+}

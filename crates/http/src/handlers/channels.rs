@@ -152,10 +152,14 @@ pub async fn put_my_channel(
     body: ValidJson<MyChannel>,
 ) -> ApiResult<HttpResponse> {
     let d = body.value?;
-    let choice = d.channel_id.map(|id| (id, d.mobile.clone()));
+    // A mobile number is checked even when no channel is chosen: bad input changes nothing.
+    let mut errs = crm_app::checks::Errors::default();
+    let mobile = errs.phone("mobile", d.mobile);
+    errs.into_result()?;
+    let choice = d.channel_id.map(|id| (id, mobile.clone()));
     run_op(&state, &auth, move |c, ctx| Ok(app::set_mine(c, ctx, choice)?)).await?;
     Ok(HttpResponse::Ok().json(MyChannel {
         channel_id: d.channel_id,
-        mobile: d.channel_id.and(d.mobile),
+        mobile: d.channel_id.and(mobile),
     }))
 }

@@ -16,7 +16,10 @@ use crate::dto::reports::{
     ChartOptions, ExportOptions, FileFormat, FunnelDto, LeaderboardDto, LeaderboardOptions, PipelineReportDto,
     ReportDto, ReportName, ReportQuery, ReportQueryRequest, ReportQueryResult, SnapshotDto, SnapshotQuery,
 };
-use crate::dto::reports::{CreateTarget, SalesTarget, TargetListQuery, TargetReportDto, UpdateTarget};
+use crate::dto::reports::{
+    CreateSavedReport, CreateTarget, RunSavedQuery, SalesTarget, SavedReport, SavedReportListQuery, SavedReportRun,
+    TargetListQuery, TargetReportDto, UpdateSavedReport, UpdateTarget,
+};
 use crate::dto::Page;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
@@ -252,6 +255,7 @@ pub async fn query(
 }
 
 const TARGETS: &str = "sales_targets";
+const SAVED: &str = "saved_reports";
 
 /// How a report is written out.
 enum Render {
@@ -625,4 +629,257 @@ pub async fn target_attainment(
     })
     .await?;
     Ok(HttpResponse::Ok().json(TargetReportDto::from(r)))
+}
+
+/// A saved report's parameters, read as a run reads them.
+enum SavedParams {
+    Fixed(ReportQuery, LeaderboardOptions),
+    Query(Box<ReportQueryRequest>),
+}
+
+fn read_params(report: &str, params: &serde_json::Value) -> Result<SavedParams, String> {
+    let mut map = params.as_object().cloned().unwrap_or_default();
+    if report == "query" {
+        let q: ReportQueryRequest =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+        validator::Validate::validate(&q).map_err(|e| e.to_string())?;
+        return Ok(SavedParams::Query(Box::new(q)));
+    }
+    let mut options = serde_json::Map::new();
+    if report == "leaderboard" {
+        for k in ["kpi", "currency"] {
+            if let Some(v) = map.remove(k) {
+                options.insert(k.to_owned(), v);
+            }
+        }
+    }
+    let q: ReportQuery = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+    let o: LeaderboardOptions =
+        serde_json::from_value(serde_json::Value::Object(options)).map_err(|e| e.to_string())?;
+    Ok(SavedParams::Fixed(q, o))
+}
+
+fn check_params(report: &str, params: &serde_json::Value) -> Result<(), String> {
+    read_params(report, params).map(|_| ())
+}
+
+/// Computes a saved report for the caller, the period replaced when `run` gives one.
+fn run_saved_report(
+    c: &mut PgConnection,
+    ctx: &crm_app::Ctx,
+    report: &str,
+    params: &serde_json::Value,
+    run: RunSavedQuery,
+) -> crm_app::AppResult<serde_json::Value> {
+    use crm_app::reports as r;
+    let bad = |e: String| crm_app::AppError::field("params", "invalid_params", e);
+    let json =
+        |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| crm_app::AppError::internal(e.to_string()));
+    let (q, o) = match read_params(report, params).map_err(bad)? {
+        SavedParams::Query(q) => {
+            return json(serde_json::to_value(ReportQueryResult::from(r::query::run(
+                c,
+                ctx,
+                &q.spec(),
+            )?)))
+        }
+        SavedParams::Fixed(q, o) => (q, o),
+    };
+    let mut q = q;
+    if run.period.is_some() || run.from.is_some() || run.to.is_some() {
+        (q.period, q.from, q.to) = (run.period, run.from, run.to);
+    }
+    let p = q.params();
+    json(match report {
+        "results" => serde_json::to_value(ReportDto::from(r::results(c, ctx, &p)?)),
+        "process" => serde_json::to_value(ReportDto::from(r::process(c, ctx, &p)?)),
+        "funnel" => serde_json::to_value(FunnelDto::from(r::funnel(c, ctx, &p)?)),
+        "pipeline" => serde_json::to_value(PipelineReportDto::from(r::pipeline(c, ctx, &p)?)),
+        "receivables" => serde_json::to_value(ReportDto::from(r::receivables(c, ctx, &p)?)),
+        "adoption" => serde_json::to_value(ReportDto::from(r::adoption(c, ctx, &p)?)),
+        "leaderboard" => {
+            let kpi = o.kpi.unwrap_or_else(|| "sales_won_amount".into());
+            serde_json::to_value(LeaderboardDto::from(r::leaderboard::leaderboard(
+                c,
+                ctx,
+                &p,
+                &kpi,
+                o.currency.as_deref(),
+            )?))
+        }
+        "targets" => serde_json::to_value(TargetReportDto::from(r::targets::attainment(c, ctx, &p)?)),
+        other => {
+            return Err(crm_app::AppError::internal(format!(
+                "saved report of unknown kind {other}"
+            )))
+        }
+    })
+}
+
+/// Saved reports the caller may see: their own, those shared with one of their roles or
+/// their team (admins: all).
+#[utoipa::path(
+    tag = "reports",
+    params(SavedReportListQuery),
+    responses((status = 200, description = "A page of saved reports", body = Page<SavedReport>), BadRequest, Unauthorized)
+)]
+#[get("/saved-reports")]
+pub async fn list_saved(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<SavedReportListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = run_op(&state, &auth, move |c, ctx| {
+        let spec = crm_db::sql::ListSpec::list(
+            crm_db::repo::saved_reports::SORT_COLUMNS,
+            "name",
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )?;
+        let kind = q.report.map(|k| k.as_str().to_owned());
+        Ok(crm_app::reports::saved::list(c, ctx, kind, &spec)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.into_iter().map(SavedReport::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One saved report.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Saved report id")),
+    responses((status = 200, description = "The saved report", body = SavedReport, headers(("ETag" = String))), ReadErrors)
+)]
+#[get("/saved-reports/{id}")]
+pub async fn get_saved(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let row = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::saved::get(c, ctx, id)?)
+    })
+    .await?;
+    let version = row.version;
+    Ok(with_etag(&SavedReport::from(row), version))
+}
+
+/// Save a report with its parameters (checked as a run reads them: `invalid_params`),
+/// shared with roles or teams. Anyone signed in may save reports.
+#[utoipa::path(
+    tag = "reports",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateSavedReport,
+    responses(
+        (status = 201, description = "Created", body = SavedReport, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, BodyErrors
+    )
+)]
+#[post("/saved-reports")]
+pub async fn create_saved(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateSavedReport>,
+) -> ApiResult<HttpResponse> {
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(
+        &state,
+        &auth,
+        (key, &req, &raw),
+        (SAVED, "saved-reports"),
+        move |c, ctx| {
+            Ok(SavedReport::from(crm_app::reports::saved::create(
+                c,
+                ctx,
+                &fields,
+                check_params,
+            )?))
+        },
+    )
+    .await
+}
+
+/// Change a saved report's name, parameters or sharing (its owner or an admin;
+/// `If-Match` required).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Saved report id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateSavedReport,
+    responses(
+        (status = 200, description = "Updated", body = SavedReport, headers(("ETag" = String))),
+        ReadErrors, VersionErrors, BodyErrors
+    )
+)]
+#[patch("/saved-reports/{id}")]
+pub async fn update_saved(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateSavedReport>,
+) -> ApiResult<HttpResponse> {
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, SAVED, move |c, ctx| {
+        Ok(SavedReport::from(crm_app::reports::saved::update(
+            c,
+            ctx,
+            id,
+            expected,
+            &fields,
+            check_params,
+        )?))
+    })
+    .await
+}
+
+/// Delete a saved report (its owner or an admin).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Saved report id")),
+    responses((status = 204, description = "Deleted"), ReadErrors)
+)]
+#[delete("/saved-reports/{id}")]
+pub async fn delete_saved(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::saved::delete(c, ctx, id)?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Run a saved report as the caller: the same answer its report gives for these
+/// parameters, over the caller's own data scope and fields (sharing shows the
+/// definition, never the owner's data). `period` or `from`/`to` replace the saved
+/// period (a dashboard switching every widget at once).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Saved report id"), RunSavedQuery),
+    responses((status = 200, description = "The answer", body = SavedReportRun), ReadErrors, Unprocessable, ReportBusy)
+)]
+#[get("/saved-reports/{id}/run")]
+pub async fn run_saved(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<RunSavedQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let row = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::saved::get(c, ctx, id)?)
+    })
+    .await?;
+    let (report, params, run) = (row.report.clone(), row.params.clone(), q.into_inner());
+    let result = run_report(&state, &auth, move |c, ctx| {
+        run_saved_report(c, ctx, &report, &params, run)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(SavedReportRun {
+        saved_report: row.into(),
+        result,
+    }))
 }

@@ -1,0 +1,220 @@
+//! Saved reports: a fixed report with its parameters, or an ad-hoc query, owned by the
+//! user who saved it and shared with roles or teams. Sharing shows the definition;
+//! whoever runs it sees only their own data scope and fields.
+
+use crm_db::repo::saved_reports::{self as repo, NewSavedReport, SavedReportChanges, SavedReportRow, Viewer};
+use crm_db::sql::{ListSpec, Page};
+use crm_domain::access::Action;
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::checks::Errors;
+use crate::context::Ctx;
+use crate::error::{AppError, AppResult};
+use crate::write;
+
+const RES: &str = "saved_reports";
+
+/// The reports that can be saved.
+pub const REPORTS: [&str; 9] = [
+    "results",
+    "process",
+    "funnel",
+    "pipeline",
+    "receivables",
+    "adoption",
+    "leaderboard",
+    "targets",
+    "query",
+];
+
+/// A new saved report, by its API field names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedInput {
+    pub name: String,
+    pub report: String,
+    /// The report's query parameters (fixed reports) or the query (`query`).
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    #[serde(default)]
+    pub shared_with_roles: Vec<String>,
+    #[serde(default)]
+    pub shared_with_teams: Vec<Uuid>,
+}
+
+/// A change of a saved report (the report kind stays).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedPatch {
+    pub name: Option<String>,
+    pub params: Option<Map<String, Value>>,
+    pub shared_with_roles: Option<Vec<String>>,
+    pub shared_with_teams: Option<Vec<Uuid>>,
+}
+
+/// Who may see what: admins (`settings:admin`) see and change every saved report.
+fn viewer(ctx: &Ctx) -> Viewer {
+    Viewer {
+        user_id: ctx.user_id(),
+        role_keys: ctx.principal.role_keys.clone(),
+        team_id: ctx.principal.team_id,
+        all: ctx.principal.scope("settings", Action::Admin).is_some(),
+    }
+}
+
+fn check_sharing(c: &mut PgConnection, errs: &mut Errors, roles: &[String], teams: &[Uuid]) -> AppResult<()> {
+    #[derive(QueryableByName)]
+    struct K {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+    }
+    let known: Vec<K> = diesel::sql_query("SELECT key FROM roles WHERE key = ANY($1)")
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(roles.to_vec())
+        .load(c)?;
+    for (i, r) in roles.iter().enumerate() {
+        if !known.iter().any(|k| &k.key == r) {
+            errs.add(&format!("shared_with_roles[{i}]"), "not_found", "no such role");
+        }
+    }
+    if let Some(missing) = crm_db::repo::missing_ids(c, "teams", teams)?.first() {
+        let i = teams.iter().position(|t| t == missing).unwrap_or(0);
+        errs.add(&format!("shared_with_teams[{i}]"), "not_found", "no such team");
+    }
+    Ok(())
+}
+
+/// Saves a report for the caller. `check` validates the parameters for the report (the
+/// same reading a run uses), naming what is wrong.
+pub fn create(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    fields: &Map<String, Value>,
+    check: impl Fn(&str, &Value) -> Result<(), String>,
+) -> AppResult<SavedReportRow> {
+    let input: SavedInput = write::parse(fields)?;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &input.name);
+    if name.chars().count() > 200 {
+        errs.add("name", "too_long", "at most 200 characters");
+    }
+    if !REPORTS.contains(&input.report.as_str()) {
+        errs.add("report", "invalid_choice", format!("one of {}", REPORTS.join(", ")));
+    } else if let Err(e) = check(&input.report, &Value::Object(input.params.clone())) {
+        errs.add("params", "invalid_params", e);
+    }
+    check_sharing(c, &mut errs, &input.shared_with_roles, &input.shared_with_teams)?;
+    errs.into_result()?;
+    let dedup = |mut v: Vec<String>| {
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut teams = input.shared_with_teams;
+    teams.sort();
+    teams.dedup();
+    let row = repo::insert(
+        c,
+        &NewSavedReport {
+            id: Uuid::now_v7(),
+            owner_id: ctx.user_id(),
+            team_id: ctx.principal.team_id,
+            name,
+            report: input.report,
+            params: Value::Object(input.params),
+            shared_with_roles: dedup(input.shared_with_roles),
+            shared_with_teams: teams,
+        },
+    )?;
+    write::created(c, ctx, RES, row.id)?;
+    Ok(row)
+}
+
+/// A saved report the caller may see (their own, shared with them, or any for admins).
+pub fn get(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<SavedReportRow> {
+    repo::find(c, &viewer(ctx), id, false)?.ok_or(AppError::NotFound("saved report"))
+}
+
+/// Saved reports the caller may see.
+pub fn list(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    report: Option<String>,
+    spec: &ListSpec,
+) -> AppResult<Page<SavedReportRow>> {
+    Ok(repo::list(c, &viewer(ctx), report, spec)?)
+}
+
+/// The saved report, locked, when the caller may change it (its owner or an admin);
+/// shared viewers get 403, others 404.
+fn own(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<SavedReportRow> {
+    let v = viewer(ctx);
+    let row = repo::find(c, &v, id, true)?.ok_or(AppError::NotFound("saved report"))?;
+    if row.owner_id != ctx.user_id() && !v.all {
+        return Err(AppError::forbidden("only its owner changes a saved report"));
+    }
+    Ok(row)
+}
+
+/// Changes a saved report's name, parameters or sharing.
+pub fn update(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    expected: Option<i32>,
+    fields: &Map<String, Value>,
+    check: impl Fn(&str, &Value) -> Result<(), String>,
+) -> AppResult<SavedReportRow> {
+    let input: SavedPatch = write::parse(fields)?;
+    let before = own(c, ctx, id)?;
+    let mut errs = Errors::default();
+    let name = input.name.as_deref().map(|n| errs.required_text("name", n));
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        errs.add("name", "too_long", "at most 200 characters");
+    }
+    if let Some(p) = &input.params {
+        if let Err(e) = check(&before.report, &Value::Object(p.clone())) {
+            errs.add("params", "invalid_params", e);
+        }
+    }
+    let roles = input.shared_with_roles.clone().unwrap_or_default();
+    let teams = input.shared_with_teams.clone().unwrap_or_default();
+    check_sharing(c, &mut errs, &roles, &teams)?;
+    errs.into_result()?;
+    let version = before.version;
+    write::change_locked(c, ctx, (RES, id), before, (version, expected), |c, row| {
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v.dedup();
+            v
+        };
+        let ch = SavedReportChanges {
+            name: write::changed(name, &row.name),
+            params: write::changed(input.params.map(Value::Object), &row.params),
+            shared_with_roles: write::changed(input.shared_with_roles.map(sorted), &row.shared_with_roles),
+            shared_with_teams: write::changed(
+                input.shared_with_teams.map(|mut t| {
+                    t.sort();
+                    t.dedup();
+                    t
+                }),
+                &row.shared_with_teams,
+            ),
+        };
+        if ch.name.is_none() && ch.params.is_none() && ch.shared_with_roles.is_none() && ch.shared_with_teams.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(repo::update(c, id, &ch)?))
+    })
+}
+
+/// Deletes a saved report (its owner or an admin).
+pub fn delete(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<()> {
+    own(c, ctx, id)?;
+    repo::delete(c, id)?;
+    crm_db::repo::audit::record(c, &ctx.actor(), RES, id, "deleted", Map::new(), Value::Null)?;
+    Ok(())
+}
