@@ -1,1 +1,2 @@
+DROP TABLE dashboards;
 DROP TABLE saved_reports;

@@ -1812,7 +1812,11 @@ async fn saved_reports_are_shared_by_role_or_team_and_each_viewer_runs_them_in_t
     for token in [&rep_e, &rep_n] {
         let r = app.get("/api/v1/saved-reports", token).await;
         assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.text);
+        let items = r.body["items"].as_array().unwrap();
+        // Besides the built-in reports (no owner) shared with every sales role.
+        let owned: Vec<_> = items.iter().filter(|i| !i["owner_id"].is_null()).collect();
+        assert_eq!(owned.len(), 1, "{}", r.text);
+        assert_eq!(owned[0]["id"], id.as_str());
     }
     let path = format!("/api/v1/saved-reports/{id}");
     let r = app.get(&path, &app.token(app.org.marketing)).await;
@@ -1885,4 +1889,135 @@ async fn saved_reports_are_shared_by_role_or_team_and_each_viewer_runs_them_in_t
     assert_eq!(r.status, 204, "{}", r.text);
     let r = app.get(&path, &mgr).await;
     assert_eq!(r.status, 404, "{}", r.text);
+}
+
+#[actix_web::test]
+async fn dashboards_run_every_widget_for_the_viewer_under_one_period_and_seed_a_sales_board_and_a_cockpit() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let mgr = app.token(app.org.manager_east);
+    let rep = app.token(app.org.rep_east1);
+    let mkt = app.token(app.org.marketing);
+    let names = |token: String| {
+        let app = &app;
+        async move {
+            let r = app.get("/api/v1/dashboards", &token).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let rep_sees = names(rep.clone()).await;
+    assert!(rep_sees.iter().any(|n| n.contains("Sales dashboard")), "{rep_sees:?}");
+    assert!(!rep_sees.iter().any(|n| n.contains("cockpit")), "{rep_sees:?}");
+    assert!(names(mgr.clone()).await.iter().any(|n| n.contains("cockpit")));
+    assert!(names(mkt.clone()).await.is_empty());
+
+    // The cockpit, as the manager, for October: every widget answered.
+    let cockpit = "00000000-0000-7000-8000-000000000202";
+    let r = app.get(&format!("/api/v1/dashboards/{cockpit}/run?{OCT}"), &mgr).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let widgets = r.body["widgets"].as_array().unwrap();
+    assert_eq!(widgets.len(), 8);
+    for w in widgets {
+        assert!(w["error"].is_null(), "{w}");
+    }
+    assert_eq!(widgets[0]["result"]["period"]["from"], "2026-10-01");
+    assert_eq!(widgets[0]["result"]["report"], "results");
+    let r = app.get(&format!("/api/v1/dashboards/{cockpit}/run"), &rep).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let board = "00000000-0000-7000-8000-000000000201";
+    let r = app
+        .get(&format!("/api/v1/dashboards/{board}/run?period=last_quarter"), &rep)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["widgets"][0]["result"]["preset"], "last_quarter");
+
+    // A rep's own board: widgets must be saved reports the rep may see.
+    let leaderboard = "00000000-0000-7000-8000-000000000105";
+    let results = "00000000-0000-7000-8000-000000000101";
+    let r = app
+        .post(
+            "/api/v1/dashboards",
+            &rep,
+            json!({"name": "我的看板", "widgets": [{"saved_report_id": leaderboard, "chart": "bar", "size": "small"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "widgets[0].saved_report_id");
+    let r = app
+        .post(
+            "/api/v1/dashboards",
+            &rep,
+            json!({"name": "我的看板", "period": "this_year", "widgets": [{"saved_report_id": results, "chart": "number", "size": "small"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mine = format!("/api/v1/dashboards/{}", r.body["id"].as_str().unwrap());
+    let r = app.patch(&mine, &rep, 1, json!({"period": "last_month"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.get(&format!("{mine}/run"), &rep).await;
+    assert_eq!(r.body["widgets"][0]["result"]["preset"], "last_month", "{}", r.text);
+    let r = app
+        .patch(&format!("/api/v1/dashboards/{board}"), &rep, 1, json!({"name": "改"}))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = app.delete(&mine, &rep).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    // A widget the viewer cannot compute carries its error; the others are answered.
+    let r = app
+        .post(
+            "/api/v1/saved-reports",
+            &admin,
+            json!({"name": "应收", "report": "receivables", "shared_with_roles": ["marketing"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let recv = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            "/api/v1/saved-reports",
+            &admin,
+            json!({"name": "线索", "report": "query", "shared_with_roles": ["marketing"],
+                   "params": {"object": "leads", "measures": [{"agg": "count"}], "dimensions": [{"field": "created_at", "bucket": "day"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let leads = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            "/api/v1/dashboards",
+            &admin,
+            json!({"name": "市场", "granularity": "quarter", "shared_with_roles": ["marketing"], "widgets": [
+                {"saved_report_id": recv, "chart": "table", "size": "medium"},
+                {"saved_report_id": results, "chart": "number", "size": "small"},
+                {"saved_report_id": leads, "chart": "line", "size": "large"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .get(
+            &format!("/api/v1/dashboards/{}/run", r.body["id"].as_str().unwrap()),
+            &mkt,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let w = r.body["widgets"].as_array().unwrap();
+    assert_eq!(w[0]["error"]["status"], 403, "{}", r.text);
+    assert_eq!(w[1]["error"]["status"], 404, "{}", r.text);
+    assert!(w[1]["saved_report"].is_null());
+    assert!(w[2]["error"].is_null(), "{}", r.text);
+    let bucket = w[2]["result"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"].as_str().is_some_and(|k| k.contains("created_at")))
+        .cloned()
+        .unwrap_or_default();
+    assert!(bucket.to_string().contains("quarter"), "{}", r.text);
 }

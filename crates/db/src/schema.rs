@@ -753,9 +753,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    dashboards (id) {
+        id -> Uuid,
+        owner_id -> Nullable<Uuid>,
+        team_id -> Nullable<Uuid>,
+        name -> Text,
+        period -> Text,
+        granularity -> Text,
+        widgets -> Jsonb,
+        shared_with_roles -> Array<Text>,
+        shared_with_teams -> Array<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
     saved_reports (id) {
         id -> Uuid,
-        owner_id -> Uuid,
+        owner_id -> Nullable<Uuid>,
         team_id -> Nullable<Uuid>,
         name -> Text,
         report -> Text,
@@ -966,6 +983,8 @@ diesel::joinable!(quotes -> teams (team_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(sales_targets -> teams (team_id));
+diesel::joinable!(dashboards -> teams (team_id));
+diesel::joinable!(dashboards -> users (owner_id));
 diesel::joinable!(saved_reports -> teams (team_id));
 diesel::joinable!(saved_reports -> users (owner_id));
 diesel::joinable!(stage_history -> opportunities (opportunity_id));
@@ -1026,6 +1045,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     role_permissions,
     roles,
+    dashboards,
     sales_targets,
     saved_reports,
     scope_departures,

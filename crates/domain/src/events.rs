@@ -359,6 +359,11 @@ pub const CATALOGUE: &[EventObject] = &[
         ],
     },
     EventObject {
+        object: "dashboards",
+        table: Some("dashboards"),
+        actions: &[CREATED, UPDATED, act("deleted", "The dashboard was deleted.")],
+    },
+    EventObject {
         object: "saved_reports",
         table: Some("saved_reports"),
         actions: &[CREATED, UPDATED, act("deleted", "The saved report was deleted.")],

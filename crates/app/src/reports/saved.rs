@@ -2,7 +2,10 @@
 //! user who saved it and shared with roles or teams. Sharing shows the definition;
 //! whoever runs it sees only their own data scope and fields.
 
-use crm_db::repo::saved_reports::{self as repo, NewSavedReport, SavedReportChanges, SavedReportRow, Viewer};
+use crm_db::repo::saved_reports::{
+    self as repo, DashboardChanges, DashboardRow, NewDashboard, NewSavedReport, SavedReportChanges, SavedReportRow,
+    Viewer,
+};
 use crm_db::sql::{ListSpec, Page};
 use crm_domain::access::Action;
 use diesel::prelude::*;
@@ -119,7 +122,7 @@ pub fn create(
         c,
         &NewSavedReport {
             id: Uuid::now_v7(),
-            owner_id: ctx.user_id(),
+            owner_id: Some(ctx.user_id()),
             team_id: ctx.principal.team_id,
             name,
             report: input.report,
@@ -152,7 +155,7 @@ pub fn list(
 fn own(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<SavedReportRow> {
     let v = viewer(ctx);
     let row = repo::find(c, &v, id, true)?.ok_or(AppError::NotFound("saved report"))?;
-    if row.owner_id != ctx.user_id() && !v.all {
+    if row.owner_id != Some(ctx.user_id()) && !v.all {
         return Err(AppError::forbidden("only its owner changes a saved report"));
     }
     Ok(row)
@@ -217,4 +220,227 @@ pub fn delete(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<()> {
     repo::delete(c, id)?;
     crm_db::repo::audit::record(c, &ctx.actor(), RES, id, "deleted", Map::new(), Value::Null)?;
     Ok(())
+}
+
+/// How a widget draws its report.
+pub const CHARTS: [&str; 6] = ["number", "bar", "line", "table", "funnel", "pie"];
+/// How much of the dashboard a widget takes.
+pub const SIZES: [&str; 3] = ["small", "medium", "large"];
+/// Widgets one dashboard holds at most.
+pub const MAX_WIDGETS: usize = 24;
+const PERIODS: [&str; 8] = [
+    "this_week",
+    "last_week",
+    "this_month",
+    "last_month",
+    "this_quarter",
+    "last_quarter",
+    "this_year",
+    "last_year",
+];
+const GRANULARITIES: [&str; 5] = ["day", "week", "month", "quarter", "year"];
+
+/// One widget: a saved report drawn as `chart`, `size` wide.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Widget {
+    pub saved_report_id: Uuid,
+    pub chart: String,
+    pub size: String,
+}
+
+/// A new dashboard, by its API field names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardInput {
+    pub name: String,
+    pub period: Option<String>,
+    pub granularity: Option<String>,
+    #[serde(default)]
+    pub widgets: Vec<Widget>,
+    #[serde(default)]
+    pub shared_with_roles: Vec<String>,
+    #[serde(default)]
+    pub shared_with_teams: Vec<Uuid>,
+}
+
+/// A change of a dashboard.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardPatch {
+    pub name: Option<String>,
+    pub period: Option<String>,
+    pub granularity: Option<String>,
+    pub widgets: Option<Vec<Widget>>,
+    pub shared_with_roles: Option<Vec<String>>,
+    pub shared_with_teams: Option<Vec<Uuid>>,
+}
+
+fn check_choice(errs: &mut Errors, field: &str, v: Option<&str>, allowed: &[&str]) {
+    if let Some(v) = v {
+        if !allowed.contains(&v) {
+            errs.add(field, "invalid_choice", format!("one of {}", allowed.join(", ")));
+        }
+    }
+}
+
+/// Widgets are saved reports the author may see, drawn in a known way.
+fn check_widgets(c: &mut PgConnection, ctx: &Ctx, errs: &mut Errors, widgets: &[Widget]) -> AppResult<()> {
+    if widgets.len() > MAX_WIDGETS {
+        errs.add("widgets", "too_many", format!("at most {MAX_WIDGETS} widgets"));
+    }
+    let v = viewer(ctx);
+    for (i, w) in widgets.iter().enumerate() {
+        check_choice(errs, &format!("widgets[{i}].chart"), Some(&w.chart), &CHARTS);
+        check_choice(errs, &format!("widgets[{i}].size"), Some(&w.size), &SIZES);
+        if repo::find(c, &v, w.saved_report_id, false)?.is_none() {
+            errs.add(
+                &format!("widgets[{i}].saved_report_id"),
+                "not_found",
+                "no saved report you may see",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn widgets_json(w: Vec<Widget>) -> AppResult<Value> {
+    serde_json::to_value(w).map_err(|e| AppError::internal(e.to_string()))
+}
+
+/// Creates a dashboard for the caller.
+pub fn create_dashboard(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppResult<DashboardRow> {
+    let input: DashboardInput = write::parse(fields)?;
+    let mut errs = Errors::default();
+    let name = errs.required_text("name", &input.name);
+    check_choice(&mut errs, "period", input.period.as_deref(), &PERIODS);
+    check_choice(&mut errs, "granularity", input.granularity.as_deref(), &GRANULARITIES);
+    check_widgets(c, ctx, &mut errs, &input.widgets)?;
+    check_sharing(c, &mut errs, &input.shared_with_roles, &input.shared_with_teams)?;
+    errs.into_result()?;
+    let (mut roles, mut teams) = (input.shared_with_roles, input.shared_with_teams);
+    roles.sort();
+    roles.dedup();
+    teams.sort();
+    teams.dedup();
+    let row = repo::insert_dashboard(
+        c,
+        &NewDashboard {
+            id: Uuid::now_v7(),
+            owner_id: Some(ctx.user_id()),
+            team_id: ctx.principal.team_id,
+            name,
+            period: input.period.unwrap_or_else(|| "this_month".into()),
+            granularity: input.granularity.unwrap_or_else(|| "month".into()),
+            widgets: widgets_json(input.widgets)?,
+            shared_with_roles: roles,
+            shared_with_teams: teams,
+        },
+    )?;
+    write::created(c, ctx, "dashboards", row.id)?;
+    Ok(row)
+}
+
+/// A dashboard the caller may see.
+pub fn get_dashboard(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<DashboardRow> {
+    repo::find_dashboard(c, &viewer(ctx), id, false)?.ok_or(AppError::NotFound("dashboard"))
+}
+
+/// Dashboards the caller may see (the seeded ones by role).
+pub fn list_dashboards(c: &mut PgConnection, ctx: &Ctx, spec: &ListSpec) -> AppResult<Page<DashboardRow>> {
+    Ok(repo::list_dashboards(c, &viewer(ctx), spec)?)
+}
+
+fn own_dashboard(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<DashboardRow> {
+    let v = viewer(ctx);
+    let row = repo::find_dashboard(c, &v, id, true)?.ok_or(AppError::NotFound("dashboard"))?;
+    if row.owner_id != Some(ctx.user_id()) && !v.all {
+        return Err(AppError::forbidden("only its owner changes a dashboard"));
+    }
+    Ok(row)
+}
+
+/// Changes a dashboard (its owner or an admin).
+pub fn update_dashboard(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    id: Uuid,
+    expected: Option<i32>,
+    fields: &Map<String, Value>,
+) -> AppResult<DashboardRow> {
+    let input: DashboardPatch = write::parse(fields)?;
+    let before = own_dashboard(c, ctx, id)?;
+    let mut errs = Errors::default();
+    let name = input.name.as_deref().map(|n| errs.required_text("name", n));
+    check_choice(&mut errs, "period", input.period.as_deref(), &PERIODS);
+    check_choice(&mut errs, "granularity", input.granularity.as_deref(), &GRANULARITIES);
+    if let Some(w) = &input.widgets {
+        check_widgets(c, ctx, &mut errs, w)?;
+    }
+    check_sharing(
+        c,
+        &mut errs,
+        input.shared_with_roles.as_deref().unwrap_or_default(),
+        input.shared_with_teams.as_deref().unwrap_or_default(),
+    )?;
+    errs.into_result()?;
+    let widgets = input.widgets.map(widgets_json).transpose()?;
+    let version = before.version;
+    write::change_locked(c, ctx, ("dashboards", id), before, (version, expected), |c, row| {
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v.dedup();
+            v
+        };
+        let ch = DashboardChanges {
+            name: write::changed(name, &row.name),
+            period: write::changed(input.period, &row.period),
+            granularity: write::changed(input.granularity, &row.granularity),
+            widgets: write::changed(widgets, &row.widgets),
+            shared_with_roles: write::changed(input.shared_with_roles.map(sorted), &row.shared_with_roles),
+            shared_with_teams: write::changed(
+                input.shared_with_teams.map(|mut t| {
+                    t.sort();
+                    t.dedup();
+                    t
+                }),
+                &row.shared_with_teams,
+            ),
+        };
+        if ch.name.is_none()
+            && ch.period.is_none()
+            && ch.granularity.is_none()
+            && ch.widgets.is_none()
+            && ch.shared_with_roles.is_none()
+            && ch.shared_with_teams.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(repo::update_dashboard(c, id, &ch)?))
+    })
+}
+
+/// Deletes a dashboard (its owner or an admin).
+pub fn delete_dashboard(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<()> {
+    own_dashboard(c, ctx, id)?;
+    repo::delete_dashboard(c, id)?;
+    crm_db::repo::audit::record(c, &ctx.actor(), "dashboards", id, "deleted", Map::new(), Value::Null)?;
+    Ok(())
+}
+
+/// The widgets of a dashboard with the saved report each shows (none when the caller
+/// may not see it any more).
+pub fn widgets_of(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    d: &DashboardRow,
+) -> AppResult<Vec<(Widget, Option<SavedReportRow>)>> {
+    let widgets: Vec<Widget> = serde_json::from_value(d.widgets.clone()).unwrap_or_default();
+    let v = viewer(ctx);
+    let mut out = Vec::with_capacity(widgets.len());
+    for w in widgets {
+        let r = repo::find(c, &v, w.saved_report_id, false)?;
+        out.push((w, r));
+    }
+    Ok(out)
 }

@@ -1,5 +1,5 @@
-//! Saved reports: a report and its parameters, owned by a user, shared with roles or
-//! teams.
+//! Saved reports (a report and its parameters) and dashboards (ordered saved reports
+//! under one period), owned by a user (or built in), shared with roles or teams.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::schema::saved_reports;
+use crate::schema::{dashboards, saved_reports};
 use crate::sql::{ListSpec, Page, SortColumn, SortType, Sql};
 use crate::QueryResult;
 
@@ -16,7 +16,8 @@ use crate::QueryResult;
 #[diesel(table_name = saved_reports)]
 pub struct SavedReportRow {
     pub id: Uuid,
-    pub owner_id: Uuid,
+    /// None: built in.
+    pub owner_id: Option<Uuid>,
     pub team_id: Option<Uuid>,
     pub name: String,
     pub report: String,
@@ -32,7 +33,7 @@ pub struct SavedReportRow {
 #[diesel(table_name = saved_reports)]
 pub struct NewSavedReport {
     pub id: Uuid,
-    pub owner_id: Uuid,
+    pub owner_id: Option<Uuid>,
     pub team_id: Option<Uuid>,
     pub name: String,
     pub report: String,
@@ -126,4 +127,87 @@ pub fn update(conn: &mut PgConnection, id: Uuid, ch: &SavedReportChanges) -> Que
 
 pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
     diesel::delete(saved_reports::table.find(id)).execute(conn)
+}
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Serialize)]
+#[diesel(table_name = dashboards)]
+pub struct DashboardRow {
+    pub id: Uuid,
+    /// None: built in.
+    pub owner_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub name: String,
+    pub period: String,
+    pub granularity: String,
+    pub widgets: Value,
+    pub shared_with_roles: Vec<String>,
+    pub shared_with_teams: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = dashboards)]
+pub struct NewDashboard {
+    pub id: Uuid,
+    pub owner_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub name: String,
+    pub period: String,
+    pub granularity: String,
+    pub widgets: Value,
+    pub shared_with_roles: Vec<String>,
+    pub shared_with_teams: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, AsChangeset)]
+#[diesel(table_name = dashboards)]
+pub struct DashboardChanges {
+    pub name: Option<String>,
+    pub period: Option<String>,
+    pub granularity: Option<String>,
+    pub widgets: Option<Value>,
+    pub shared_with_roles: Option<Vec<String>>,
+    pub shared_with_teams: Option<Vec<Uuid>>,
+}
+
+pub fn insert_dashboard(conn: &mut PgConnection, new: &NewDashboard) -> QueryResult<DashboardRow> {
+    diesel::insert_into(dashboards::table)
+        .values(new)
+        .returning(DashboardRow::as_returning())
+        .get_result(conn)
+}
+
+/// A dashboard the viewer may see (locked for update when `lock`).
+pub fn find_dashboard(conn: &mut PgConnection, v: &Viewer, id: Uuid, lock: bool) -> QueryResult<Option<DashboardRow>> {
+    let mut sql = Sql::new("SELECT r.* FROM dashboards r WHERE r.id = ");
+    sql.bind::<SqlUuid, _>(id);
+    visible(&mut sql, v);
+    if lock {
+        sql.push(" FOR UPDATE");
+    }
+    Ok(sql.into_query().load::<DashboardRow>(conn)?.into_iter().next())
+}
+
+/// Dashboards the viewer may see.
+pub fn list_dashboards(conn: &mut PgConnection, v: &Viewer, spec: &ListSpec) -> QueryResult<Page<DashboardRow>> {
+    let mut sql = Sql::new("SELECT r.* FROM dashboards r WHERE TRUE");
+    visible(&mut sql, v);
+    spec.load(conn, sql, "r.id", |r: &DashboardRow| r.id)
+}
+
+pub fn update_dashboard(conn: &mut PgConnection, id: Uuid, ch: &DashboardChanges) -> QueryResult<DashboardRow> {
+    diesel::update(dashboards::table.find(id))
+        .set((
+            ch,
+            dashboards::version.eq(dashboards::version + 1),
+            dashboards::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(DashboardRow::as_returning())
+        .get_result(conn)
+}
+
+pub fn delete_dashboard(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(dashboards::table.find(id)).execute(conn)
 }

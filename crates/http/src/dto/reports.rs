@@ -1026,7 +1026,8 @@ pub struct UpdateSavedReport {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SavedReport {
     pub id: Uuid,
-    pub owner_id: Uuid,
+    /// None for the built-in reports (changed by admins only).
+    pub owner_id: Option<Uuid>,
     pub name: String,
     pub report: String,
     #[schema(value_type = Object)]
@@ -1089,4 +1090,171 @@ pub struct SavedReportRun {
     /// `PipelineReportDto`, `LeaderboardDto`, `TargetReportDto` or `ReportQueryResult`).
     #[schema(value_type = Object)]
     pub result: serde_json::Value,
+}
+
+str_enum! {
+    /// How a widget draws its report.
+    WidgetChart { Number => "number", Bar => "bar", Line => "line", Table => "table", Funnel => "funnel", Pie => "pie" }
+}
+
+str_enum! {
+    /// How much of the dashboard a widget takes.
+    WidgetSize { Small => "small", Medium => "medium", Large => "large" }
+}
+
+str_enum! {
+    /// The time bucket ad-hoc query widgets are drawn in.
+    Granularity { Day => "day", Week => "week", Month => "month", Quarter => "quarter", Year => "year" }
+}
+
+/// One widget: a saved report drawn as `chart`, `size` wide.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WidgetDto {
+    pub saved_report_id: Uuid,
+    #[schema(inline)]
+    pub chart: WidgetChart,
+    #[schema(inline)]
+    pub size: WidgetSize,
+}
+
+/// Body of `POST /dashboards`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDashboard {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// The period every widget shows (default `this_month`).
+    #[schema(inline)]
+    pub period: Option<PeriodPreset>,
+    /// The time bucket of ad-hoc query widgets (default `month`).
+    #[schema(inline)]
+    pub granularity: Option<Granularity>,
+    /// In order; at most 24, each a saved report the author may see.
+    #[serde(default)]
+    #[validate(length(max = 24))]
+    #[schema(max_items = 24)]
+    pub widgets: Vec<WidgetDto>,
+    #[serde(default)]
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50, value_type = Vec<String>)]
+    pub shared_with_roles: Vec<String>,
+    #[serde(default)]
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub shared_with_teams: Vec<Uuid>,
+}
+
+/// Body of `PATCH /dashboards/{id}`.
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDashboard {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(inline)]
+    pub period: Option<PeriodPreset>,
+    #[schema(inline)]
+    pub granularity: Option<Granularity>,
+    #[validate(length(max = 24))]
+    #[schema(max_items = 24)]
+    pub widgets: Option<Vec<WidgetDto>>,
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub shared_with_roles: Option<Vec<String>>,
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub shared_with_teams: Option<Vec<Uuid>>,
+}
+
+/// A dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dashboard {
+    pub id: Uuid,
+    /// None for the seeded dashboards (changed by admins only).
+    pub owner_id: Option<Uuid>,
+    pub name: String,
+    pub period: String,
+    pub granularity: String,
+    #[schema(value_type = Vec<WidgetDto>)]
+    pub widgets: serde_json::Value,
+    pub shared_with_roles: Vec<String>,
+    pub shared_with_teams: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<crm_db::repo::saved_reports::DashboardRow> for Dashboard {
+    fn from(r: crm_db::repo::saved_reports::DashboardRow) -> Self {
+        Dashboard {
+            id: r.id,
+            owner_id: r.owner_id,
+            name: r.name,
+            period: r.period,
+            granularity: r.granularity,
+            widgets: r.widgets,
+            shared_with_roles: r.shared_with_roles,
+            shared_with_teams: r.shared_with_teams,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+/// Query of `GET /dashboards`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DashboardListQuery {
+    /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// `name`, `created_at`, `updated_at`; `-` for descending. Default `name`.
+    pub sort: Option<String>,
+}
+
+/// Query of `GET /dashboards/{id}/run`: a period and granularity for every widget at once.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunDashboardQuery {
+    #[param(inline)]
+    pub period: Option<PeriodPreset>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    #[param(inline)]
+    pub granularity: Option<Granularity>,
+}
+
+/// Why a widget has no answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WidgetError {
+    pub status: u16,
+    pub code: String,
+    pub detail: String,
+}
+
+/// One widget's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WidgetRun {
+    pub widget: WidgetDto,
+    /// None when the caller may no longer see the saved report.
+    pub saved_report: Option<SavedReport>,
+    /// The report's answer for the caller's own scope.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// Set instead of `result` when this widget could not be computed for the caller
+    /// (e.g. 403 without the report's permission); the other widgets still are.
+    pub error: Option<WidgetError>,
+}
+
+/// A dashboard's widgets, each computed for the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DashboardRun {
+    pub dashboard: Dashboard,
+    pub widgets: Vec<WidgetRun>,
 }

@@ -4,7 +4,7 @@
 //! timeout, and at most `report_slots` at once.
 
 use actix_web::{delete, get, patch, post, web, HttpRequest, HttpResponse};
-use diesel::PgConnection;
+use diesel::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::{
@@ -15,6 +15,10 @@ use crate::auth::Auth;
 use crate::dto::reports::{
     ChartOptions, ExportOptions, FileFormat, FunnelDto, LeaderboardDto, LeaderboardOptions, PipelineReportDto,
     ReportDto, ReportName, ReportQuery, ReportQueryRequest, ReportQueryResult, SnapshotDto, SnapshotQuery,
+};
+use crate::dto::reports::{
+    CreateDashboard, Dashboard, DashboardListQuery, DashboardRun, RunDashboardQuery, UpdateDashboard, WidgetDto,
+    WidgetError, WidgetRun,
 };
 use crate::dto::reports::{
     CreateSavedReport, CreateTarget, RunSavedQuery, SalesTarget, SavedReport, SavedReportListQuery, SavedReportRun,
@@ -256,6 +260,7 @@ pub async fn query(
 
 const TARGETS: &str = "sales_targets";
 const SAVED: &str = "saved_reports";
+const DASHBOARDS: &str = "dashboards";
 
 /// How a report is written out.
 enum Render {
@@ -670,9 +675,20 @@ fn run_saved_report(
     report: &str,
     params: &serde_json::Value,
     run: RunSavedQuery,
+    granularity: Option<&str>,
 ) -> crm_app::AppResult<serde_json::Value> {
     use crm_app::reports as r;
     let bad = |e: String| crm_app::AppError::field("params", "invalid_params", e);
+    // A dashboard's granularity replaces the time buckets of an ad-hoc query.
+    let mut params = params.clone();
+    if let (Some(g), "query") = (granularity, report) {
+        if let Some(dims) = params.get_mut("dimensions").and_then(serde_json::Value::as_array_mut) {
+            for d in dims.iter_mut().filter(|d| d.get("bucket").is_some()) {
+                d["bucket"] = serde_json::Value::from(g);
+            }
+        }
+    }
+    let params = &params;
     let json =
         |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| crm_app::AppError::internal(e.to_string()));
     let (q, o) = match read_params(report, params).map_err(bad)? {
@@ -875,11 +891,228 @@ pub async fn run_saved(
     .await?;
     let (report, params, run) = (row.report.clone(), row.params.clone(), q.into_inner());
     let result = run_report(&state, &auth, move |c, ctx| {
-        run_saved_report(c, ctx, &report, &params, run)
+        run_saved_report(c, ctx, &report, &params, run, None)
     })
     .await?;
     Ok(HttpResponse::Ok().json(SavedReportRun {
         saved_report: row.into(),
         result,
+    }))
+}
+
+/// Dashboards the caller may see: their own, shared with their roles or team, and the
+/// seeded sales dashboard (everyone in sales) and manager cockpit (managers up).
+#[utoipa::path(
+    tag = "reports",
+    params(DashboardListQuery),
+    responses((status = 200, description = "A page of dashboards", body = Page<Dashboard>), BadRequest, Unauthorized)
+)]
+#[get("/dashboards")]
+pub async fn list_dashboards(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<DashboardListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = run_op(&state, &auth, move |c, ctx| {
+        let spec = crm_db::sql::ListSpec::list(
+            crm_db::repo::saved_reports::SORT_COLUMNS,
+            "name",
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )?;
+        Ok(crm_app::reports::saved::list_dashboards(c, ctx, &spec)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.into_iter().map(Dashboard::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One dashboard.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Dashboard id")),
+    responses((status = 200, description = "The dashboard", body = Dashboard, headers(("ETag" = String))), ReadErrors)
+)]
+#[get("/dashboards/{id}")]
+pub async fn get_dashboard(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let row = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::saved::get_dashboard(c, ctx, id)?)
+    })
+    .await?;
+    let version = row.version;
+    Ok(with_etag(&Dashboard::from(row), version))
+}
+
+/// Create a dashboard: ordered widgets (saved reports the author may see), a period and
+/// a granularity, shared with roles or teams.
+#[utoipa::path(
+    tag = "reports",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateDashboard,
+    responses(
+        (status = 201, description = "Created", body = Dashboard, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, BodyErrors
+    )
+)]
+#[post("/dashboards")]
+pub async fn create_dashboard(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateDashboard>,
+) -> ApiResult<HttpResponse> {
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(
+        &state,
+        &auth,
+        (key, &req, &raw),
+        (DASHBOARDS, "dashboards"),
+        move |c, ctx| {
+            Ok(Dashboard::from(crm_app::reports::saved::create_dashboard(
+                c, ctx, &fields,
+            )?))
+        },
+    )
+    .await
+}
+
+/// Change a dashboard (its owner or an admin; `If-Match` required).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Dashboard id"), ("If-Match" = String, Header, description = "ETag")),
+    request_body = UpdateDashboard,
+    responses(
+        (status = 200, description = "Updated", body = Dashboard, headers(("ETag" = String))),
+        ReadErrors, VersionErrors, BodyErrors
+    )
+)]
+#[patch("/dashboards/{id}")]
+pub async fn update_dashboard(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateDashboard>,
+) -> ApiResult<HttpResponse> {
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, DASHBOARDS, move |c, ctx| {
+        Ok(Dashboard::from(crm_app::reports::saved::update_dashboard(
+            c, ctx, id, expected, &fields,
+        )?))
+    })
+    .await
+}
+
+/// Delete a dashboard (its owner or an admin).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Dashboard id")),
+    responses((status = 204, description = "Deleted"), ReadErrors)
+)]
+#[delete("/dashboards/{id}")]
+pub async fn delete_dashboard(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::saved::delete_dashboard(c, ctx, id)?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Run a dashboard for the caller: every widget's saved report over the caller's own
+/// scope, all under one period (the dashboard's, or `period` / `from`-`to` given here)
+/// and granularity (the time bucket of ad-hoc query widgets). A widget the caller may
+/// not compute (no permission, a saved report no longer shared) carries an `error`; the
+/// others are answered.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Dashboard id"), RunDashboardQuery),
+    responses((status = 200, description = "Every widget's answer", body = DashboardRun), ReadErrors, Unprocessable, ReportBusy)
+)]
+#[get("/dashboards/{id}/run")]
+pub async fn run_dashboard(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<RunDashboardQuery>,
+) -> ApiResult<HttpResponse> {
+    use crate::dto::reports::{PeriodPreset, WidgetChart, WidgetSize};
+    let id = id.into_inner();
+    let q = q.into_inner();
+    let (row, widgets) = run_op(&state, &auth, move |c, ctx| {
+        let d = crm_app::reports::saved::get_dashboard(c, ctx, id)?;
+        let w = crm_app::reports::saved::widgets_of(c, ctx, &d)?;
+        Ok((d, w))
+    })
+    .await?;
+    let period = match (q.period, q.from, q.to) {
+        (None, None, None) => PeriodPreset::parse(&row.period),
+        (p, _, _) => p,
+    };
+    let granularity = q
+        .granularity
+        .map_or(row.granularity.as_str(), |g| g.as_str())
+        .to_owned();
+    let (from, to) = (q.from, q.to);
+    let runs = run_report(&state, &auth, move |c, ctx| {
+        let mut out = Vec::with_capacity(widgets.len());
+        for (w, saved) in widgets {
+            let widget = WidgetDto {
+                saved_report_id: w.saved_report_id,
+                chart: WidgetChart::parse(&w.chart).unwrap_or(WidgetChart::Table),
+                size: WidgetSize::parse(&w.size).unwrap_or(WidgetSize::Medium),
+            };
+            let Some(saved) = saved else {
+                out.push(WidgetRun {
+                    widget,
+                    saved_report: None,
+                    result: None,
+                    error: Some(WidgetError {
+                        status: 404,
+                        code: "not_found".into(),
+                        detail: "the saved report is not shared with you".into(),
+                    }),
+                });
+                continue;
+            };
+            let run = RunSavedQuery { period, from, to };
+            // Each widget in a savepoint: one that fails leaves the others' reads intact.
+            let answer =
+                c.transaction(|c| run_saved_report(c, ctx, &saved.report, &saved.params, run, Some(&granularity)));
+            let (result, error) = match answer {
+                Ok(v) => (Some(v), None),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    if e.status.is_server_error() {
+                        tracing::error!(widget = %w.saved_report_id, cause = ?e.cause, "dashboard widget failed");
+                    }
+                    let error = WidgetError {
+                        status: e.status.as_u16(),
+                        code: e.code.to_owned(),
+                        detail: e.detail.clone(),
+                    };
+                    (None, Some(error))
+                }
+            };
+            out.push(WidgetRun {
+                widget,
+                saved_report: Some(saved.into()),
+                result,
+                error,
+            });
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(DashboardRun {
+        dashboard: row.into(),
+        widgets: runs,
     }))
 }
