@@ -1960,6 +1960,12 @@ async fn dashboards_run_every_widget_for_the_viewer_under_one_period_and_seed_a_
     let mine = format!("/api/v1/dashboards/{}", r.body["id"].as_str().unwrap());
     let r = app.patch(&mine, &rep, 1, json!({"period": "last_month"})).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let r = app.patch(&mine, &rep, 1, json!({"period": "this_week"})).await;
+    assert_eq!(r.status, 412, "a stale version: {}", r.text);
+    let r = app.patch(&mine, &rep, 2, json!({"granularity": "hour"})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = app.get(&mine, &app.token(app.org.rep_north1)).await;
+    assert_eq!(r.status, 404, "another rep's board: {}", r.text);
     let r = app.get(&format!("{mine}/run"), &rep).await;
     assert_eq!(r.body["widgets"][0]["result"]["preset"], "last_month", "{}", r.text);
     let r = app

@@ -58,6 +58,13 @@ pub struct SavedPatch {
     pub shared_with_teams: Option<Vec<Uuid>>,
 }
 
+/// Sharing lists are kept sorted and without repeats.
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Who may see what: admins (`settings:admin`) see and change every saved report.
 fn viewer(ctx: &Ctx) -> Viewer {
     Viewer {
@@ -110,14 +117,6 @@ pub fn create(
     }
     check_sharing(c, &mut errs, &input.shared_with_roles, &input.shared_with_teams)?;
     errs.into_result()?;
-    let dedup = |mut v: Vec<String>| {
-        v.sort();
-        v.dedup();
-        v
-    };
-    let mut teams = input.shared_with_teams;
-    teams.sort();
-    teams.dedup();
     let row = repo::insert(
         c,
         &NewSavedReport {
@@ -127,8 +126,8 @@ pub fn create(
             name,
             report: input.report,
             params: Value::Object(input.params),
-            shared_with_roles: dedup(input.shared_with_roles),
-            shared_with_teams: teams,
+            shared_with_roles: sorted(input.shared_with_roles),
+            shared_with_teams: sorted(input.shared_with_teams),
         },
     )?;
     write::created(c, ctx, RES, row.id)?;
@@ -188,23 +187,11 @@ pub fn update(
     errs.into_result()?;
     let version = before.version;
     write::change_locked(c, ctx, (RES, id), before, (version, expected), |c, row| {
-        let sorted = |mut v: Vec<String>| {
-            v.sort();
-            v.dedup();
-            v
-        };
         let ch = SavedReportChanges {
             name: write::changed(name, &row.name),
             params: write::changed(input.params.map(Value::Object), &row.params),
             shared_with_roles: write::changed(input.shared_with_roles.map(sorted), &row.shared_with_roles),
-            shared_with_teams: write::changed(
-                input.shared_with_teams.map(|mut t| {
-                    t.sort();
-                    t.dedup();
-                    t
-                }),
-                &row.shared_with_teams,
-            ),
+            shared_with_teams: write::changed(input.shared_with_teams.map(sorted), &row.shared_with_teams),
         };
         if ch.name.is_none() && ch.params.is_none() && ch.shared_with_roles.is_none() && ch.shared_with_teams.is_none()
         {
@@ -318,11 +305,6 @@ pub fn create_dashboard(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Va
     check_widgets(c, ctx, &mut errs, &input.widgets)?;
     check_sharing(c, &mut errs, &input.shared_with_roles, &input.shared_with_teams)?;
     errs.into_result()?;
-    let (mut roles, mut teams) = (input.shared_with_roles, input.shared_with_teams);
-    roles.sort();
-    roles.dedup();
-    teams.sort();
-    teams.dedup();
     let row = repo::insert_dashboard(
         c,
         &NewDashboard {
@@ -333,8 +315,8 @@ pub fn create_dashboard(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Va
             period: input.period.unwrap_or_else(|| "this_month".into()),
             granularity: input.granularity.unwrap_or_else(|| "month".into()),
             widgets: widgets_json(input.widgets)?,
-            shared_with_roles: roles,
-            shared_with_teams: teams,
+            shared_with_roles: sorted(input.shared_with_roles),
+            shared_with_teams: sorted(input.shared_with_teams),
         },
     )?;
     write::created(c, ctx, "dashboards", row.id)?;
@@ -387,25 +369,13 @@ pub fn update_dashboard(
     let widgets = input.widgets.map(widgets_json).transpose()?;
     let version = before.version;
     write::change_locked(c, ctx, ("dashboards", id), before, (version, expected), |c, row| {
-        let sorted = |mut v: Vec<String>| {
-            v.sort();
-            v.dedup();
-            v
-        };
         let ch = DashboardChanges {
             name: write::changed(name, &row.name),
             period: write::changed(input.period, &row.period),
             granularity: write::changed(input.granularity, &row.granularity),
             widgets: write::changed(widgets, &row.widgets),
             shared_with_roles: write::changed(input.shared_with_roles.map(sorted), &row.shared_with_roles),
-            shared_with_teams: write::changed(
-                input.shared_with_teams.map(|mut t| {
-                    t.sort();
-                    t.dedup();
-                    t
-                }),
-                &row.shared_with_teams,
-            ),
+            shared_with_teams: write::changed(input.shared_with_teams.map(sorted), &row.shared_with_teams),
         };
         if ch.name.is_none()
             && ch.period.is_none()
