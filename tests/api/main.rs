@@ -10,6 +10,7 @@ mod capture;
 mod channels;
 mod contacts;
 mod contracts;
+mod deliveries;
 mod errors;
 mod events;
 mod exports;

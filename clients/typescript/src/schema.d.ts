@@ -3337,6 +3337,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/report-subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's report subscriptions (admins: everyone's, or `owner_id`'s). */
+        get: operations["list_subscriptions"];
+        put?: never;
+        /**
+         * Subscribe to a saved report or a dashboard: delivered on `schedule` (cron, business
+         *     time zone, at most hourly) to in-app notifications of `recipients` (each over their
+         *     own scope; they must be able to see the report) and to a DingTalk / WeCom channel
+         *     (over the owner's scope). With `alert`, a delivery is sent only when the figure
+         *     crosses its threshold; the figure is looked up in the report's answer now, so an
+         *     unknown figure or stage is refused (422 `unknown_figure`).
+         */
+        post: operations["create_subscription"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/report-subscriptions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One report subscription (its owner's or an admin's). */
+        get: operations["get_subscription"];
+        put?: never;
+        post?: never;
+        /** Delete a subscription (its owner or an admin). */
+        delete: operations["delete_subscription"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a subscription (its owner or an admin; `If-Match` required); its schedule
+         *     restarts from now.
+         */
+        patch: operations["update_subscription"];
+        trace?: never;
+    };
+    "/api/v1/report-subscriptions/{id}/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * What the subscription would send now to its owner, and whether its alert fires
+         *     (value, baseline, threshold): computed, not sent. Test one before trusting it.
+         */
+        post: operations["preview_subscription"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/report-subscriptions/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The latest deliveries of a subscription, newest first: per occurrence, whether it
+         *     was sent, the alert's evaluation per recipient, and who was skipped and why.
+         */
+        get: operations["list_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/reports/query": {
         parameters: {
             query?: never;
@@ -3597,6 +3684,63 @@ export interface components {
             "31-60": string;
             "61-90": string;
             "90+": string;
+        };
+        /** @description An alert's evaluation. */
+        AlertCheckDto: {
+            /** @description The figure this period (a decimal string; none without data). */
+            value?: string | null;
+            /** @description The average of the periods before (ratio alerts). */
+            baseline?: string | null;
+            threshold?: string | null;
+            triggered: boolean;
+            /** @description Why it could not be evaluated. */
+            reason?: string | null;
+        };
+        /**
+         * @description An alert on one figure of a saved report (results, process, funnel, receivables or
+         *     adoption): it fires when the figure is `below` / `above` a fixed `threshold`, or
+         *     `ratio` times its average over the `baseline_periods` before (0.6 and 4: below 60%
+         *     of the last four periods' average).
+         */
+        AlertDto: {
+            /**
+             * @description The figure's code as the report gives it (`conversion_to_next`, `win_rate`,
+             *     `sales_won_amount`).
+             * @example conversion_to_next
+             */
+            kpi: string;
+            /** @description Funnel: the stage's code (`proposal`). */
+            stage?: string | null;
+            /**
+             * @description One group's figure (the report's `group_by` key: a user, team or pipeline id, a
+             *     region); none for the total.
+             */
+            group?: string | null;
+            /**
+             * @description Amounts: the currency (ISO 4217).
+             * @enum {string|null}
+             */
+            currency?: "AED" | "AFN" | "ALL" | "AMD" | "ANG" | "AOA" | "ARS" | "AUD" | "AWG" | "AZN" | "BAM" | "BBD" | "BDT" | "BGN" | "BHD" | "BIF" | "BMD" | "BND" | "BOB" | "BRL" | "BSD" | "BTN" | "BWP" | "BYN" | "BZD" | "CAD" | "CDF" | "CHF" | "CLP" | "CNY" | "COP" | "CRC" | "CUP" | "CVE" | "CZK" | "DJF" | "DKK" | "DOP" | "DZD" | "EGP" | "ERN" | "ETB" | "EUR" | "FJD" | "FKP" | "GBP" | "GEL" | "GHS" | "GIP" | "GMD" | "GNF" | "GTQ" | "GYD" | "HKD" | "HNL" | "HTG" | "HUF" | "IDR" | "ILS" | "INR" | "IQD" | "IRR" | "ISK" | "JMD" | "JOD" | "JPY" | "KES" | "KGS" | "KHR" | "KMF" | "KPW" | "KRW" | "KWD" | "KYD" | "KZT" | "LAK" | "LBP" | "LKR" | "LRD" | "LSL" | "LYD" | "MAD" | "MDL" | "MGA" | "MKD" | "MMK" | "MNT" | "MOP" | "MRU" | "MUR" | "MVR" | "MWK" | "MXN" | "MYR" | "MZN" | "NAD" | "NGN" | "NIO" | "NOK" | "NPR" | "NZD" | "OMR" | "PAB" | "PEN" | "PGK" | "PHP" | "PKR" | "PLN" | "PYG" | "QAR" | "RON" | "RSD" | "RUB" | "RWF" | "SAR" | "SBD" | "SCR" | "SDG" | "SEK" | "SGD" | "SHP" | "SLE" | "SOS" | "SRD" | "SSP" | "STN" | "SVC" | "SYP" | "SZL" | "THB" | "TJS" | "TMT" | "TND" | "TOP" | "TRY" | "TTD" | "TWD" | "TZS" | "UAH" | "UGX" | "USD" | "UYU" | "UZS" | "VES" | "VND" | "VUV" | "WST" | "XAF" | "XCD" | "XOF" | "XPF" | "YER" | "ZAR" | "ZMW" | "ZWG" | null;
+            /**
+             * @description How an alert compares its figure with the threshold.
+             * @enum {string}
+             */
+            op: "below" | "above";
+            /**
+             * @description A fixed threshold (a decimal string, at most four decimals).
+             * @example 50
+             */
+            threshold?: string | null;
+            /**
+             * @description Or a share of the average of the periods before (above 0, at most 100).
+             * @example 0.6
+             */
+            ratio?: string | null;
+            /**
+             * Format: int32
+             * @description Periods the average covers, 1..=12 (default 4; with `ratio`).
+             */
+            baseline_periods?: number | null;
         };
         /** @description Body of `POST /payments/{id}/allocate`: applies (part of) the unapplied amount. */
         AllocatePayment: {
@@ -4638,6 +4782,41 @@ export interface components {
             terms?: string | null;
             lines?: components["schemas"]["LineInput"][];
         };
+        /** @description Body of `POST /report-subscriptions`. */
+        CreateReportSubscription: {
+            name: string;
+            /**
+             * Format: uuid
+             * @description The saved report delivered (or watched by `alert`); give this or `dashboard_id`.
+             */
+            saved_report_id?: string | null;
+            /**
+             * Format: uuid
+             * @description The dashboard delivered (every widget's summary).
+             */
+            dashboard_id?: string | null;
+            /**
+             * @description When: five cron fields in the business time zone (`0 9 * * 1`: Mondays 09:00;
+             *     `0 8 * * 1-5`: working days 08:00), at most once an hour.
+             * @example 0 9 * * 1
+             */
+            schedule: string;
+            /** @description The period each delivery covers (default: the saved report's own, a dashboard's). */
+            period?: null | ("this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year");
+            /**
+             * @description Users notified in the app, each with the report over their own scope (default: the
+             *     owner, when no channel is given).
+             */
+            recipients?: string[] | null;
+            /**
+             * Format: uuid
+             * @description A DingTalk or WeCom channel that gets the report over the owner's scope.
+             */
+            channel_id?: string | null;
+            alert?: null | components["schemas"]["AlertDto"];
+            /** @description Default true. */
+            enabled?: boolean | null;
+        };
         CreateRole: {
             /** @description Lower-case letters, digits and `_`, starting with a letter (2..50). */
             key: string;
@@ -4897,6 +5076,16 @@ export interface components {
             /** Format: uuid */
             user_id: string;
             comment?: string | null;
+        };
+        /** @description What a subscription sends now to its owner, computed but not sent. */
+        DeliveryPreview: {
+            title_zh: string;
+            title_en: string;
+            /** @description Markdown, as the channel shows it. */
+            body: string;
+            alert?: null | components["schemas"]["AlertCheckDto"];
+            /** @description Whether a delivery now would send it (always for a digest; when the alert fires). */
+            send: boolean;
         };
         /**
          * @description Where a delivery stands.
@@ -5546,7 +5735,7 @@ export interface components {
          * @description What a notification is about; each kind can be muted.
          * @enum {string}
          */
-        NotificationKind: "approval_requested" | "approval_decided" | "task_assigned" | "deal_won" | "deal_lost" | "lead_assigned" | "webhook_disabled" | "rule_alert";
+        NotificationKind: "approval_requested" | "approval_decided" | "task_assigned" | "deal_won" | "deal_lost" | "lead_assigned" | "webhook_disabled" | "rule_alert" | "report_delivery" | "report_alert";
         /** @description One kind of notification and whether the caller has muted it. */
         NotificationKindSetting: {
             kind: components["schemas"]["NotificationKind"];
@@ -5729,6 +5918,12 @@ export interface components {
         /** @description A page of a list. */
         Page_Quote: {
             items: components["schemas"]["Quote"][];
+            /** @description Pass as `cursor` to get the next page; null on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A page of a list. */
+        Page_ReportSubscription: {
+            items: components["schemas"]["ReportSubscription"][];
             /** @description Pass as `cursor` to get the next page; null on the last page. */
             next_cursor?: string | null;
         };
@@ -6361,6 +6556,39 @@ export interface components {
             /** @description Every live stage of the pipeline, in the new order. */
             stage_ids: string[];
         };
+        /** @description One occurrence a subscription ran for. */
+        ReportDelivery: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            subscription_id: string;
+            /**
+             * Format: date-time
+             * @description The scheduled moment it ran for.
+             */
+            occurrence: string;
+            /**
+             * @description `sent`, `not_triggered` (an alert that did not fire), `skipped` (no recipient may
+             *     see the report) or `failed`.
+             */
+            status: string;
+            /**
+             * @description Per recipient (by user id) and for the channel: whether it was sent, the alert's
+             *     evaluation, or why it was skipped.
+             */
+            detail: {
+                [key: string]: unknown;
+            };
+            /**
+             * Format: int32
+             * @description In-app notifications written.
+             */
+            notified: number;
+            /** @description Whether a message was queued for the channel. */
+            channel_queued: boolean;
+            /** Format: date-time */
+            created_at: string;
+        };
         /** @description A results or process report. */
         ReportDto: {
             /** @description `results`, `process`, `receivables` or `adoption`. */
@@ -6443,6 +6671,36 @@ export interface components {
         ReportRowDto: {
             group: components["schemas"]["GroupDto"];
             figures: components["schemas"]["FigureDto"][];
+        };
+        /** @description A report subscription. */
+        ReportSubscription: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            owner_id: string;
+            name: string;
+            /** Format: uuid */
+            saved_report_id?: string | null;
+            /** Format: uuid */
+            dashboard_id?: string | null;
+            schedule: string;
+            period?: string | null;
+            recipients: string[];
+            /** Format: uuid */
+            channel_id?: string | null;
+            alert?: null | components["schemas"]["AlertDto"];
+            enabled: boolean;
+            /**
+             * Format: date-time
+             * @description The next delivery (none while disabled).
+             */
+            next_run_at?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** Format: int32 */
+            version: number;
         };
         /** @description A resource of the permission model and the actions it supports. */
         ResourcePermissions: {
@@ -7360,6 +7618,20 @@ export interface components {
             header_discount_pct?: string | null;
             terms?: string | null;
             lines?: components["schemas"]["LineInput"][] | null;
+        };
+        /**
+         * @description Body of `PATCH /report-subscriptions/{id}` (what it delivers stays); `null` clears
+         *     `period`, `channel_id` or `alert`.
+         */
+        UpdateReportSubscription: {
+            name?: string | null;
+            schedule?: string | null;
+            period?: null | ("this_week" | "last_week" | "this_month" | "last_month" | "this_quarter" | "last_quarter" | "this_year" | "last_year");
+            recipients?: string[] | null;
+            /** Format: uuid */
+            channel_id?: string | null;
+            alert?: null | components["schemas"]["AlertDto"];
+            enabled?: boolean | null;
         };
         UpdateRole: {
             name?: string | null;
@@ -25994,7 +26266,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflict with existing data: `duplicate` (with `existing`), `conflict`, `in_use`, `builtin_role`. Codes: `conflict`, `concurrent_update`, `duplicate`. */
+            /** @description Conflict with existing data: `duplicate` (with `existing`), `conflict`, `in_use`, `builtin_role`. Codes: `conflict`, `concurrent_update`, `duplicate`, `owner_inactive`. */
             409: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -27226,6 +27498,556 @@ export interface operations {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_subscriptions: {
+        parameters: {
+            query?: {
+                saved_report_id?: string;
+                dashboard_id?: string;
+                /** @description Admins: one owner's (others always see their own). */
+                owner_id?: string;
+                /** @description Page size, 1..=200 (default 50). */
+                limit?: number;
+                cursor?: string;
+                /** @description `name`, `created_at`, `updated_at`; `-` for descending. Default `name`. */
+                sort?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of report subscriptions */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_ReportSubscription"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`, `invalid_cursor`, `invalid_limit`, `invalid_sort`, `filter_not_allowed`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_subscription: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateReportSubscription"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    Location?: string;
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportSubscription"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_idempotency_key`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`, `idempotency_key_reused`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_subscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Subscription id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportSubscription"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_subscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Subscription id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_subscription: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The ETag read */
+                "If-Match": string;
+            };
+            path: {
+                /** @description Subscription id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateReportSubscription"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    ETag: components["headers"]["ETag"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportSubscription"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `malformed_json`, `unreadable_body`, `invalid_path`, `invalid_if_match`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` names an older version (`stale_version`); reload and retry. Codes: `stale_version`. */
+            412: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`). Codes: `payload_too_large`. */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not JSON (`unsupported_media_type`). Codes: `unsupported_media_type`. */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation failed (`validation_failed` with `errors[]`), a business rule is unmet, or the Idempotency-Key was reused for another request (`idempotency_key_reused`). Codes: `validation_failed`, `invalid_reference`, `constraint_violation`. */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` is required for this change (`precondition_required`). Codes: `precondition_required`. */
+            428: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    preview_subscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Subscription id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The message a delivery now would send */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPreview"];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with existing data: `duplicate` (with `existing`), `conflict`, `in_use`, `builtin_role`. Codes: `conflict`, `concurrent_update`, `duplicate`, `owner_inactive`. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Other reports are running (`report_busy`); retry after `Retry-After` seconds. Codes: `report_busy`. */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_deliveries: {
+        parameters: {
+            query?: {
+                /** @description The latest this many, 1..=200 (default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Subscription id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deliveries */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportDelivery"][];
+                };
+            };
+            /** @description Malformed request: invalid JSON, query parameter, path parameter, sort, cursor or header (`code` says which). Codes: `invalid_character`, `invalid_query`, `invalid_path`. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired credentials (`unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`). Codes: `unauthenticated`, `invalid_token`, `token_expired`, `session_revoked`, `account_disabled`, `invalid_api_key`. */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller lacks the permission for this action (`forbidden`). Codes: `forbidden`. */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such record, or it is outside the caller's data scope (`not_found`). Codes: `not_found`. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -60,6 +60,12 @@ impl AppError {
         AppError::Validation(vec![FieldError::new(field, code, message)])
     }
 
+    /// Whether the error is about the request (what it asks, who asks) rather than a
+    /// failure of the database or the server.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, AppError::Db(_) | AppError::Internal(_))
+    }
+
     pub fn internal(detail: impl Into<String>) -> AppError {
         AppError::Internal(detail.into())
     }

@@ -59,6 +59,16 @@ pub const KINDS: &[Kind] = &[
         label_en: "Automation rule alert",
     },
     Kind {
+        kind: "report_delivery",
+        label_zh: "订阅的报表推送",
+        label_en: "A report I subscribed to",
+    },
+    Kind {
+        kind: "report_alert",
+        label_zh: "报表预警",
+        label_en: "Report alert",
+    },
+    Kind {
         kind: "webhook_disabled",
         label_zh: "我的 Webhook 因持续失败被停用",
         label_en: "My webhook was disabled after failing continuously",

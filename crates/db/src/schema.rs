@@ -770,6 +770,47 @@ diesel::table! {
 }
 
 diesel::table! {
+    report_deliveries (id) {
+        id -> Uuid,
+        subscription_id -> Uuid,
+        occurrence -> Timestamptz,
+        status -> Text,
+        detail -> Jsonb,
+        notified -> Int4,
+        channel_queued -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    report_schedules (subscription_id) {
+        subscription_id -> Uuid,
+        next_run_at -> Timestamptz,
+        last_run_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    report_subscriptions (id) {
+        id -> Uuid,
+        owner_id -> Uuid,
+        team_id -> Nullable<Uuid>,
+        name -> Text,
+        saved_report_id -> Nullable<Uuid>,
+        dashboard_id -> Nullable<Uuid>,
+        schedule -> Text,
+        period -> Nullable<Text>,
+        recipients -> Array<Uuid>,
+        channel_id -> Nullable<Uuid>,
+        alert -> Nullable<Jsonb>,
+        enabled -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        version -> Int4,
+    }
+}
+
+diesel::table! {
     saved_reports (id) {
         id -> Uuid,
         owner_id -> Nullable<Uuid>,
@@ -985,6 +1026,12 @@ diesel::joinable!(role_permissions -> roles (role_id));
 diesel::joinable!(sales_targets -> teams (team_id));
 diesel::joinable!(dashboards -> teams (team_id));
 diesel::joinable!(dashboards -> users (owner_id));
+diesel::joinable!(report_deliveries -> report_subscriptions (subscription_id));
+diesel::joinable!(report_schedules -> report_subscriptions (subscription_id));
+diesel::joinable!(report_subscriptions -> dashboards (dashboard_id));
+diesel::joinable!(report_subscriptions -> saved_reports (saved_report_id));
+diesel::joinable!(report_subscriptions -> teams (team_id));
+diesel::joinable!(report_subscriptions -> users (owner_id));
 diesel::joinable!(saved_reports -> teams (team_id));
 diesel::joinable!(saved_reports -> users (owner_id));
 diesel::joinable!(stage_history -> opportunities (opportunity_id));
@@ -1045,6 +1092,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     role_permissions,
     roles,
+    report_deliveries,
+    report_schedules,
+    report_subscriptions,
     dashboards,
     sales_targets,
     saved_reports,

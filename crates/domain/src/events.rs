@@ -364,6 +364,18 @@ pub const CATALOGUE: &[EventObject] = &[
         actions: &[CREATED, UPDATED, act("deleted", "The dashboard was deleted.")],
     },
     EventObject {
+        object: "report_subscriptions",
+        table: Some("report_subscriptions"),
+        actions: &[
+            CREATED,
+            UPDATED,
+            act(
+                "deleted",
+                "The subscription was deleted (or went with its saved report or dashboard).",
+            ),
+        ],
+    },
+    EventObject {
         object: "saved_reports",
         table: Some("saved_reports"),
         actions: &[CREATED, UPDATED, act("deleted", "The saved report was deleted.")],

@@ -167,6 +167,28 @@ pub struct Window {
     pub previous: Period,
 }
 
+impl Window {
+    /// The `k`-th period before the current one, of the same kind: the `k`-th week,
+    /// month, quarter or year before a preset's; a custom range's days `k` times earlier.
+    /// (`earlier(1)` is the period the report compares with.)
+    pub fn earlier(&self, k: u32, tz: FixedOffset) -> Period {
+        match self.preset {
+            Some(p) => {
+                let unit = p.unit();
+                let mut start = self.current.from;
+                for _ in 0..k {
+                    start = unit.step(start, true);
+                }
+                Period::dates(start, unit.step(start, false) - Duration::days(1), tz)
+            }
+            None => {
+                let shift = Duration::days(self.current.days() * i64::from(k));
+                Period::dates(self.current.from - shift, self.current.to - shift, tz)
+            }
+        }
+    }
+}
+
 /// `part / whole` as a percentage with two decimals (`whole` not zero).
 pub fn percent(part: Decimal, whole: Decimal) -> Decimal {
     let mut d = (part * Decimal::ONE_HUNDRED / whole).round_dp(2);
@@ -351,6 +373,30 @@ mod tests {
 
     fn china() -> FixedOffset {
         FixedOffset::east_opt(8 * 3600).unwrap()
+    }
+
+    #[test]
+    fn earlier_periods_step_by_the_presets_unit_or_the_ranges_length() {
+        let w = window(Some(Preset::ThisWeek), None, None, d("2026-12-03"), china()).unwrap();
+        assert_eq!(w.earlier(1, china()), w.previous);
+        let p = w.earlier(4, china());
+        assert_eq!((p.from, p.to), (d("2026-11-02"), d("2026-11-08")));
+        let m = window(Some(Preset::ThisMonth), None, None, d("2026-03-31"), china()).unwrap();
+        let p = m.earlier(1, china());
+        assert_eq!((p.from, p.to), (d("2026-02-01"), d("2026-02-28")));
+        let p = m.earlier(3, china());
+        assert_eq!((p.from, p.to), (d("2025-12-01"), d("2025-12-31")));
+        let r = window(
+            None,
+            Some(d("2026-01-10")),
+            Some(d("2026-01-19")),
+            d("2026-12-03"),
+            china(),
+        )
+        .unwrap();
+        let p = r.earlier(2, china());
+        assert_eq!((p.from, p.to), (d("2025-12-21"), d("2025-12-30")));
+        assert_eq!(r.earlier(1, china()), r.previous);
     }
 
     #[test]

@@ -294,7 +294,7 @@ const GENERIC_CODES: &[(&str, &[&str])] = &[
 /// Problem `code`s particular to the operations of one tag, by status.
 const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ("reports", "429", &["report_busy"]),
-    ("reports", "409", &["duplicate"]),
+    ("reports", "409", &["duplicate", "owner_inactive"]),
     ("auth", "400", &["not_a_session"]),
     (
         "auth",

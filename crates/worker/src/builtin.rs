@@ -170,6 +170,25 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
             }
             Ok(())
         })
+        .handle(crm_app::reports::delivery::DUE_JOB, |c, ctx, _| {
+            let queued = crm_app::reports::delivery::queue_due(c, &ctx.clock, 200)?;
+            if queued > 0 {
+                tracing::info!(queued, "report deliveries queued");
+            }
+            Ok(())
+        })
+        .handle(crm_app::reports::delivery::DELIVER_JOB, |c, ctx, payload: &Value| {
+            let id = uuid_in(payload, "subscription_id")?;
+            let occurrence: chrono::DateTime<chrono::Utc> = payload
+                .get("occurrence")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .ok_or("payload has no occurrence")?;
+            if let Some(d) = crm_app::reports::delivery::deliver(c, &ctx.clock, id, occurrence)? {
+                tracing::info!(subscription = %id, status = %d.status, notified = d.notified, "report delivered");
+            }
+            Ok(())
+        })
         .handle(PRUNE_OUTBOX, move |c, _, _| {
             let n = crm_db::repo::outbox::prune(c, retention)?;
             if n > 0 {
@@ -186,6 +205,13 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
             DEFAULT_QUEUE,
             crm_app::reports::forecast::SNAPSHOT_JOB,
             Duration::from_secs(3600),
+        )
+        // Report subscriptions: due schedules become delivery jobs.
+        .every(
+            crm_app::reports::delivery::DUE_JOB,
+            DEFAULT_QUEUE,
+            crm_app::reports::delivery::DUE_JOB,
+            Duration::from_secs(60),
         )
         // A safety net only: timers wake their job at their exact moment.
         .every(

@@ -6,6 +6,7 @@
 //! full (hidden or masked) are left out and named in `withheld`.
 
 mod adoption;
+pub mod delivery;
 pub mod forecast;
 mod funnel;
 mod kpi;
@@ -40,8 +41,10 @@ use crate::Ctx;
 /// Longest time one report statement may run before Postgres cancels it.
 pub const STATEMENT_TIMEOUT_MS: u32 = 15_000;
 
-/// What a fixed report is asked for: the period, the grouping and the list filters.
-#[derive(Debug, Clone, Default)]
+/// What a fixed report is asked for: the period, the grouping and the list filters
+/// (a saved report keeps them as JSON under the same names).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct Params {
     pub period: Option<Preset>,
     pub from: Option<NaiveDate>,

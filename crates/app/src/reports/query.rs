@@ -835,33 +835,37 @@ impl Bucket {
 }
 
 /// One measure asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct MeasureSpec {
     pub agg: Agg,
     pub field: Option<String>,
 }
 
 /// One dimension asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct DimensionSpec {
     pub field: String,
     pub bucket: Option<Bucket>,
 }
 
 /// One sort key: a column key of the answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SortSpec {
     pub key: String,
+    #[serde(default)]
     pub desc: bool,
 }
 
 /// An ad-hoc query.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct QuerySpec {
     pub object: String,
+    #[serde(default)]
     pub measures: Vec<MeasureSpec>,
+    #[serde(default)]
     pub dimensions: Vec<DimensionSpec>,
     pub filter: Option<Value>,
+    #[serde(default)]
     pub sort: Vec<SortSpec>,
     pub limit: Option<i64>,
 }

@@ -206,6 +206,8 @@ pub fn delete(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<()> {
     own(c, ctx, id)?;
     repo::delete(c, id)?;
     crm_db::repo::audit::record(c, &ctx.actor(), RES, id, "deleted", Map::new(), Value::Null)?;
+    // Its subscriptions go with it.
+    crm_db::repo::audit::record_pending(c, &ctx.actor(), super::delivery::RES, "deleted")?;
     Ok(())
 }
 
@@ -395,6 +397,7 @@ pub fn delete_dashboard(c: &mut PgConnection, ctx: &Ctx, id: Uuid) -> AppResult<
     own_dashboard(c, ctx, id)?;
     repo::delete_dashboard(c, id)?;
     crm_db::repo::audit::record(c, &ctx.actor(), "dashboards", id, "deleted", Map::new(), Value::Null)?;
+    crm_db::repo::audit::record_pending(c, &ctx.actor(), super::delivery::RES, "deleted")?;
     Ok(())
 }
 
@@ -413,4 +416,88 @@ pub fn widgets_of(
         out.push((w, r));
     }
     Ok(out)
+}
+
+/// A saved report's answer, by its kind.
+pub enum Computed {
+    /// results, process, receivables, adoption.
+    Report(super::Report),
+    Funnel(super::Funnel),
+    Pipeline(super::Pipeline),
+    Leaderboard(super::leaderboard::Leaderboard),
+    Targets(super::targets::TargetReport),
+    Query(super::query::QueryResult),
+}
+
+/// A run's period: replaces the saved one when any part is given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunPeriod {
+    pub period: Option<crm_domain::reports::Preset>,
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+}
+
+impl RunPeriod {
+    fn given(&self) -> bool {
+        self.period.is_some() || self.from.is_some() || self.to.is_some()
+    }
+}
+
+/// The leaderboard's options kept beside the report parameters.
+#[derive(Debug, Default, Deserialize)]
+struct BoardOptions {
+    kpi: Option<String>,
+    currency: Option<String>,
+}
+
+/// Computes a saved report (`report` and its saved `params`) for the caller over their
+/// own scope; `run` replaces the period, `granularity` the time buckets of an ad-hoc
+/// query (a dashboard's). The parameters were checked when they were saved.
+pub fn compute(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    report: &str,
+    params: &Value,
+    run: RunPeriod,
+    granularity: Option<&str>,
+) -> AppResult<Computed> {
+    use super as r;
+    let bad = |e: serde_json::Error| AppError::field("params", "invalid_params", e.to_string());
+    let mut map = params.as_object().cloned().unwrap_or_default();
+    if report == "query" {
+        if let Some(g) = granularity {
+            if let Some(dims) = map.get_mut("dimensions").and_then(Value::as_array_mut) {
+                for d in dims.iter_mut().filter(|d| d.get("bucket").is_some()) {
+                    d["bucket"] = Value::from(g);
+                }
+            }
+        }
+        let spec: r::query::QuerySpec = serde_json::from_value(Value::Object(map)).map_err(bad)?;
+        return Ok(Computed::Query(r::query::run(c, ctx, &spec)?));
+    }
+    let mut options = Map::new();
+    for k in ["kpi", "currency"] {
+        if let Some(v) = map.remove(k) {
+            options.insert(k.to_owned(), v);
+        }
+    }
+    let mut p: r::Params = serde_json::from_value(Value::Object(map)).map_err(bad)?;
+    if run.given() {
+        (p.period, p.from, p.to) = (run.period, run.from, run.to);
+    }
+    Ok(match report {
+        "results" => Computed::Report(r::results(c, ctx, &p)?),
+        "process" => Computed::Report(r::process(c, ctx, &p)?),
+        "funnel" => Computed::Funnel(r::funnel(c, ctx, &p)?),
+        "pipeline" => Computed::Pipeline(r::pipeline(c, ctx, &p)?),
+        "receivables" => Computed::Report(r::receivables(c, ctx, &p)?),
+        "adoption" => Computed::Report(r::adoption(c, ctx, &p)?),
+        "leaderboard" => {
+            let o: BoardOptions = serde_json::from_value(Value::Object(options)).map_err(bad)?;
+            let kpi = o.kpi.unwrap_or_else(|| "sales_won_amount".into());
+            Computed::Leaderboard(r::leaderboard::leaderboard(c, ctx, &p, &kpi, o.currency.as_deref())?)
+        }
+        "targets" => Computed::Targets(r::targets::attainment(c, ctx, &p)?),
+        other => return Err(AppError::internal(format!("saved report of unknown kind {other}"))),
+    })
 }

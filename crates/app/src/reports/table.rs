@@ -41,7 +41,7 @@ impl Cell {
         }
     }
 
-    fn display(&self, tz: FixedOffset) -> String {
+    pub(crate) fn display(&self, tz: FixedOffset) -> String {
         match self {
             Cell::Empty => String::new(),
             Cell::Text(s) => s.clone(),

@@ -13,7 +13,7 @@ str_enum! {
         ApprovalRequested => "approval_requested", ApprovalDecided => "approval_decided",
         TaskAssigned => "task_assigned", DealWon => "deal_won", DealLost => "deal_lost",
         LeadAssigned => "lead_assigned", WebhookDisabled => "webhook_disabled",
-        RuleAlert => "rule_alert"
+        RuleAlert => "rule_alert", ReportDelivery => "report_delivery", ReportAlert => "report_alert"
     }
 }
 

@@ -25,7 +25,7 @@ str_enum! {
 }
 
 impl PeriodPreset {
-    fn model(self) -> crm_domain::reports::Preset {
+    pub fn model(self) -> crm_domain::reports::Preset {
         use crm_domain::reports::Preset as P;
         match self {
             PeriodPreset::ThisWeek => P::ThisWeek,
@@ -1257,4 +1257,269 @@ pub struct WidgetRun {
 pub struct DashboardRun {
     pub dashboard: Dashboard,
     pub widgets: Vec<WidgetRun>,
+}
+
+str_enum! {
+    /// How an alert compares its figure with the threshold.
+    AlertOpDto { Below => "below", Above => "above" }
+}
+
+/// An alert on one figure of a saved report (results, process, funnel, receivables or
+/// adoption): it fires when the figure is `below` / `above` a fixed `threshold`, or
+/// `ratio` times its average over the `baseline_periods` before (0.6 and 4: below 60%
+/// of the last four periods' average).
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertDto {
+    /// The figure's code as the report gives it (`conversion_to_next`, `win_rate`,
+    /// `sales_won_amount`).
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100, example = "conversion_to_next")]
+    pub kpi: String,
+    /// Funnel: the stage's code (`proposal`).
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub stage: Option<String>,
+    /// One group's figure (the report's `group_by` key: a user, team or pipeline id, a
+    /// region); none for the total.
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub group: Option<String>,
+    /// Amounts: the currency (ISO 4217).
+    #[validate(length(min = 3, max = 3))]
+    #[schema(min_length = 3, max_length = 3)]
+    pub currency: Option<String>,
+    #[schema(inline)]
+    pub op: AlertOpDto,
+    /// A fixed threshold (a decimal string, at most four decimals).
+    #[schema(value_type = Option<String>, pattern = "^-?[0-9]{1,15}(\\.[0-9]{1,4})?$", example = "50")]
+    #[serde(
+        default,
+        deserialize_with = "super::decimal_str::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub threshold: Option<Decimal>,
+    /// Or a share of the average of the periods before (above 0, at most 100).
+    #[schema(value_type = Option<String>, pattern = "^[0-9]{1,3}(\\.[0-9]{1,4})?$", example = "0.6")]
+    #[serde(
+        default,
+        deserialize_with = "super::decimal_str::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ratio: Option<Decimal>,
+    /// Periods the average covers, 1..=12 (default 4; with `ratio`).
+    #[validate(range(min = 1, max = 12))]
+    #[schema(minimum = 1, maximum = 12)]
+    pub baseline_periods: Option<u32>,
+}
+
+/// Body of `POST /report-subscriptions`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReportSubscription {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// The saved report delivered (or watched by `alert`); give this or `dashboard_id`.
+    pub saved_report_id: Option<Uuid>,
+    /// The dashboard delivered (every widget's summary).
+    pub dashboard_id: Option<Uuid>,
+    /// When: five cron fields in the business time zone (`0 9 * * 1`: Mondays 09:00;
+    /// `0 8 * * 1-5`: working days 08:00), at most once an hour.
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100, example = "0 9 * * 1")]
+    pub schedule: String,
+    /// The period each delivery covers (default: the saved report's own, a dashboard's).
+    #[schema(inline)]
+    pub period: Option<PeriodPreset>,
+    /// Users notified in the app, each with the report over their own scope (default: the
+    /// owner, when no channel is given).
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub recipients: Option<Vec<Uuid>>,
+    /// A DingTalk or WeCom channel that gets the report over the owner's scope.
+    pub channel_id: Option<Uuid>,
+    /// Deliver only when this alert fires.
+    #[validate(nested)]
+    pub alert: Option<AlertDto>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+/// Body of `PATCH /report-subscriptions/{id}` (what it delivers stays); `null` clears
+/// `period`, `channel_id` or `alert`.
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateReportSubscription {
+    #[validate(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[validate(length(min = 1, max = 100))]
+    #[schema(min_length = 1, max_length = 100)]
+    pub schedule: Option<String>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(inline, value_type = Option<PeriodPreset>)]
+    pub period: Option<Option<PeriodPreset>>,
+    #[validate(length(max = 50))]
+    #[schema(max_items = 50)]
+    pub recipients: Option<Vec<Uuid>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    pub channel_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "super::double_option")]
+    #[schema(value_type = Option<AlertDto>)]
+    pub alert: Option<Option<AlertDto>>,
+    pub enabled: Option<bool>,
+}
+
+/// A report subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportSubscription {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub saved_report_id: Option<Uuid>,
+    pub dashboard_id: Option<Uuid>,
+    pub schedule: String,
+    pub period: Option<String>,
+    pub recipients: Vec<Uuid>,
+    pub channel_id: Option<Uuid>,
+    #[schema(value_type = Option<AlertDto>)]
+    pub alert: Option<serde_json::Value>,
+    pub enabled: bool,
+    /// The next delivery (none while disabled).
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<app::delivery::View> for ReportSubscription {
+    fn from(v: app::delivery::View) -> Self {
+        let r = v.row;
+        ReportSubscription {
+            id: r.id,
+            owner_id: r.owner_id,
+            name: r.name,
+            saved_report_id: r.saved_report_id,
+            dashboard_id: r.dashboard_id,
+            schedule: r.schedule,
+            period: r.period,
+            recipients: r.recipients,
+            channel_id: r.channel_id,
+            alert: r.alert,
+            enabled: r.enabled,
+            next_run_at: v.next_run_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            version: r.version,
+        }
+    }
+}
+
+/// Query of `GET /report-subscriptions`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportSubscriptionListQuery {
+    pub saved_report_id: Option<Uuid>,
+    pub dashboard_id: Option<Uuid>,
+    /// Admins: one owner's (others always see their own).
+    pub owner_id: Option<Uuid>,
+    /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// `name`, `created_at`, `updated_at`; `-` for descending. Default `name`.
+    pub sort: Option<String>,
+}
+
+/// Query of `GET /report-subscriptions/{id}/deliveries`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryListQuery {
+    /// The latest this many, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// One occurrence a subscription ran for.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportDelivery {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    /// The scheduled moment it ran for.
+    pub occurrence: DateTime<Utc>,
+    /// `sent`, `not_triggered` (an alert that did not fire), `skipped` (no recipient may
+    /// see the report) or `failed`.
+    pub status: String,
+    /// Per recipient (by user id) and for the channel: whether it was sent, the alert's
+    /// evaluation, or why it was skipped.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    /// In-app notifications written.
+    pub notified: i32,
+    /// Whether a message was queued for the channel.
+    pub channel_queued: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<crm_db::repo::report_subscriptions::DeliveryRow> for ReportDelivery {
+    fn from(d: crm_db::repo::report_subscriptions::DeliveryRow) -> Self {
+        ReportDelivery {
+            id: d.id,
+            subscription_id: d.subscription_id,
+            occurrence: d.occurrence,
+            status: d.status,
+            detail: d.detail,
+            notified: d.notified,
+            channel_queued: d.channel_queued,
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// An alert's evaluation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertCheckDto {
+    /// The figure this period (a decimal string; none without data).
+    pub value: Option<String>,
+    /// The average of the periods before (ratio alerts).
+    pub baseline: Option<String>,
+    pub threshold: Option<String>,
+    pub triggered: bool,
+    /// Why it could not be evaluated.
+    pub reason: Option<String>,
+}
+
+/// What a subscription sends now to its owner, computed but not sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPreview {
+    pub title_zh: String,
+    pub title_en: String,
+    /// Markdown, as the channel shows it.
+    pub body: String,
+    pub alert: Option<AlertCheckDto>,
+    /// Whether a delivery now would send it (always for a digest; when the alert fires).
+    pub send: bool,
+}
+
+impl From<app::delivery::Outcome> for DeliveryPreview {
+    fn from(o: app::delivery::Outcome) -> Self {
+        let s = |d: Option<Decimal>| d.map(|d| d.to_string());
+        DeliveryPreview {
+            title_zh: o.message.title_zh,
+            title_en: o.message.title_en,
+            body: o.message.body,
+            alert: o.alert.map(|a| AlertCheckDto {
+                value: s(a.value),
+                baseline: s(a.baseline),
+                threshold: s(a.threshold),
+                triggered: a.triggered,
+                reason: a.reason,
+            }),
+            send: o.send,
+        }
+    }
 }

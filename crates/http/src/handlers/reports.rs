@@ -21,6 +21,10 @@ use crate::dto::reports::{
     WidgetError, WidgetRun,
 };
 use crate::dto::reports::{
+    CreateReportSubscription, DeliveryListQuery, DeliveryPreview, ReportDelivery, ReportSubscription,
+    ReportSubscriptionListQuery, UpdateReportSubscription,
+};
+use crate::dto::reports::{
     CreateSavedReport, CreateTarget, RunSavedQuery, SalesTarget, SavedReport, SavedReportListQuery, SavedReportRun,
     TargetListQuery, TargetReportDto, UpdateSavedReport, UpdateTarget,
 };
@@ -636,19 +640,14 @@ pub async fn target_attainment(
     Ok(HttpResponse::Ok().json(TargetReportDto::from(r)))
 }
 
-/// A saved report's parameters, read as a run reads them.
-enum SavedParams {
-    Fixed(ReportQuery, LeaderboardOptions),
-    Query(Box<ReportQueryRequest>),
-}
-
-fn read_params(report: &str, params: &serde_json::Value) -> Result<SavedParams, String> {
+/// Checks a saved report's parameters as the report's own endpoint reads them (the
+/// same patterns and ranges), naming what is wrong.
+fn check_params(report: &str, params: &serde_json::Value) -> Result<(), String> {
     let mut map = params.as_object().cloned().unwrap_or_default();
     if report == "query" {
         let q: ReportQueryRequest =
             serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
-        validator::Validate::validate(&q).map_err(|e| e.to_string())?;
-        return Ok(SavedParams::Query(Box::new(q)));
+        return validator::Validate::validate(&q).map_err(|e| e.to_string());
     }
     let mut options = serde_json::Map::new();
     if report == "leaderboard" {
@@ -658,14 +657,10 @@ fn read_params(report: &str, params: &serde_json::Value) -> Result<SavedParams, 
             }
         }
     }
-    let q: ReportQuery = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
-    let o: LeaderboardOptions =
+    let _: ReportQuery = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())?;
+    let _: LeaderboardOptions =
         serde_json::from_value(serde_json::Value::Object(options)).map_err(|e| e.to_string())?;
-    Ok(SavedParams::Fixed(q, o))
-}
-
-fn check_params(report: &str, params: &serde_json::Value) -> Result<(), String> {
-    read_params(report, params).map(|_| ())
+    Ok(())
 }
 
 /// Computes a saved report for the caller, the period replaced when `run` gives one.
@@ -677,59 +672,21 @@ fn run_saved_report(
     run: RunSavedQuery,
     granularity: Option<&str>,
 ) -> crm_app::AppResult<serde_json::Value> {
-    use crm_app::reports as r;
-    let bad = |e: String| crm_app::AppError::field("params", "invalid_params", e);
-    // A dashboard's granularity replaces the time buckets of an ad-hoc query.
-    let mut params = params.clone();
-    if let (Some(g), "query") = (granularity, report) {
-        if let Some(dims) = params.get_mut("dimensions").and_then(serde_json::Value::as_array_mut) {
-            for d in dims.iter_mut().filter(|d| d.get("bucket").is_some()) {
-                d["bucket"] = serde_json::Value::from(g);
-            }
-        }
-    }
-    let params = &params;
-    let json =
-        |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| crm_app::AppError::internal(e.to_string()));
-    let (q, o) = match read_params(report, params).map_err(bad)? {
-        SavedParams::Query(q) => {
-            return json(serde_json::to_value(ReportQueryResult::from(r::query::run(
-                c,
-                ctx,
-                &q.spec(),
-            )?)))
-        }
-        SavedParams::Fixed(q, o) => (q, o),
+    use crm_app::reports::saved::{compute, Computed, RunPeriod};
+    let run = RunPeriod {
+        period: run.period.map(crate::dto::reports::PeriodPreset::model),
+        from: run.from,
+        to: run.to,
     };
-    let mut q = q;
-    if run.period.is_some() || run.from.is_some() || run.to.is_some() {
-        (q.period, q.from, q.to) = (run.period, run.from, run.to);
-    }
-    let p = q.params();
-    json(match report {
-        "results" => serde_json::to_value(ReportDto::from(r::results(c, ctx, &p)?)),
-        "process" => serde_json::to_value(ReportDto::from(r::process(c, ctx, &p)?)),
-        "funnel" => serde_json::to_value(FunnelDto::from(r::funnel(c, ctx, &p)?)),
-        "pipeline" => serde_json::to_value(PipelineReportDto::from(r::pipeline(c, ctx, &p)?)),
-        "receivables" => serde_json::to_value(ReportDto::from(r::receivables(c, ctx, &p)?)),
-        "adoption" => serde_json::to_value(ReportDto::from(r::adoption(c, ctx, &p)?)),
-        "leaderboard" => {
-            let kpi = o.kpi.unwrap_or_else(|| "sales_won_amount".into());
-            serde_json::to_value(LeaderboardDto::from(r::leaderboard::leaderboard(
-                c,
-                ctx,
-                &p,
-                &kpi,
-                o.currency.as_deref(),
-            )?))
-        }
-        "targets" => serde_json::to_value(TargetReportDto::from(r::targets::attainment(c, ctx, &p)?)),
-        other => {
-            return Err(crm_app::AppError::internal(format!(
-                "saved report of unknown kind {other}"
-            )))
-        }
-    })
+    let v = match compute(c, ctx, report, params, run, granularity)? {
+        Computed::Query(q) => serde_json::to_value(ReportQueryResult::from(q)),
+        Computed::Report(r) => serde_json::to_value(ReportDto::from(r)),
+        Computed::Funnel(f) => serde_json::to_value(FunnelDto::from(f)),
+        Computed::Pipeline(p) => serde_json::to_value(PipelineReportDto::from(p)),
+        Computed::Leaderboard(l) => serde_json::to_value(LeaderboardDto::from(l)),
+        Computed::Targets(t) => serde_json::to_value(TargetReportDto::from(t)),
+    };
+    v.map_err(|e| crm_app::AppError::internal(e.to_string()))
 }
 
 /// Saved reports the caller may see: their own, those shared with one of their roles or
@@ -1115,4 +1072,192 @@ pub async fn run_dashboard(
         dashboard: row.into(),
         widgets: runs,
     }))
+}
+
+const SUBSCRIPTIONS: &str = "report_subscriptions";
+
+/// The caller's report subscriptions (admins: everyone's, or `owner_id`'s).
+#[utoipa::path(
+    tag = "reports",
+    params(ReportSubscriptionListQuery),
+    responses((status = 200, description = "A page of report subscriptions", body = Page<ReportSubscription>), BadRequest, Unauthorized)
+)]
+#[get("/report-subscriptions")]
+pub async fn list_subscriptions(
+    state: web::Data<AppState>,
+    auth: Auth,
+    q: web::Query<ReportSubscriptionListQuery>,
+) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let page = run_op(&state, &auth, move |c, ctx| {
+        let spec = crm_db::sql::ListSpec::list(
+            crm_db::repo::report_subscriptions::SORT_COLUMNS,
+            "name",
+            q.sort.as_deref(),
+            q.cursor.as_deref(),
+            q.limit,
+        )?;
+        let filter = crm_db::repo::report_subscriptions::SubscriptionFilter {
+            owner: q.owner_id,
+            saved_report_id: q.saved_report_id,
+            dashboard_id: q.dashboard_id,
+        };
+        Ok(crm_app::reports::delivery::list(c, ctx, filter, &spec)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.into_iter().map(ReportSubscription::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One report subscription (its owner's or an admin's).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses((status = 200, description = "The subscription", body = ReportSubscription, headers(("ETag" = String))), ReadErrors)
+)]
+#[get("/report-subscriptions/{id}")]
+pub async fn get_subscription(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let view = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::delivery::get(c, ctx, id)?)
+    })
+    .await?;
+    let version = view.row.version;
+    Ok(with_etag(&ReportSubscription::from(view), version))
+}
+
+/// Subscribe to a saved report or a dashboard: delivered on `schedule` (cron, business
+/// time zone, at most hourly) to in-app notifications of `recipients` (each over their
+/// own scope; they must be able to see the report) and to a DingTalk / WeCom channel
+/// (over the owner's scope). With `alert`, a delivery is sent only when the figure
+/// crosses its threshold; the figure is looked up in the report's answer now, so an
+/// unknown figure or stage is refused (422 `unknown_figure`).
+#[utoipa::path(
+    tag = "reports",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key")),
+    request_body = CreateReportSubscription,
+    responses(
+        (status = 201, description = "Created", body = ReportSubscription, headers(("Location" = String), ("ETag" = String))),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
+)]
+#[post("/report-subscriptions")]
+pub async fn create_subscription(
+    state: web::Data<AppState>,
+    auth: Auth,
+    req: HttpRequest,
+    key: IdempotencyKey,
+    body: ValidJson<CreateReportSubscription>,
+) -> ApiResult<HttpResponse> {
+    let raw = body.raw.clone();
+    let fields = body.fields()?;
+    created_record(
+        &state,
+        &auth,
+        (key, &req, &raw),
+        (SUBSCRIPTIONS, "report-subscriptions"),
+        move |c, ctx| {
+            Ok(ReportSubscription::from(crm_app::reports::delivery::create(
+                c, ctx, &fields,
+            )?))
+        },
+    )
+    .await
+}
+
+/// Change a subscription (its owner or an admin; `If-Match` required); its schedule
+/// restarts from now.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Subscription id"), ("If-Match" = String, Header, description = "The ETag read")),
+    request_body = UpdateReportSubscription,
+    responses(
+        (status = 200, description = "Changed", body = ReportSubscription, headers(("ETag" = String))),
+        ReadErrors, VersionErrors, BodyErrors
+    )
+)]
+#[patch("/report-subscriptions/{id}")]
+pub async fn update_subscription(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    if_match: RequiredIfMatch,
+    body: ValidJson<UpdateReportSubscription>,
+) -> ApiResult<HttpResponse> {
+    let (id, expected, fields) = (id.into_inner(), if_match.0.expected(), body.fields()?);
+    changed_record(&state, &auth, SUBSCRIPTIONS, move |c, ctx| {
+        Ok(ReportSubscription::from(crm_app::reports::delivery::update(
+            c, ctx, id, expected, &fields,
+        )?))
+    })
+    .await
+}
+
+/// Delete a subscription (its owner or an admin).
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses((status = 204, description = "Deleted"), ReadErrors)
+)]
+#[delete("/report-subscriptions/{id}")]
+pub async fn delete_subscription(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::delivery::delete(c, ctx, id)?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// What the subscription would send now to its owner, and whether its alert fires
+/// (value, baseline, threshold): computed, not sent. Test one before trusting it.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Subscription id")),
+    responses((status = 200, description = "The message a delivery now would send", body = DeliveryPreview), ReadErrors, Conflict, ReportBusy)
+)]
+#[post("/report-subscriptions/{id}/preview")]
+pub async fn preview_subscription(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let outcome = run_report(&state, &auth, move |c, ctx| {
+        crm_app::reports::delivery::preview(c, ctx, id)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(DeliveryPreview::from(outcome)))
+}
+
+/// The latest deliveries of a subscription, newest first: per occurrence, whether it
+/// was sent, the alert's evaluation per recipient, and who was skipped and why.
+#[utoipa::path(
+    tag = "reports",
+    params(("id" = Uuid, Path, description = "Subscription id"), DeliveryListQuery),
+    responses((status = 200, description = "Deliveries", body = Vec<ReportDelivery>), ReadErrors)
+)]
+#[get("/report-subscriptions/{id}/deliveries")]
+pub async fn list_deliveries(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<DeliveryListQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "limit is between 1 and 200"));
+    }
+    let rows = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::reports::delivery::deliveries(c, ctx, id, limit)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(rows.into_iter().map(ReportDelivery::from).collect::<Vec<_>>()))
 }

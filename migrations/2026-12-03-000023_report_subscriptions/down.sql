@@ -1,0 +1,3 @@
+DROP TABLE report_deliveries;
+DROP TABLE report_schedules;
+DROP TABLE report_subscriptions;
