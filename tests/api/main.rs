@@ -27,6 +27,7 @@ mod recycle;
 mod reports;
 mod rules;
 mod scope;
+mod tiering;
 mod webhooks;
 
 pub use crm_test_support::app::start;

@@ -578,3 +578,19 @@ fn handler_modules_do_not_import_each_other() {
     assert!(files.len() > 30, "{} handler files", files.len());
     assert!(found.is_empty(), "handler modules import each other: {found:#?}");
 }
+
+/// Operation ids name one operation each (generated clients and spec linters need it).
+#[test]
+fn operation_ids_are_unique() {
+    let spec = serde_json::to_value(crm_http::openapi::spec()).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if let Some(id) = op.get("operationId").and_then(|v| v.as_str()) {
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId `{id}` is used by {other} and {method} {path}");
+                }
+            }
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub mod rules;
 pub mod settings;
 pub mod shaping;
 pub mod tasks;
+pub mod tiering;
 pub mod webhooks;
 pub mod write;
 

@@ -1,6 +1,19 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    account_tier_history (id) {
+        id -> Int8,
+        account_id -> Uuid,
+        tier_from -> Nullable<Text>,
+        tier_to -> Nullable<Text>,
+        cause -> Text,
+        metrics -> Jsonb,
+        rule_index -> Nullable<Int4>,
+        changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     accounts (id) {
         id -> Uuid,
         name -> Text,
@@ -955,6 +968,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(account_tier_history -> accounts (account_id));
 diesel::joinable!(accounts -> teams (team_id));
 diesel::joinable!(activities -> accounts (account_id));
 diesel::joinable!(activities -> contacts (contact_id));
@@ -1044,6 +1058,7 @@ diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(users -> teams (team_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_tier_history,
     accounts,
     activities,
     api_keys,

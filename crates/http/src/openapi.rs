@@ -397,6 +397,7 @@ const TAG_CODES: &[(&str, &str, &[&str])] = &[
     ("capture", "403", &["origin_not_allowed"]),
     ("capture", "429", &["rate_limited"]),
     ("admin", "422", &["invalid_calendar", "invalid_sla"]),
+    ("admin", "409", &["tiering_disabled"]),
     ("rules", "409", &["rule_archived", "run_not_failed"]),
     (
         "rules",

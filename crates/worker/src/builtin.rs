@@ -70,6 +70,22 @@ impl Subscriber for Rules {
     }
 }
 
+/// Customer tiering: an account's tier follows changes of its deals, contracts,
+/// payments and activities.
+pub struct Tiering;
+
+impl Subscriber for Tiering {
+    fn name(&self) -> &'static str {
+        "tiering"
+    }
+
+    fn handle(&self, conn: &mut PgConnection, ctx: &JobContext, event: &Delivered) -> Result<(), BoxError> {
+        let accounts = crm_app::tiering::accounts_of_event(event);
+        crm_app::tiering::recompute_accounts(conn, &ctx.clock, &accounts)?;
+        Ok(())
+    }
+}
+
 fn rules_jobs(registry: &mut Registry) {
     use crm_app::rules;
     registry
@@ -189,6 +205,24 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
             }
             Ok(())
         })
+        .handle(crm_app::tiering::JOB, |c, ctx, payload: &Value| {
+            let after = uuid_in(payload, "after").unwrap_or_default();
+            let (changed, next) = crm_app::tiering::recompute_page(c, &ctx.clock, after)?;
+            if changed > 0 {
+                tracing::info!(changed, "account tiers recomputed");
+            }
+            if let Some(last) = next {
+                crm_db::repo::jobs::enqueue(
+                    c,
+                    &crm_db::repo::jobs::NewJob::new(
+                        crm_app::tiering::QUEUE,
+                        crm_app::tiering::JOB,
+                        serde_json::json!({"after": last}),
+                    ),
+                )?;
+            }
+            Ok(())
+        })
         .handle(PRUNE_OUTBOX, move |c, _, _| {
             let n = crm_db::repo::outbox::prune(c, retention)?;
             if n > 0 {
@@ -213,6 +247,13 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
             crm_app::reports::delivery::DUE_JOB,
             Duration::from_secs(60),
         )
+        // Every account's tier, daily (a run that changes nothing writes nothing).
+        .every(
+            crm_app::tiering::JOB,
+            DEFAULT_QUEUE,
+            crm_app::tiering::JOB,
+            Duration::from_secs(86_400),
+        )
         // A safety net only: timers wake their job at their exact moment.
         .every(
             crm_app::rules::TIMERS,
@@ -221,7 +262,8 @@ pub fn standard(registry: &mut Registry, opts: &Options) {
             Duration::from_secs(300),
         )
         .subscribe(Arc::new(Notifications))
-        .subscribe(Arc::new(Rules));
+        .subscribe(Arc::new(Rules))
+        .subscribe(Arc::new(Tiering));
     rules_jobs(registry);
 }
 

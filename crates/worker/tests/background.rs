@@ -496,6 +496,9 @@ fn outbox_rows_past_retention_that_every_subscriber_handled_are_pruned() {
     // Nor the rule engine.
     assert_eq!(outbox::prune(&mut c, 30).unwrap(), 0);
     outbox::set_position(&mut c, "rules", pos).unwrap();
+    // Nor customer tiering.
+    assert_eq!(outbox::prune(&mut c, 30).unwrap(), 0);
+    outbox::set_position(&mut c, "tiering", pos).unwrap();
     let fresh = write_event(&mut c, Uuid::now_v7(), json!({}));
     assert_eq!(outbox::prune(&mut c, 30).unwrap(), 1);
     assert_eq!(

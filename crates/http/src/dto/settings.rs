@@ -197,3 +197,85 @@ impl From<crm_app::settings::LeadSla> for LeadSlaSetting {
         }
     }
 }
+
+str_enum! {
+    /// A customer tier, A best.
+    Tier { A => "A", B => "B", C => "C", D => "D" }
+}
+
+/// One tiering rule: the tier an account gets when `condition` holds.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierRuleDto {
+    #[schema(inline)]
+    pub tier: Tier,
+    /// A condition in the shared expression format over the account's figures:
+    /// `contract_amount` and `payments` (signed / received in the last `value_days`, in
+    /// `currency`), `follow_ups` (activities in the last `activity_days`),
+    /// `open_pipeline` (open deals' amount in `currency`), `open_deals`,
+    /// `days_since_activity` (none without any). Amounts are decimal strings.
+    #[schema(value_type = Object)]
+    pub condition: serde_json::Value,
+}
+
+/// Customer tiering: rules in order, the first that holds gives an account's tier,
+/// none gives `default_tier`. Recomputed daily and when an account's deals, contracts,
+/// payments or activities change; off, tiers are what users set.
+#[derive(Debug, Serialize, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountTiering {
+    pub enabled: bool,
+    /// Amounts count in this currency only (ISO 4217; others are not converted).
+    #[validate(length(min = 3, max = 3))]
+    #[schema(min_length = 3, max_length = 3, example = "CNY")]
+    pub currency: String,
+    /// Contracts signed and payments received in this many days count as value.
+    #[validate(range(min = 1, max = 1830))]
+    #[schema(minimum = 1, maximum = 1830)]
+    pub value_days: i32,
+    /// Activities in this many days count as follow-ups.
+    #[validate(range(min = 1, max = 365))]
+    #[schema(minimum = 1, maximum = 365)]
+    pub activity_days: i32,
+    #[validate(length(max = 20), nested)]
+    #[schema(max_items = 20)]
+    pub rules: Vec<TierRuleDto>,
+    #[schema(inline)]
+    pub default_tier: Tier,
+}
+
+/// A recompute of every account was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TieringQueued {
+    pub queued: bool,
+}
+
+/// One change of an account's tier by the tiering rules.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TierChange {
+    pub id: i64,
+    pub tier_from: Option<String>,
+    pub tier_to: Option<String>,
+    /// `schedule` (the daily run or a recompute) or `change` (a related record changed).
+    pub cause: String,
+    /// The figures the rules read.
+    #[schema(value_type = Object)]
+    pub metrics: serde_json::Value,
+    /// The rule that held (its index in `rules`); none: the default tier.
+    pub rule_index: Option<i32>,
+    pub changed_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<crm_app::tiering::TierChange> for TierChange {
+    fn from(t: crm_app::tiering::TierChange) -> Self {
+        TierChange {
+            id: t.id,
+            tier_from: t.tier_from,
+            tier_to: t.tier_to,
+            cause: t.cause,
+            metrics: t.metrics,
+            rule_index: t.rule_index,
+            changed_at: t.changed_at,
+        }
+    }
+}

@@ -514,3 +514,24 @@ pub fn next_anniversary(date: chrono::NaiveDate, today: chrono::NaiveDate) -> Op
         on(today.year() + 1)
     }
 }
+
+/// How the tiering rules moved the account's tier, newest first (the latest 100): from
+/// and to, why (the daily run or a related change), the figures and the rule that held.
+#[utoipa::path(
+    tag = "accounts",
+    params(("id" = Uuid, Path, description = "Account id")),
+    responses((status = 200, description = "Tier changes", body = Vec<crate::dto::settings::TierChange>), ReadErrors)
+)]
+#[get("/accounts/{id}/tier-history")]
+pub async fn tier_history(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
+    let id = id.into_inner();
+    let rows = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::tiering::history(c, ctx, id, 100)?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(
+        rows.into_iter()
+            .map(crate::dto::settings::TierChange::from)
+            .collect::<Vec<_>>(),
+    ))
+}

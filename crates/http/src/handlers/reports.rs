@@ -1240,6 +1240,7 @@ pub async fn preview_subscription(
 /// was sent, the alert's evaluation per recipient, and who was skipped and why.
 #[utoipa::path(
     tag = "reports",
+    operation_id = "list_report_deliveries",
     params(("id" = Uuid, Path, description = "Subscription id"), DeliveryListQuery),
     responses((status = 200, description = "Deliveries", body = Vec<ReportDelivery>), ReadErrors)
 )]

@@ -1,6 +1,6 @@
 //! `/api/v1/admin/settings`: document numbering and company details printed on quotes.
 
-use actix_web::{get, put, web, HttpResponse};
+use actix_web::{get, post, put, web, HttpResponse};
 use crm_db::repo::workflow;
 use crm_domain::access::Action;
 use serde_json::json;
@@ -8,7 +8,8 @@ use serde_json::json;
 use super::{run_op, BadRequest, BodyErrors, Forbidden, ReadErrors, Unauthorized};
 use crate::auth::Auth;
 use crate::dto::settings::{
-    BusinessCalendar, CompanyInfo, LeadSlaSetting, Numbering, NumberingSeries, PaymentSettings,
+    AccountTiering, BusinessCalendar, CompanyInfo, LeadSlaSetting, Numbering, NumberingSeries, PaymentSettings,
+    TieringQueued,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ValidJson;
@@ -290,4 +291,63 @@ pub async fn put_lead_sla(
     })
     .await?;
     Ok(HttpResponse::Ok().json(LeadSlaSetting::from(out)))
+}
+
+/// Customer tiering: the rules, their figures' windows and currency, on or off
+/// (default: off, with starting rules).
+#[utoipa::path(
+    tag = "admin",
+    responses((status = 200, description = "Customer tiering", body = AccountTiering), Unauthorized, Forbidden)
+)]
+#[get("/admin/settings/account-tiering")]
+pub async fn get_account_tiering(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let t = state
+        .db
+        .run(move |c| Ok::<_, ApiError>(crm_app::tiering::get(c)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+/// Set customer tiering. Rules read only the tiering figures (422 `unknown_figure`
+/// names the rule). Switched on, every account is recomputed in the background; after
+/// that, daily and whenever an account's deals, contracts, payments or activities
+/// change. A changed tier is written as the system, audited, and kept in the account's
+/// tier history.
+#[utoipa::path(
+    tag = "admin",
+    request_body = AccountTiering,
+    responses(
+        (status = 200, description = "Customer tiering", body = AccountTiering),
+        BadRequest, Unauthorized, Forbidden, BodyErrors
+    )
+)]
+#[put("/admin/settings/account-tiering")]
+pub async fn put_account_tiering(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: ValidJson<AccountTiering>,
+) -> ApiResult<HttpResponse> {
+    auth.require(RES, Action::Admin)?;
+    let fields = body.fields()?;
+    let t = run_op(&state, &auth, move |c, ctx| Ok(crm_app::tiering::set(c, ctx, &fields)?)).await?;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+/// Recompute every account's tier now (in the background, in pages).
+#[utoipa::path(
+    tag = "admin",
+    responses(
+        (status = 202, description = "Queued", body = TieringQueued),
+        Unauthorized, Forbidden,
+        (status = 409, description = "Tiering is off (`tiering_disabled`)", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/admin/settings/account-tiering/recompute")]
+pub async fn recompute_account_tiers(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let queued = run_op(&state, &auth, move |c, ctx| {
+        Ok(crm_app::tiering::recompute_all(c, ctx)?)
+    })
+    .await?;
+    Ok(HttpResponse::Accepted().json(TieringQueued { queued }))
 }
