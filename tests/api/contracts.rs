@@ -2,6 +2,7 @@
 //! whole lead-to-cash path.
 
 use crm_test_support::app::start;
+use diesel::RunQueryDsl;
 use serde_json::json;
 
 use crate::q2c::{approvals_of, deal, product, quote, signed};
@@ -373,6 +374,27 @@ async fn payment_plans_allocations_and_receivables() {
         .clone();
     assert_eq!(&same, row);
     assert_eq!(all.body["total_overdue"], "400.00");
+    assert_eq!(all.body["totals"][0]["currency"], "CNY", "{}", all.text);
+    assert_eq!(all.body["totals"][0]["overdue"], "400.00");
+    // A second currency is never added in: one total per currency, and no single figure.
+    diesel::sql_query(format!(
+        "INSERT INTO contracts SELECT (jsonb_populate_record(NULL::contracts, to_jsonb(k) || jsonb_build_object(\
+         'id', gen_random_uuid(), 'number', k.number || '-USD', 'currency', 'USD', 'quote_id', NULL))).* \
+         FROM contracts k WHERE k.id = '{kid}'"
+    ))
+    .execute(&mut app.db.conn())
+    .unwrap();
+    let mixed = app.get("/api/v1/receivables", &finance).await;
+    let totals = mixed.body["totals"].as_array().unwrap();
+    assert_eq!(totals.len(), 2, "{}", mixed.text);
+    assert!(totals.iter().any(|t| t["currency"] == "USD"), "{}", mixed.text);
+    assert!(mixed.body["total_outstanding"].is_null(), "{}", mixed.text);
+    assert!(mixed.body["ageing"].is_null());
+    let cny = totals.iter().find(|t| t["currency"] == "CNY").unwrap();
+    assert_eq!(cny["overdue"], "400.00");
+    diesel::sql_query("DELETE FROM contracts WHERE number LIKE '%-USD' AND currency = 'USD'")
+        .execute(&mut app.db.conn())
+        .unwrap();
     let plan = app.get(&format!("/api/v1/contracts/{kid}/payment-plan"), &rep).await;
     assert_eq!(plan.body["installments"][0]["ageing"], "31-60");
     assert_eq!(plan.body["installments"][0]["outstanding"], "100.00");

@@ -586,13 +586,14 @@ pub struct ReceivableRow {
 pub enum ReceivableGrouping {
     Contract,
     Account,
-    /// One row over everything in scope.
+    /// One row per currency over everything in scope.
     Total,
 }
 
 #[allow(clippy::too_many_arguments)]
 /// Receivables grouped per contract or per account (signed/active/completed contracts
-/// and contracts with payments), in scope, as of `today`.
+/// and contracts with payments), in scope, as of `today`; one row per currency of a
+/// group (amounts of different currencies are never added).
 pub fn receivables(
     conn: &mut PgConnection,
     scope: &ScopeFilter,
@@ -660,11 +661,11 @@ pub fn receivables(
     sql.eq_opt::<SqlUuid, _>("k.account_id", account_id)
         .eq_opt::<SqlUuid, _>("k.id", contract_id);
     sql.push(&format!(
-        ") SELECT {key} AS key_id, {label} AS label, min(k.currency) AS currency, sum(k.amount) AS contract_amount, \
+        ") SELECT {key} AS key_id, {label} AS label, k.currency AS currency, sum(k.amount) AS contract_amount, \
          sum(k.planned) AS planned, sum(k.invoiced) AS invoiced, sum(k.received) AS received, \
          greatest(sum(k.amount) - sum(k.received), 0) AS outstanding, sum(k.overdue) AS overdue, \
          sum(k.d0_30) AS d0_30, sum(k.d31_60) AS d31_60, sum(k.d61_90) AS d61_90, sum(k.d90_plus) AS d90_plus \
-         FROM per k JOIN accounts a ON a.id = k.account_id GROUP BY 1"
+         FROM per k JOIN accounts a ON a.id = k.account_id GROUP BY 1, k.currency"
     ));
     if overdue_only {
         sql.push(" HAVING sum(k.overdue) > 0");

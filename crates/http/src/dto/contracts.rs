@@ -648,16 +648,35 @@ impl From<ReceivableRow> for Receivable {
     }
 }
 
+/// One currency's totals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceivableTotal {
+    pub currency: String,
+    #[schema(value_type = String)]
+    pub outstanding: Decimal,
+    #[schema(value_type = String)]
+    pub overdue: Decimal,
+    pub ageing: AgeingBuckets,
+}
+
 /// Receivables with totals (the totals cover everything matching, not only the rows
-/// returned).
+/// returned). Amounts of different currencies are never added: an item is one
+/// contract's or one account's amounts in one currency, and `totals` has one entry per
+/// currency.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceivableReport {
     /// The business date the ageing is computed for.
     pub as_of: NaiveDate,
     pub items: Vec<Receivable>,
-    #[schema(value_type = String)]
-    pub total_outstanding: Decimal,
-    #[schema(value_type = String)]
-    pub total_overdue: Decimal,
-    pub ageing: AgeingBuckets,
+    /// Per currency, most overdue first.
+    pub totals: Vec<ReceivableTotal>,
+    /// The outstanding total when everything is in one currency (`0.00` when nothing
+    /// matches); none when several currencies are involved (read `totals`).
+    #[schema(value_type = Option<String>)]
+    pub total_outstanding: Option<Decimal>,
+    /// As `total_outstanding`, for the overdue amount.
+    #[schema(value_type = Option<String>)]
+    pub total_overdue: Option<Decimal>,
+    /// As `total_outstanding`, for the ageing buckets.
+    pub ageing: Option<AgeingBuckets>,
 }

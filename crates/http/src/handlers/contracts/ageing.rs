@@ -35,22 +35,48 @@ pub async fn receivables(
         .run(move |c| {
             let (acc, kid, overdue) = (q.account_id, q.contract_id, q.overdue.unwrap_or(false));
             let rows = repo::receivables(c, &scope, group, acc, kid, overdue, today, limit)?;
-            let total = repo::receivables(c, &scope, Grouping::Total, acc, kid, overdue, today, 1)?;
-            Ok::<_, ApiError>((rows, total.into_iter().next()))
+            let totals = repo::receivables(c, &scope, Grouping::Total, acc, kid, overdue, today, 1000)?;
+            Ok::<_, ApiError>((rows, totals))
         })
         .await?;
     let items: Vec<Receivable> = rows.into_iter().map(Into::into).collect();
-    let total: Option<Receivable> = total.map(Into::into);
+    let totals: Vec<ReceivableTotal> = total
+        .into_iter()
+        .map(Receivable::from)
+        .map(|t| ReceivableTotal {
+            currency: t.currency,
+            outstanding: t.outstanding,
+            overdue: t.overdue_amount,
+            ageing: t.ageing,
+        })
+        .collect();
+    let zero = || AgeingBuckets {
+        d0_30: money(Decimal::ZERO),
+        d31_60: money(Decimal::ZERO),
+        d61_90: money(Decimal::ZERO),
+        d90_plus: money(Decimal::ZERO),
+    };
+    // One figure only where it means one currency's amount.
+    let (total_outstanding, total_overdue, ageing) = match totals.as_slice() {
+        [] => (Some(money(Decimal::ZERO)), Some(money(Decimal::ZERO)), Some(zero())),
+        [one] => (
+            Some(one.outstanding),
+            Some(one.overdue),
+            Some(AgeingBuckets {
+                d0_30: one.ageing.d0_30,
+                d31_60: one.ageing.d31_60,
+                d61_90: one.ageing.d61_90,
+                d90_plus: one.ageing.d90_plus,
+            }),
+        ),
+        _ => (None, None, None),
+    };
     Ok(HttpResponse::Ok().json(ReceivableReport {
         as_of: today,
-        total_outstanding: total.as_ref().map_or(money(Decimal::ZERO), |t| t.outstanding),
-        total_overdue: total.as_ref().map_or(money(Decimal::ZERO), |t| t.overdue_amount),
-        ageing: total.map(|t| t.ageing).unwrap_or_else(|| AgeingBuckets {
-            d0_30: money(Decimal::ZERO),
-            d31_60: money(Decimal::ZERO),
-            d61_90: money(Decimal::ZERO),
-            d90_plus: money(Decimal::ZERO),
-        }),
+        totals,
+        total_outstanding,
+        total_overdue,
+        ageing,
         items,
     }))
 }

@@ -17,8 +17,8 @@ use crate::auth::Auth;
 use crate::dto::contracts::{
     AgeingBuckets, AllocatePayment, Amendment, AmendmentList, Contract, ContractAction, ContractListQuery,
     CreateAmendment, CreateContract, CreateInvoice, CreatePayment, Installment, Invoice, InvoiceListQuery, Payment,
-    PaymentListQuery, PaymentPlan, Receivable, ReceivableGroup, ReceivableReport, ReceivablesQuery, SetPaymentPlan,
-    SignContract, TerminateContract, UpdateContract,
+    PaymentListQuery, PaymentPlan, Receivable, ReceivableGroup, ReceivableReport, ReceivableTotal, ReceivablesQuery,
+    SetPaymentPlan, SignContract, TerminateContract, UpdateContract,
 };
 use crate::dto::quotes::{StatusChange, StatusHistory};
 use crate::dto::{money, Page};
