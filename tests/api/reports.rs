@@ -1052,6 +1052,31 @@ async fn reports_export_as_csv_and_xlsx_and_render_as_svg_charts() {
         "{}",
         r.text
     );
+    // The file is in the audit trail: who took which report, with what query and rows.
+    let export_id = r.header("x-export-id").expect("an export id");
+    #[derive(diesel::QueryableByName)]
+    struct Exported {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        changes: Value,
+    }
+    let audited: Vec<Exported> = diesel::sql_query(format!(
+        "SELECT changes FROM audit_log WHERE entity_type = 'reports' AND action = 'exported' \
+         AND entity_id = '{export_id}' AND actor_id = '{}'",
+        app.org.admin
+    ))
+    .load(&mut app.db.conn())
+    .unwrap();
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].changes["export"]["report"], "results");
+    assert_eq!(audited[0].changes["export"]["format"], "csv");
+    assert_eq!(
+        audited[0].changes["export"]["rows"].as_u64(),
+        Some(lines.len() as u64 - 1)
+    );
+    assert!(audited[0].changes["export"]["query"]
+        .as_str()
+        .unwrap()
+        .contains("group_by=owner"));
 
     // XLSX: a real workbook with typed number cells and a frozen header row.
     let r = get(

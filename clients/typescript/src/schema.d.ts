@@ -6608,7 +6608,9 @@ export interface components {
         };
         /**
          * @description Receivables with totals (the totals cover everything matching, not only the rows
-         *     returned).
+         *     returned). Amounts of different currencies are never added: an item is one
+         *     contract's or one account's amounts in one currency, and `totals` has one entry per
+         *     currency.
          */
         ReceivableReport: {
             /**
@@ -6617,8 +6619,22 @@ export interface components {
              */
             as_of: string;
             items: components["schemas"]["Receivable"][];
-            total_outstanding: string;
-            total_overdue: string;
+            /** @description Per currency, most overdue first. */
+            totals: components["schemas"]["ReceivableTotal"][];
+            /**
+             * @description The outstanding total when everything is in one currency (`0.00` when nothing
+             *     matches); none when several currencies are involved (read `totals`).
+             */
+            total_outstanding?: string | null;
+            /** @description As `total_outstanding`, for the overdue amount. */
+            total_overdue?: string | null;
+            ageing?: null | components["schemas"]["AgeingBuckets"];
+        };
+        /** @description One currency's totals. */
+        ReceivableTotal: {
+            currency: string;
+            outstanding: string;
+            overdue: string;
             ageing: components["schemas"]["AgeingBuckets"];
         };
         /**
@@ -28624,6 +28640,8 @@ export interface operations {
             200: {
                 headers: {
                     "Content-Disposition"?: string;
+                    /** @description The export's id in the audit trail */
+                    "X-Export-Id"?: string;
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
@@ -28843,6 +28861,8 @@ export interface operations {
             200: {
                 headers: {
                     "Content-Disposition"?: string;
+                    /** @description The export's id in the audit trail */
+                    "X-Export-Id"?: string;
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };

@@ -364,6 +364,15 @@ pub const CATALOGUE: &[EventObject] = &[
         actions: &[CREATED, UPDATED, act("deleted", "The dashboard was deleted.")],
     },
     EventObject {
+        object: "reports",
+        table: None,
+        actions: &[act_d(
+            "exported",
+            "A report was exported as a file (CSV or XLSX); `object.id` is the export's id.",
+            &["report", "format", "rows", "query"],
+        )],
+    },
+    EventObject {
         object: "report_subscriptions",
         table: Some("report_subscriptions"),
         actions: &[

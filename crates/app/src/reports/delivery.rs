@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::saved::{self, Computed, RunPeriod};
+use super::saved::{self, Computed, RunPeriod, PERIODS};
 use super::{Figure, Unit};
 use crate::checks::Errors;
 use crate::clock::Clock;
@@ -213,17 +213,6 @@ fn check_schedule(errs: &mut Errors, text: &str, now: DateTime<Utc>, tz: FixedOf
     }
     Some(cron)
 }
-
-const PERIODS: [&str; 8] = [
-    "this_week",
-    "last_week",
-    "this_month",
-    "last_month",
-    "this_quarter",
-    "last_quarter",
-    "this_year",
-    "last_year",
-];
 
 fn check_alert(errs: &mut Errors, a: &Alert) {
     match (a.threshold, a.ratio) {

@@ -217,7 +217,8 @@ pub const CHARTS: [&str; 6] = ["number", "bar", "line", "table", "funnel", "pie"
 pub const SIZES: [&str; 3] = ["small", "medium", "large"];
 /// Widgets one dashboard holds at most.
 pub const MAX_WIDGETS: usize = 24;
-const PERIODS: [&str; 8] = [
+/// The period presets a dashboard (or a subscription) names.
+pub const PERIODS: [&str; 8] = [
     "this_week",
     "last_week",
     "this_month",

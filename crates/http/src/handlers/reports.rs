@@ -304,11 +304,13 @@ impl<O: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for FileQu
     }
 }
 
-/// Computes a report and writes it out as `render` says.
+/// Computes a report and writes it out as `render` says. A file (CSV, XLSX) is
+/// audited as the report's `exported` event (who, which report, its query, the rows),
+/// written on the primary after the read; a chart is not.
 async fn file(
     state: &AppState,
     auth: &Auth,
-    title: String,
+    (title, asked): (String, serde_json::Value),
     render: Render,
     build: impl FnOnce(&mut PgConnection, &crm_app::Ctx) -> crm_app::AppResult<crm_app::reports::table::Table>
         + Send
@@ -316,13 +318,14 @@ async fn file(
 ) -> ApiResult<HttpResponse> {
     use crm_app::reports::table;
     let svg = matches!(render, Render::Svg);
-    let (bytes, ctype) = run_report(state, auth, move |c, ctx| {
+    let (bytes, ctype, rows) = run_report(state, auth, move |c, ctx| {
         let t = build(c, ctx)?;
         let tz = crm_app::rules::calendar(c)?.offset();
+        let rows = t.rows.len();
         Ok(match render {
-            Render::Csv => (table::csv(&t, tz).into_bytes(), "text/csv; charset=utf-8"),
-            Render::Xlsx => (table::xlsx(&t, tz)?, XLSX),
-            Render::Svg => (table::svg(&t, tz).into_bytes(), "image/svg+xml"),
+            Render::Csv => (table::csv(&t, tz).into_bytes(), "text/csv; charset=utf-8", rows),
+            Render::Xlsx => (table::xlsx(&t, tz)?, XLSX, rows),
+            Render::Svg => (table::svg(&t, tz).into_bytes(), "image/svg+xml", rows),
         })
     })
     .await?;
@@ -330,11 +333,21 @@ async fn file(
     resp.content_type(ctype);
     if !svg {
         let ext = if ctype == XLSX { "xlsx" } else { "csv" };
+        let export_id = Uuid::now_v7();
+        let detail = serde_json::json!({"report": title, "format": ext, "rows": rows, "query": asked});
+        run_op(state, auth, move |c, ctx| {
+            let mut changes = serde_json::Map::new();
+            changes.insert("export".into(), detail.clone());
+            crm_db::repo::audit::record(c, &ctx.actor(), "reports", export_id, "exported", changes, detail)?;
+            Ok(())
+        })
+        .await?;
         let stamp = state.clock.now().format("%Y%m%d-%H%M%S");
         resp.insert_header((
             "Content-Disposition",
             format!("attachment; filename=\"{title}-{stamp}.{ext}\""),
         ));
+        resp.insert_header(("X-Export-Id", export_id.to_string()));
     }
     Ok(resp.body(bytes))
 }
@@ -365,7 +378,7 @@ fn table_of(
     responses(
         (status = 200, description = "The report as a file",
             content((String = "text/csv"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
-            headers(("Content-Disposition" = String))),
+            headers(("Content-Disposition" = String), ("X-Export-Id" = String, description = "The export's id in the audit trail"))),
         BadRequest, Unauthorized, Forbidden, Unprocessable, ReportBusy
     )
 )]
@@ -374,6 +387,7 @@ pub async fn export_report(
     state: web::Data<AppState>,
     auth: Auth,
     report: web::Path<ReportName>,
+    req: HttpRequest,
     q: FileQuery<ExportOptions>,
 ) -> ApiResult<HttpResponse> {
     let name = report.into_inner();
@@ -384,7 +398,7 @@ pub async fn export_report(
     file(
         &state,
         &auth,
-        name.as_str().into(),
+        (name.as_str().into(), serde_json::Value::from(req.query_string())),
         render,
         table_of(name, q.report.params(), None),
     )
@@ -414,7 +428,7 @@ pub async fn report_chart(
     file(
         &state,
         &auth,
-        name.as_str().into(),
+        (name.as_str().into(), serde_json::Value::Null),
         Render::Svg,
         table_of(name, q.report.params(), kpi),
     )
@@ -429,7 +443,7 @@ pub async fn report_chart(
     responses(
         (status = 200, description = "The answer as a file",
             content((String = "text/csv"), (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")),
-            headers(("Content-Disposition" = String))),
+            headers(("Content-Disposition" = String), ("X-Export-Id" = String, description = "The export's id in the audit trail"))),
         BadRequest, Unauthorized, Forbidden, BodyErrors, ReportBusy
     )
 )]
@@ -440,12 +454,13 @@ pub async fn export_query(
     q: web::Query<ExportOptions>,
     body: ValidJson<ReportQueryRequest>,
 ) -> ApiResult<HttpResponse> {
+    let asked = serde_json::from_slice(&body.raw).unwrap_or(serde_json::Value::Null);
     let spec = body.value?.spec();
     let render = match q.into_inner().format {
         Some(FileFormat::Xlsx) => Render::Xlsx,
         _ => Render::Csv,
     };
-    file(&state, &auth, "query".into(), render, move |c, ctx| {
+    file(&state, &auth, ("query".into(), asked), render, move |c, ctx| {
         Ok(crm_app::reports::table::of_query(&crm_app::reports::query::run(
             c, ctx, &spec,
         )?))
@@ -470,11 +485,17 @@ pub async fn query_chart(
     body: ValidJson<ReportQueryRequest>,
 ) -> ApiResult<HttpResponse> {
     let spec = body.value?.spec();
-    file(&state, &auth, "query".into(), Render::Svg, move |c, ctx| {
-        Ok(crm_app::reports::table::of_query(&crm_app::reports::query::run(
-            c, ctx, &spec,
-        )?))
-    })
+    file(
+        &state,
+        &auth,
+        ("query".into(), serde_json::Value::Null),
+        Render::Svg,
+        move |c, ctx| {
+            Ok(crm_app::reports::table::of_query(&crm_app::reports::query::run(
+                c, ctx, &spec,
+            )?))
+        },
+    )
     .await
 }
 
