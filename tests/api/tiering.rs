@@ -103,6 +103,12 @@ async fn tiers_follow_the_rules_per_currency_on_schedule_and_on_change_with_hist
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.body["errors"][0]["field"], "rules[1].condition");
     assert_eq!(r.body["errors"][0]["code"], "unknown_figure");
+    // The currency is an active ISO 4217 code, as the document lists them.
+    let mut bad = config(true);
+    bad["currency"] = json!("AAA");
+    let r = app.put("/api/v1/admin/settings/account-tiering", &admin, bad).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "currency");
 
     let mut ids = std::collections::BTreeMap::new();
     for key in ["big", "mid", "worked", "quiet", "usd"] {

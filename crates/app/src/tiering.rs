@@ -136,7 +136,7 @@ pub fn set(c: &mut PgConnection, ctx: &Ctx, fields: &Map<String, Value>) -> AppR
     ctx.require("settings", Action::Admin)?;
     let t: Tiering = crate::write::parse(fields)?;
     let mut errs = Errors::default();
-    if t.currency.len() != 3 || !t.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+    if crm_domain::normalize::currency(&t.currency) != Some(t.currency.as_str()) {
         errs.add("currency", "invalid_currency", "an ISO 4217 code such as CNY");
     }
     if !(1..=1830).contains(&t.value_days) {

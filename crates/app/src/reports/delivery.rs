@@ -236,7 +236,10 @@ fn check_alert(errs: &mut Errors, a: &Alert) {
             errs.add(field, "out_of_range", format!("1 to {max} characters"));
         }
     }
-    if a.currency.as_ref().is_some_and(|c| c.chars().count() != 3) {
+    if a.currency
+        .as_deref()
+        .is_some_and(|c| crm_domain::normalize::currency(c) != Some(c))
+    {
         errs.add("alert.currency", "invalid_currency", "an ISO 4217 code");
     }
     match a.baseline_periods {
