@@ -313,6 +313,29 @@ async fn a_proposal_conversion_alert_fires_below_sixty_percent_of_four_weeks_onc
 
     // Disabled: no next run. Deleting the saved report takes its subscriptions along.
     let version = r.body["version"].as_i64().unwrap() as i32;
+    // A stale version is refused and changes nothing; another user cannot reach it.
+    let r2 = app
+        .patch(
+            &format!("/api/v1/report-subscriptions/{id}"),
+            &mgr,
+            version - 1,
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r2.status, 412, "{}", r2.text);
+    let r2 = app
+        .patch(
+            &format!("/api/v1/report-subscriptions/{id}"),
+            &rep_n,
+            version,
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(r2.status, 404, "{}", r2.text);
+    let r2 = app.delete(&format!("/api/v1/report-subscriptions/{id}"), &rep_n).await;
+    assert_eq!(r2.status, 404, "{}", r2.text);
+    let r2 = app.get(&format!("/api/v1/report-subscriptions/{id}"), &mgr).await;
+    assert_eq!(r2.body["enabled"], true, "{}", r2.text);
     let r = app
         .patch(
             &format!("/api/v1/report-subscriptions/{id}"),
