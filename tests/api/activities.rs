@@ -264,6 +264,21 @@ async fn the_customer_360_view_brings_it_together() {
     assert_eq!(ps.status, 200);
     assert_eq!(ps.body["open_deals"]["count"], 2);
     assert!(ps.body["open_tasks"].as_array().unwrap().is_empty());
+
+    // A deal in another currency: no mixed sum, one sum per currency instead.
+    app.deal(
+        &rep,
+        json!({"name": "Dollar deal", "account_id": aid, "amount": "10.00", "currency": "USD"}),
+    )
+    .await;
+    let o = app.get(&format!("/api/v1/accounts/{aid}/overview"), &rep).await.body;
+    assert_eq!(o["open_deals"]["count"], 3);
+    assert!(o["open_deals"]["amount"].is_null(), "{}", o["open_deals"]);
+    assert_eq!(
+        o["open_deals"]["by_currency"],
+        json!([{"currency": "CNY", "count": 2, "amount": "150.25"}, {"currency": "USD", "count": 1, "amount": "10.00"}])
+    );
+    assert_eq!(o["lost_deals"]["amount"], o["lost_deals"]["by_currency"][0]["amount"]);
 }
 
 #[actix_web::test]

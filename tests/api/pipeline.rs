@@ -870,23 +870,26 @@ async fn board_rollup_matches_a_live_aggregate_through_every_change() {
     assert_eq!(
         app.db.count(
             "SELECT count(*) FROM (SELECT stage_id, owner_id, coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid) t, \
-             count(*) n, coalesce(sum(amount), 0) a, coalesce(sum(amount * probability), 0) ap \
-             FROM opportunities WHERE deleted_at IS NULL GROUP BY 1, 2, 3) live \
+             currency, count(*) n, coalesce(sum(amount), 0) a, coalesce(sum(amount * probability), 0) ap \
+             FROM opportunities WHERE deleted_at IS NULL GROUP BY 1, 2, 3, 4) live \
              FULL JOIN (SELECT * FROM opportunity_stage_totals WHERE deals <> 0) r \
              ON r.stage_id = live.stage_id AND r.owner_id = live.owner_id AND r.team_id = live.t \
+             AND r.currency = live.currency \
              WHERE r.deals IS DISTINCT FROM live.n OR r.amount IS DISTINCT FROM live.a OR r.amount_x_prob IS DISTINCT FROM live.ap"
         ),
         0
     );
 }
 
-/// Per-stage totals straight from SQL, for comparison with the board.
-fn live_totals(app_db: &crm_test_support::TestDb, extra: &str) -> Vec<(String, i64, String, String)> {
+/// Per-stage and currency totals straight from SQL, for comparison with the board.
+fn live_totals(app_db: &crm_test_support::TestDb, extra: &str) -> Vec<(String, String, i64, String, String)> {
     use diesel::sql_types::{BigInt, Text};
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]
         stage_id: String,
+        #[diesel(sql_type = Text)]
+        currency: String,
         #[diesel(sql_type = BigInt)]
         n: i64,
         #[diesel(sql_type = Text)]
@@ -896,33 +899,61 @@ fn live_totals(app_db: &crm_test_support::TestDb, extra: &str) -> Vec<(String, i
     }
     let rows: Vec<Row> = diesel::RunQueryDsl::load(
         diesel::sql_query(format!(
-            "SELECT stage_id::text AS stage_id, count(*) AS n, round(coalesce(sum(amount), 0), 2)::text AS amount, \
+            "SELECT stage_id::text AS stage_id, currency, count(*) AS n, round(coalesce(sum(amount), 0), 2)::text AS amount, \
              round(coalesce(sum(amount * probability / 100.0), 0), 2)::text AS weighted \
-             FROM opportunities WHERE deleted_at IS NULL {extra} GROUP BY 1 ORDER BY 1"
+             FROM opportunities WHERE deleted_at IS NULL {extra} GROUP BY 1, 2 ORDER BY 1, 2"
         )),
         &mut app_db.conn(),
     )
     .unwrap();
     rows.into_iter()
-        .map(|r| (r.stage_id, r.n, r.amount, r.weighted))
+        .map(|r| (r.stage_id, r.currency, r.n, r.amount, r.weighted))
         .collect()
 }
 
-fn board_totals(board: &serde_json::Value) -> Vec<(String, i64, String, String)> {
-    let mut out: Vec<_> = board["columns"]
+/// A board's totals per stage and currency; checks that a column's single amount is
+/// there exactly when it holds one currency, and that the board's totals per currency
+/// add up the columns'.
+fn board_totals(board: &serde_json::Value) -> Vec<(String, String, i64, String, String)> {
+    let mut out = Vec::new();
+    let mut per_currency = std::collections::BTreeMap::<String, i64>::new();
+    for c in board["columns"].as_array().unwrap() {
+        let totals = c["totals"].as_array().unwrap();
+        assert_eq!(
+            c["count"].as_i64().unwrap(),
+            totals.iter().map(|t| t["count"].as_i64().unwrap()).sum::<i64>()
+        );
+        match totals.as_slice() {
+            [] => assert_eq!(c["amount"], "0.00"),
+            [one] => assert_eq!(c["amount"], one["amount"]),
+            _ => assert!(c["amount"].is_null() && c["weighted_amount"].is_null(), "{c}"),
+        }
+        for t in totals {
+            *per_currency
+                .entry(t["currency"].as_str().unwrap().to_owned())
+                .or_default() += t["count"].as_i64().unwrap();
+            out.push((
+                c["stage"]["id"].as_str().unwrap().to_owned(),
+                t["currency"].as_str().unwrap().to_owned(),
+                t["count"].as_i64().unwrap(),
+                t["amount"].as_str().unwrap().to_owned(),
+                t["weighted_amount"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let board_level: std::collections::BTreeMap<String, i64> = board["totals"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["count"].as_i64().unwrap() > 0)
-        .map(|c| {
-            (
-                c["stage"]["id"].as_str().unwrap().to_owned(),
-                c["count"].as_i64().unwrap(),
-                c["amount"].as_str().unwrap().to_owned(),
-                c["weighted_amount"].as_str().unwrap().to_owned(),
-            )
-        })
+        .map(|t| (t["currency"].as_str().unwrap().to_owned(), t["count"].as_i64().unwrap()))
         .collect();
+    assert_eq!(board_level, per_currency);
+    assert_eq!(
+        board["total_amount"].is_null(),
+        per_currency.len() > 1,
+        "{}",
+        board["total_amount"]
+    );
     out.sort();
     out
 }
@@ -960,7 +991,8 @@ async fn close_date_board_totals_match_a_live_aggregate() {
             .deal(
                 token,
                 json!({"name": format!("D{i}"), "account_id": acc["id"], "expected_close_date": d,
-                       "amount": format!("{}.{:02}", 1000 * (i + 1), i * 7 % 100), "probability": 5 + i * 8}),
+                       "amount": format!("{}.{:02}", 1000 * (i + 1), i * 7 % 100), "probability": 5 + i * 8,
+                       "currency": if i % 4 == 1 { "USD" } else { "CNY" }}),
             )
             .await;
         ids.push(deal["id"].as_str().unwrap().to_owned());
@@ -975,6 +1007,7 @@ async fn close_date_board_totals_match_a_live_aggregate() {
         (1, json!({"expected_close_date": "2027-03-15"})),
         (2, json!({"owner_id": app.org.rep_east2, "amount": "5.55"})),
         (4, json!({"expected_close_date": null})),
+        (6, json!({"currency": "USD"})),
     ] {
         let path = format!("/api/v1/opportunities/{}", ids[i]);
         let v = app.get(&path, &m).await.etag_version();
@@ -1038,11 +1071,26 @@ async fn close_date_board_totals_match_a_live_aggregate() {
     assert_eq!(
         app.db.count(
             "SELECT count(*) FROM (SELECT stage_id, opportunity_close_month(expected_close_date) m, owner_id, \
-             coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid) t, count(*) n, \
+             coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid) t, currency, count(*) n, \
              coalesce(sum(amount), 0) a, coalesce(sum(amount * probability), 0) ap \
-             FROM opportunities WHERE deleted_at IS NULL GROUP BY 1, 2, 3, 4) live \
+             FROM opportunities WHERE deleted_at IS NULL GROUP BY 1, 2, 3, 4, 5) live \
              FULL JOIN (SELECT * FROM opportunity_month_totals WHERE deals <> 0) r \
              ON r.stage_id = live.stage_id AND r.close_month = live.m AND r.owner_id = live.owner_id AND r.team_id = live.t \
+             AND r.currency = live.currency \
+             WHERE r.deals IS DISTINCT FROM live.n OR r.amount IS DISTINCT FROM live.a OR r.amount_x_prob IS DISTINCT FROM live.ap"
+        ),
+        0
+    );
+    // And the daily one.
+    assert_eq!(
+        app.db.count(
+            "SELECT count(*) FROM (SELECT expected_close_date d, stage_id, owner_id, \
+             coalesce(team_id, '00000000-0000-0000-0000-000000000000'::uuid) t, currency, count(*) n, \
+             coalesce(sum(amount), 0) a, coalesce(sum(amount * probability), 0) ap \
+             FROM opportunities WHERE deleted_at IS NULL AND expected_close_date IS NOT NULL GROUP BY 1, 2, 3, 4, 5) live \
+             FULL JOIN (SELECT * FROM opportunity_day_totals WHERE deals <> 0) r \
+             ON r.close_date = live.d AND r.stage_id = live.stage_id AND r.owner_id = live.owner_id AND r.team_id = live.t \
+             AND r.currency = live.currency \
              WHERE r.deals IS DISTINCT FROM live.n OR r.amount IS DISTINCT FROM live.a OR r.amount_x_prob IS DISTINCT FROM live.ap"
         ),
         0

@@ -4110,10 +4110,12 @@ export interface components {
             columns: components["schemas"]["BoardColumn"][];
             /** Format: int64 */
             total_count: number;
-            /** @description Null when the caller may not read deal amounts. */
+            /** @description Null when the caller may not read deal amounts or the board mixes currencies. */
             total_amount?: string | null;
-            /** @description Null when the caller may not read weighted amounts. */
+            /** @description Null when the caller may not read weighted amounts or the board mixes currencies. */
             total_weighted_amount?: string | null;
+            /** @description Count and sums per currency over every column, most deals first. */
+            totals: components["schemas"]["CurrencyTotal"][];
         };
         /** @description A board column. */
         BoardColumn: {
@@ -4123,10 +4125,19 @@ export interface components {
              * @description Deals in the stage (matching the filters, in the caller's scope).
              */
             count: number;
-            /** @description Sum of amounts; null when the caller may not read deal amounts. */
+            /**
+             * @description Sum of amounts; null when the caller may not read deal amounts, and when the
+             *     column holds deals of more than one currency (amounts of different currencies
+             *     are never added up: `totals` has one sum per currency).
+             */
             amount?: string | null;
-            /** @description Sum of amount x probability; null when the caller may not read weighted amounts. */
+            /**
+             * @description Sum of amount x probability; null when the caller may not read weighted amounts
+             *     or the column mixes currencies.
+             */
             weighted_amount?: string | null;
+            /** @description Count and sums per currency, most deals first. */
+            totals: components["schemas"]["CurrencyTotal"][];
             /** @description The first cards, most recently updated first. */
             cards: components["schemas"]["Opportunity"][];
             /**
@@ -5087,6 +5098,24 @@ export interface components {
         };
         /** @description An entry criterion. `unmet` lists in 422 answers use the same objects. */
         Criterion: components["schemas"]["CriterionFieldRequired"] | components["schemas"]["CriterionTaskDone"] | components["schemas"]["CriterionOutputAttached"] | components["schemas"]["CriterionQuoteStatus"] | components["schemas"]["CriterionMinProbability"] | components["schemas"]["CriterionActivityLogged"] | components["schemas"]["CriterionCondition"] | components["schemas"]["CriterionContractSigned"] | components["schemas"]["CriterionPaymentReceived"] | components["schemas"]["CriterionAnyOf"] | components["schemas"]["CriterionAllOf"];
+        /** @description The deals of one currency. */
+        CurrencyAmount: {
+            currency: string;
+            /** Format: int64 */
+            count: number;
+            /** @description Null when the caller may not read deal amounts. */
+            amount?: string | null;
+        };
+        /** @description The deals of one currency in a board column (or the whole board). */
+        CurrencyTotal: {
+            currency: string;
+            /** Format: int64 */
+            count: number;
+            /** @description Sum of amounts; null when the caller may not read deal amounts. */
+            amount?: string | null;
+            /** @description Sum of amount x probability; null when the caller may not read weighted amounts. */
+            weighted_amount?: string | null;
+        };
         /** @description A dashboard. */
         Dashboard: {
             /** Format: uuid */
@@ -5129,8 +5158,13 @@ export interface components {
         DealGroup: {
             /** Format: int64 */
             count: number;
-            /** @description Sum of the deals' amounts; null when the caller may not read deal amounts. */
+            /**
+             * @description Sum of the deals' amounts; null when the caller may not read deal amounts, and
+             *     when the deals are in more than one currency (`by_currency` has each sum).
+             */
             amount?: string | null;
+            /** @description Count and sum per currency, most deals first. */
+            by_currency: components["schemas"]["CurrencyAmount"][];
             /** @description The most recent deals (at most 20). */
             items: components["schemas"]["Opportunity"][];
         };

@@ -510,7 +510,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    opportunity_month_totals (stage_id, close_month, owner_id, team_id) {
+    opportunity_day_totals (close_date, stage_id, owner_id, team_id, currency) {
+        close_date -> Date,
+        stage_id -> Uuid,
+        owner_id -> Uuid,
+        team_id -> Uuid,
+        currency -> Text,
+        deals -> Int8,
+        amount -> Numeric,
+        amount_x_prob -> Numeric,
+    }
+}
+
+diesel::table! {
+    opportunity_month_totals (stage_id, close_month, owner_id, team_id, currency) {
         stage_id -> Uuid,
         close_month -> Date,
         owner_id -> Uuid,
@@ -518,6 +531,7 @@ diesel::table! {
         deals -> Int8,
         amount -> Numeric,
         amount_x_prob -> Numeric,
+        currency -> Text,
     }
 }
 
@@ -538,13 +552,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    opportunity_stage_totals (stage_id, owner_id, team_id) {
+    opportunity_stage_totals (stage_id, owner_id, team_id, currency) {
         stage_id -> Uuid,
         owner_id -> Uuid,
         team_id -> Uuid,
         deals -> Int8,
         amount -> Numeric,
         amount_x_prob -> Numeric,
+        currency -> Text,
     }
 }
 
@@ -1013,6 +1028,8 @@ diesel::joinable!(opportunity_checklist -> stages (stage_id));
 diesel::joinable!(opportunity_checklist -> users (changed_by));
 diesel::joinable!(opportunity_contacts -> contacts (contact_id));
 diesel::joinable!(opportunity_contacts -> opportunities (opportunity_id));
+diesel::joinable!(opportunity_day_totals -> stages (stage_id));
+diesel::joinable!(opportunity_day_totals -> users (owner_id));
 diesel::joinable!(opportunity_month_totals -> stages (stage_id));
 diesel::joinable!(opportunity_month_totals -> users (owner_id));
 diesel::joinable!(opportunity_outputs -> opportunities (opportunity_id));
@@ -1090,6 +1107,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     opportunities,
     opportunity_checklist,
     opportunity_contacts,
+    opportunity_day_totals,
     opportunity_month_totals,
     opportunity_outputs,
     opportunity_stage_totals,

@@ -1,5 +1,6 @@
-//! The pipeline board: per-stage and per-close-month totals (from the deals or the
-//! trigger-maintained rollups), cards, and an account's deal totals.
+//! The pipeline board: per-stage totals per currency (from the deals or the
+//! trigger-maintained rollups per stage, close month and close day), cards, and an
+//! account's deal totals.
 
 use crm_domain::access::ScopeFilter;
 use diesel::prelude::*;
@@ -11,11 +12,13 @@ use super::opportunities::{push_filter, OpportunityFilter, OpportunityRow};
 use crate::sql::Sql;
 use crate::QueryResult;
 
-/// Per-stage totals of a board.
+/// Per-stage totals of a board, one row per stage and currency.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct StageTotals {
     #[diesel(sql_type = SqlUuid)]
     pub stage_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub currency: String,
     #[diesel(sql_type = BigInt)]
     pub count: i64,
     #[diesel(sql_type = Numeric)]
@@ -24,7 +27,8 @@ pub struct StageTotals {
     pub weighted: Decimal,
 }
 
-/// Count, amount and weighted amount per stage, in the caller's scope and filters.
+/// Count, amount and weighted amount per stage and currency, in the caller's scope and
+/// filters.
 pub fn board_totals(
     conn: &mut PgConnection,
     stage_ids: &[Uuid],
@@ -32,7 +36,7 @@ pub fn board_totals(
     filter: &OpportunityFilter,
 ) -> QueryResult<Vec<StageTotals>> {
     let mut sql = Sql::new(
-        "SELECT o.stage_id, count(*)::bigint AS count, coalesce(sum(o.amount), 0)::numeric AS amount, \
+        "SELECT o.stage_id, o.currency, count(*)::bigint AS count, coalesce(sum(o.amount), 0)::numeric AS amount, \
          round(coalesce(sum(o.amount * o.probability / 100.0), 0), 2)::numeric AS weighted \
          FROM opportunities o WHERE o.deleted_at IS NULL AND o.stage_id = ANY(",
     );
@@ -40,14 +44,15 @@ pub fn board_totals(
     sql.push(")");
     sql.scope("o", scope);
     push_filter(&mut sql, filter);
-    sql.push(" GROUP BY o.stage_id");
+    sql.push(" GROUP BY o.stage_id, o.currency");
     sql.into_query().load(conn)
 }
 
 /// Board totals filtered by expected close date (plus scope, owner, team): whole months
-/// of the range from the monthly rollup, the partial months at its edges aggregated
-/// live (index-only scan on `opportunities_close_totals_idx`). Deals without a close
-/// date never match a close-date filter.
+/// of the range from the monthly rollup, the partial months at its edges from the daily
+/// one (a range scan of its primary key, at most one row per day, stage, owner, team
+/// and currency). Neither reads a deal, so the cost does not depend on how recently
+/// the deals were vacuumed. Deals without a close date never match a close-date filter.
 pub fn board_totals_by_close(
     conn: &mut PgConnection,
     stage_ids: &[Uuid],
@@ -57,9 +62,9 @@ pub fn board_totals_by_close(
     split: &crm_domain::pipeline::MonthSplit,
 ) -> QueryResult<Vec<StageTotals>> {
     let mut sql = Sql::new(
-        "SELECT x.stage_id, sum(x.n)::bigint AS count, coalesce(sum(x.a), 0)::numeric AS amount, \
+        "SELECT x.stage_id, x.currency, sum(x.n)::bigint AS count, coalesce(sum(x.a), 0)::numeric AS amount, \
          round(coalesce(sum(x.axp), 0) / 100, 2)::numeric AS weighted FROM (\
-         SELECT t.stage_id, t.deals AS n, t.amount AS a, t.amount_x_prob AS axp \
+         SELECT t.stage_id, t.currency, t.deals AS n, t.amount AS a, t.amount_x_prob AS axp \
          FROM opportunity_month_totals t WHERE t.stage_id = ANY(",
     );
     sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
@@ -85,19 +90,20 @@ pub fn board_totals_by_close(
         .eq_opt::<SqlUuid, _>("t.team_id", team_id);
     for (from, to) in &split.edges {
         sql.push(
-            " UNION ALL SELECT o.stage_id, 1, coalesce(o.amount, 0), coalesce(o.amount, 0) * o.probability \
-             FROM opportunities o WHERE o.deleted_at IS NULL AND o.stage_id = ANY(",
+            " UNION ALL SELECT d.stage_id, d.currency, d.deals, d.amount, d.amount_x_prob \
+             FROM opportunity_day_totals d WHERE d.close_date >= ",
         );
-        sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
-        sql.push(") AND o.expected_close_date >= ");
         sql.bind::<diesel::sql_types::Date, _>(*from);
-        sql.push(" AND o.expected_close_date < ");
+        sql.push(" AND d.close_date < ");
         sql.bind::<diesel::sql_types::Date, _>(*to);
-        sql.scope("o", scope);
-        sql.eq_opt::<SqlUuid, _>("o.owner_id", owner_id)
-            .eq_opt::<SqlUuid, _>("o.team_id", team_id);
+        sql.push(" AND d.stage_id = ANY(");
+        sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+        sql.push(")");
+        sql.scope("d", scope);
+        sql.eq_opt::<SqlUuid, _>("d.owner_id", owner_id)
+            .eq_opt::<SqlUuid, _>("d.team_id", team_id);
     }
-    sql.push(") x GROUP BY x.stage_id HAVING sum(x.n) > 0");
+    sql.push(") x GROUP BY x.stage_id, x.currency HAVING sum(x.n) > 0");
     sql.into_query().load(conn)
 }
 
@@ -120,11 +126,13 @@ pub fn board_cards(
     sql.into_query().load(conn)
 }
 
-/// Deal count and amount per status for one account, in scope.
+/// Deal count and amount per status and currency for one account, in scope.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct StatusTotals {
     #[diesel(sql_type = Text)]
     pub status: String,
+    #[diesel(sql_type = Text)]
+    pub currency: String,
     #[diesel(sql_type = BigInt)]
     pub count: i64,
     #[diesel(sql_type = Numeric)]
@@ -137,12 +145,12 @@ pub fn account_totals(
     account_id: Uuid,
 ) -> QueryResult<Vec<StatusTotals>> {
     let mut sql = Sql::new(
-        "SELECT o.status, count(*)::bigint AS count, coalesce(sum(o.amount), 0)::numeric AS amount \
+        "SELECT o.status, o.currency, count(*)::bigint AS count, coalesce(sum(o.amount), 0)::numeric AS amount \
          FROM opportunities o WHERE o.deleted_at IS NULL AND o.account_id = ",
     );
     sql.bind::<SqlUuid, _>(account_id);
     sql.scope("o", scope);
-    sql.push(" GROUP BY o.status");
+    sql.push(" GROUP BY o.status, o.currency");
     sql.into_query().load(conn)
 }
 
@@ -156,7 +164,7 @@ pub fn board_totals_rollup(
     team_id: Option<Uuid>,
 ) -> QueryResult<Vec<StageTotals>> {
     let mut sql = Sql::new(
-        "SELECT t.stage_id, sum(t.deals)::bigint AS count, sum(t.amount)::numeric AS amount, \
+        "SELECT t.stage_id, t.currency, sum(t.deals)::bigint AS count, sum(t.amount)::numeric AS amount, \
          round(sum(t.amount_x_prob) / 100, 2)::numeric AS weighted \
          FROM opportunity_stage_totals t WHERE t.stage_id = ANY(",
     );
@@ -165,6 +173,6 @@ pub fn board_totals_rollup(
     sql.scope("t", scope);
     sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
         .eq_opt::<SqlUuid, _>("t.team_id", team_id);
-    sql.push(" GROUP BY t.stage_id HAVING sum(t.deals) > 0");
+    sql.push(" GROUP BY t.stage_id, t.currency HAVING sum(t.deals) > 0");
     sql.into_query().load(conn)
 }

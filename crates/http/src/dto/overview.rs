@@ -15,12 +15,25 @@ use super::opportunities::Opportunity;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DealGroup {
     pub count: i64,
-    /// Sum of the deals' amounts; null when the caller may not read deal amounts.
+    /// Sum of the deals' amounts; null when the caller may not read deal amounts, and
+    /// when the deals are in more than one currency (`by_currency` has each sum).
     #[schema(value_type = Option<String>)]
     pub amount: Option<Decimal>,
+    /// Count and sum per currency, most deals first.
+    pub by_currency: Vec<CurrencyAmount>,
     /// The most recent deals (at most 20).
     #[schema(value_type = Vec<Opportunity>)]
     pub items: Vec<serde_json::Value>,
+}
+
+/// The deals of one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CurrencyAmount {
+    pub currency: String,
+    pub count: i64,
+    /// Null when the caller may not read deal amounts.
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
 }
 
 /// A date worth acting on, e.g. a contact's birthday.

@@ -310,11 +310,10 @@ pub struct BoardQuery {
     pub q: Option<String>,
 }
 
-/// A board column.
+/// The deals of one currency in a board column (or the whole board).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct BoardColumn {
-    pub stage: Stage,
-    /// Deals in the stage (matching the filters, in the caller's scope).
+pub struct CurrencyTotal {
+    pub currency: String,
     pub count: i64,
     /// Sum of amounts; null when the caller may not read deal amounts.
     #[schema(value_type = Option<String>)]
@@ -322,6 +321,25 @@ pub struct BoardColumn {
     /// Sum of amount x probability; null when the caller may not read weighted amounts.
     #[schema(value_type = Option<String>)]
     pub weighted_amount: Option<Decimal>,
+}
+
+/// A board column.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoardColumn {
+    pub stage: Stage,
+    /// Deals in the stage (matching the filters, in the caller's scope).
+    pub count: i64,
+    /// Sum of amounts; null when the caller may not read deal amounts, and when the
+    /// column holds deals of more than one currency (amounts of different currencies
+    /// are never added up: `totals` has one sum per currency).
+    #[schema(value_type = Option<String>)]
+    pub amount: Option<Decimal>,
+    /// Sum of amount x probability; null when the caller may not read weighted amounts
+    /// or the column mixes currencies.
+    #[schema(value_type = Option<String>)]
+    pub weighted_amount: Option<Decimal>,
+    /// Count and sums per currency, most deals first.
+    pub totals: Vec<CurrencyTotal>,
     /// The first cards, most recently updated first.
     #[schema(value_type = Vec<Opportunity>)]
     pub cards: Vec<serde_json::Value>,
@@ -336,10 +354,12 @@ pub struct Board {
     pub pipeline_id: Uuid,
     pub columns: Vec<BoardColumn>,
     pub total_count: i64,
-    /// Null when the caller may not read deal amounts.
+    /// Null when the caller may not read deal amounts or the board mixes currencies.
     #[schema(value_type = Option<String>)]
     pub total_amount: Option<Decimal>,
-    /// Null when the caller may not read weighted amounts.
+    /// Null when the caller may not read weighted amounts or the board mixes currencies.
     #[schema(value_type = Option<String>)]
     pub total_weighted_amount: Option<Decimal>,
+    /// Count and sums per currency over every column, most deals first.
+    pub totals: Vec<CurrencyTotal>,
 }

@@ -290,7 +290,7 @@ pub async fn account_history(
 pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::Path<Uuid>) -> ApiResult<HttpResponse> {
     use crate::dto::activities::{Activity, Task};
     use crate::dto::contacts::Contact;
-    use crate::dto::overview::{AccountOverview, DealGroup, KeyDate};
+    use crate::dto::overview::{AccountOverview, CurrencyAmount, DealGroup, KeyDate};
     use crm_db::repo::{activities, contacts, opportunities as opps, tasks};
 
     let scope = auth.filter(RES, Action::Read)?;
@@ -335,7 +335,8 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                 let group = match &deal_scope {
                     Some(s) => {
                         let totals = crm_db::repo::board::account_totals(c, s, id)?;
-                        let t = totals.iter().find(|t| t.status == status);
+                        let mut mine: Vec<_> = totals.iter().filter(|t| t.status == status).collect();
+                        mine.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.currency.cmp(&b.currency)));
                         let spec = ListSpec::new(opps::SORT_COLUMNS, "-updated_at", None, None, Some(20), "overview")?;
                         let filter = opps::OpportunityFilter {
                             account_id: Some(id),
@@ -343,10 +344,22 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                             ..Default::default()
                         };
                         let rows = opps::list(c, s, &filter, &spec)?.items;
+                        let amount = match mine.as_slice() {
+                            [] => Some(rust_decimal::Decimal::ZERO),
+                            [one] => Some(one.amount),
+                            _ => None,
+                        };
                         DealGroup {
-                            count: t.map_or(0, |t| t.count),
-                            amount: show_amount
-                                .then(|| crate::dto::money(t.map_or(rust_decimal::Decimal::ZERO, |t| t.amount))),
+                            count: mine.iter().map(|t| t.count).sum(),
+                            amount: amount.filter(|_| show_amount).map(crate::dto::money),
+                            by_currency: mine
+                                .iter()
+                                .map(|t| CurrencyAmount {
+                                    currency: t.currency.clone(),
+                                    count: t.count,
+                                    amount: show_amount.then(|| crate::dto::money(t.amount)),
+                                })
+                                .collect(),
                             items: crate::views::with_contacts(c, rows)?
                                 .iter()
                                 .map(|o| deal_shape.one(o))
@@ -495,6 +508,7 @@ fn empty_group() -> crate::dto::overview::DealGroup {
     crate::dto::overview::DealGroup {
         count: 0,
         amount: None,
+        by_currency: Vec::new(),
         items: Vec::new(),
     }
 }

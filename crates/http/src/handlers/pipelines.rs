@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::{run_op, with_etag, BadRequest, BodyErrors, Conflict, Forbidden, ReadErrors, Unauthorized, VersionErrors};
 use crate::auth::Auth;
 use crate::dto::pipelines::{
-    Board, BoardColumn, BoardQuery, CreatePipeline, CreateStage, Pipeline, PipelineList, PipelineQuery, ReorderStages,
-    Stage, UpdatePipeline, UpdateStage,
+    Board, BoardColumn, BoardQuery, CreatePipeline, CreateStage, CurrencyTotal, Pipeline, PipelineList, PipelineQuery,
+    ReorderStages, Stage, UpdatePipeline, UpdateStage,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{IdempotencyKey, RequiredIfMatch, ValidJson};
@@ -177,14 +177,11 @@ pub async fn board(
         .await?;
     let mut cards = cards;
     let mut columns = Vec::with_capacity(stages.len());
-    let (mut total_count, mut total_amount, mut total_weighted) = (0i64, Decimal::ZERO, Decimal::ZERO);
+    let mut total_count = 0i64;
     for s in stages {
-        let t = totals.iter().find(|t| t.stage_id == s.id);
-        let (count, amount, weighted) =
-            t.map_or((0, Decimal::ZERO, Decimal::ZERO), |t| (t.count, t.amount, t.weighted));
+        let mine_totals: Vec<&totals::StageTotals> = totals.iter().filter(|t| t.stage_id == s.id).collect();
+        let (count, amount, weighted, by_currency) = per_currency(&mine_totals, show_amount, show_weighted);
         total_count += count;
-        total_amount += amount;
-        total_weighted += weighted;
         let mine: Vec<_> = {
             let (mine, rest): (Vec<_>, Vec<_>) = cards.into_iter().partition(|o| o.stage_id == s.id);
             cards = rest;
@@ -194,19 +191,65 @@ pub async fn board(
         columns.push(BoardColumn {
             stage: Stage::from(s),
             count,
-            amount: show_amount.then(|| crate::dto::money(amount)),
-            weighted_amount: show_weighted.then(|| crate::dto::money(weighted)),
+            amount,
+            weighted_amount: weighted,
+            totals: by_currency,
             cards: page.items.iter().map(|o| shaper.one(o)).collect(),
             next_cursor: page.next_cursor,
         });
     }
+    let every: Vec<&totals::StageTotals> = totals.iter().collect();
+    let (_, total_amount, total_weighted_amount, by_currency) = per_currency(&every, show_amount, show_weighted);
     Ok(HttpResponse::Ok().json(Board {
         pipeline_id: id,
         columns,
         total_count,
-        total_amount: show_amount.then(|| crate::dto::money(total_amount)),
-        total_weighted_amount: show_weighted.then(|| crate::dto::money(total_weighted)),
+        total_amount,
+        total_weighted_amount,
+        totals: by_currency,
     }))
+}
+
+/// Count, single-currency sums (zero without deals, null when currencies mix or the
+/// caller may not read them) and sums per currency (most deals first) of totals rows.
+fn per_currency(
+    rows: &[&totals::StageTotals],
+    show_amount: bool,
+    show_weighted: bool,
+) -> (i64, Option<Decimal>, Option<Decimal>, Vec<CurrencyTotal>) {
+    let mut sums: Vec<(String, i64, Decimal, Decimal)> = Vec::new();
+    for r in rows {
+        match sums.iter_mut().find(|(c, ..)| *c == r.currency) {
+            Some(e) => {
+                e.1 += r.count;
+                e.2 += r.amount;
+                e.3 += r.weighted;
+            }
+            None => sums.push((r.currency.clone(), r.count, r.amount, r.weighted)),
+        }
+    }
+    sums.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let count = sums.iter().map(|s| s.1).sum();
+    let (amount, weighted) = match sums.as_slice() {
+        [] => (Some(Decimal::ZERO), Some(Decimal::ZERO)),
+        [(_, _, a, w)] => (Some(*a), Some(*w)),
+        _ => (None, None),
+    };
+    let by_currency = sums
+        .into_iter()
+        .map(|(currency, count, a, w)| CurrencyTotal {
+            currency,
+            count,
+            amount: show_amount.then(|| crate::dto::money(a)),
+            weighted_amount: show_weighted.then(|| crate::dto::money(w)),
+        })
+        .collect();
+    (
+        count,
+        amount.filter(|_| show_amount).map(crate::dto::money),
+        weighted.filter(|_| show_weighted).map(crate::dto::money),
+        by_currency,
+    )
 }
 
 /// Create a pipeline with its stages.
