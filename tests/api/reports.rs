@@ -619,6 +619,98 @@ async fn open_pipeline_by_close_month_and_stage_is_weighted_per_currency() {
     assert!(r.body["cells"].as_array().unwrap().is_empty(), "{}", r.text);
 }
 
+/// The history forecast: open deals placed in the month their stage's won deals took
+/// to close (stage entry plus the average time to won; this month at the earliest),
+/// valued at the stage's won share; a stage without won history has no month.
+#[actix_web::test]
+async fn the_history_forecast_lays_deals_out_by_how_long_their_stage_took_to_win() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let acc = app.account(&rep, "历史预测").await["id"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for amount in ["10", "20", "30", "1000", "300", "50"] {
+        let d = app
+            .deal(&rep, json!({"name": "H", "account_id": acc, "amount": amount}))
+            .await;
+        ids.push(d["id"].as_str().unwrap().to_owned());
+    }
+    let proposal = stage_id(&p, "proposal");
+    let (w1, w2, l1, o1, o2, o3) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
+    for sql in [
+        // Two deals won 60 days after entering qualification, one lost: 66.67% won.
+        format!("UPDATE stage_history SET entered_at = now() - interval '100 days' WHERE opportunity_id = '{w1}'"),
+        format!("UPDATE opportunities SET status = 'won', closed_at = now() - interval '40 days' WHERE id = '{w1}'"),
+        format!("UPDATE stage_history SET entered_at = now() - interval '80 days' WHERE opportunity_id = '{w2}'"),
+        format!("UPDATE opportunities SET status = 'won', closed_at = now() - interval '20 days' WHERE id = '{w2}'"),
+        format!("UPDATE stage_history SET entered_at = now() - interval '50 days' WHERE opportunity_id = '{l1}'"),
+        format!(
+            "UPDATE opportunities SET status = 'lost', lost_reason = 'price', closed_at = now() - interval '10 days' \
+             WHERE id = '{l1}'"
+        ),
+        // Open: in qualification for 30 days (due in 30 days), for 90 days (overdue:
+        // this month), and one in proposal, from which nothing was won.
+        format!("UPDATE opportunities SET stage_entered_at = now() - interval '30 days' WHERE id = '{o1}'"),
+        format!("UPDATE opportunities SET stage_entered_at = now() - interval '90 days' WHERE id = '{o2}'"),
+        format!(
+            "UPDATE opportunities SET stage_id = '{proposal}', stage_entered_at = now() - interval '5 days' WHERE id = '{o3}'"
+        ),
+    ] {
+        exec(&app.db, &sql);
+    }
+    let month = |days: i64| {
+        (chrono::Utc::now() + chrono::Duration::days(days))
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+            .format("%Y-%m")
+            .to_string()
+    };
+    let r = app.get("/api/v1/reports/pipeline", &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let qual = r.body["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["stage_code"] == "qualification")
+        .unwrap()
+        .clone();
+    assert_eq!(qual["historical_win_pct"], "66.67");
+    assert_eq!(
+        r.body["by_history"],
+        json!([
+            {"month": month(0), "currency": "CNY", "deals": 1, "forecast_amount": "200.01"},
+            {"month": month(30), "currency": "CNY", "deals": 1, "forecast_amount": "666.70"},
+            {"month": null, "currency": "CNY", "deals": 1, "forecast_amount": "0.00"},
+        ]),
+        "{}",
+        r.body["by_history"]
+    );
+    // A period keeps the deals expected in it; another rep sees none of this.
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    let r = app
+        .get(
+            &format!(
+                "/api/v1/reports/pipeline?from={}&to={}",
+                today.format("%Y-%m-%d"),
+                today.format("%Y-%m-%d")
+            ),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["by_history"].as_array().unwrap().len(),
+        1,
+        "{}",
+        r.body["by_history"]
+    );
+    assert_eq!(r.body["by_history"][0]["deals"], 1);
+    let r = app
+        .get("/api/v1/reports/pipeline", &app.token(app.org.rep_north1))
+        .await;
+    assert!(r.body["by_history"].as_array().unwrap().is_empty(), "{}", r.text);
+}
+
 #[actix_web::test]
 async fn report_periods_and_groupings_are_validated() {
     let app = start().await;

@@ -5441,6 +5441,18 @@ export interface components {
             /** @description `ok` or `ready`. */
             status: string;
         };
+        /** @description Open deals of one history-expected close month and currency. */
+        HistoryCellDto: {
+            /**
+             * @description `YYYY-MM`; none for deals in a stage from which no deal was won in the last 365
+             *     days.
+             */
+            month?: string | null;
+            currency: string;
+            /** Format: int64 */
+            deals: number;
+            forecast_amount?: string | null;
+        };
         /** @description An item of the caller's approval inbox. */
         InboxItem: {
             task: components["schemas"]["ApprovalTask"];
@@ -6253,6 +6265,14 @@ export interface components {
              *     and currency.
              */
             by_category: components["schemas"]["CategoryTotalDto"][];
+            /**
+             * @description The forecast from stage history laid out in time: open deals by the month they
+             *     are expected to close in if they move as the deals won from their stage did
+             *     (stage entry plus the average time to won of deals that entered that stage in
+             *     the last 365 days; this month at the earliest), with each deal's amount times
+             *     its stage's historical win share. Empty for `as_of`.
+             */
+            by_history: components["schemas"]["HistoryCellDto"][];
             /** @description Amount columns left out (null) because the caller may not see deal amounts. */
             withheld: string[];
             /** Format: date-time */

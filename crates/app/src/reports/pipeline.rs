@@ -1,6 +1,8 @@
 //! Open pipeline by expected close month and stage, per currency: the amount, the
 //! amount weighted by each deal's probability, and a forecast from history (the share
-//! of deals that entered the stage in the last year and, once closed, were won).
+//! of deals that entered the stage in the last year and, once closed, were won), also
+//! laid out by the month history expects each deal to close in (its stage entry plus
+//! the average time deals won from that stage took).
 
 use chrono::Duration;
 use crm_db::sql::Sql;
@@ -47,6 +49,23 @@ pub struct PipelineCell {
     pub forecast_amount: Option<Decimal>,
 }
 
+/// Open deals by the month stage history expects them to close in, per currency.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct HistoryCell {
+    /// `YYYY-MM` of the deal's stage entry plus the average time deals that entered
+    /// the same stage in the last 365 days took to be won (this month at the earliest);
+    /// none when no such deal was won.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub month: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    #[diesel(sql_type = BigInt)]
+    pub deals: i64,
+    /// Sum of each deal's amount times its stage's historical win share.
+    #[diesel(sql_type = Nullable<Numeric>)]
+    pub forecast_amount: Option<Decimal>,
+}
+
 /// Open deals of one forecast category and currency.
 #[derive(Debug, Clone)]
 pub struct CategoryTotal {
@@ -66,6 +85,8 @@ pub struct Pipeline {
     pub cells: Vec<PipelineCell>,
     /// Per forecast category and currency, over every month and stage.
     pub by_category: Vec<CategoryTotal>,
+    /// The history forecast by expected month and currency (empty for a past date).
+    pub by_history: Vec<HistoryCell>,
     pub withheld: Vec<&'static str>,
     pub generated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -95,18 +116,10 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
     } else {
         (None, None)
     };
-    let mut sql = Sql::new(
-        "WITH hist AS (SELECT h.to_stage_id AS stage_id, \
-         round(100.0 * count(DISTINCT o.id) FILTER (WHERE o.status = 'won') / count(DISTINCT o.id), 2) AS pct \
-         FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id \
-         WHERE o.deleted_at IS NULL AND o.status IN ('won', 'lost') AND h.entered_at >= ",
-    );
-    sql.bind::<Timestamptz, _>(ctx.now() - Duration::days(365));
-    sql.scope("o", &scope);
-    push_filters(&mut sql, "o", p);
+    let mut sql = Sql::new("");
+    push_hist(&mut sql, ctx, &scope, p);
     sql.push(
-        " GROUP BY h.to_stage_id) \
-         SELECT to_char(o.expected_close_date, 'YYYY-MM') AS month, o.stage_id, s.code AS stage_code, \
+        " SELECT to_char(o.expected_close_date, 'YYYY-MM') AS month, o.stage_id, s.code AS stage_code, \
          s.name AS stage_name, s.position AS stage_position, \
          coalesce(o.forecast_category, s.forecast_category) AS forecast_category, o.currency, count(*) AS deals, \
          coalesce(sum(o.amount), 0) AS amount, \
@@ -133,7 +146,56 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
          ORDER BY 1 NULLS LAST, s.position, 6, o.currency",
     );
     let cells: Vec<PipelineCell> = sql.into_query().load(c)?;
-    finish(ctx, close_from, close_to, cells)
+
+    let mut sql = Sql::new("");
+    push_hist(&mut sql, ctx, &scope, p);
+    sql.push(
+        ", d AS (SELECT o.currency, o.amount, hist.pct, CASE WHEN hist.secs IS NOT NULL THEN \
+         ((greatest(o.stage_entered_at + make_interval(secs => hist.secs), ",
+    );
+    sql.bind::<Timestamptz, _>(ctx.now());
+    sql.push(&format!(
+        ") AT TIME ZONE 'UTC') + make_interval(secs => {}))::date END AS due \
+         FROM opportunities o LEFT JOIN hist ON hist.stage_id = o.stage_id \
+         WHERE o.deleted_at IS NULL AND o.status = 'open'",
+        s.tz.local_minus_utc()
+    ));
+    sql.scope("o", &scope);
+    push_filters(&mut sql, "o", p);
+    if let Some(pipeline) = p.pipeline_id {
+        sql.push(" AND o.pipeline_id = ");
+        sql.bind::<SqlUuid, _>(pipeline);
+    }
+    sql.push(
+        ") SELECT to_char(d.due, 'YYYY-MM') AS month, d.currency, count(*) AS deals, \
+         round(coalesce(sum(d.amount * d.pct / 100.0), 0), 2) AS forecast_amount FROM d WHERE TRUE",
+    );
+    if let (Some(from), Some(to)) = (close_from, close_to) {
+        sql.push(" AND d.due >= ");
+        sql.bind::<Date, _>(from);
+        sql.push(" AND d.due <= ");
+        sql.bind::<Date, _>(to);
+    }
+    sql.push(" GROUP BY 1, 2 ORDER BY 1 NULLS LAST, 2");
+    let by_history: Vec<HistoryCell> = sql.into_query().load(c)?;
+    finish(ctx, close_from, close_to, cells, by_history)
+}
+
+/// `WITH hist AS (…)`: per stage, the won share (percent) of the deals in scope and
+/// filters that entered it in the last 365 days and have closed since, and the
+/// average seconds from such an entry to the deal being won.
+fn push_hist(sql: &mut Sql<'_>, ctx: &Ctx, scope: &crm_domain::access::ScopeFilter, p: &Params) {
+    sql.push(
+        "WITH hist AS (SELECT h.to_stage_id AS stage_id, \
+         round(100.0 * count(DISTINCT o.id) FILTER (WHERE o.status = 'won') / count(DISTINCT o.id), 2) AS pct, \
+         avg(extract(epoch FROM o.closed_at - h.entered_at)) FILTER (WHERE o.status = 'won') AS secs \
+         FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id \
+         WHERE o.deleted_at IS NULL AND o.status IN ('won', 'lost') AND h.entered_at >= ",
+    );
+    sql.bind::<Timestamptz, _>(ctx.now() - Duration::days(365));
+    sql.scope("o", scope);
+    push_filters(sql, "o", p);
+    sql.push(" GROUP BY h.to_stage_id)");
 }
 
 /// Withholds amounts the caller may not read and adds the totals per forecast category.
@@ -142,6 +204,7 @@ fn finish(
     close_from: Option<chrono::NaiveDate>,
     close_to: Option<chrono::NaiveDate>,
     mut cells: Vec<PipelineCell>,
+    mut by_history: Vec<HistoryCell>,
 ) -> AppResult<Pipeline> {
     let mut withheld = Vec::new();
     if !may_read(ctx, &AMOUNT) {
@@ -149,6 +212,9 @@ fn finish(
         for cell in &mut cells {
             cell.amount = None;
             cell.weighted_amount = None;
+            cell.forecast_amount = None;
+        }
+        for cell in &mut by_history {
             cell.forecast_amount = None;
         }
     }
@@ -192,6 +258,7 @@ fn finish(
         close_to,
         cells,
         by_category,
+        by_history,
         withheld,
         generated_at: ctx.now(),
     })
@@ -274,5 +341,5 @@ pub fn pipeline_as_of(c: &mut PgConnection, ctx: &Ctx, p: &Params, on: chrono::N
          ORDER BY 1 NULLS LAST, s.position, 6, x.currency",
     );
     let cells: Vec<PipelineCell> = sql.into_query().load(c)?;
-    finish(ctx, close_from, close_to, cells)
+    finish(ctx, close_from, close_to, cells, Vec::new())
 }

@@ -354,9 +354,27 @@ pub struct PipelineReportDto {
     /// Per forecast category (`pipeline`, `best_case`, `commit`, `closed`, `omitted`)
     /// and currency.
     pub by_category: Vec<CategoryTotalDto>,
+    /// The forecast from stage history laid out in time: open deals by the month they
+    /// are expected to close in if they move as the deals won from their stage did
+    /// (stage entry plus the average time to won of deals that entered that stage in
+    /// the last 365 days; this month at the earliest), with each deal's amount times
+    /// its stage's historical win share. Empty for `as_of`.
+    pub by_history: Vec<HistoryCellDto>,
     /// Amount columns left out (null) because the caller may not see deal amounts.
     pub withheld: Vec<String>,
     pub generated_at: DateTime<Utc>,
+}
+
+/// Open deals of one history-expected close month and currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryCellDto {
+    /// `YYYY-MM`; none for deals in a stage from which no deal was won in the last 365
+    /// days.
+    pub month: Option<String>,
+    pub currency: String,
+    pub deals: i64,
+    #[schema(value_type = Option<String>)]
+    pub forecast_amount: Option<Decimal>,
 }
 
 impl From<app::Pipeline> for PipelineReportDto {
@@ -391,6 +409,16 @@ impl From<app::Pipeline> for PipelineReportDto {
                     deals: t.deals,
                     amount: t.amount,
                     weighted_amount: t.weighted_amount,
+                })
+                .collect(),
+            by_history: p
+                .by_history
+                .into_iter()
+                .map(|h| HistoryCellDto {
+                    month: h.month,
+                    currency: h.currency,
+                    deals: h.deals,
+                    forecast_amount: h.forecast_amount,
                 })
                 .collect(),
             withheld: p.withheld.into_iter().map(str::to_owned).collect(),
