@@ -1026,7 +1026,9 @@ async fn close_date_board_totals_match_a_live_aggregate() {
         204
     );
 
-    let ranges: [(Option<&str>, Option<&str>); 7] = [
+    // Edges read as days or as their month less the days outside them, whichever is
+    // fewer; a range across a month end without a whole month is two edges.
+    let ranges: [(Option<&str>, Option<&str>); 8] = [
         (Some("2027-01-01"), Some("2027-04-01")),
         (Some("2027-01-15"), Some("2027-03-10")),
         (None, Some("2027-02-20")),
@@ -1034,6 +1036,7 @@ async fn close_date_board_totals_match_a_live_aggregate() {
         (Some("2027-02-05"), Some("2027-02-25")),
         (Some("2027-03-01"), Some("2027-03-02")),
         (Some("2027-06-01"), Some("2027-05-01")),
+        (Some("2027-01-20"), Some("2027-02-10")),
     ];
     for (after, before) in ranges {
         let mut query = String::new();

@@ -362,9 +362,38 @@ pub struct MonthSplit {
     /// Whole months, as first days: `[from, to)`, `None` for an open end. `None` when no
     /// whole month lies in the range.
     pub months: Option<(Option<NaiveDate>, Option<NaiveDate>)>,
-    /// Date ranges `[from, to)` to aggregate live: at most two, each shorter than two
-    /// months.
+    /// Date ranges `[from, to)` to total by day: at most two, each inside one calendar
+    /// month.
     pub edges: Vec<(NaiveDate, NaiveDate)>,
+}
+
+/// How to total an edge `[from, to)` inside one month from rollups by month and by
+/// day, reading the fewer days: the days themselves, or the whole month less the days
+/// of it outside the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgePlan {
+    Days(NaiveDate, NaiveDate),
+    MonthLess {
+        /// First day of the month.
+        month: NaiveDate,
+        /// Day ranges `[from, to)` to subtract (one or two, none empty).
+        less: Vec<(NaiveDate, NaiveDate)>,
+    },
+}
+
+impl EdgePlan {
+    /// The plan for an edge inside one month.
+    pub fn of(from: NaiveDate, to: NaiveDate) -> EdgePlan {
+        let month = first_of_month(from);
+        let end = first_of_next_month(from);
+        let inside = to.signed_duration_since(from).num_days();
+        let outside = from.signed_duration_since(month).num_days() + end.signed_duration_since(to).num_days();
+        if inside <= outside || to > end {
+            return EdgePlan::Days(from, to);
+        }
+        let less = [(month, from), (to, end)].into_iter().filter(|(a, b)| a < b).collect();
+        EdgePlan::MonthLess { month, less }
+    }
 }
 
 fn first_of_month(d: NaiveDate) -> NaiveDate {
@@ -383,8 +412,16 @@ pub fn split_months(after: Option<NaiveDate>, before: Option<NaiveDate>) -> Mont
     let hi = before.map(first_of_month);
     if let (Some(l), Some(h)) = (lo, hi) {
         if l >= h {
+            // No whole month: the range lies in one month or across the end of one.
             let edges = match (after, before) {
-                (Some(a), Some(b)) if a < b => vec![(a, b)],
+                (Some(a), Some(b)) if a < b => {
+                    let cut = first_of_next_month(a);
+                    if b <= cut {
+                        vec![(a, b)]
+                    } else {
+                        vec![(a, cut), (cut, b)]
+                    }
+                }
                 _ => Vec::new(),
             };
             return MonthSplit { months: None, edges };
@@ -602,7 +639,7 @@ mod tests {
     }
 
     mod month_split {
-        use super::super::{split_months, NaiveDate};
+        use super::super::{first_of_next_month, split_months, EdgePlan, NaiveDate};
         use chrono::Datelike;
         use proptest::prelude::*;
 
@@ -622,6 +659,23 @@ mod tests {
             let inside = split_months(Some(d(2026, 12, 3)), Some(d(2026, 12, 20)));
             assert_eq!(inside.months, None);
             assert_eq!(inside.edges, vec![(d(2026, 12, 3), d(2026, 12, 20))]);
+            let across = split_months(Some(d(2026, 12, 20)), Some(d(2027, 1, 10)));
+            assert_eq!(
+                across.edges,
+                vec![(d(2026, 12, 20), d(2027, 1, 1)), (d(2027, 1, 1), d(2027, 1, 10))]
+            );
+            // 26 days of December: the month less its first four days and last day.
+            assert_eq!(
+                EdgePlan::of(d(2026, 12, 5), d(2026, 12, 31)),
+                EdgePlan::MonthLess {
+                    month: d(2026, 12, 1),
+                    less: vec![(d(2026, 12, 1), d(2026, 12, 5)), (d(2026, 12, 31), d(2027, 1, 1))]
+                }
+            );
+            assert_eq!(
+                EdgePlan::of(d(2026, 12, 1), d(2026, 12, 3)),
+                EdgePlan::Days(d(2026, 12, 1), d(2026, 12, 3))
+            );
         }
 
         proptest! {
@@ -637,8 +691,26 @@ mod tests {
                 let by_month = split.months.is_some_and(|(f, t)| f.is_none_or(|f| month >= f) && t.is_none_or(|t| month < t));
                 let by_edge = split.edges.iter().filter(|(f, t)| x >= *f && x < *t).count();
                 prop_assert!(split.edges.len() <= 2);
-                prop_assert!(split.edges.iter().all(|(f, t)| f < t && t.signed_duration_since(*f).num_days() <= 62));
+                prop_assert!(split.edges.iter().all(|(f, t)| f < t && *t <= first_of_next_month(*f)));
                 prop_assert_eq!(usize::from(by_month) + by_edge, usize::from(in_range), "{:?}", split);
+                // Each edge's plan counts the same days, reading at most half a month.
+                for (f, t) in &split.edges {
+                    let counted = |x: NaiveDate| match EdgePlan::of(*f, *t) {
+                        EdgePlan::Days(a, b) => i32::from(x >= a && x < b),
+                        EdgePlan::MonthLess { month, less } => {
+                            i32::from(x.with_day(1).unwrap() == month)
+                                - less.iter().filter(|(a, b)| x >= *a && x < *b).count() as i32
+                        }
+                    };
+                    prop_assert_eq!(counted(x), i32::from(x >= *f && x < *t));
+                    let read = match EdgePlan::of(*f, *t) {
+                        EdgePlan::Days(a, b) => b.signed_duration_since(a).num_days(),
+                        EdgePlan::MonthLess { less, .. } => {
+                            less.iter().map(|(a, b)| b.signed_duration_since(*a).num_days()).sum()
+                        }
+                    };
+                    prop_assert!(read <= 16, "{f}..{t} reads {read} days");
+                }
             }
         }
     }

@@ -2,9 +2,11 @@
 //! trigger-maintained rollups per stage, close month and close day), cards, and an
 //! account's deal totals.
 
+use chrono::NaiveDate;
 use crm_domain::access::ScopeFilter;
+use crm_domain::pipeline::EdgePlan;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Numeric, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Date, Numeric, Text, Uuid as SqlUuid};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -51,8 +53,9 @@ pub fn board_totals(
 /// Board totals filtered by expected close date (plus scope, owner, team): whole months
 /// of the range from the monthly rollup, the partial months at its edges from the daily
 /// one (a range scan of its primary key, at most one row per day, stage, owner, team
-/// and currency). Neither reads a deal, so the cost does not depend on how recently
-/// the deals were vacuumed. Deals without a close date never match a close-date filter.
+/// and currency), or as their whole month less the days outside the edge when those
+/// are fewer (so an edge reads at most half a month of days). Neither reads a deal, so
+/// the cost does not depend on how recently the deals were vacuumed. Deals without a close date never match a close-date filter.
 pub fn board_totals_by_close(
     conn: &mut PgConnection,
     stage_ids: &[Uuid],
@@ -77,31 +80,52 @@ pub fn board_totals_by_close(
             sql.push(" AND t.close_month > DATE '0001-01-01'");
             if let Some(f) = from {
                 sql.push(" AND t.close_month >= ");
-                sql.bind::<diesel::sql_types::Date, _>(f);
+                sql.bind::<Date, _>(f);
             }
             if let Some(t) = to {
                 sql.push(" AND t.close_month < ");
-                sql.bind::<diesel::sql_types::Date, _>(t);
+                sql.bind::<Date, _>(t);
             }
         }
     }
     sql.scope("t", scope);
     sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
         .eq_opt::<SqlUuid, _>("t.team_id", team_id);
-    for (from, to) in &split.edges {
-        sql.push(
-            " UNION ALL SELECT d.stage_id, d.currency, d.deals, d.amount, d.amount_x_prob \
-             FROM opportunity_day_totals d WHERE d.close_date >= ",
-        );
-        sql.bind::<diesel::sql_types::Date, _>(*from);
+    let day_rows = |sql: &mut Sql<'_>, sign: &str, from: NaiveDate, to: NaiveDate| {
+        sql.push(&format!(
+            " UNION ALL SELECT d.stage_id, d.currency, {sign}d.deals, {sign}d.amount, {sign}d.amount_x_prob \
+             FROM opportunity_day_totals d WHERE d.close_date >= "
+        ));
+        sql.bind::<Date, _>(from);
         sql.push(" AND d.close_date < ");
-        sql.bind::<diesel::sql_types::Date, _>(*to);
+        sql.bind::<Date, _>(to);
         sql.push(" AND d.stage_id = ANY(");
         sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
         sql.push(")");
         sql.scope("d", scope);
         sql.eq_opt::<SqlUuid, _>("d.owner_id", owner_id)
             .eq_opt::<SqlUuid, _>("d.team_id", team_id);
+    };
+    for (from, to) in &split.edges {
+        match EdgePlan::of(*from, *to) {
+            EdgePlan::Days(from, to) => day_rows(&mut sql, "", from, to),
+            EdgePlan::MonthLess { month, less } => {
+                sql.push(
+                    " UNION ALL SELECT t.stage_id, t.currency, t.deals, t.amount, t.amount_x_prob \
+                     FROM opportunity_month_totals t WHERE t.close_month = ",
+                );
+                sql.bind::<Date, _>(month);
+                sql.push(" AND t.stage_id = ANY(");
+                sql.bind::<Array<SqlUuid>, _>(stage_ids.to_vec());
+                sql.push(")");
+                sql.scope("t", scope);
+                sql.eq_opt::<SqlUuid, _>("t.owner_id", owner_id)
+                    .eq_opt::<SqlUuid, _>("t.team_id", team_id);
+                for (from, to) in less {
+                    day_rows(&mut sql, "-", from, to);
+                }
+            }
+        }
     }
     sql.push(") x GROUP BY x.stage_id, x.currency HAVING sum(x.n) > 0");
     sql.into_query().load(conn)
