@@ -6813,10 +6813,11 @@ export interface components {
         ReportQueryResult: {
             object: string;
             columns: components["schemas"]["QueryColumnDto"][];
-            /** @description One array per row, its cells in column order. */
-            rows: {
-                [key: string]: unknown;
-            }[][];
+            /**
+             * @description One array per row, its cells in column order (a string, number, boolean or
+             *     null each, as the column's `type` says).
+             */
+            rows: unknown[][];
             /**
              * Format: int64
              * @description The row limit applied.

@@ -675,8 +675,9 @@ pub struct QueryColumnDto {
 pub struct ReportQueryResult {
     pub object: String,
     pub columns: Vec<QueryColumnDto>,
-    /// One array per row, its cells in column order.
-    #[schema(value_type = Vec<Vec<Object>>)]
+    /// One array per row, its cells in column order (a string, number, boolean or
+    /// null each, as the column's `type` says).
+    #[schema(value_type = Vec<Vec<serde_json::Value>>)]
     pub rows: Vec<serde_json::Value>,
     /// The row limit applied.
     pub limit: i64,
