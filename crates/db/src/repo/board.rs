@@ -55,7 +55,8 @@ pub fn board_totals(
 /// one (a range scan of its primary key, at most one row per day, stage, owner, team
 /// and currency), or as their whole month less the days outside the edge when those
 /// are fewer (so an edge reads at most half a month of days). Neither reads a deal, so
-/// the cost does not depend on how recently the deals were vacuumed. Deals without a close date never match a close-date filter.
+/// the cost does not depend on how recently the deals were vacuumed. Deals without a
+/// close date never match a close-date filter.
 pub fn board_totals_by_close(
     conn: &mut PgConnection,
     stage_ids: &[Uuid],

@@ -106,6 +106,16 @@ pub struct SyncPage<T: ToSchema> {
 
 pub use crm_app::checks::{check_amount, check_pct, money, Errors};
 
+/// The one sum of per-currency sums: zero without any, the sum with one currency,
+/// none when currencies mix (amounts of different currencies are never added up).
+pub fn single_currency_sum(sums: &[rust_decimal::Decimal]) -> Option<rust_decimal::Decimal> {
+    match sums {
+        [] => Some(rust_decimal::Decimal::ZERO),
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
 /// Applies a cleaning function to a PATCH field, keeping absent/null/value apart.
 pub fn patch<T, U>(v: Option<Option<T>>, f: impl FnOnce(Option<T>) -> Option<U>) -> Option<Option<U>> {
     v.map(f)

@@ -330,11 +330,14 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                 }
                 None => Vec::new(),
             };
+            let totals = match &deal_scope {
+                Some(s) => crm_db::repo::board::account_totals(c, s, id)?,
+                None => Vec::new(),
+            };
             let mut groups = Vec::new();
             for status in ["open", "won", "lost"] {
                 let group = match &deal_scope {
                     Some(s) => {
-                        let totals = crm_db::repo::board::account_totals(c, s, id)?;
                         let mut mine: Vec<_> = totals.iter().filter(|t| t.status == status).collect();
                         mine.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.currency.cmp(&b.currency)));
                         let spec = ListSpec::new(opps::SORT_COLUMNS, "-updated_at", None, None, Some(20), "overview")?;
@@ -344,11 +347,8 @@ pub async fn account_overview(state: web::Data<AppState>, auth: Auth, id: web::P
                             ..Default::default()
                         };
                         let rows = opps::list(c, s, &filter, &spec)?.items;
-                        let amount = match mine.as_slice() {
-                            [] => Some(rust_decimal::Decimal::ZERO),
-                            [one] => Some(one.amount),
-                            _ => None,
-                        };
+                        let sums: Vec<_> = mine.iter().map(|t| t.amount).collect();
+                        let amount = crate::dto::single_currency_sum(&sums);
                         DealGroup {
                             count: mine.iter().map(|t| t.count).sum(),
                             amount: amount.filter(|_| show_amount).map(crate::dto::money),

@@ -230,11 +230,8 @@ fn per_currency(
     }
     sums.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let count = sums.iter().map(|s| s.1).sum();
-    let (amount, weighted) = match sums.as_slice() {
-        [] => (Some(Decimal::ZERO), Some(Decimal::ZERO)),
-        [(_, _, a, w)] => (Some(*a), Some(*w)),
-        _ => (None, None),
-    };
+    let amount = crate::dto::single_currency_sum(&sums.iter().map(|s| s.2).collect::<Vec<_>>());
+    let weighted = crate::dto::single_currency_sum(&sums.iter().map(|s| s.3).collect::<Vec<_>>());
     let by_currency = sums
         .into_iter()
         .map(|(currency, count, a, w)| CurrencyTotal {
