@@ -1783,3 +1783,70 @@ async fn the_default_territory_rule_routes_new_leads_to_the_team_covering_their_
     assert!(r.body["region"].is_null());
     assert_eq!(r.body["name"], "North");
 }
+
+/// Disabling a rule while a worker holds one of its timers (firing it) does not wait
+/// for that worker: the worker may be waiting on the rule's row to pause it, and
+/// each waiting on the other was a deadlock. The held timer is left to its worker,
+/// which drops it when it comes due, since the rule is off by then.
+#[actix_web::test]
+async fn disabling_a_rule_leaves_the_timers_a_worker_holds_to_it() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let due = app.state.clock.now() + chrono::Duration::hours(1);
+    for i in 0..3 {
+        let r = app
+            .post(
+                "/api/v1/tasks",
+                &rep,
+                json!({"title": format!("held{i}"), "due_at": due}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let rule = create_rule(
+        &app,
+        &admin,
+        json!({"name": "Held", "object": "tasks", "enabled": true,
+               "triggers": [{"type": "date_relative", "field": "due_at"}],
+               "actions": [{"type": "notify", "to": ["owner"], "message": "due {{title}}"}]}),
+    )
+    .await;
+    let id = rule["id"].as_str().unwrap().to_owned();
+    schedule(&app);
+    let pending = || {
+        app.db.count(&format!(
+            "SELECT count(*) AS n FROM rule_timers WHERE rule_id = '{id}' AND state = 'pending'"
+        ))
+    };
+    assert_eq!(pending(), 3);
+    // A "worker" holds one timer for two seconds.
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let mut held = app.db.conn();
+    let rule_id = id.clone();
+    let worker = std::thread::spawn(move || {
+        use diesel::RunQueryDsl;
+        held.transaction::<_, diesel::result::Error, _>(|c| {
+            diesel::sql_query(format!(
+                "SELECT id FROM rule_timers WHERE rule_id = '{rule_id}' ORDER BY id LIMIT 1 FOR UPDATE"
+            ))
+            .execute(c)?;
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            Ok(())
+        })
+        .unwrap();
+    });
+    is_locked.recv().unwrap();
+    let r = app
+        .post(&format!("/api/v1/admin/rules/{id}/disable"), &admin, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Decided without waiting: had the delete waited for the held timer, it would
+    // have removed it too.
+    assert_eq!(pending(), 1);
+    worker.join().unwrap();
+    app.state.clock.advance(chrono::Duration::hours(2));
+    assert_eq!(fire(&app), 0);
+    assert_eq!(pending(), 0);
+}

@@ -370,6 +370,11 @@ impl From<DieselError> for ApiError {
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 ApiError::conflict("concurrent_update", "a concurrent change conflicted; retry")
             }
+            // Postgres broke a lock cycle by rolling this transaction back (40P01, which
+            // diesel reports by message only): nothing was written, a retry succeeds.
+            DieselError::DatabaseError(_, info) if info.message().starts_with("deadlock detected") => {
+                ApiError::conflict("concurrent_update", "a concurrent change conflicted; retry")
+            }
             _ => ApiError::internal(format!("database: {e}")),
         }
     }

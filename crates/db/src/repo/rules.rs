@@ -517,13 +517,17 @@ pub fn clear_timer(conn: &mut PgConnection, rule: Uuid, trigger: i32, record: Uu
     .execute(conn)
 }
 
-/// Drops every pending timer of a rule (disabled, archived or redefined).
+/// Drops every pending timer of a rule (disabled, archived or redefined) that no
+/// worker holds. The caller holds the rule's row; a worker firing a timer holds the
+/// timer and may then wait on the rule (to pause it), so waiting here on its timers
+/// would deadlock. A held timer is left to its worker, which re-reads the rule and
+/// drops or re-plans the timer when it next comes due.
 pub fn clear_rule_timers(conn: &mut PgConnection, rule: Uuid) -> QueryResult<usize> {
-    diesel::delete(
-        rule_timers::table
-            .filter(rule_timers::rule_id.eq(rule))
-            .filter(rule_timers::state.eq("pending")),
+    diesel::sql_query(
+        "DELETE FROM rule_timers WHERE id IN (SELECT id FROM rule_timers \
+         WHERE rule_id = $1 AND state = 'pending' FOR UPDATE SKIP LOCKED)",
     )
+    .bind::<diesel::sql_types::Uuid, _>(rule)
     .execute(conn)
 }
 
