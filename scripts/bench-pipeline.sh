@@ -35,6 +35,7 @@ SET crm.unaudited_writes = 'allowed';
 -- of a table whose visibility map is not fresh (as after heavy writes).
 ALTER TABLE opportunities SET (autovacuum_enabled = false);
 ALTER TABLE opportunities DISABLE TRIGGER opportunity_totals;
+ALTER TABLE opportunities DISABLE TRIGGER opportunity_totals_forecast;
 WITH acc AS (SELECT array_agg(id ORDER BY id) ids, array_agg(owner_id ORDER BY id) owners,
                     array_agg(team_id ORDER BY id) teams, count(*)::int n FROM accounts),
      st AS (SELECT array_agg(s.id ORDER BY position) ids, array_agg(probability ORDER BY position) probs,
@@ -54,7 +55,9 @@ SELECT gen_random_uuid(), 'Bulk deal ' || g, acc.ids[1 + g % acc.n], st.pipeline
 FROM generate_series(1, $((DEALS - have))) g, acc, st,
      LATERAL (SELECT 1 + abs(hashtext(g::text)) % 7 AS k) x;
 ALTER TABLE opportunities ENABLE TRIGGER opportunity_totals;
+ALTER TABLE opportunities ENABLE TRIGGER opportunity_totals_forecast;
 SELECT rebuild_opportunity_stage_totals();
+SELECT rebuild_opportunity_forecast_totals();
 ANALYZE opportunities, opportunity_stage_totals, opportunity_month_totals, opportunity_day_totals;
 SQL
   echo "loaded in $(( $(date +%s) - start ))s"

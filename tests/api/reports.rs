@@ -709,6 +709,226 @@ async fn the_history_forecast_lays_deals_out_by_how_long_their_stage_took_to_win
         .get("/api/v1/reports/pipeline", &app.token(app.org.rep_north1))
         .await;
     assert!(r.body["by_history"].as_array().unwrap().is_empty(), "{}", r.text);
+    // With deal amounts hidden from reps, the rep's history forecast keeps its months
+    // and counts and withholds its amounts.
+    app.set_field_access(
+        &admin,
+        "sales_rep",
+        json!([{"object": "opportunities", "field": "amount", "access": "hidden"}]),
+    )
+    .await;
+    let r = app.get("/api/v1/reports/pipeline", &rep).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cells = r.body["by_history"].as_array().unwrap();
+    assert_eq!(cells.len(), 3, "{}", r.text);
+    assert!(
+        cells.iter().all(|c| c["forecast_amount"].is_null() && c["deals"] == 1),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["withheld"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("forecast_amount")),
+        "{}",
+        r.text
+    );
+}
+
+/// Rows of a rollup (as text, zero rows left out), for comparing it with a rebuild.
+fn rollup_rows(app_db: &crm_test_support::TestDb, table: &str, zero: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct R {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        row: String,
+    }
+    diesel::sql_query(format!(
+        "SELECT t::text AS row FROM {table} t WHERE {zero} <> 0 ORDER BY 1"
+    ))
+    .load::<R>(&mut app_db.conn())
+    .unwrap()
+    .into_iter()
+    .map(|r| r.row)
+    .collect()
+}
+
+/// The rollups the process and pipeline reports read stay what a rebuild from the
+/// records gives, through creates, edits, stage moves, losing, reassignment, deletes
+/// and restores; a new calendar offset rebuilds the activity rollup, whose business
+/// days then follow it.
+#[actix_web::test]
+async fn report_rollups_follow_every_change_and_the_calendar_offset() {
+    let app = start().await;
+    let admin = app.token(app.org.admin);
+    let rep = app.token(app.org.rep_east1);
+    let p = app.default_pipeline(&rep).await;
+    let acc = app.account(&rep, "汇总客户").await["id"].as_str().unwrap().to_owned();
+    let check = |what: &str| {
+        let acts = rollup_rows(&app.db, "activity_day_totals", "activities");
+        let deals = rollup_rows(&app.db, "opportunity_forecast_totals", "deals");
+        exec(&app.db, "SELECT rebuild_activity_day_totals(NULL)");
+        exec(&app.db, "SELECT rebuild_opportunity_forecast_totals()");
+        assert_eq!(
+            acts,
+            rollup_rows(&app.db, "activity_day_totals", "activities"),
+            "{what}"
+        );
+        assert_eq!(
+            deals,
+            rollup_rows(&app.db, "opportunity_forecast_totals", "deals"),
+            "{what}"
+        );
+    };
+    // Activities: 23:30 on 1 October and 00:30 on 2 October in UTC+8 (both on
+    // 1 October in UTC), and one more that is retyped and one that is deleted.
+    let mut acts = Vec::new();
+    for (kind, at) in [
+        ("call", "2026-10-01T15:30:00Z"),
+        ("visit", "2026-10-01T16:30:00Z"),
+        ("note", "2026-10-01T16:45:00Z"),
+        ("email", "2026-10-01T17:00:00Z"),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/activities",
+                &rep,
+                json!({"type": kind, "subject": "汇总", "account_id": acc, "occurred_at": at}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        acts.push(r.body.clone());
+    }
+    let r = app
+        .patch(
+            &format!("/api/v1/activities/{}", acts[2]["id"].as_str().unwrap()),
+            &rep,
+            acts[2]["version"].as_i64().unwrap() as i32,
+            json!({"type": "meeting"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .delete(&format!("/api/v1/activities/{}", acts[3]["id"].as_str().unwrap()), &rep)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE activities SET owner_id = '{}', team_id = NULL WHERE id = '{}'",
+            app.org.rep_east1b,
+            acts[1]["id"].as_str().unwrap()
+        ),
+    );
+    check("activities");
+    let day = |r: &crm_test_support::app::Resp, kind: Option<&str>| vp(fig(&r.body["totals"], "activities", kind)).0;
+    let r = app
+        .get("/api/v1/reports/process?from=2026-10-02&to=2026-10-02", &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(day(&r, None), "2", "{}", r.body["totals"]);
+    assert_eq!(day(&r, Some("meeting")), "1");
+    // By team: the reassigned visit has no team.
+    let r = app
+        .get(
+            "/api/v1/reports/process?from=2026-10-02&to=2026-10-02&group_by=team",
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{}", r.text);
+    assert!(rows.iter().any(|row| row["group"]["key"].is_null()), "{}", r.text);
+
+    // Deals: edited, reassigned, lost, deleted and restored.
+    let rep_b = app.token(app.org.rep_east1b);
+    let mut deals = Vec::new();
+    for (amount, close) in [("100", "2027-03-01"), ("200", "2027-03-02"), ("300", "2027-03-03")] {
+        deals.push(
+            app.deal(
+                &rep,
+                json!({"name": "汇总", "account_id": acc, "amount": amount, "expected_close_date": close}),
+            )
+            .await,
+        );
+    }
+    let id = |i: usize| deals[i]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .patch(
+            &format!("/api/v1/opportunities/{}", id(0)),
+            &rep,
+            deals[0]["version"].as_i64().unwrap() as i32,
+            json!({"amount": "150", "forecast_category": "commit", "expected_close_date": "2027-04-02"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET owner_id = '{}', currency = 'USD' WHERE id = '{}'",
+            app.org.rep_east1b,
+            id(1)
+        ),
+    );
+    let r = app.move_stage(&rep, &id(2), &stage_id(&p, "lost"), Some("price")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        app.delete(&format!("/api/v1/opportunities/{}", id(1)), &rep_b)
+            .await
+            .status,
+        204
+    );
+    check("deals deleted");
+    let r = app
+        .send(crm_test_support::app::request(
+            actix_web::http::Method::POST,
+            &format!("/api/v1/opportunities/{}/restore", id(1)),
+            Some(&rep_b),
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    check("deals");
+    let r = app.get("/api/v1/reports/pipeline", &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cells = r.body["cells"].as_array().unwrap();
+    let cell = |month: &str| cells.iter().find(|c| c["month"] == month).cloned();
+    let april = cell("2027-04").unwrap_or_else(|| panic!("{cells:?}"));
+    assert_eq!(
+        (april["forecast_category"].clone(), april["amount"].clone()),
+        (json!("commit"), json!("150.00"))
+    );
+    let march = cell("2027-03").unwrap_or_else(|| panic!("{cells:?}"));
+    assert_eq!(
+        (march["currency"].clone(), march["deals"].clone()),
+        (json!("USD"), json!(1))
+    );
+    assert_eq!(cells.len(), 2, "the lost deal is not in the pipeline: {cells:?}");
+
+    // UTC: the rollup is rebuilt at the new offset, and all three activities fall on
+    // 1 October.
+    let mut cal = app.get("/api/v1/admin/settings/calendar", &admin).await.body;
+    cal["utc_offset_hours"] = json!(0);
+    let r = app
+        .send(
+            crm_test_support::app::request(
+                actix_web::http::Method::PUT,
+                "/api/v1/admin/settings/calendar",
+                Some(&admin),
+            )
+            .set_json(cal),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    check("new offset");
+    let r = app
+        .get("/api/v1/reports/process?from=2026-10-01&to=2026-10-01", &admin)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(day(&r, None), "3", "{}", r.body["totals"]);
+    let r = app
+        .get("/api/v1/reports/process?from=2026-10-02&to=2026-10-02", &admin)
+        .await;
+    assert_eq!(day(&r, None), "0", "{}", r.body["totals"]);
 }
 
 #[actix_web::test]

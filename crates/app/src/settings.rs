@@ -108,7 +108,11 @@ pub fn set_calendar(c: &mut PgConnection, ctx: &Ctx, cal: &crm_domain::calendar:
         return Err(AppError::field(field, "invalid_calendar", e.to_string()));
     }
     let value = serde_json::to_value(cal).map_err(|e| AppError::internal(e.to_string()))?;
-    put(c, ctx, "business_calendar", value)
+    put(c, ctx, "business_calendar", value)?;
+    // Reports count activities per business day: a new offset moves the day
+    // boundaries, so the rollup is rebuilt at it, in this transaction.
+    crm_db::repo::report_rollups::align_offset(c, cal.utc_offset_hours)?;
+    Ok(())
 }
 
 /// The lead response SLA: how long after assignment the first response is due, in

@@ -66,6 +66,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    activity_day_totals (day, activity_type, owner_id, team_id) {
+        day -> Date,
+        activity_type -> Text,
+        owner_id -> Uuid,
+        team_id -> Uuid,
+        activities -> Int8,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> Uuid,
         name -> Text,
@@ -523,6 +533,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    opportunity_forecast_totals (close_date, stage_id, forecast_category, owner_id, team_id, currency) {
+        close_date -> Date,
+        stage_id -> Uuid,
+        forecast_category -> Text,
+        owner_id -> Uuid,
+        team_id -> Uuid,
+        currency -> Text,
+        deals -> Int8,
+        amount -> Numeric,
+        amount_x_prob -> Numeric,
+    }
+}
+
+diesel::table! {
     opportunity_month_totals (stage_id, close_month, owner_id, team_id, currency) {
         stage_id -> Uuid,
         close_month -> Date,
@@ -811,6 +835,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    report_rollup_state (id) {
+        id -> Bool,
+        utc_offset_hours -> Int4,
+    }
+}
+
+diesel::table! {
     report_schedules (subscription_id) {
         subscription_id -> Uuid,
         next_run_at -> Timestamptz,
@@ -1030,6 +1061,8 @@ diesel::joinable!(opportunity_contacts -> contacts (contact_id));
 diesel::joinable!(opportunity_contacts -> opportunities (opportunity_id));
 diesel::joinable!(opportunity_day_totals -> stages (stage_id));
 diesel::joinable!(opportunity_day_totals -> users (owner_id));
+diesel::joinable!(opportunity_forecast_totals -> stages (stage_id));
+diesel::joinable!(opportunity_forecast_totals -> users (owner_id));
 diesel::joinable!(opportunity_month_totals -> stages (stage_id));
 diesel::joinable!(opportunity_month_totals -> users (owner_id));
 diesel::joinable!(opportunity_outputs -> opportunities (opportunity_id));
@@ -1078,6 +1111,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     account_tier_history,
     accounts,
     activities,
+    activity_day_totals,
     api_keys,
     approval_definitions,
     approval_history,
@@ -1108,6 +1142,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     opportunity_checklist,
     opportunity_contacts,
     opportunity_day_totals,
+    opportunity_forecast_totals,
     opportunity_month_totals,
     opportunity_outputs,
     opportunity_stage_totals,
@@ -1126,6 +1161,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     role_permissions,
     roles,
     report_deliveries,
+    report_rollup_state,
     report_schedules,
     report_subscriptions,
     dashboards,

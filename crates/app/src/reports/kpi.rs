@@ -53,6 +53,28 @@ struct Source {
     /// Alias of the deal, for the pipeline, custom groupings and the pipeline filter.
     deal: Option<&'static str>,
     measures: &'static [Measure],
+    /// A trigger-kept rollup that answers the same figures when the report needs
+    /// nothing but its keys.
+    rollup: Option<Rollup>,
+}
+
+/// A rollup per business day, owner and team (and the split): it answers a source's
+/// figures when the grouping is none, team or owner and no deal filter applies, and
+/// while it is built at the calendar's offset (migration `report_rollups`).
+#[derive(Clone, Copy)]
+struct Rollup {
+    /// The table, aliased as the source's record (with `owner_id` and `team_id`, the
+    /// nil UUID for no team).
+    from: &'static str,
+    /// Its business-day column.
+    day: &'static str,
+    split: &'static str,
+    /// Columns the aggregates read, as `<expr> AS <name>`.
+    cols: &'static str,
+    /// Rows that count (a key whose records all went keeps a zero row).
+    filter: &'static str,
+    /// Per measure, the aggregate over the rollup's rows.
+    aggs: &'static [&'static str],
 }
 
 const fn m(
@@ -129,6 +151,7 @@ const WON: Source = Source {
             )
         },
     ],
+    rollup: None,
 };
 
 const PAYMENTS: Source = Source {
@@ -155,6 +178,7 @@ const PAYMENTS: Source = Source {
         ),
         count("payments_received", "回款笔数", "Payments received", "count(*)"),
     ],
+    rollup: None,
 };
 
 const CONTRACTS: Source = Source {
@@ -189,6 +213,7 @@ const CONTRACTS: Source = Source {
             ("quotes", "gross_margin"),
         ),
     ],
+    rollup: None,
 };
 
 const LEADS: Source = Source {
@@ -220,6 +245,7 @@ const LEADS: Source = Source {
             "round(100.0 * count(*) FILTER (WHERE x.converted_at IS NOT NULL) / nullif(count(*), 0), 2)",
         ),
     ],
+    rollup: None,
 };
 
 const CLOSED: Source = Source {
@@ -260,6 +286,7 @@ const CLOSED: Source = Source {
              FILTER (WHERE x.status = 'won'))::numeric, 1)",
         ),
     ],
+    rollup: None,
 };
 
 const ACTIVITIES: Source = Source {
@@ -277,6 +304,14 @@ const ACTIVITIES: Source = Source {
     source: Some("a.source"),
     deal: Some("o"),
     measures: &[count("activities", "跟进次数", "Activities", "count(*)")],
+    rollup: Some(Rollup {
+        from: "activity_day_totals act",
+        day: "act.day",
+        split: "act.activity_type",
+        cols: "act.activities AS n",
+        filter: "act.activities <> 0",
+        aggs: &["sum(x.n)"],
+    }),
 };
 
 const LEAD_SLA: Source = Source {
@@ -316,6 +351,7 @@ const LEAD_SLA: Source = Source {
              / nullif(count(*) FILTER (WHERE x.status IN ('met', 'breached')), 0), 2)",
         ),
     ],
+    rollup: None,
 };
 
 /// Groupings the results and process reports accept (plus `custom.<key>`).
@@ -391,6 +427,7 @@ impl AggRow {
 
 fn report(c: &mut PgConnection, ctx: &Ctx, p: &Params, name: &'static str, sources: &[&Source]) -> AppResult<Report> {
     let s = setup(c, ctx, p, GROUPINGS)?;
+    let rollup_ok = crm_db::repo::report_rollups::offset_hours(c)? == Some(s.tz.local_minus_utc() / 3600);
     let mut withheld = Vec::new();
     // group key (None = totals) -> figures
     let mut per_group: BTreeMap<Option<Option<String>>, Vec<Figure>> = BTreeMap::new();
@@ -411,7 +448,7 @@ fn report(c: &mut PgConnection, ctx: &Ctx, p: &Params, name: &'static str, sourc
         if !readable.iter().any(|r| *r) {
             continue;
         }
-        let rows = load(c, src, &s.group_by, &s.window, &scope, p)?;
+        let rows = load(c, src, &s.group_by, &s.window, &scope, p, rollup_ok)?;
         let mut buckets: BTreeMap<Option<Option<String>>, Vec<&AggRow>> = BTreeMap::new();
         for r in &rows {
             let key = if r.total { None } else { Some(r.grp.clone()) };
@@ -493,7 +530,9 @@ fn figures_of(split: Split, m: &Measure, i: usize, rows: &[&AggRow]) -> Vec<Figu
     }
 }
 
-/// The source's grouped figures for both periods.
+/// The source's grouped figures for both periods: from its rollup when `rollup_ok`
+/// (the rollup is built at the report's offset) and the grouping and filters allow,
+/// else from its records.
 fn load(
     c: &mut PgConnection,
     src: &Source,
@@ -501,8 +540,13 @@ fn load(
     w: &crm_domain::reports::Window,
     scope: &crm_domain::access::ScopeFilter,
     p: &Params,
+    rollup_ok: bool,
 ) -> AppResult<Vec<AggRow>> {
     let rec = src.rec;
+    let rollup = src
+        .rollup
+        .filter(|_| rollup_ok && p.pipeline_id.is_none())
+        .filter(|_| matches!(group_by, GroupBy::None | GroupBy::Owner | GroupBy::Team));
     let grouped = *group_by != GroupBy::None;
     let mut sql = Sql::new(if grouped {
         "SELECT x.grp, GROUPING(x.grp) = 1 AS total, x.cur, x.split"
@@ -510,8 +554,12 @@ fn load(
         "SELECT NULL::text AS grp, TRUE AS total, x.cur, x.split"
     });
     for i in 0..4 {
-        match src.measures.get(i) {
-            Some(m) => sql.push(&format!(", ({})::numeric AS v{i}", m.agg)),
+        let agg = match rollup {
+            Some(r) => r.aggs.get(i).copied(),
+            None => src.measures.get(i).map(|m| m.agg),
+        };
+        match agg {
+            Some(agg) => sql.push(&format!(", ({agg})::numeric AS v{i}")),
             None => sql.push(&format!(", NULL::numeric AS v{i}")),
         };
     }
@@ -520,6 +568,9 @@ fn load(
     let grp = match group_by {
         GroupBy::None => None,
         GroupBy::Owner => Some(format!("{rec}.owner_id::text")),
+        GroupBy::Team if rollup.is_some() => Some(format!(
+            "nullif({rec}.team_id, '00000000-0000-0000-0000-000000000000'::uuid)::text"
+        )),
         GroupBy::Team => Some(format!("{rec}.team_id::text")),
         GroupBy::Region => dim(src.region),
         GroupBy::Industry => dim(src.industry),
@@ -543,28 +594,31 @@ fn load(
         }
     }
     sql.push(" AS grp, ");
-    let (time_expr, is_day) = match src.time {
-        Time::Moment(e) => (e, false),
-        Time::Day(e) => (e, true),
+    let (time_expr, is_day) = match (rollup, src.time) {
+        (Some(r), _) => (r.day, true),
+        (None, Time::Moment(e)) => (e, false),
+        (None, Time::Day(e)) => (e, true),
     };
     sql.push(&format!("{time_expr} >= "));
     bind_bound(&mut sql, is_day, w.current.start, w.current.from);
     sql.push(" AS cur, ");
-    match src.split {
-        Split::None => sql.push("''"),
-        Split::Currency(e) | Split::Kind(e) => sql.push(&format!("coalesce({e}, '')")),
+    match (rollup, src.split) {
+        (Some(r), _) => sql.push(&format!("coalesce({}, '')", r.split)),
+        (None, Split::None) => sql.push("''"),
+        (None, Split::Currency(e) | Split::Kind(e)) => sql.push(&format!("coalesce({e}, '')")),
     };
-    sql.push(&format!(
-        " AS split, {} FROM {} WHERE {}",
-        src.cols, src.from, src.filter
-    ));
+    let (cols, from, filter) = match rollup {
+        Some(r) => (r.cols, r.from, r.filter),
+        None => (src.cols, src.from, src.filter),
+    };
+    sql.push(&format!(" AS split, {cols} FROM {from} WHERE {filter}"));
     sql.push(&format!(" AND {time_expr} >= "));
     bind_bound(&mut sql, is_day, w.previous.start, w.previous.from);
     sql.push(&format!(" AND {time_expr} < "));
     bind_bound(&mut sql, is_day, w.current.end, w.current.until());
     sql.scope(rec, scope);
     push_filters(&mut sql, rec, p);
-    if let (Some(pipeline), Some(deal)) = (p.pipeline_id, src.deal) {
+    if let (Some(pipeline), Some(deal), None) = (p.pipeline_id, src.deal, rollup) {
         sql.push(&format!(" AND {deal}.pipeline_id = "));
         sql.bind::<diesel::sql_types::Uuid, _>(pipeline);
     }

@@ -7,7 +7,7 @@
 use chrono::Duration;
 use crm_db::sql::Sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Integer, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Date, Double, Integer, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -116,39 +116,42 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
     } else {
         (None, None)
     };
+    let hist = hist(c, ctx, &scope, p)?;
+    // The cells, from the open deals' rollup (kept by a trigger, migration
+    // `report_rollups`): one row per close date, stage, category, owner, team, currency.
     let mut sql = Sql::new("");
-    push_hist(&mut sql, ctx, &scope, p);
+    push_hist(&mut sql, &hist);
     sql.push(
-        " SELECT to_char(o.expected_close_date, 'YYYY-MM') AS month, o.stage_id, s.code AS stage_code, \
+        " SELECT to_char(nullif(t.close_date, '-infinity'), 'YYYY-MM') AS month, t.stage_id, s.code AS stage_code, \
          s.name AS stage_name, s.position AS stage_position, \
-         coalesce(o.forecast_category, s.forecast_category) AS forecast_category, o.currency, count(*) AS deals, \
-         coalesce(sum(o.amount), 0) AS amount, \
-         round(coalesce(sum(o.amount * o.probability / 100.0), 0), 2) AS weighted_amount, \
+         coalesce(nullif(t.forecast_category, ''), s.forecast_category) AS forecast_category, t.currency, \
+         sum(t.deals)::bigint AS deals, coalesce(sum(t.amount), 0) AS amount, \
+         round(coalesce(sum(t.amount_x_prob) / 100.0, 0), 2) AS weighted_amount, \
          max(hist.pct) AS historical_win_pct, \
-         round(coalesce(sum(o.amount), 0) * max(hist.pct) / 100.0, 2) AS forecast_amount \
-         FROM opportunities o JOIN stages s ON s.id = o.stage_id LEFT JOIN hist ON hist.stage_id = o.stage_id \
-         WHERE o.deleted_at IS NULL AND o.status = 'open'",
+         round(coalesce(sum(t.amount), 0) * max(hist.pct) / 100.0, 2) AS forecast_amount \
+         FROM opportunity_forecast_totals t JOIN stages s ON s.id = t.stage_id \
+         LEFT JOIN hist ON hist.stage_id = t.stage_id WHERE t.deals <> 0",
     );
-    sql.scope("o", &scope);
-    push_filters(&mut sql, "o", p);
+    sql.scope("t", &scope);
+    push_filters(&mut sql, "t", p);
     if let Some(pipeline) = p.pipeline_id {
-        sql.push(" AND o.pipeline_id = ");
+        sql.push(" AND s.pipeline_id = ");
         sql.bind::<SqlUuid, _>(pipeline);
     }
     if let (Some(from), Some(to)) = (close_from, close_to) {
-        sql.push(" AND o.expected_close_date >= ");
+        sql.push(" AND t.close_date >= ");
         sql.bind::<Date, _>(from);
-        sql.push(" AND o.expected_close_date <= ");
+        sql.push(" AND t.close_date <= ");
         sql.bind::<Date, _>(to);
     }
     sql.push(
-        " GROUP BY 1, o.stage_id, s.code, s.name, s.position, 6, o.currency \
-         ORDER BY 1 NULLS LAST, s.position, 6, o.currency",
+        " GROUP BY 1, t.stage_id, s.code, s.name, s.position, 6, t.currency HAVING sum(t.deals) <> 0 \
+         ORDER BY 1 NULLS LAST, s.position, 6, t.currency",
     );
     let cells: Vec<PipelineCell> = sql.into_query().load(c)?;
 
     let mut sql = Sql::new("");
-    push_hist(&mut sql, ctx, &scope, p);
+    push_hist(&mut sql, &hist);
     sql.push(
         ", d AS (SELECT o.currency, o.amount, hist.pct, CASE WHEN hist.secs IS NOT NULL THEN \
          ((greatest(o.stage_entered_at + make_interval(secs => hist.secs), ",
@@ -181,21 +184,51 @@ pub fn pipeline(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Pipeli
     finish(ctx, close_from, close_to, cells, by_history)
 }
 
-/// `WITH hist AS (…)`: per stage, the won share (percent) of the deals in scope and
-/// filters that entered it in the last 365 days and have closed since, and the
-/// average seconds from such an entry to the deal being won.
-fn push_hist(sql: &mut Sql<'_>, ctx: &Ctx, scope: &crm_domain::access::ScopeFilter, p: &Params) {
-    sql.push(
-        "WITH hist AS (SELECT h.to_stage_id AS stage_id, \
-         round(100.0 * count(DISTINCT o.id) FILTER (WHERE o.status = 'won') / count(DISTINCT o.id), 2) AS pct, \
-         avg(extract(epoch FROM o.closed_at - h.entered_at)) FILTER (WHERE o.status = 'won') AS secs \
+/// One stage's history: the won share (percent) of the deals in scope and filters that
+/// entered it in the last 365 days and have closed since, and the average seconds
+/// from such an entry to the deal being won.
+#[derive(QueryableByName)]
+struct StageHistory {
+    #[diesel(sql_type = SqlUuid)]
+    stage_id: Uuid,
+    #[diesel(sql_type = Nullable<Numeric>)]
+    pct: Option<Decimal>,
+    #[diesel(sql_type = Nullable<Double>)]
+    secs: Option<f64>,
+}
+
+/// Every stage's history, computed once per report (both of its statements read it);
+/// per deal and stage first, so that counting distinct deals is a hash aggregate.
+fn hist(
+    c: &mut PgConnection,
+    ctx: &Ctx,
+    scope: &crm_domain::access::ScopeFilter,
+    p: &Params,
+) -> AppResult<Vec<StageHistory>> {
+    let mut sql = Sql::new(
+        "SELECT d.stage_id, round(100.0 * count(*) FILTER (WHERE d.won) / count(*), 2) AS pct, \
+         (sum(d.secs) FILTER (WHERE d.won) / nullif(sum(d.visits) FILTER (WHERE d.won), 0))::float8 AS secs \
+         FROM (SELECT h.to_stage_id AS stage_id, o.status = 'won' AS won, count(*) AS visits, \
+         sum(extract(epoch FROM o.closed_at - h.entered_at)) AS secs \
          FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id \
          WHERE o.deleted_at IS NULL AND o.status IN ('won', 'lost') AND h.entered_at >= ",
     );
     sql.bind::<Timestamptz, _>(ctx.now() - Duration::days(365));
     sql.scope("o", scope);
-    push_filters(sql, "o", p);
-    sql.push(" GROUP BY h.to_stage_id)");
+    push_filters(&mut sql, "o", p);
+    sql.push(" GROUP BY h.to_stage_id, o.id, o.status) d GROUP BY d.stage_id");
+    Ok(sql.into_query().load(c)?)
+}
+
+/// `WITH hist (stage_id, pct, secs) AS (…)`: the stages' history, bound as arrays.
+fn push_hist(sql: &mut Sql<'_>, hist: &[StageHistory]) {
+    sql.push("WITH hist AS (SELECT * FROM unnest(");
+    sql.bind::<Array<SqlUuid>, _>(hist.iter().map(|h| h.stage_id).collect::<Vec<_>>());
+    sql.push("::uuid[], ");
+    sql.bind::<Array<Nullable<Numeric>>, _>(hist.iter().map(|h| h.pct).collect::<Vec<_>>());
+    sql.push("::numeric[], ");
+    sql.bind::<Array<Nullable<Double>>, _>(hist.iter().map(|h| h.secs).collect::<Vec<_>>());
+    sql.push("::float8[]) AS h (stage_id, pct, secs))");
 }
 
 /// Withholds amounts the caller may not read and adds the totals per forecast category.

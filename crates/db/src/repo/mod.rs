@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod pipelines;
 pub mod products;
 pub mod quotes;
+pub mod report_rollups;
 pub mod report_subscriptions;
 pub mod roles;
 pub mod rules;

@@ -1,0 +1,12 @@
+DROP TRIGGER opportunity_totals_forecast ON opportunities;
+DROP FUNCTION rebuild_opportunity_forecast_totals();
+DROP FUNCTION opportunity_forecast_trigger();
+DROP FUNCTION opportunity_forecast_add(opportunities, bigint);
+DROP TABLE opportunity_forecast_totals;
+DROP TRIGGER activity_totals ON activities;
+DROP FUNCTION rebuild_activity_day_totals(integer);
+DROP FUNCTION activity_rollup_trigger();
+DROP FUNCTION activity_rollup_add(activities, integer, bigint);
+DROP FUNCTION report_business_day(timestamptz, integer);
+DROP TABLE activity_day_totals;
+DROP TABLE report_rollup_state;
