@@ -81,6 +81,11 @@ FROM opportunities o CROSS JOIN st CROSS JOIN generate_series(1, 5) v,
      LATERAL (SELECT array_position(st.ids, o.stage_id) AS k,
                      (coalesce(o.closed_at, now()) - o.created_at) / 5 AS d) x
 WHERE o.name LIKE 'Bulk deal %';
+-- What the stage_history_relink trigger keeps: each visit's previous entry into its stage.
+UPDATE stage_history h SET prev_entered_at = p.prev
+FROM (SELECT id, lag(entered_at) OVER (PARTITION BY opportunity_id, to_stage_id ORDER BY entered_at, id) AS prev
+      FROM stage_history) p
+WHERE p.id = h.id AND p.prev IS DISTINCT FROM h.prev_entered_at;
 ALTER TABLE opportunities ENABLE TRIGGER USER;
 ALTER TABLE stage_history ENABLE TRIGGER USER;
 SELECT rebuild_opportunity_stage_totals();
@@ -214,7 +219,7 @@ bench_sql() { # label sql
 }
 WON="SELECT x.grp, GROUPING(x.grp) = 1, x.cur, x.split, sum(x.amount), count(*), round(avg(x.amount), 2) FROM (SELECT o.owner_id::text AS grp, o.closed_at >= '$QS' AS cur, coalesce(o.currency, '') AS split, o.amount FROM opportunities o JOIN accounts a ON a.id = o.account_id WHERE o.deleted_at IS NULL AND o.status = 'won' AND o.closed_at >= '$PS' AND o.closed_at < '$QE') x GROUP BY GROUPING SETS ((x.grp, x.cur, x.split), (x.cur, x.split));"
 ACTS="SELECT x.cur, x.split, count(*) FROM (SELECT act.occurred_at >= '$QS' AS cur, act.activity_type AS split FROM activities act WHERE act.deleted_at IS NULL AND act.occurred_at >= '$PS' AND act.occurred_at < '$QE') x GROUP BY x.cur, x.split;"
-FUNNEL="WITH st AS (SELECT id, kind, position FROM stages WHERE pipeline_id = '$PIPELINE') SELECT x.stage_id, x.cur, count(DISTINCT x.opportunity_id), count(*), count(*) FILTER (WHERE ns.kind = 'won' OR (ns.kind = 'open' AND ns.position > s.position)), count(*) FILTER (WHERE ns.kind = 'lost'), round(avg(x.dwell), 1), round((percentile_cont(0.5) WITHIN GROUP (ORDER BY x.dwell))::numeric, 1) FROM (SELECT h.opportunity_id, h.to_stage_id AS stage_id, o.status, extract(epoch FROM h.left_at - h.entered_at) / 86400.0 AS dwell, h.next_stage_id AS next_stage, h.entered_at >= '$QS' AS cur FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL WHERE h.to_stage_id IN (SELECT id FROM st) AND h.entered_at >= '$PS' AND h.entered_at < '$QE') x JOIN st s ON s.id = x.stage_id LEFT JOIN st ns ON ns.id = x.next_stage GROUP BY x.stage_id, x.cur;"
+FUNNEL="WITH st AS (SELECT id, kind, position FROM stages WHERE pipeline_id = '$PIPELINE') SELECT x.stage_id, x.cur, count(*) FILTER (WHERE x.first), count(*), count(*) FILTER (WHERE ns.kind = 'won' OR (ns.kind = 'open' AND ns.position > s.position)), count(*) FILTER (WHERE ns.kind = 'lost'), count(*) FILTER (WHERE x.first AND x.status = 'won'), round(avg(x.dwell), 1), round((percentile_cont(0.5) WITHIN GROUP (ORDER BY x.dwell))::numeric, 1) FROM (SELECT h.opportunity_id, h.to_stage_id AS stage_id, o.status, extract(epoch FROM h.left_at - h.entered_at) / 86400.0 AS dwell, h.next_stage_id AS next_stage, h.entered_at >= '$QS' AS cur, (h.prev_entered_at IS NULL OR h.prev_entered_at < CASE WHEN h.entered_at >= '$QS' THEN '$QS'::timestamptz ELSE '$PS'::timestamptz END) AS first FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL WHERE h.to_stage_id IN (SELECT id FROM st) AND h.entered_at >= '$PS' AND h.entered_at < '$QE') x JOIN st s ON s.id = x.stage_id LEFT JOIN st ns ON ns.id = x.next_stage GROUP BY x.stage_id, x.cur;"
 PIPE="SELECT to_char(o.expected_close_date, 'YYYY-MM'), o.stage_id, coalesce(o.forecast_category, s.forecast_category), o.currency, count(*), coalesce(sum(o.amount), 0), round(coalesce(sum(o.amount * o.probability / 100.0), 0), 2) FROM opportunities o JOIN stages s ON s.id = o.stage_id WHERE o.deleted_at IS NULL AND o.status = 'open' GROUP BY 1, 2, 3, 4;"
 # What the process and pipeline reports read instead (the trigger-kept rollups), and
 # the pipeline's stage history (once per request).

@@ -916,6 +916,7 @@ diesel::table! {
         probability -> Nullable<Int4>,
         reason -> Nullable<Text>,
         next_stage_id -> Nullable<Uuid>,
+        prev_entered_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -192,11 +192,11 @@ pub fn funnel(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Funnel> 
     let mut sql = Sql::new("WITH st AS (SELECT id, kind, position FROM stages WHERE pipeline_id = ");
     sql.bind::<SqlUuid, _>(pipeline_id);
     sql.push(&format!(
-        ") SELECT {head}, x.stage_id, x.cur, count(DISTINCT x.opportunity_id) AS entered, count(*) AS entries, \
+        ") SELECT {head}, x.stage_id, x.cur, count(*) FILTER (WHERE x.first) AS entered, count(*) AS entries, \
          count(*) FILTER (WHERE ns.kind = 'won' OR (ns.kind = 'open' AND ns.position > s.position)) AS advanced, \
          count(*) FILTER (WHERE ns.kind = 'lost') AS lost, \
          count(*) FILTER (WHERE ns.kind = 'open' AND ns.position < s.position) AS back, \
-         count(DISTINCT x.opportunity_id) FILTER (WHERE x.status = 'won') AS won, \
+         count(*) FILTER (WHERE x.first AND x.status = 'won') AS won, \
          round(avg(x.dwell) FILTER (WHERE x.dwell IS NOT NULL), 1) AS dwell_avg, \
          round((percentile_cont(0.5) WITHIN GROUP (ORDER BY x.dwell))::numeric, 1) AS dwell_median \
          FROM (SELECT {grp} AS grp, h.opportunity_id, h.to_stage_id AS stage_id, o.status, \
@@ -204,8 +204,16 @@ pub fn funnel(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Funnel> 
          h.entered_at >= "
     ));
     sql.bind::<Timestamptz, _>(w.current.start);
+    // The deal's first entry into the stage within the visit's period: it counts the
+    // deal once however often it entered.
+    sql.push(" AS cur, (h.prev_entered_at IS NULL OR h.prev_entered_at < CASE WHEN h.entered_at >= ");
+    sql.bind::<Timestamptz, _>(w.current.start);
+    sql.push(" THEN ");
+    sql.bind::<Timestamptz, _>(w.current.start);
+    sql.push(" ELSE ");
+    sql.bind::<Timestamptz, _>(w.previous.start);
     sql.push(
-        " AS cur FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL \
+        " END) AS first FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL \
          WHERE h.to_stage_id IN (SELECT id FROM st) AND h.entered_at >= ",
     );
     sql.bind::<Timestamptz, _>(w.previous.start);
