@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crm_db::sql::Sql;
 use crm_domain::reports::{GroupBy, Window};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -187,12 +187,22 @@ pub fn funnel(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Funnel> 
     };
     let w = &s.window;
 
+    // The pipeline's stages, archived ones too, bound as a list: a subquery or CTE of
+    // them is estimated at one row, and Postgres then looks up each visit's deal by
+    // index (17 s for 1.4M visits) instead of hashing the deals (2.7 s).
+    let all_stages: Vec<Uuid> = crm_db::repo::pipelines::stages_of(c, &[pipeline_id], true)?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let in_pipeline = |sql: &mut Sql<'_>, alias: &str| {
+        sql.push(&format!(" AND {alias}.pipeline_id = "));
+        sql.bind::<SqlUuid, _>(pipeline_id);
+    };
+
     // Each entry into a stage of the pipeline in either period, with the stage the
     // deal went to next (kept on the visit by a trigger).
-    let mut sql = Sql::new("WITH st AS (SELECT id, kind, position FROM stages WHERE pipeline_id = ");
-    sql.bind::<SqlUuid, _>(pipeline_id);
-    sql.push(&format!(
-        ") SELECT {head}, x.stage_id, x.cur, count(*) FILTER (WHERE x.first) AS entered, count(*) AS entries, \
+    let mut sql = Sql::new(&format!(
+        "SELECT {head}, x.stage_id, x.cur, count(*) FILTER (WHERE x.first) AS entered, count(*) AS entries, \
          count(*) FILTER (WHERE ns.kind = 'won' OR (ns.kind = 'open' AND ns.position > s.position)) AS advanced, \
          count(*) FILTER (WHERE ns.kind = 'lost') AS lost, \
          count(*) FILTER (WHERE ns.kind = 'open' AND ns.position < s.position) AS back, \
@@ -214,32 +224,36 @@ pub fn funnel(c: &mut PgConnection, ctx: &Ctx, p: &Params) -> AppResult<Funnel> 
     sql.bind::<Timestamptz, _>(w.previous.start);
     sql.push(
         " END) AS first FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL \
-         WHERE h.to_stage_id IN (SELECT id FROM st) AND h.entered_at >= ",
+         WHERE h.to_stage_id = ANY(",
     );
+    sql.bind::<Array<SqlUuid>, _>(all_stages.clone());
+    sql.push(") AND h.entered_at >= ");
     sql.bind::<Timestamptz, _>(w.previous.start);
     sql.push(" AND h.entered_at < ");
     sql.bind::<Timestamptz, _>(w.current.end);
     sql.scope("o", &scope);
     push_filters(&mut sql, "o", p);
-    sql.push(&format!(
-        ") x JOIN st s ON s.id = x.stage_id LEFT JOIN st ns ON ns.id = x.next_stage {tail}"
-    ));
+    sql.push(") x JOIN stages s ON s.id = x.stage_id LEFT JOIN stages ns ON ns.id = x.next_stage");
+    in_pipeline(&mut sql, "ns");
+    sql.push(&format!(" {tail}"));
     let entries: Vec<EntryRow> = sql.into_query().load(c)?;
 
     // Moves in either period that jumped over a stage (forward, not to lost).
-    let mut sql = Sql::new("WITH st AS (SELECT id, kind, position FROM stages WHERE pipeline_id = ");
-    sql.bind::<SqlUuid, _>(pipeline_id);
-    sql.push(&format!(
-        ") SELECT {head}, x.stage_id, x.cur, count(*) AS n, 0::bigint AS m FROM (SELECT {grp} AS grp, \
+    let mut sql = Sql::new(&format!(
+        "SELECT {head}, x.stage_id, x.cur, count(*) AS n, 0::bigint AS m FROM (SELECT {grp} AS grp, \
          sk.id AS stage_id, h.entered_at >= "
     ));
     sql.bind::<Timestamptz, _>(w.current.start);
     sql.push(
         " AS cur FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id AND o.deleted_at IS NULL \
-         JOIN st fs ON fs.id = h.from_stage_id JOIN st ts ON ts.id = h.to_stage_id AND ts.kind <> 'lost' \
-         JOIN st sk ON sk.kind = 'open' AND sk.position > fs.position AND sk.position < ts.position \
-         WHERE h.entered_at >= ",
+         JOIN stages fs ON fs.id = h.from_stage_id",
     );
+    in_pipeline(&mut sql, "fs");
+    sql.push(" JOIN stages ts ON ts.id = h.to_stage_id AND ts.kind <> 'lost'");
+    in_pipeline(&mut sql, "ts");
+    sql.push(" JOIN stages sk ON sk.kind = 'open' AND sk.position > fs.position AND sk.position < ts.position");
+    in_pipeline(&mut sql, "sk");
+    sql.push(" WHERE h.entered_at >= ");
     sql.bind::<Timestamptz, _>(w.previous.start);
     sql.push(" AND h.entered_at < ");
     sql.bind::<Timestamptz, _>(w.current.end);
