@@ -197,26 +197,32 @@ struct StageHistory {
     secs: Option<f64>,
 }
 
-/// Every stage's history, computed once per report (both of its statements read it);
-/// per deal and stage first, so that counting distinct deals is a hash aggregate.
+/// Every stage's history, computed once per report (both of its statements read it).
+/// A deal counts once per stage: by its visit without an earlier entry into the stage
+/// inside the window (`prev_entered_at`, kept by a trigger), so no distinct count.
 fn hist(
     c: &mut PgConnection,
     ctx: &Ctx,
     scope: &crm_domain::access::ScopeFilter,
     p: &Params,
 ) -> AppResult<Vec<StageHistory>> {
+    let since = ctx.now() - Duration::days(365);
     let mut sql = Sql::new(
-        "SELECT d.stage_id, round(100.0 * count(*) FILTER (WHERE d.won) / count(*), 2) AS pct, \
-         (sum(d.secs) FILTER (WHERE d.won) / nullif(sum(d.visits) FILTER (WHERE d.won), 0))::float8 AS secs \
-         FROM (SELECT h.to_stage_id AS stage_id, o.status = 'won' AS won, count(*) AS visits, \
-         sum(extract(epoch FROM o.closed_at - h.entered_at)) AS secs \
+        "SELECT h.to_stage_id AS stage_id, round(100.0 * count(*) FILTER (WHERE o.status = 'won' AND (h.prev_entered_at IS NULL OR h.prev_entered_at < ",
+    );
+    sql.bind::<Timestamptz, _>(since);
+    sql.push(")) / nullif(count(*) FILTER (WHERE h.prev_entered_at IS NULL OR h.prev_entered_at < ");
+    sql.bind::<Timestamptz, _>(since);
+    sql.push(
+        "), 0), 2) AS pct, \
+         (avg(extract(epoch FROM o.closed_at - h.entered_at)) FILTER (WHERE o.status = 'won'))::float8 AS secs \
          FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id \
          WHERE o.deleted_at IS NULL AND o.status IN ('won', 'lost') AND h.entered_at >= ",
     );
-    sql.bind::<Timestamptz, _>(ctx.now() - Duration::days(365));
+    sql.bind::<Timestamptz, _>(since);
     sql.scope("o", scope);
     push_filters(&mut sql, "o", p);
-    sql.push(" GROUP BY h.to_stage_id, o.id, o.status) d GROUP BY d.stage_id");
+    sql.push(" GROUP BY h.to_stage_id");
     Ok(sql.into_query().load(c)?)
 }
 
