@@ -295,6 +295,30 @@ async fn contracts_payments_gross_profit_leads_activities_and_response_times() {
         ("1260.00".into(), "0".into())
     );
     assert_eq!(vp(fig(t, "payments_received", None)), ("2".into(), "0".into()));
+    // By pipeline, and filtered to it, payments and contracts count under their deal's.
+    let pid = app.default_pipeline(&rep).await["id"].as_str().unwrap().to_owned();
+    for query in ["group_by=pipeline".to_owned(), format!("pipeline_id={pid}")] {
+        let r = app.get(&format!("/api/v1/reports/results?{OCT}&{query}"), &admin).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let figures = match r.body["rows"].as_array().unwrap().as_slice() {
+            [] => r.body["totals"].clone(),
+            [row] => {
+                assert_eq!(row["group"]["key"], pid.as_str(), "{}", r.text);
+                row["figures"].clone()
+            }
+            rows => panic!("{rows:?}"),
+        };
+        assert_eq!(
+            vp(fig(&figures, "payments_collected", Some("CNY"))),
+            ("1260.00".into(), "0".into()),
+            "{query}"
+        );
+        assert_eq!(
+            vp(fig(&figures, "new_contracts", None)),
+            ("1".into(), "1".into()),
+            "{query}"
+        );
+    }
     // Legal reads contracts but not payments, and not quote margins: those figures are
     // withheld, the rest is there.
     let legal = app.token(app.org.legal);

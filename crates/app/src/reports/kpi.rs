@@ -52,6 +52,9 @@ struct Source {
     source: Option<&'static str>,
     /// Alias of the deal, for the pipeline, custom groupings and the pipeline filter.
     deal: Option<&'static str>,
+    /// The join that brings the deal in (empty when it is the record), made only for
+    /// those; it filters nothing out (the reference is mandatory).
+    deal_join: &'static str,
     measures: &'static [Measure],
     /// A trigger-kept rollup that answers the same figures when the report needs
     /// nothing but its keys.
@@ -131,6 +134,7 @@ const WON: Source = Source {
     tier: Some("a.tier"),
     source: Some("a.source"),
     deal: Some("o"),
+    deal_join: "",
     measures: &[
         sum(
             "sales_won_amount",
@@ -157,8 +161,7 @@ const WON: Source = Source {
 const PAYMENTS: Source = Source {
     resource: "payments",
     rec: "p",
-    from: "payments p JOIN contracts c ON c.id = p.contract_id JOIN opportunities o ON o.id = c.opportunity_id \
-           JOIN accounts a ON a.id = p.account_id",
+    from: "payments p JOIN contracts c ON c.id = p.contract_id JOIN accounts a ON a.id = p.account_id",
     filter: "TRUE",
     time: Time::Day("p.received_on"),
     split: Split::Currency("c.currency"),
@@ -168,6 +171,7 @@ const PAYMENTS: Source = Source {
     tier: Some("a.tier"),
     source: Some("a.source"),
     deal: Some("o"),
+    deal_join: " JOIN opportunities o ON o.id = c.opportunity_id",
     measures: &[
         sum(
             "payments_collected",
@@ -184,8 +188,7 @@ const PAYMENTS: Source = Source {
 const CONTRACTS: Source = Source {
     resource: "contracts",
     rec: "c",
-    from: "contracts c JOIN opportunities o ON o.id = c.opportunity_id JOIN accounts a ON a.id = c.account_id \
-           LEFT JOIN LATERAL (SELECT sum(ql.net_amount - ql.quantity * ql.unit_cost) AS profit \
+    from: "contracts c JOIN accounts a ON a.id = c.account_id LEFT JOIN LATERAL (SELECT sum(ql.net_amount - ql.quantity * ql.unit_cost) AS profit \
            FROM quote_lines ql WHERE ql.quote_id = c.quote_id) g ON TRUE",
     filter: "c.deleted_at IS NULL AND c.signed_at IS NOT NULL",
     time: Time::Moment("c.signed_at"),
@@ -196,6 +199,7 @@ const CONTRACTS: Source = Source {
     tier: Some("a.tier"),
     source: Some("a.source"),
     deal: Some("o"),
+    deal_join: " JOIN opportunities o ON o.id = c.opportunity_id",
     measures: &[
         count("new_contracts", "新签合同数", "New contracts", "count(*)"),
         sum(
@@ -229,6 +233,7 @@ const LEADS: Source = Source {
     tier: None,
     source: Some("l.source"),
     deal: None,
+    deal_join: "",
     measures: &[
         count("new_leads", "新增线索", "New leads", "count(*)"),
         count(
@@ -261,6 +266,7 @@ const CLOSED: Source = Source {
     tier: Some("a.tier"),
     source: Some("a.source"),
     deal: Some("o"),
+    deal_join: "",
     measures: &[
         count("deals_closed", "结单数", "Deals closed", "count(*)"),
         m(
@@ -292,8 +298,7 @@ const CLOSED: Source = Source {
 const ACTIVITIES: Source = Source {
     resource: "activities",
     rec: "act",
-    from: "activities act LEFT JOIN accounts a ON a.id = act.account_id \
-           LEFT JOIN opportunities o ON o.id = act.opportunity_id",
+    from: "activities act LEFT JOIN accounts a ON a.id = act.account_id",
     filter: "act.deleted_at IS NULL",
     time: Time::Moment("act.occurred_at"),
     split: Split::Kind("act.activity_type"),
@@ -303,6 +308,7 @@ const ACTIVITIES: Source = Source {
     tier: Some("a.tier"),
     source: Some("a.source"),
     deal: Some("o"),
+    deal_join: " LEFT JOIN opportunities o ON o.id = act.opportunity_id",
     measures: &[count("activities", "跟进次数", "Activities", "count(*)")],
     rollup: Some(Rollup {
         from: "activity_day_totals act",
@@ -327,6 +333,7 @@ const LEAD_SLA: Source = Source {
     tier: None,
     source: Some("l.source"),
     deal: None,
+    deal_join: "",
     measures: &[
         m(
             "lead_response_avg_minutes",
@@ -607,9 +614,15 @@ fn load(
         (None, Split::None) => sql.push("''"),
         (None, Split::Currency(e) | Split::Kind(e)) => sql.push(&format!("coalesce({e}, '')")),
     };
-    let (cols, from, filter) = match rollup {
-        Some(r) => (r.cols, r.from, r.filter),
-        None => (src.cols, src.from, src.filter),
+    let needs_deal = matches!(group_by, GroupBy::Pipeline | GroupBy::Custom(_)) || p.pipeline_id.is_some();
+    let from = match rollup {
+        Some(r) => r.from.to_owned(),
+        None if needs_deal => format!("{}{}", src.from, src.deal_join),
+        None => src.from.to_owned(),
+    };
+    let (cols, filter) = match rollup {
+        Some(r) => (r.cols, r.filter),
+        None => (src.cols, src.filter),
     };
     sql.push(&format!(" AS split, {cols} FROM {from} WHERE {filter}"));
     sql.push(&format!(" AND {time_expr} >= "));
