@@ -86,6 +86,7 @@ UPDATE stage_history h SET prev_entered_at = p.prev
 FROM (SELECT id, lag(entered_at) OVER (PARTITION BY opportunity_id, to_stage_id ORDER BY entered_at, id) AS prev
       FROM stage_history) p
 WHERE p.id = h.id AND p.prev IS DISTINCT FROM h.prev_entered_at;
+SELECT rebuild_stage_win_totals();
 ALTER TABLE opportunities ENABLE TRIGGER USER;
 ALTER TABLE stage_history ENABLE TRIGGER USER;
 SELECT rebuild_opportunity_stage_totals();
@@ -233,9 +234,11 @@ bench_sql "process, activities by type (SQL only, rollup the report reads)" "$AC
 bench_sql "funnel entries and next stages (SQL only)" "$FUNNEL"
 bench_sql "open pipeline by month, stage, category (SQL only, records)" "$PIPE"
 bench_sql "open pipeline by month, stage, category (SQL only, rollup the report reads)" "$PIPE_ROLLUP"
-bench_sql "pipeline, stage history forecast input (SQL only)" "$HIST"
+HIST_ROLLUP="SELECT t.stage_id, round(100.0 * sum(t.won_visits) FILTER (WHERE t.prev_on < current_date - 365) / nullif(sum(t.visits) FILTER (WHERE t.prev_on < current_date - 365), 0), 2), (sum(t.won_secs) / nullif(sum(t.won_visits), 0))::float8 FROM stage_win_totals t WHERE t.entered_on >= current_date - 365 GROUP BY t.stage_id HAVING sum(t.visits) <> 0;"
+bench_sql "pipeline, stage history forecast input (SQL only, records)" "$HIST"
+bench_sql "pipeline, stage history forecast input (SQL only, rollup the report reads)" "$HIST_ROLLUP"
 echo "== plans"
-for q in "$WON" "$ACTS" "$ACTS_ROLLUP" "$FUNNEL" "$PIPE" "$PIPE_ROLLUP" "$HIST"; do
+for q in "$WON" "$ACTS" "$ACTS_ROLLUP" "$FUNNEL" "$PIPE" "$PIPE_ROLLUP" "$HIST" "$HIST_ROLLUP"; do
   psql "$DB_URL" -Atc "EXPLAIN (ANALYZE, BUFFERS OFF) $q" | grep -E "Scan on|Heap Fetches|Execution" | head -6
 done
 rm -f "$LUA" "$SQLF"

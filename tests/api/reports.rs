@@ -778,9 +778,9 @@ fn rollup_rows(app_db: &crm_test_support::TestDb, table: &str, zero: &str) -> Ve
 }
 
 /// The rollups the process and pipeline reports read stay what a rebuild from the
-/// records gives, through creates, edits, stage moves, losing, reassignment, deletes
-/// and restores; a new calendar offset rebuilds the activity rollup, whose business
-/// days then follow it.
+/// records gives, through creates, edits, stage moves, losing, winning, reopening,
+/// reassignment, re-dated and added visits, deletes and restores; a new calendar
+/// offset rebuilds the activity rollup, whose business days then follow it.
 #[actix_web::test]
 async fn report_rollups_follow_every_change_and_the_calendar_offset() {
     let app = start().await;
@@ -791,8 +791,11 @@ async fn report_rollups_follow_every_change_and_the_calendar_offset() {
     let check = |what: &str| {
         let acts = rollup_rows(&app.db, "activity_day_totals", "activities");
         let deals = rollup_rows(&app.db, "opportunity_forecast_totals", "deals");
+        let visits = rollup_rows(&app.db, "stage_win_totals", "visits");
         exec(&app.db, "SELECT rebuild_activity_day_totals(NULL)");
         exec(&app.db, "SELECT rebuild_opportunity_forecast_totals()");
+        exec(&app.db, "SELECT rebuild_stage_win_totals()");
+        assert_eq!(visits, rollup_rows(&app.db, "stage_win_totals", "visits"), "{what}");
         assert_eq!(
             acts,
             rollup_rows(&app.db, "activity_day_totals", "activities"),
@@ -927,6 +930,45 @@ async fn report_rollups_follow_every_change_and_the_calendar_offset() {
         (json!("USD"), json!(1))
     );
     assert_eq!(cells.len(), 2, "the lost deal is not in the pipeline: {cells:?}");
+    assert!(
+        !rollup_rows(&app.db, "stage_win_totals", "visits").is_empty(),
+        "the lost deal's visits are rolled up"
+    );
+
+    // Closed deals' visits: a deal won, its visits re-dated, one more visit (which
+    // links to its earlier entry), the lost deal reassigned; then reopened.
+    for sql in [
+        format!(
+            "UPDATE opportunities SET status = 'won', closed_at = now() WHERE id = '{}'",
+            id(0)
+        ),
+        format!(
+            "UPDATE stage_history SET entered_at = entered_at - interval '3 days' WHERE opportunity_id = '{}'",
+            id(0)
+        ),
+        format!(
+            "INSERT INTO stage_history (opportunity_id, to_stage_id, entered_at, left_at) \
+             VALUES ('{}', '{}', now() - interval '1 day', now())",
+            id(0),
+            stage_id(&p, "qualification")
+        ),
+        format!(
+            "UPDATE opportunities SET owner_id = '{}' WHERE id = '{}'",
+            app.org.rep_east1b,
+            id(2)
+        ),
+    ] {
+        exec(&app.db, &sql);
+    }
+    check("closed deals");
+    exec(
+        &app.db,
+        &format!(
+            "UPDATE opportunities SET status = 'open', closed_at = NULL WHERE id = '{}'",
+            id(0)
+        ),
+    );
+    check("reopened");
 
     // UTC: the rollup is rebuilt at the new offset, and all three activities fall on
     // 1 October.

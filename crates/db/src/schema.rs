@@ -921,6 +921,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    stage_win_totals (entered_on, prev_on, stage_id, owner_id, team_id) {
+        entered_on -> Date,
+        prev_on -> Date,
+        stage_id -> Uuid,
+        owner_id -> Uuid,
+        team_id -> Uuid,
+        visits -> Int8,
+        won_visits -> Int8,
+        won_secs -> Numeric,
+    }
+}
+
+diesel::table! {
     stages (id) {
         id -> Uuid,
         pipeline_id -> Uuid,
@@ -1101,6 +1114,7 @@ diesel::joinable!(saved_reports -> teams (team_id));
 diesel::joinable!(saved_reports -> users (owner_id));
 diesel::joinable!(stage_history -> opportunities (opportunity_id));
 diesel::joinable!(stage_history -> users (changed_by));
+diesel::joinable!(stage_win_totals -> stages (stage_id));
 diesel::joinable!(stages -> pipelines (pipeline_id));
 diesel::joinable!(status_transitions -> users (actor_id));
 diesel::joinable!(tasks -> teams (team_id));
@@ -1171,6 +1185,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     scope_departures,
     settings,
     stage_history,
+    stage_win_totals,
     stages,
     status_transitions,
     tasks,

@@ -197,32 +197,29 @@ struct StageHistory {
     secs: Option<f64>,
 }
 
-/// Every stage's history, computed once per report (both of its statements read it).
-/// A deal counts once per stage: by its visit without an earlier entry into the stage
-/// inside the window (`prev_entered_at`, kept by a trigger), so no distinct count.
+/// Every stage's history, computed once per report (both of its statements read it),
+/// from the rollup of closed deals' visits (migration `stage_win_totals`, kept by
+/// triggers): the window starts at the UTC day 365 days back, and a deal counts once
+/// per stage by its visits whose previous entry into the stage is before the window.
 fn hist(
     c: &mut PgConnection,
     ctx: &Ctx,
     scope: &crm_domain::access::ScopeFilter,
     p: &Params,
 ) -> AppResult<Vec<StageHistory>> {
-    let since = ctx.now() - Duration::days(365);
-    let mut sql = Sql::new(
-        "SELECT h.to_stage_id AS stage_id, round(100.0 * count(*) FILTER (WHERE o.status = 'won' AND (h.prev_entered_at IS NULL OR h.prev_entered_at < ",
-    );
-    sql.bind::<Timestamptz, _>(since);
-    sql.push(")) / nullif(count(*) FILTER (WHERE h.prev_entered_at IS NULL OR h.prev_entered_at < ");
-    sql.bind::<Timestamptz, _>(since);
+    let since = (ctx.now() - Duration::days(365)).date_naive();
+    let mut sql = Sql::new("SELECT t.stage_id, round(100.0 * sum(t.won_visits) FILTER (WHERE t.prev_on < ");
+    sql.bind::<Date, _>(since);
+    sql.push(") / nullif(sum(t.visits) FILTER (WHERE t.prev_on < ");
+    sql.bind::<Date, _>(since);
     sql.push(
-        "), 0), 2) AS pct, \
-         (avg(extract(epoch FROM o.closed_at - h.entered_at)) FILTER (WHERE o.status = 'won'))::float8 AS secs \
-         FROM stage_history h JOIN opportunities o ON o.id = h.opportunity_id \
-         WHERE o.deleted_at IS NULL AND o.status IN ('won', 'lost') AND h.entered_at >= ",
+        "), 0), 2) AS pct, (sum(t.won_secs) / nullif(sum(t.won_visits), 0))::float8 AS secs \
+         FROM stage_win_totals t WHERE t.entered_on >= ",
     );
-    sql.bind::<Timestamptz, _>(since);
-    sql.scope("o", scope);
-    push_filters(&mut sql, "o", p);
-    sql.push(" GROUP BY h.to_stage_id");
+    sql.bind::<Date, _>(since);
+    sql.scope("t", scope);
+    push_filters(&mut sql, "t", p);
+    sql.push(" GROUP BY t.stage_id HAVING sum(t.visits) <> 0");
     Ok(sql.into_query().load(c)?)
 }
 
