@@ -187,6 +187,18 @@ PY
   echo "== wrk: $1  ${4:+POST }${4:-GET }$3"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s --latency -s "$LUA" "http://127.0.0.1:$PORT$3" \
     | grep -E '^\s+(50|99)%|Requests/sec|Non-2xx' || true
+  drain
+}
+# wrk stops at its duration, but the server finishes the statements of the requests
+# it dropped: wait for them (up to a minute) so that they do not slow the next figure.
+drain() {
+  for _ in $(seq 1 120); do
+    n=$(psql "$DB_URL" -Atc "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                             AND state = 'active' AND pid <> pg_backend_pid()")
+    [ "$n" = 0 ] && return
+    sleep 0.5
+  done
+  echo "   (statements still running after a minute)"
 }
 Q=period=this_quarter
 run_wrk "director, results (all deals)" "$DIRECTOR" "/api/v1/reports/results?$Q"
